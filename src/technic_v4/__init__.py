@@ -1,0 +1,13 @@
+"""technic: a self-hosted full-market stock scanner (import package ``technic_v4``).
+
+Pipeline (each stage owned by one package; data flows one way):
+
+    ScanConfig -> universe (reference data, smart filter) -> pre-screen (latest-bar snapshot)
+    -> panel (symbols x bars, from the local store) -> indicators (2D kernels, TA-Lib exact)
+    -> scoring (regime, sub-scores, TechRating, RSRating, Signal, Rationale) -> plans
+    -> ranked DataFrame
+
+``scanner_core`` and ``data_engine`` are the seed's front doors and hold no logic of their own.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,220 @@
+"""``technic`` command line: thin commands over the same functions as the Python API."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from technic_v4 import __version__
+
+TABLE_COLUMNS = ("Rank", "Symbol", "Name", "Sector", "Close", "Return21D", "RSI14", "RSRating",
+                 "TechRating", "Signal", "Entry", "Stop", "Target", "PositionSize")
+FORMATS = ("table", "csv", "json", "parquet")
+
+
+def _fail(e: Exception) -> None:
+    raise click.ClickException(str(e)) from e
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="technic")
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-v info, -vv debug).")
+def main(verbose: int) -> None:
+    """technic: scan the whole US market from a local store, with TA-Lib-exact indicators."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.option("--max-symbols", "-n", type=int, default=None,
+              help="First N listings by market cap after the smart filter (default: all).")
+@click.option("--sector", "sectors", multiple=True, help="GICS sector (repeatable).")
+@click.option("--industry", "industries", multiple=True, help="GICS industry (repeatable).")
+@click.option("--type", "types", multiple=True,
+              help="Listing type (repeatable; default: Common Stock and ADR).")
+@click.option("--symbols", help="Comma-separated tickers to scan.")
+@click.option("--top", "top_n", type=int, default=None, help="Keep the N best rows.")
+@click.option("--as-of", "as_of", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Point-in-time scan at this session (YYYY-MM-DD).")
+@click.option("--min-rating", type=float, default=0.0, show_default=True,
+              help="Minimum TechRating.")
+@click.option("--only-tradeable", is_flag=True, help="Only Long/Strong Long rows with a position.")
+@click.option("--allow-shorts", is_flag=True, help="Emit Short/Strong Short signals and plans.")
+@click.option("--lookback", "lookback_days", type=int, default=None,
+              help="Bars (sessions) per symbol (default 300).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write to this file instead of stdout (parquet needs it).")
+@click.option("--rows", type=int, default=30, show_default=True,
+              help="Rows shown by the table format (0 = all).")
+@click.option("--stats", "show_stats", is_flag=True, help="Print the scan statistics as JSON "
+              "on stderr.")
+def scan(max_symbols: int | None, sectors: tuple[str, ...], industries: tuple[str, ...],
+         types: tuple[str, ...], symbols: str | None, top_n: int | None,
+         as_of: dt.datetime | None, min_rating: float, only_tradeable: bool, allow_shorts: bool,
+         lookback_days: int | None, fmt: str, output: Path | None, rows: int,
+         show_stats: bool) -> None:
+    """Scan the market and print a ranked table of trade candidates."""
+    from technic_v4.errors import TechnicError
+    from technic_v4.scanner_core import ScanConfig, run_scan
+
+    kw: dict[str, Any] = {"max_symbols": max_symbols, "top_n": top_n,
+                          "min_tech_rating": min_rating, "only_tradeable": only_tradeable,
+                          "allow_shorts": allow_shorts}
+    if sectors:
+        kw["sectors"] = sectors
+    if industries:
+        kw["industries"] = industries
+    if types:
+        kw["types"] = types
+    if symbols:
+        kw["symbols"] = [s for s in symbols.split(",") if s.strip()]
+    if as_of is not None:
+        kw["as_of_date"] = as_of.date()
+    if lookback_days is not None:
+        kw["lookback_days"] = lookback_days
+    if fmt == "parquet" and output is None:
+        raise click.UsageError("--format parquet needs --output FILE")
+    try:
+        config = ScanConfig(**kw)
+        with _Progress() as prog:
+            df, msg = run_scan(config, progress=prog.update)
+    except (TechnicError, ValueError) as e:
+        _fail(e)
+    _write(df, fmt, output, rows)
+    click.echo(msg, err=True)
+    if show_stats:
+        click.echo(json.dumps(df.attrs["stats"], indent=2, default=str), err=True)
+
+
+class _Progress:
+    """A multi-stage progress bar on stderr, shown only when a scan runs for over a second."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import Progress
+
+        self._progress = Progress(console=Console(stderr=True), transient=True)
+        self._tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> _Progress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def update(self, stage: str, done: int, total: int) -> None:
+        if stage not in self._tasks:
+            self._tasks[stage] = self._progress.add_task(stage, total=total)
+        self._progress.update(self._tasks[stage], completed=done, total=total)
+
+
+def _write(df: Any, fmt: str, output: Path | None, rows: int) -> None:
+    if fmt == "csv":
+        text = df.to_csv(index=False)
+    elif fmt == "json":
+        text = df.to_json(orient="records", date_format="iso", indent=1)
+    elif fmt == "parquet":
+        assert output is not None
+        df.to_parquet(output, index=False)
+        click.echo(f"wrote {len(df)} rows to {output}", err=True)
+        return
+    else:
+        text = _table(df, rows)
+    if output is not None:
+        output.write_text(text)
+        click.echo(f"wrote {len(df)} rows to {output}", err=True)
+    else:
+        click.echo(text)
+
+
+def _table(df: Any, rows: int) -> str:
+    from rich.console import Console
+    from rich.table import Table
+
+    show = df if rows == 0 else df.head(rows)
+    t = Table(show_lines=False, header_style="bold")
+    for c in TABLE_COLUMNS:
+        t.add_column(c, justify="left" if c in ("Symbol", "Name", "Sector", "Signal") else "right",
+                     no_wrap=c != "Name", max_width=24 if c == "Name" else None)
+    for r in show.itertuples(index=False):
+        d = r._asdict()
+        t.add_row(*(_fmt(c, d[c]) for c in TABLE_COLUMNS))
+    console = Console(width=200, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    console.print(t)
+    out = console.export_text()
+    if rows and len(df) > rows:
+        out += f"... {len(df) - rows} more rows (--rows 0 for all, or --format csv)\n"
+    return out
+
+
+def _fmt(col: str, v: Any) -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return "-"
+    if col in ("Rank", "PositionSize", "RSRating"):
+        return f"{int(v):,}"
+    if col in ("Return21D",):
+        return f"{v:+.1f}%"
+    if isinstance(v, float):
+        return f"{v:,.2f}"
+    return str(v)
+
+
+@main.group()
+def data() -> None:
+    """The local store: update it, show its status."""
+
+
+@data.command("update")
+def data_update() -> None:
+    """Fetch every missing session from the provider into the local store."""
+    from technic_v4 import data_engine
+
+    rep = data_engine.market().ensure_current(progress=True)
+    click.echo(json.dumps(rep.as_dict(), indent=2, default=str))
+
+
+@data.command("status")
+def data_status() -> None:
+    """Sessions, symbols, last session and size on disk of the local store."""
+    from technic_v4 import data_engine
+
+    click.echo(json.dumps(data_engine.market().store.status(), indent=2, default=str))
+
+
+@main.group()
+def cache() -> None:
+    """Cache statistics and clearing."""
+
+
+@cache.command("stats")
+def cache_stats() -> None:
+    """Cache statistics of this process (after a warm-up scan of the default config)."""
+    from technic_v4 import data_engine
+
+    click.echo(json.dumps(data_engine.get_cache_stats(), indent=2, default=str))
+
+
+@main.command()
+@click.option("--quick", is_flag=True, help="Fewer repeats and sizes (a smoke run).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("bench-report.md"), show_default=True)
+def bench(quick: bool, output: Path) -> None:
+    """Benchmark scans on this machine and write a markdown report."""
+    from technic_v4.bench import run_bench
+
+    report = run_bench(quick=quick)
+    output.write_text(report)
+    click.echo(report)
+    click.echo(f"wrote {output}", err=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

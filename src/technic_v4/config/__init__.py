@@ -1,0 +1,1 @@
+"""Typed configuration: environment settings (``settings``)."""

@@ -1,0 +1,121 @@
+"""ScanConfig: one scan request, validated where it enters.
+
+Invalid values raise :class:`technic_v4.errors.ConfigError` (a ``ValueError``) naming the field and
+the valid values. Unknown fields are errors (a typo must not silently scan with defaults).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
+
+from technic_v4.errors import ConfigError
+from technic_v4.universe import gics
+
+Number = pydantic.StrictFloat | pydantic.StrictInt
+
+
+class ScanConfig(BaseModel):
+    """A scan request. Every field has a default; ``ScanConfig()`` scans the whole market."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    # Universe and smart filter
+    max_symbols: pydantic.StrictInt | None = Field(
+        default=None, ge=0, description="Scan the first N listings by market cap after the smart "
+        "filter; None = all; 0 = nothing (an empty result that says so).")
+    sectors: tuple[str, ...] | None = Field(default=None, description="GICS sector names.")
+    industries: tuple[str, ...] | None = Field(default=None, description="GICS industry names.")
+    types: tuple[str, ...] = Field(default=gics.DEFAULT_TYPES, description="Listing types.")
+    symbols: tuple[str, ...] | None = Field(default=None, description="Only these tickers.")
+    # Pre-screen (cheap data, before indicators)
+    min_price: Number = Field(default=1.0, ge=0)
+    min_dollar_volume: Number = Field(default=1_000_000.0, ge=0,
+                                      description="Minimum 20-session average dollar volume.")
+    min_market_cap: Number = Field(default=50_000_000.0, ge=0)
+    min_history: pydantic.StrictInt = Field(default=200, ge=1,
+                                            description="Minimum bars (sessions) of history.")
+    max_stale_sessions: pydantic.StrictInt = Field(
+        default=2, ge=0, description="Drop names whose last bar is more sessions before as-of.")
+    # Indicators
+    lookback_days: pydantic.StrictInt = Field(default=300, ge=30, le=5000,
+                                              description="Bars (sessions) loaded per symbol.")
+    as_of_date: dt.date | None = Field(default=None, description="Point-in-time session.")
+    # Ranking and output
+    min_tech_rating: Number = Field(default=0.0, ge=0, le=100)
+    top_n: pydantic.StrictInt | None = Field(default=None, ge=1)
+    only_tradeable: StrictBool = False
+    allow_shorts: StrictBool = False
+    # Trade plan
+    account_size: Number = Field(default=100_000.0, gt=0)
+    risk_pct: Number = Field(default=1.0, gt=0, le=100)
+    target_rr: Number = Field(default=2.0, gt=0, le=20)
+    min_stop_atr: Number = Field(default=1.0, ge=0, le=10)
+    max_stop_atr: Number = Field(default=3.0, gt=0, le=20)
+    max_adv_pct: Number = Field(default=1.0, gt=0, le=100,
+                                description="Position cap, % of 20-session dollar volume.")
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except pydantic.ValidationError as e:
+            err = e.errors()[0]
+            field = ".".join(str(p) for p in err["loc"]) or "ScanConfig"
+            if err["type"] == "extra_forbidden":
+                valid = ", ".join(type(self).model_fields)
+                raise ConfigError(field, f"unknown ScanConfig field; valid fields: {valid}") from None
+            raise ConfigError(field, f"{err['msg'].removeprefix('Value error, ')} (got {err.get('input')!r})") from None
+
+    @field_validator("sectors", "industries", "types", "symbols", mode="before")
+    @classmethod
+    def _tuple(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return (v,)
+        return tuple(v) if isinstance(v, list | set | frozenset) else v
+
+    @field_validator("sectors")
+    @classmethod
+    def _sectors(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return _check_names(v, gics.SECTORS, "GICS sector")
+
+    @field_validator("industries")
+    @classmethod
+    def _industries(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return _check_names(v, gics.INDUSTRIES, "GICS industry")
+
+    @field_validator("types")
+    @classmethod
+    def _types(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        checked = _check_names(v, gics.TYPES, "listing type")
+        assert checked is not None
+        return checked
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return None if v is None else tuple(s.strip().upper() for s in v)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ScanConfig:
+        if self.min_history > self.lookback_days:
+            raise ValueError(f"min_history ({self.min_history}) must be <= lookback_days "
+                             f"({self.lookback_days})")
+        if self.min_stop_atr > self.max_stop_atr:
+            raise ValueError("min_stop_atr must be <= max_stop_atr")
+        return self
+
+
+def _check_names(v: tuple[str, ...] | None, valid: tuple[str, ...], what: str
+                 ) -> tuple[str, ...] | None:
+    """Case-insensitive match to the canonical names; unknown names list every valid one."""
+    if v is None:
+        return None
+    canon = {x.casefold(): x for x in valid}
+    bad = [x for x in v if x.casefold() not in canon]
+    if bad:
+        raise ValueError(f"unknown {what} {', '.join(map(repr, bad))}; valid: "
+                         f"{', '.join(valid)}")
+    return tuple(dict.fromkeys(canon[x.casefold()] for x in v))

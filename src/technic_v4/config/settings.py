@@ -1,0 +1,80 @@
+"""Process settings from ``TECHNIC_*`` environment variables (pydantic-settings).
+
+Scan requests are configured per call with :class:`technic_v4.scanner_core.ScanConfig`; this module
+holds what belongs to the installation: where the store lives, which provider feeds it, how many
+workers compute.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Literal
+
+from platformdirs import user_cache_dir
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path(user_cache_dir("technic", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Installation settings; every field is read from ``TECHNIC_<FIELD>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TECHNIC_", extra="ignore", validate_default=True, validate_assignment=True
+    )
+
+    data_dir: Path = Field(default_factory=_default_data_dir, description="Local store directory.")
+    data_provider: Literal["synthetic"] = Field(
+        default="synthetic", description="Where bars come from: the embedded synthetic market."
+    )
+    max_workers: int = Field(
+        default_factory=lambda: os.cpu_count() or 1, ge=1, le=256,
+        description="Threads used by the indicator stage.",
+    )
+    use_ray: bool = Field(default=False, description="Run compute on Ray (a later backend).")
+    synthetic_listings: int = Field(default=6000, ge=10, le=200_000)
+    synthetic_seed: int = Field(default=20251214, ge=0)
+    synthetic_epoch: dt.date = Field(
+        default=dt.date(2023, 1, 3), description="First session of the synthetic market."
+    )
+    synthetic_end: dt.date | None = Field(
+        default=None, description="Last session of the synthetic market (default: the latest "
+        "completed NYSE session). Pin it for reproducible runs.",
+    )
+    memory_cache_mb: int = Field(default=1024, ge=0, description="L1 memory cache bound (MiB).")
+    progress: bool = Field(default=True, description="Progress bars on stderr for slow steps.")
+
+
+_settings: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment once."""
+    global _settings
+    if _settings is None:
+        _settings = Settings()
+    return _settings
+
+
+def reset_settings() -> None:
+    """Forget cached settings (tests and long-lived services re-read the environment)."""
+    global _settings
+    _settings = None
+
+
+class _SettingsProxy:
+    """``settings.use_ray`` etc. as in the seed, always reflecting :func:`get_settings`."""
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(get_settings(), name)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        setattr(get_settings(), name, value)
+
+
+settings = _SettingsProxy()

@@ -1,0 +1,1 @@
+"""Data layer: providers -> validation -> local store (L2) -> panels, with an L1 memory cache."""

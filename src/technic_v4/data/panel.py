@@ -1,0 +1,113 @@
+"""The Panel: aligned bar arrays (symbols x bars) plus their symbol and date axes.
+
+Orientation is fixed everywhere: ``(n_symbols, n_bars)``, oldest bar first. Each row holds that
+symbol's own last ``n_bars`` bars up to the as-of session, right-aligned, with NaN padding on the
+left when it has fewer. Rows are therefore exactly the bars ``get_price_history_batch`` returns,
+and indicator kernels see what TA-Lib would see for that symbol. ``day`` holds each bar's date as
+int days since 1970-01-01 (-1 in padding).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+FIELDS = ("open", "high", "low", "close", "volume")
+
+
+@dataclass(frozen=True)
+class Panel:
+    symbols: np.ndarray  # (N,) object: tickers
+    sids: np.ndarray  # (N,) int32: store ids
+    open: np.ndarray  # (N, L) float64
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    day: np.ndarray  # (N, L) int32: bar date as days since epoch, -1 where padded
+    as_of: dt.date
+
+    @property
+    def n_bars(self) -> np.ndarray:
+        """Number of real bars in each row."""
+        return (self.day >= 0).sum(axis=1)
+
+    @property
+    def last_day(self) -> np.ndarray:
+        return self.day[:, -1]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(getattr(self, f).nbytes for f in (*FIELDS, "day")) + self.symbols.nbytes
+
+    def rows(self, idx: np.ndarray) -> Panel:
+        """A panel of the given rows (a copy)."""
+        return Panel(self.symbols[idx], self.sids[idx],
+                     *(getattr(self, f)[idx] for f in FIELDS), self.day[idx], self.as_of)
+
+    def tail(self, n: int) -> Panel:
+        """The last ``n`` bars of every row."""
+        if n >= self.day.shape[1]:
+            return self
+        return Panel(self.symbols, self.sids,
+                     *(np.ascontiguousarray(getattr(self, f)[:, -n:]) for f in FIELDS),
+                     np.ascontiguousarray(self.day[:, -n:]), self.as_of)
+
+    def frame(self, i: int) -> pd.DataFrame:
+        """Row ``i`` as the seed's per-symbol frame: Open..Volume indexed by session date."""
+        ok = self.day[i] >= 0
+        idx = pd.DatetimeIndex(self.day[i][ok].astype("datetime64[D]"), name="Date")
+        return pd.DataFrame({f.capitalize(): getattr(self, f)[i][ok] for f in FIELDS}, index=idx)
+
+
+def assemble(symbols: np.ndarray, sids: np.ndarray, n_bars: int, as_of: dt.date,
+             window: dict[str, np.ndarray], window_days: np.ndarray,
+             extra: dict[str, np.ndarray] | None = None) -> Panel:
+    """Build a right-aligned panel from long arrays (sid, day, OHLCV) with array operations.
+
+    ``window`` holds every bar whose day is in ``window_days`` (the sorted session days of a date
+    window). ``extra`` (optional) holds the last ``n_bars`` bars of rows that need more history
+    than the window has; those rows are taken from it instead. Bars are unique per (sid, day).
+    """
+    n, w = len(sids), len(window_days)
+    index = pd.Index(sids)
+    pos = index.get_indexer(window["sid"])
+    col = np.searchsorted(window_days, window["day"])
+    ok = (pos >= 0) & (col < w)
+    ok[ok] &= window_days[col[ok]] == window["day"][ok]
+    pos, col = pos[ok], col[ok]
+    grid = np.zeros((n, w), dtype=bool)
+    grid[pos, col] = True
+    # Rank of each bar counted from its row's newest bar (0 = newest): a reversed cumsum.
+    rank = np.cumsum(grid[:, ::-1], axis=1, dtype=np.int32)[:, ::-1] - 1
+    bar_rank = rank.ravel()[pos * w + col]
+    sel = bar_rank < n_bars
+    dest = pos[sel].astype(np.int64) * n_bars + (n_bars - 1 - bar_rank[sel])
+    out = {}
+    for f in FIELDS:
+        a = np.full(n * n_bars, np.nan)
+        a[dest] = window[f][ok][sel]
+        out[f] = a.reshape(n, n_bars)
+    d = np.full(n * n_bars, -1, dtype=np.int32)
+    d[dest] = window_days[col[sel]]
+    day = d.reshape(n, n_bars)
+    if extra is not None and len(extra["sid"]):
+        epos = index.get_indexer(extra["sid"])
+        eday = extra["day"].astype(np.int64)
+        order = np.lexsort((eday, epos))
+        epos, eday = epos[order], eday[order]
+        redo = np.unique(epos)
+        for f in FIELDS:
+            out[f][redo] = np.nan
+        day[redo] = -1
+        ends = np.cumsum(np.bincount(epos, minlength=n))
+        rank_e = ends[epos] - 1 - np.arange(len(epos))
+        sel = rank_e < n_bars
+        for f in FIELDS:
+            out[f][epos[sel], n_bars - 1 - rank_e[sel]] = extra[f][order][sel]
+        day[epos[sel], n_bars - 1 - rank_e[sel]] = eday[sel]
+    return Panel(np.asarray(symbols, dtype=object), np.asarray(sids, dtype=np.int32),
+                 *(out[f] for f in FIELDS), day, as_of)

@@ -1,0 +1,1 @@
+"""Data providers. Vendors implement raw calls only; validation happens once above them."""

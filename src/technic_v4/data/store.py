@@ -1,0 +1,231 @@
+"""The local store (L2): a DuckDB database file per provider dataset.
+
+Tables
+    symbols(sid, symbol, name, type, exchange, sector, industry, shares_outstanding, list_date)
+    bars(sid, date, open, high, low, close, volume)      -- validated, adjusted daily bars
+    sessions(date, rows, ingested_at)                     -- sessions whose grouped data is stored
+    meta(key, value)                                      -- provider, version counter
+    ingest_log(logged_at, sessions, rows_in, rows_kept, dropped) -- what validation dropped, and why
+
+Writes are transactional: a batch of sessions is stored completely or not at all, so an
+interrupted write leaves the store as it was before it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from technic_v4.data.bars import BarBatch, ValidationReport
+from technic_v4.errors import StoreError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS symbols (
+    sid INTEGER PRIMARY KEY, symbol VARCHAR UNIQUE NOT NULL, name VARCHAR, type VARCHAR,
+    exchange VARCHAR, sector VARCHAR, industry VARCHAR, shares_outstanding DOUBLE,
+    list_date DATE);
+CREATE TABLE IF NOT EXISTS bars (
+    sid INTEGER NOT NULL, date DATE NOT NULL, open DOUBLE NOT NULL, high DOUBLE NOT NULL,
+    low DOUBLE NOT NULL, close DOUBLE NOT NULL, volume DOUBLE NOT NULL);
+CREATE TABLE IF NOT EXISTS sessions (date DATE PRIMARY KEY, rows INTEGER, ingested_at TIMESTAMP);
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+CREATE TABLE IF NOT EXISTS ingest_log (
+    logged_at TIMESTAMP, first_session DATE, last_session DATE, n_sessions INTEGER, rows_in BIGINT,
+    rows_kept BIGINT, dropped VARCHAR);
+"""
+
+
+class Store:
+    """One DuckDB file. Thread-safe: every call takes the store's lock."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._con = duckdb.connect(str(self.path))
+            self._con.execute(SCHEMA)
+        except (duckdb.Error, OSError) as e:
+            raise StoreError(f"cannot open the local store at {self.path}: {e}. Set "
+                             "TECHNIC_DATA_DIR to a writable directory, or stop the other "
+                             "technic process that holds it.") from e
+        self._lock = threading.RLock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
+
+    # -- metadata -------------------------------------------------------------------------------
+    def _meta(self, key: str) -> str | None:
+        row = self._con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return None if row is None else str(row[0])
+
+    @property
+    def version(self) -> int:
+        """Increments on every write; part of every cache key built on this store."""
+        with self._lock:
+            v = self._meta("version")
+            return int(v) if v is not None else 0
+
+    def stored_sessions(self) -> np.ndarray:
+        """Sessions whose data is stored, as sorted ``datetime64[D]``."""
+        with self._lock:
+            rows = self._con.execute("SELECT date FROM sessions ORDER BY date").fetchnumpy()
+        return np.asarray(rows["date"]).astype("datetime64[D]")
+
+    def last_session(self) -> dt.date | None:
+        s = self.stored_sessions()
+        return None if len(s) == 0 else s[-1].astype(dt.date)
+
+    # -- reference data ------------------------------------------------------------------------
+    def reference(self) -> pd.DataFrame:
+        """Reference data in sid order with the provider's column names."""
+        with self._lock:
+            df = self._con.execute(
+                "SELECT sid, symbol AS Symbol, name AS Name, type AS Type, exchange AS Exchange, "
+                "sector AS Sector, industry AS Industry, shares_outstanding AS SharesOutstanding, "
+                "list_date AS ListDate FROM symbols ORDER BY sid").df()
+        return df
+
+    def upsert_reference(self, ref: pd.DataFrame) -> None:
+        """Insert new symbols (new sids) and update the attributes of known ones."""
+        with self._lock:
+            known = self._con.execute("SELECT symbol, sid FROM symbols").fetchall()
+            sid_of = dict(known)
+            next_sid = max(sid_of.values(), default=-1) + 1
+            sids = []
+            for s in ref["Symbol"]:
+                if s not in sid_of:
+                    sid_of[s] = next_sid
+                    next_sid += 1
+                sids.append(sid_of[s])
+            df = pd.DataFrame({
+                "sid": np.asarray(sids, dtype=np.int32), "symbol": ref["Symbol"].astype(str),
+                "name": ref["Name"], "type": ref["Type"], "exchange": ref["Exchange"],
+                "sector": ref["Sector"], "industry": ref["Industry"],
+                "shares_outstanding": ref["SharesOutstanding"].astype(float),
+                "list_date": pd.to_datetime(ref["ListDate"]).dt.date,
+            })
+            self._con.register("ref_in", df)
+            try:
+                self._con.execute("BEGIN TRANSACTION")
+                self._con.execute("DELETE FROM symbols WHERE sid IN (SELECT sid FROM ref_in)")
+                self._con.execute("INSERT INTO symbols SELECT * FROM ref_in")
+                self._bump_version()
+                self._con.execute("COMMIT")
+            except duckdb.Error:
+                self._con.execute("ROLLBACK")
+                raise
+            finally:
+                self._con.unregister("ref_in")
+
+    def _bump_version(self) -> None:
+        self._con.execute(
+            "INSERT INTO meta VALUES ('version', '1') ON CONFLICT (key) DO UPDATE SET "
+            "value = CAST(CAST(meta.value AS BIGINT) + 1 AS VARCHAR)")
+
+    # -- bars -------------------------------------------------------------------------------------
+    def append_sessions(self, batch: BarBatch, sessions: np.ndarray,
+                        report: ValidationReport) -> int:
+        """Store validated bars for ``sessions`` in one transaction; returns rows stored.
+
+        Bars for a session already stored replace the old ones (a re-fetch after a split).
+        Symbols unknown to the reference data are not stored (counted as ``unknown_symbol``).
+        """
+        sessions = np.unique(np.asarray(sessions, dtype="datetime64[D]"))
+        with self._lock:
+            ref = self._con.execute("SELECT symbol, sid FROM symbols").fetchnumpy()
+            sid = pd.Index(ref["symbol"]).get_indexer(batch.symbol)
+            known = sid >= 0
+            if not known.all():
+                report.dropped["unknown_symbol"] = (report.dropped.get("unknown_symbol", 0)
+                                                    + int((~known).sum()))
+                report.rows_kept -= int((~known).sum())
+            sid_arr = np.asarray(ref["sid"])[sid[known]].astype(np.int32)
+            sub = batch.take(np.flatnonzero(known))
+            order = np.lexsort((sid_arr, sub.date))  # date-major: zone maps prune by date
+            tbl = pa.table({
+                "sid": pa.array(sid_arr[order]),
+                "date": pa.array(sub.date[order]).cast(pa.date32()),
+                **{f: pa.array(getattr(sub, f)[order]) for f in
+                   ("open", "high", "low", "close", "volume")},
+            })
+            counts = pd.Series(sub.date).value_counts()
+            sess_df = pd.DataFrame({
+                "date": pd.to_datetime(sessions).date,
+                "rows": [int(counts.get(s, 0)) for s in sessions],
+                "ingested_at": pd.Timestamp.now(tz="UTC").tz_localize(None),
+            })
+            sess_tbl = pa.Table.from_pandas(sess_df, preserve_index=False)
+            self._con.register("bars_in", tbl)
+            self._con.register("sessions_in", sess_tbl)
+            try:
+                self._con.execute("BEGIN TRANSACTION")
+                self._con.execute("DELETE FROM bars WHERE date IN (SELECT date FROM sessions_in)")
+                self._con.execute("DELETE FROM sessions WHERE date IN (SELECT date FROM sessions_in)")
+                self._con.execute("INSERT INTO bars SELECT * FROM bars_in")
+                self._con.execute("INSERT INTO sessions SELECT * FROM sessions_in")
+                self._con.execute(
+                    "INSERT INTO ingest_log VALUES (now(), ?, ?, ?, ?, ?, ?)",
+                    [sessions[0].astype(dt.date), sessions[-1].astype(dt.date), len(sessions),
+                     report.rows_in, report.rows_kept, json.dumps(report.dropped)])
+                self._bump_version()
+                self._con.execute("COMMIT")
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+            finally:
+                self._con.unregister("bars_in")
+                self._con.unregister("sessions_in")
+            return len(sub)
+
+    def load_range(self, start: dt.date, end: dt.date) -> dict[str, np.ndarray]:
+        """All bars with start <= date <= end: arrays sid, day (int days since 1970), OHLCV."""
+        with self._lock:
+            res = self._con.execute(
+                "SELECT sid, (date - DATE '1970-01-01') AS day, open, high, low, close, volume "
+                "FROM bars WHERE date BETWEEN ? AND ?", [start, end]).fetchnumpy()
+        return {k: np.asarray(v) for k, v in res.items()}
+
+    def load_last_bars(self, sids: np.ndarray, end: dt.date, n: int) -> dict[str, np.ndarray]:
+        """The last ``n`` bars up to ``end`` of each of ``sids`` (for names with gaps)."""
+        with self._lock:
+            self._con.register("want", pa.table({"sid": pa.array(np.asarray(sids, np.int32))}))
+            try:
+                res = self._con.execute(
+                    "SELECT sid, (date - DATE '1970-01-01') AS day, open, high, low, close, volume "
+                    "FROM bars WHERE sid IN (SELECT sid FROM want) AND date <= ? "
+                    "QUALIFY row_number() OVER (PARTITION BY sid ORDER BY date DESC) <= ?",
+                    [end, n]).fetchnumpy()
+            finally:
+                self._con.unregister("want")
+        return {k: np.asarray(v) for k, v in res.items()}
+
+    def first_dates(self) -> dict[str, np.ndarray]:
+        """Each stored symbol's first bar date (int days), for the panel loader."""
+        with self._lock:
+            res = self._con.execute("SELECT sid, (min(date) - DATE '1970-01-01') AS day FROM bars "
+                                    "GROUP BY sid").fetchnumpy()
+        return {k: np.asarray(v) for k, v in res.items()}
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            n_bars, n_sym = self._con.execute(
+                "SELECT count(*), count(DISTINCT sid) FROM bars").fetchone() or (0, 0)
+            first_last = self._con.execute("SELECT min(date), max(date), count(*) FROM sessions"
+                                           ).fetchone() or (None, None, 0)
+        return {"path": str(self.path), "bars": int(n_bars), "symbols": int(n_sym),
+                "first_session": first_last[0], "last_session": first_last[1],
+                "sessions": int(first_last[2]), "version": self.version,
+                "size_bytes": self.size_bytes()}
+
+    def size_bytes(self) -> int:
+        wal = self.path.with_name(self.path.name + ".wal")
+        return sum(p.stat().st_size for p in (self.path, wal) if p.exists())

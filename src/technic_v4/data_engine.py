@@ -1,0 +1,84 @@
+"""Seed front door to the data layer (``from technic_v4 import data_engine``).
+
+Holds no logic: one process-wide :class:`~technic_v4.data.market.MarketData`, created lazily from
+the settings, serves every call.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from typing import Any
+
+import pandas as pd
+
+from technic_v4.data.market import MarketData
+
+_lock = threading.Lock()
+_market: MarketData | None = None
+
+
+def market() -> MarketData:
+    """The process-wide MarketData (created on first use from ``get_settings()``)."""
+    global _market
+    with _lock:
+        if _market is None:
+            _market = MarketData()
+        return _market
+
+
+def set_market(md: MarketData | None) -> None:
+    """Replace (or with None, forget) the process-wide MarketData, closing the old store."""
+    global _market
+    with _lock:
+        if _market is not None and _market is not md:
+            _market.store.close()
+        _market = md
+
+
+def get_price_history_batch(symbols: list[str] | tuple[str, ...], days: int,
+                            as_of: dt.date | str | None = None) -> dict[str, pd.DataFrame]:
+    """``{symbol: frame}``: each symbol's last ``days`` bars (sessions) up to ``as_of``.
+
+    Frames have columns Open, High, Low, Close, Volume indexed by session date. Unknown symbols
+    and symbols without bars by ``as_of`` are absent from the result.
+    """
+    if isinstance(symbols, str):
+        symbols = [symbols]
+    if not isinstance(days, int) or isinstance(days, bool) or days < 1:
+        from technic_v4.errors import ConfigError
+
+        raise ConfigError("days", f"must be a positive int (sessions), got {days!r}")
+    md = market()
+    with md.request():
+        md.ensure_current()
+        day = md.resolve_as_of(as_of)
+        ref = md.reference()
+        wanted = pd.Index(ref["Symbol"]).get_indexer([s.upper() for s in symbols])
+        panel = md.panel(day, days)
+        out: dict[str, pd.DataFrame] = {}
+        for sym, i in zip(symbols, wanted, strict=True):
+            if i >= 0 and panel.day[i, -1] >= 0:
+                out[sym] = panel.frame(int(i))
+        return out
+
+
+def get_price_history(symbol: str, days: int, as_of: dt.date | str | None = None
+                      ) -> pd.DataFrame | None:
+    """One symbol's history (see :func:`get_price_history_batch`); None when unknown."""
+    return get_price_history_batch([symbol], days, as_of).get(symbol)
+
+
+def get_cache_stats() -> dict[str, Any]:
+    """Honest cache statistics: ``hit_rate`` (percent, last request), ``cache_size`` (symbol
+    histories held in memory), per-layer counts, cumulative counts and vendor requests."""
+    return market().stats()
+
+
+def reset_cache_stats() -> None:
+    market().reset_stats()
+
+
+def clear_memory_cache() -> None:
+    """Drop the L1 memory cache (the local store is untouched)."""
+    market().clear_memory()

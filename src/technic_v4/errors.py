@@ -1,0 +1,44 @@
+"""The error tree. Each branch tells the caller what to do.
+
+    TechnicError
+    ├── ConfigError (also ValueError)      stop and fix the configuration / request
+    ├── DataError                          skip this symbol or session; the scan goes on
+    │   └── ValidationError                a vendor/file row or frame failed validation
+    ├── ProviderError                      the data vendor failed
+    │   └── RetryableProviderError         transient (429, 5xx, timeout): retry with backoff
+    └── StoreError                         the local database is unusable: stop, fix the path
+"""
+
+from __future__ import annotations
+
+
+class TechnicError(Exception):
+    """Base of every error technic raises on purpose."""
+
+
+class ConfigError(TechnicError, ValueError):
+    """Invalid configuration or request. The message names the field and the valid values."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class DataError(TechnicError):
+    """Data for a symbol or session is missing or unusable; skip it and report it."""
+
+
+class ValidationError(DataError):
+    """Rows or frames that failed validation."""
+
+
+class ProviderError(TechnicError):
+    """The data provider failed."""
+
+
+class RetryableProviderError(ProviderError):
+    """A transient provider failure worth retrying."""
+
+
+class StoreError(TechnicError):
+    """The local store cannot be opened or written."""

@@ -1,0 +1,1 @@
+"""Indicators: pure array kernels (``kernels``) and the panel-facing layer (``compute``)."""

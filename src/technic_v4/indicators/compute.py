@@ -1,0 +1,141 @@
+"""Panel -> the scan's indicator columns (values at each row's last bar).
+
+Every indicator runs once over the whole panel with the array kernels in ``kernels``; rows are
+split into chunks that run on a thread pool (the kernels release the GIL). Each indicator declares
+the history it needs (``LOOKBACK``), so a scan asks the store for enough bars.
+
+Units: every ``*Pct``, ``Return*``, ``BBWidth``, ``RealizedVol20`` and ``VolumeSurge``-free ratio
+column is in percent; prices in the panel's currency.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from technic_v4.data.panel import Panel
+from technic_v4.indicators import kernels as k
+
+# Bars each output needs before it has a value (TA-Lib lookback + 1).
+LOOKBACK: dict[str, int] = {
+    "SMA20": 20, "SMA50": 50, "SMA200": 200, "EMA21": 21, "RSI14": 15, "MACD": 34,
+    "ATR14": 15, "ADX14": 28, "PlusDI14": 15, "MinusDI14": 15, "BBANDS": 20,
+    "Return252D": 253, "High52W": 1, "RealizedVol20": 21, "DollarVolume20": 20,
+    "VolumeSurge": 21,
+}
+RETURN_HORIZONS = (1, 5, 21, 63, 126, 252)
+RS_HORIZONS = ((63, 0.4), (126, 0.2), (189, 0.2), (252, 0.2))  # IBD-style weights
+WEEKS52 = 252
+SWING = 10  # bars of the swing low/high used by trade plans
+
+Columns = dict[str, np.ndarray]
+
+
+def _last(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a[:, -1])
+
+
+def _chunk_indicators(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray,
+                      v: np.ndarray) -> Columns:
+    """All kernel-based columns for one chunk of rows."""
+    out: Columns = {}
+    out["SMA20"] = _last(k.sma(c, 20))
+    out["SMA50"] = _last(k.sma(c, 50))
+    out["SMA200"] = _last(k.sma(c, 200))
+    out["EMA21"] = _last(k.ema(c, 21))
+    out["RSI14"] = _last(k.rsi(c, 14))
+    macd, sig, hist = k.macd(c, 12, 26, 9)
+    out["MACD"], out["MACDSignal"], out["MACDHist"] = _last(macd), _last(sig), _last(hist)
+    out["ATR14"] = _last(k.atr(h, lo, c, 14))
+    pdi, mdi, adx = k.dmi(h, lo, c, 14)
+    out["PlusDI14"], out["MinusDI14"], out["ADX14"] = _last(pdi), _last(mdi), _last(adx)
+    up, mid, dn = k.bbands(c, 20, 2.0, 2.0)
+    out["BBUpper"], out["BBMiddle"], out["BBLower"] = _last(up), _last(mid), _last(dn)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logret = np.log(c[:, -21:][:, 1:] / c[:, -21:][:, :-1])
+        # NaN unless all 20 returns exist (fewer than 21 bars).
+        out["RealizedVol20"] = (np.std(logret, axis=1, ddof=1) * np.sqrt(252.0) * 100.0
+                                if logret.shape[1] == 20 else np.full(len(c), np.nan))
+    return out
+
+
+def compute(panel: Panel, max_workers: int = 1,
+            on_chunk: Callable[[int], None] | None = None) -> Columns:
+    """Indicator columns for every row of ``panel`` (see module docstring for units)."""
+    n = len(panel.symbols)
+    c = panel.close
+    out: Columns = {}
+    if n:
+        workers = max(1, min(max_workers, n // 256 or 1))
+        bounds = np.linspace(0, n, workers * 2 + 1 if workers > 1 else 2).astype(int)
+        spans = [(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+
+        def run(span: tuple[int, int]) -> Columns:
+            a, b = span
+            res = _chunk_indicators(*(np.ascontiguousarray(getattr(panel, f)[a:b])
+                                      for f in ("open", "high", "low", "close", "volume")))
+            if on_chunk is not None:
+                on_chunk(b - a)
+            return res
+
+        if len(spans) == 1:
+            parts = [run(spans[0])]
+        else:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="technic-ind") as ex:
+                parts = list(ex.map(run, spans))
+        for key in parts[0]:
+            out[key] = np.concatenate([p[key] for p in parts])
+    else:
+        for key in _chunk_indicators(*(np.empty((0, 1)),) * 5):
+            out[key] = np.empty(0)
+
+    close = _last(c)
+    out["Close"] = close
+    out["Volume"] = _last(panel.volume)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dv = c[:, -20:] * panel.volume[:, -20:]
+        out["DollarVolume20"] = dv.mean(axis=1)  # NaN when fewer than 20 bars
+        for hzn in RETURN_HORIZONS:
+            out[f"Return{hzn}D"] = _ret(c, hzn) * 100.0
+        out["ATRPct"] = out["ATR14"] / close * 100.0
+        out["BBWidth"] = (out["BBUpper"] - out["BBLower"]) / out["BBMiddle"] * 100.0
+        out["High52W"] = _nanreduce(np.fmax, panel.high[:, -WEEKS52:])
+        out["Low52W"] = _nanreduce(np.fmin, panel.low[:, -WEEKS52:])
+        out["PctFromHigh52W"] = (close / out["High52W"] - 1.0) * 100.0
+        prev_vol = panel.volume[:, -21:-1]
+        out["VolumeSurge"] = panel.volume[:, -1] / prev_vol.mean(axis=1)
+        out["SwingLow"] = _nanreduce(np.fmin, panel.low[:, -SWING:])
+        out["SwingHigh"] = _nanreduce(np.fmax, panel.high[:, -SWING:])
+        out["RSScore"] = rs_score(c)
+    out["Bars"] = panel.n_bars.astype(np.float64)
+    out["LastDay"] = panel.day[:, -1].astype(np.int64)
+    return out
+
+
+def _ret(c: np.ndarray, hzn: int) -> np.ndarray:
+    if c.shape[1] <= hzn:
+        return np.full(c.shape[0], np.nan)
+    return c[:, -1] / c[:, -1 - hzn] - 1.0
+
+
+def _nanreduce(fn: np.ufunc, a: np.ndarray) -> np.ndarray:
+    if a.shape[1] == 0:
+        return np.full(a.shape[0], np.nan)
+    return fn.reduce(a, axis=1)  # type: ignore[no-any-return]
+
+
+def rs_score(c: np.ndarray) -> np.ndarray:
+    """Weighted 3/6/9/12-month return (0.4/0.2/0.2/0.2); weights of missing horizons are
+    redistributed over the available ones (young listings), NaN without a 3-month return."""
+    num = np.zeros(c.shape[0])
+    den = np.zeros(c.shape[0])
+    for hzn, w in RS_HORIZONS:
+        r = _ret(c, hzn)
+        ok = np.isfinite(r)
+        num[ok] += w * r[ok]
+        den[ok] += w
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(np.isfinite(_ret(c, RS_HORIZONS[0][0])), num / den, np.nan)
+    return out * 100.0

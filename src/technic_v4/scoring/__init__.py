@@ -1,0 +1,1 @@
+"""Scoring: market regime, sub-scores, TechRating, RSRating, Signal and Rationale."""

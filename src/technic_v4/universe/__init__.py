@@ -1,0 +1,1 @@
+"""Universe: reference data model, GICS names and the smart filter."""
