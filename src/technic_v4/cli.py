@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import logging
 import sys
@@ -147,9 +148,9 @@ def _table(df: Any, rows: int) -> str:
     for r in show.itertuples(index=False):
         d = r._asdict()
         t.add_row(*(_fmt(c, d[c]) for c in TABLE_COLUMNS))
-    console = Console(width=200, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    console = Console(width=200, file=io.StringIO())
     console.print(t)
-    out = console.export_text()
+    out = console.file.getvalue()  # type: ignore[attr-defined]
     if rows and len(df) > rows:
         out += f"... {len(df) - rows} more rows (--rows 0 for all, or --format csv)\n"
     return out

@@ -118,9 +118,14 @@ def scan(config: ScanConfig, data: MarketData, progress: Progress | None = None,
         t = time.perf_counter()
         ref = data.reference()
         n_all = len(ref)
-        stages.append(Stage("universe", n_all, n_all, 0.0))
-        st = Stage("smart_filter", n_all, 0)
-        alive = np.ones(n_all, dtype=bool)
+        st = Stage("universe", n_all, 0)
+        # Point in time: a listing that appears after as-of is not in that day's universe.
+        list_date = pd.to_datetime(ref["ListDate"]).to_numpy("datetime64[D]")
+        alive = _drop(st, np.ones(n_all, dtype=bool),
+                      [("listed after as-of", list_date > np.datetime64(as_of, "D"))])
+        st.n_out = int(alive.sum())
+        stages.append(st)
+        st = Stage("smart_filter", st.n_out, 0)
         reasons = [("type " + ty, (ref["Type"] == ty).to_numpy())
                    for ty in sorted(set(ref["Type"].dropna()) - set(config.types))]
         reasons.append(("type unknown", ref["Type"].isna().to_numpy()))
@@ -166,9 +171,8 @@ def scan(config: ScanConfig, data: MarketData, progress: Progress | None = None,
         nb = panel.n_bars[rows]
         last_day = panel.day[rows, -1]
         stale = len(sess_days) - 1 - (np.searchsorted(sess_days, last_day, side="right") - 1)
-        with np.errstate(invalid="ignore"):
-            dv20 = np.nanmean(panel.close[rows, -20:] * panel.volume[rows, -20:], axis=1) \
-                if len(rows) and nb.max(initial=0) >= 1 else np.full(len(rows), np.nan)
+        # NaN (fails the check) unless the last 20 bars all exist, as DollarVolume20.
+        dv20 = (panel.close[rows, -20:] * panel.volume[rows, -20:]).mean(axis=1)
         st = Stage("pre_screen", len(idx), 0)
         keep = _drop(st, np.ones(len(idx), dtype=bool), [
             ("no bars", nb == 0),

@@ -33,7 +33,8 @@ def plans(cols: Columns, sig: np.ndarray, *, account_size: float, risk_pct: floa
                              entry + max_stop_atr * atr)
         stop = np.where(short, short_stop, long_stop)
         # A stop at or below zero is no stop: cap the risk at 95 % of the price.
-        stop = np.where(~short & (stop <= 0), entry * 0.05, stop)
+        stop = np.round(np.where(~short & (stop <= 0), entry * 0.05, stop), 4)
+        entry = np.round(entry, 4)
         risk = np.abs(entry - stop)
         target = np.where(short, np.maximum(entry - target_rr * risk, entry * 0.01),
                           entry + target_rr * risk)
@@ -45,8 +46,8 @@ def plans(cols: Columns, sig: np.ndarray, *, account_size: float, risk_pct: floa
     ok = np.isfinite(stop) & np.isfinite(entry) & (risk > 0)
     nan = np.full(len(entry), np.nan)
     return {
-        "Entry": np.where(ok, np.round(entry, 4), nan),
-        "Stop": np.where(ok, np.round(stop, 4), nan),
+        "Entry": np.where(ok, entry, nan),
+        "Stop": np.where(ok, stop, nan),
         "Target": np.where(ok, np.round(target, 4), nan),
         "RewardRisk": np.where(ok, np.round(rr, 2), nan),
         "PositionSize": np.where(ok & np.isfinite(size), np.maximum(size, 0.0), nan),

@@ -7,6 +7,7 @@ bars and an SMA200 that was always NaN).
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from functools import lru_cache
 from typing import Any
 
@@ -21,7 +22,12 @@ _FIRST = "2000-01-03"
 def _calendar() -> Any:
     import exchange_calendars as xc
 
-    return xc.get_calendar(CALENDAR, start=_FIRST)
+    # exchange_calendars still uses pandas APIs that pandas 3.1 deprecates (Series.values on
+    # tz-aware data); the results are right, the warnings are not ours to act on.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        return xc.get_calendar(CALENDAR, start=_FIRST)
 
 
 @lru_cache(maxsize=1)
@@ -54,4 +60,4 @@ def session_on_or_before(day: dt.date) -> dt.date:
     i = int(np.searchsorted(s, np.datetime64(day, "D"), side="right")) - 1
     if i < 0:
         raise ValueError(f"{day} is before the first supported session {_FIRST}")
-    return s[i].astype(dt.date)  # type: ignore[no-any-return]
+    return s[i].astype(dt.date)

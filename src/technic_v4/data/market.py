@@ -160,7 +160,7 @@ class MarketData:
         if ref is None:
             ref = self.store.reference()
             self.memory.put(key, ref, int(ref.memory_usage(deep=True).sum()))
-        return ref  # type: ignore[no-any-return]
+        return ref
 
     def resolve_as_of(self, as_of: dt.date | str | None) -> dt.date:
         """The session a request is about: ``as_of`` (or the newest stored one) on or before."""

@@ -10,7 +10,8 @@ int days since 1970-01-01 (-1 in padding).
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -45,16 +46,17 @@ class Panel:
 
     def rows(self, idx: np.ndarray) -> Panel:
         """A panel of the given rows (a copy)."""
-        return Panel(self.symbols[idx], self.sids[idx],
-                     *(getattr(self, f)[idx] for f in FIELDS), self.day[idx], self.as_of)
+        picked: dict[str, Any] = {f: getattr(self, f)[idx]
+                                  for f in ("symbols", "sids", *FIELDS, "day")}
+        return replace(self, **picked)
 
     def tail(self, n: int) -> Panel:
         """The last ``n`` bars of every row."""
         if n >= self.day.shape[1]:
             return self
-        return Panel(self.symbols, self.sids,
-                     *(np.ascontiguousarray(getattr(self, f)[:, -n:]) for f in FIELDS),
-                     np.ascontiguousarray(self.day[:, -n:]), self.as_of)
+        cut: dict[str, Any] = {f: np.ascontiguousarray(getattr(self, f)[:, -n:])
+                               for f in (*FIELDS, "day")}
+        return replace(self, **cut)
 
     def frame(self, i: int) -> pd.DataFrame:
         """Row ``i`` as the seed's per-symbol frame: Open..Volume indexed by session date."""
@@ -109,5 +111,6 @@ def assemble(symbols: np.ndarray, sids: np.ndarray, n_bars: int, as_of: dt.date,
         for f in FIELDS:
             out[f][epos[sel], n_bars - 1 - rank_e[sel]] = extra[f][order][sel]
         day[epos[sel], n_bars - 1 - rank_e[sel]] = eday[sel]
-    return Panel(np.asarray(symbols, dtype=object), np.asarray(sids, dtype=np.int32),
-                 *(out[f] for f in FIELDS), day, as_of)
+    return Panel(symbols=np.asarray(symbols, dtype=object), sids=np.asarray(sids, dtype=np.int32),
+                 open=out["open"], high=out["high"], low=out["low"], close=out["close"],
+                 volume=out["volume"], day=day, as_of=as_of)

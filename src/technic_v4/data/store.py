@@ -142,7 +142,7 @@ class Store:
         sessions = np.unique(np.asarray(sessions, dtype="datetime64[D]"))
         with self._lock:
             ref = self._con.execute("SELECT symbol, sid FROM symbols").fetchnumpy()
-            sid = pd.Index(ref["symbol"]).get_indexer(batch.symbol)
+            sid = pd.Index(ref["symbol"]).get_indexer(pd.Index(batch.symbol))
             known = sid >= 0
             if not known.all():
                 report.dropped["unknown_symbol"] = (report.dropped.get("unknown_symbol", 0)

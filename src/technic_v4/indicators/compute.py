@@ -10,6 +10,7 @@ column is in percent; prices in the panel's currency.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -70,7 +71,7 @@ def compute(panel: Panel, max_workers: int = 1,
     if n:
         workers = max(1, min(max_workers, n // 256 or 1))
         bounds = np.linspace(0, n, workers * 2 + 1 if workers > 1 else 2).astype(int)
-        spans = [(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+        spans = [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
 
         def run(span: tuple[int, int]) -> Columns:
             a, b = span
@@ -123,7 +124,7 @@ def _ret(c: np.ndarray, hzn: int) -> np.ndarray:
 def _nanreduce(fn: np.ufunc, a: np.ndarray) -> np.ndarray:
     if a.shape[1] == 0:
         return np.full(a.shape[0], np.nan)
-    return fn.reduce(a, axis=1)  # type: ignore[no-any-return]
+    return fn.reduce(a, axis=1)
 
 
 def rs_score(c: np.ndarray) -> np.ndarray:

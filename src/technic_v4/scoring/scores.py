@@ -80,7 +80,7 @@ def percentile_rating(x: np.ndarray) -> np.ndarray:
     ranks = np.empty(len(v))
     ranks[order] = np.arange(1, len(v) + 1)
     # average ranks of ties
-    uniq, inv = np.unique(v, return_inverse=True)
+    _, inv = np.unique(v, return_inverse=True)
     sums = np.bincount(inv, weights=ranks)
     cnts = np.bincount(inv)
     ranks = (sums / cnts)[inv]

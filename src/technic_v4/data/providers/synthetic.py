@@ -72,20 +72,22 @@ class SyntheticProvider:
         return dict(self._requests)
 
     def first_session(self) -> dt.date:
-        return self.sessions[0].astype(dt.date)  # type: ignore[no-any-return]
+        return self.sessions[0].astype(dt.date)
 
     def latest_session(self) -> dt.date:
-        return self.sessions[-1].astype(dt.date)  # type: ignore[no-any-return]
+        return self.sessions[-1].astype(dt.date)
 
     def reference(self) -> pd.DataFrame:
         self._requests["reference"] += 1
         p = self._params
+        end = int(np.datetime64(self.end, "D").astype(np.int64))
+        listed = p["list_day"] <= end  # names that IPO after the end do not exist yet
         return pd.DataFrame({
             "Symbol": p["symbol"], "Name": p["name"], "Type": p["type"],
             "Exchange": p["exchange"], "Sector": p["sector"], "Industry": p["industry"],
             "SharesOutstanding": p["shares"],
-            "ListDate": self.sessions[p["list_idx"]].astype("datetime64[D]"),
-        })
+            "ListDate": p["list_day"].astype("datetime64[D]"),
+        })[listed].reset_index(drop=True)
 
     def bars_for_sessions(self, sessions: Sequence[dt.date]) -> BarBatch:
         """Bars of every listing for each requested session (one 'grouped' request each)."""
@@ -147,15 +149,17 @@ class SyntheticProvider:
         turnover[0] = 0.02
         mean_revert = (rng.random(n) < 0.2) & ~is_fund
         # Listing and halting.
-        t_n = len(self.sessions)
-        list_idx = np.zeros(n, dtype=np.int64)
-        ipo = (rng.random(n) < 0.10) & (np.arange(n) > 0)
-        list_idx[ipo] = rng.integers(1, t_n, ipo.sum())
-        recent = (rng.random(n) < 0.02) & (np.arange(n) > 0)
-        list_idx[recent] = np.maximum(t_n - rng.integers(5, 120, recent.sum()), 1)
-        halt_idx = np.full(n, 1 << 40, dtype=np.int64)  # dates beyond any end: never halted
-        halted = (rng.random(n) < 0.006) & (np.arange(n) > 0)
-        halt_idx[halted] = np.maximum(t_n - rng.integers(8, 150, halted.sum()), list_idx[halted] + 5)
+        # Listing and halting dates are absolute (days after the epoch), never relative to the
+        # end date, so that a later end only appends sessions. IPOs are spread over 6 years,
+        # halts over 5 years after a 3-month grace period.
+        e0 = int(np.datetime64(self.epoch, "D").astype(np.int64))
+        list_day = e0 - rng.integers(90, 365 * 30, n)  # listed before the epoch
+        ipo = (rng.random(n) < 0.08) & (np.arange(n) > 0)
+        list_day[ipo] = e0 + rng.integers(1, 365 * 6, ipo.sum())
+        halt_day = np.full(n, 1 << 40, dtype=np.int64)  # never halted
+        halted = (rng.random(n) < 0.02) & (np.arange(n) > 0)
+        halt_day[halted] = np.maximum(e0 + rng.integers(90, 365 * 5, halted.sum()),
+                                      list_day[halted] + 30)
         exchange = rng.choice(np.array(["NASDAQ", "NYSE", "NYSE American"], dtype=object), size=n,
                               p=[0.55, 0.38, 0.07])
         exchange[is_fund] = "NYSE Arca"
@@ -164,7 +168,7 @@ class SyntheticProvider:
             "exchange": exchange, "sector": sector, "industry": industry, "sector_idx": sector_idx,
             "shares": shares, "log_p0": log_p0, "base_vol": base_vol, "beta": beta,
             "sector_load": sector_load, "turnover": turnover, "mean_revert": mean_revert,
-            "list_idx": list_idx, "halt_idx": halt_idx,
+            "list_day": list_day, "halt_day": halt_day,
         }
 
     def _simulate(self, wanted: set[int]) -> BarBatch:
@@ -213,7 +217,8 @@ class SyntheticProvider:
                               * np.exp(0.35 * rng.standard_normal(n)))
             prev_close = close
             o, h, lo, c = (_tick_round(x) for x in (open_, high, low, close))
-            live = (t >= p["list_idx"]) & (t <= p["halt_idx"])
+            today = int(day.astype(np.int64))
+            live = (today >= p["list_day"]) & (today <= p["halt_day"])
             # Broken rows: validation and filters must have something to do.
             u = rng.random((3, n))
             live &= ~((u[0] < 2e-4) & (np.arange(n) > 0))  # a missing session

@@ -1,0 +1,75 @@
+"""Test doubles that ship with the package: small real markets and a faulty vendor.
+
+Used by technic's own tests and benchmarks, and by anyone who wants to test code against technic
+without a data vendor.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from technic_v4.config.settings import Settings
+from technic_v4.data.bars import BarBatch
+from technic_v4.data.market import MarketData
+from technic_v4.data.providers.synthetic import SyntheticProvider
+
+END = dt.date(2026, 11, 20)
+EPOCH = dt.date(2025, 1, 2)
+N_SMALL = 400
+
+
+def make_market(path: Path, n: int = N_SMALL, end: dt.date = END, epoch: dt.date = EPOCH,
+                seed: int = 7, provider: SyntheticProvider | None = None,
+                **settings: object) -> MarketData:
+    """A MarketData over a synthetic market in a DuckDB store under ``path`` (not yet filled)."""
+    s = Settings(data_dir=path, synthetic_listings=n, synthetic_seed=seed, synthetic_epoch=epoch,
+                 synthetic_end=end, progress=False, **settings)  # type: ignore[arg-type]
+    return MarketData(settings=s, provider=provider)
+
+
+class FaultyProvider(SyntheticProvider):
+    """The synthetic market with a vendor's bad habits injected into chosen symbols.
+
+    ``faults`` maps a fault name to the symbols it hits on every served session:
+    ``nan_close``, ``zero_close``, ``negative_open``, ``high_below_low``, ``zero_volume``,
+    ``duplicate`` (the row appears twice, the second copy with close x 1.01),
+    ``missing`` (the row is absent).
+    """
+
+    FAULTS = ("nan_close", "zero_close", "negative_open", "high_below_low", "zero_volume",
+              "duplicate", "missing")
+
+    def __init__(self, faults: dict[str, Sequence[str]], *, sessions: Sequence[dt.date] | None
+                 = None, **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        unknown = set(faults) - set(self.FAULTS)
+        if unknown:
+            raise ValueError(f"unknown faults {sorted(unknown)}; valid: {self.FAULTS}")
+        self.faults = {k: set(v) for k, v in faults.items()}
+        self.fault_sessions = None if sessions is None else set(
+            np.asarray(sessions, dtype="datetime64[D]").tolist())
+
+    def bars_for_sessions(self, sessions: Sequence[dt.date]) -> BarBatch:
+        b = super().bars_for_sessions(sessions)
+        hit_session = np.ones(len(b), dtype=bool) if self.fault_sessions is None else np.isin(
+            b.date, np.array(sorted(self.fault_sessions), dtype="datetime64[D]"))
+
+        def rows(name: str) -> np.ndarray:
+            return np.isin(b.symbol, list(self.faults.get(name, ()))) & hit_session
+
+        b.close[rows("nan_close")] = np.nan
+        b.close[rows("zero_close")] = 0.0
+        b.open[rows("negative_open")] = -1.0
+        hl = rows("high_below_low")
+        b.high[hl], b.low[hl] = b.low[hl] * 0.5, b.high[hl]
+        b.volume[rows("zero_volume")] = 0.0
+        dup = np.flatnonzero(rows("duplicate"))
+        missing = rows("missing")
+        extra = b.take(dup)
+        extra.close = extra.close * 1.01
+        extra.high = np.maximum(extra.high, extra.close)
+        return BarBatch.concat([b.take(np.flatnonzero(~missing)), extra])

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from technic_v4.config.scan import ScanConfig
+from technic_v4.config.settings import Settings, get_settings, reset_settings, settings
+from technic_v4.errors import ConfigError
+from technic_v4.universe import gics
+
+
+def test_defaults_scan_everything() -> None:
+    c = ScanConfig()
+    assert c.max_symbols is None
+    assert c.lookback_days >= 300
+    assert c.types == (gics.COMMON_STOCK, gics.ADR)
+
+
+@pytest.mark.parametrize(("kwargs", "field"), [
+    ({"max_symbols": -1}, "max_symbols"),
+    ({"max_symbols": "100"}, "max_symbols"),
+    ({"max_symbols": 1.5}, "max_symbols"),
+    ({"max_symbols": True}, "max_symbols"),
+    ({"top_n": 0}, "top_n"),
+    ({"min_tech_rating": 101}, "min_tech_rating"),
+    ({"lookback_days": 10}, "lookback_days"),
+    ({"risk_pct": 0}, "risk_pct"),
+    ({"as_of_date": "not a date"}, "as_of_date"),
+])
+def test_bad_values_name_the_field(kwargs: dict[str, object], field: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        ScanConfig(**kwargs)  # type: ignore[arg-type]
+    assert e.value.field == field
+    assert str(e.value).startswith(field)
+
+
+def test_unknown_field_lists_valid_fields() -> None:
+    with pytest.raises(ValueError, match="unknown ScanConfig field") as e:
+        ScanConfig(max_symbol=10)  # type: ignore[call-arg]
+    assert "max_symbols" in str(e.value)
+
+
+def test_unknown_sector_lists_every_gics_name() -> None:
+    # The predecessor's whitelist used "Technology" and silently lost a whole sector.
+    with pytest.raises(ValueError) as e:
+        ScanConfig(sectors=["Technology", "Health Care"])
+    msg = str(e.value)
+    assert "'Technology'" in msg
+    for name in gics.SECTORS:
+        assert name in msg
+
+
+def test_sector_names_are_canonicalised() -> None:
+    c = ScanConfig(sectors="information technology", industries=["software"])
+    assert c.sectors == ("Information Technology",)
+    assert c.industries == ("Software",)
+
+
+def test_unknown_type_rejected() -> None:
+    with pytest.raises(ConfigError, match="Leveraged ETF"):
+        ScanConfig(types=["Warrant"])
+
+
+def test_inconsistent_history_rejected() -> None:
+    with pytest.raises(ConfigError, match="min_history"):
+        ScanConfig(min_history=400, lookback_days=300)
+
+
+def test_as_of_parses_iso_dates() -> None:
+    assert ScanConfig(as_of_date="2026-11-20").as_of_date == dt.date(2026, 11, 20)
+
+
+def test_config_is_frozen() -> None:
+    c = ScanConfig()
+    with pytest.raises(Exception, match="frozen"):
+        c.max_symbols = 3  # type: ignore[misc]
+
+
+def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TECHNIC_USE_RAY", "true")
+    monkeypatch.setenv("TECHNIC_MAX_WORKERS", "3")
+    monkeypatch.setenv("TECHNIC_SYNTHETIC_END", "2026-01-05")
+    reset_settings()
+    s = get_settings()
+    assert s.use_ray is True
+    assert s.max_workers == 3
+    assert s.synthetic_end == dt.date(2026, 1, 5)
+    assert settings.use_ray is True  # the seed's `settings.use_ray`
+
+
+def test_settings_reject_bad_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TECHNIC_MAX_WORKERS", "0")
+    with pytest.raises(ValueError, match="max_workers"):
+        Settings()
+    monkeypatch.setenv("TECHNIC_MAX_WORKERS", "2")
+    monkeypatch.setenv("TECHNIC_DATA_PROVIDER", "yahoo")
+    with pytest.raises(ValueError, match="synthetic"):
+        Settings()

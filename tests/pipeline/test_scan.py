@@ -1,0 +1,207 @@
+"""The whole pipeline on a small real market: accounting, ordering, point-in-time, determinism."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from technic_v4.config.scan import ScanConfig
+from technic_v4.data.market import MarketData
+from technic_v4.pipeline import COLUMNS, scan
+from technic_v4.scanner_core import run_scan
+from technic_v4.testing import END, make_market
+
+
+def _run(md: MarketData, **kw: object) -> pd.DataFrame:
+    return scan(ScanConfig(**kw), md).frame  # type: ignore[arg-type]
+
+
+def test_run_scan_returns_frame_and_one_line_message(seed_api: MarketData) -> None:
+    result = run_scan(ScanConfig(max_symbols=100))
+    assert isinstance(result, tuple) and len(result) == 2
+    df, msg = result
+    assert isinstance(df, pd.DataFrame) and isinstance(msg, str)
+    assert list(df.columns) == list(COLUMNS)
+    assert "\n" not in msg and "Scanned" in msg
+    assert len(df) > 0
+    stats = df.attrs["stats"]
+    assert [s["stage"] for s in stats["stages"]] == [
+        "update", "universe", "smart_filter", "max_symbols", "pre_screen", "indicators",
+        "scores", "plans", "output"]
+
+
+def test_every_stage_accounts_for_every_listing(small_market: MarketData) -> None:
+    df = _run(small_market, min_tech_rating=40, top_n=25)
+    stages = df.attrs["stats"]["stages"]
+    for prev, st in itertools.pairwise(stages[1:]):
+        assert st["in"] == prev["out"], (prev, st)
+    for st in stages[1:]:
+        assert st["in"] - sum(st["dropped"].values()) == st["out"], st
+    assert stages[-1]["out"] == len(df) == 25
+    assert stages[1]["in"] == len(small_market.reference())
+
+
+def test_max_symbols_zero_is_empty_with_explanation(seed_api: MarketData) -> None:
+    df, msg = run_scan(ScanConfig(max_symbols=0))
+    assert len(df) == 0
+    assert list(df.columns) == list(COLUMNS)
+    assert "max_symbols=0" in msg and "Nothing scanned" in msg
+
+
+def test_max_symbols_none_scans_everything_and_negative_raises(seed_api: MarketData) -> None:
+    df, _ = run_scan(ScanConfig(max_symbols=None))
+    st = {s["stage"]: s for s in df.attrs["stats"]["stages"]}
+    assert st["max_symbols"]["out"] == st["smart_filter"]["out"]
+    with pytest.raises(ValueError, match="max_symbols"):
+        run_scan(ScanConfig(max_symbols=-5))
+
+
+def test_max_symbols_takes_largest_market_caps(small_market: MarketData) -> None:
+    full = _run(small_market, min_price=0, min_dollar_volume=0, min_market_cap=0, min_history=1,
+                max_stale_sessions=10_000)
+    top = _run(small_market, max_symbols=40, min_price=0, min_dollar_volume=0, min_market_cap=0,
+               min_history=1, max_stale_sessions=10_000)
+    st = {s["stage"]: s for s in top.attrs["stats"]["stages"]}
+    assert st["max_symbols"]["out"] == 40
+    expected = set(full.nlargest(len(top), "MarketCap")["Symbol"])
+    assert set(top["Symbol"]) <= set(full["Symbol"])
+    assert set(top["Symbol"]) == expected
+
+
+def test_sorted_by_rating_then_symbol_with_rank(small_market: MarketData) -> None:
+    df = _run(small_market)
+    assert df["Rank"].tolist() == list(range(1, len(df) + 1))
+    keys = list(zip(-df["TechRating"], df["Symbol"], strict=True))
+    assert keys == sorted(keys)
+    assert df["TechRating"].notna().all()
+    assert df["TechRating"].between(0, 100).all()
+
+
+def test_filters_min_rating_top_n_tradeable(small_market: MarketData) -> None:
+    df = _run(small_market, min_tech_rating=55)
+    assert (df["TechRating"] >= 55).all() and len(df) > 0
+    df = _run(small_market, only_tradeable=True)
+    assert set(df["Signal"]) <= {"Long", "Strong Long"} and len(df) > 0
+    assert (df["PositionSize"] >= 1).all()
+    df = _run(small_market, top_n=7)
+    assert len(df) == 7
+
+
+def test_lookback_counts_sessions_not_days(small_market: MarketData) -> None:
+    # The predecessor's "90 days" were ~62 bars and SMA200 was always NaN.
+    df = _run(small_market)
+    assert (df["Bars"] == 300).mean() > 0.8
+    assert df.loc[df["Bars"] >= 200, "SMA200"].notna().all()
+    assert df.loc[df["Bars"] >= 253, "Return252D"].notna().all()
+
+
+def test_sector_filter_and_all_sectors_present(small_market: MarketData) -> None:
+    df = _run(small_market, sectors=["Health Care", "Information Technology"])
+    assert set(df["Sector"]) == {"Health Care", "Information Technology"}
+    everything = _run(small_market, min_price=0, min_dollar_volume=0, min_market_cap=0)
+    assert everything["Sector"].nunique() == 11
+
+
+def test_explicit_symbols_and_unknown_ones(small_market: MarketData) -> None:
+    ref = small_market.reference()
+    syms = ref.loc[ref["Type"] == "Common Stock", "Symbol"].head(3).tolist()
+    res = scan(ScanConfig(symbols=[*syms, "NOPE"], min_price=0, min_dollar_volume=0,
+                          min_market_cap=0, min_history=1), small_market)
+    assert set(res.frame["Symbol"]) <= set(syms)
+    assert "NOPE" in res.message
+
+
+def test_stale_names_are_dropped_with_a_reason(small_market: MarketData) -> None:
+    from technic_v4.universe.gics import TYPES
+
+    df = _run(small_market, min_price=0, min_dollar_volume=0, min_market_cap=0, min_history=1,
+              types=TYPES)
+    pre = next(s for s in df.attrs["stats"]["stages"] if s["stage"] == "pre_screen")
+    stale = [k for k in pre["dropped"] if k.startswith("stale")]
+    assert stale, pre["dropped"]
+    last = pd.to_datetime(df["LastDate"]).dt.date
+    assert (last >= dt.date(2026, 11, 18)).all()
+
+
+def test_trade_plans_filled_for_longs(small_market: MarketData) -> None:
+    df = _run(small_market)
+    longs = df[df["Signal"].isin(["Long", "Strong Long"])]
+    assert len(longs) > 0
+    plan = longs[["Entry", "Stop", "Target", "RewardRisk", "PositionSize"]]
+    assert plan.notna().all().all()
+    assert (longs["Stop"] < longs["Entry"]).all()
+    assert (longs["Target"] > longs["Entry"]).all()
+    assert (longs["Stop"] > 0).all()
+    risk = (longs["Entry"] - longs["Stop"]) * longs["PositionSize"]
+    assert (risk <= 100_000 * 0.01 + 1e-6).all()
+
+
+def test_short_side_only_when_allowed(small_market: MarketData) -> None:
+    df = _run(small_market)
+    assert not df["Signal"].isin(["Short", "Strong Short"]).any()
+    df = _run(small_market, allow_shorts=True)
+    shorts = df[df["Signal"].isin(["Short", "Strong Short"])]
+    assert len(shorts) > 0
+    assert (shorts["Stop"] > shorts["Entry"]).all()
+    assert (shorts["Target"] < shorts["Entry"]).all()
+
+
+def test_scans_are_deterministic_cold_and_warm(small_market: MarketData) -> None:
+    small_market.clear_memory()
+    a = _run(small_market)
+    b = _run(small_market)  # warm: panel from memory
+    small_market.clear_memory()
+    c = _run(small_market)
+    pd.testing.assert_frame_equal(a, b)
+    pd.testing.assert_frame_equal(a, c)
+
+
+def test_point_in_time_equals_store_ending_that_day(small_market: MarketData,
+                                                    tmp_path: Path) -> None:
+    as_of = dt.date(2026, 9, 15)
+    then = make_market(tmp_path, end=as_of)
+    then.ensure_current()
+    try:
+        past = _run(small_market, as_of_date=as_of)
+        fresh = _run(then)
+    finally:
+        then.store.close()
+    assert past.attrs["stats"]["as_of"] == str(as_of)
+    assert (pd.to_datetime(past["LastDate"]).dt.date <= as_of).all()
+    pd.testing.assert_frame_equal(past, fresh)
+
+
+def test_as_of_on_a_holiday_uses_the_previous_session(small_market: MarketData) -> None:
+    df = _run(small_market, as_of_date=dt.date(2026, 7, 4), top_n=5)
+    assert df.attrs["stats"]["as_of"] == "2026-07-02"
+
+
+def test_as_of_after_the_store_uses_its_last_session(small_market: MarketData) -> None:
+    df = _run(small_market, as_of_date=dt.date(2030, 1, 2), top_n=5)
+    assert df.attrs["stats"]["as_of"] == str(END)
+
+
+def test_zero_rows_explains_why(small_market: MarketData) -> None:
+    res = scan(ScanConfig(min_price=1e9), small_market)
+    assert len(res.frame) == 0
+    assert "No rows" in res.message and "price" in res.message
+
+
+def test_rsrating_is_a_percentile_of_the_scanned_universe(seed_api: MarketData) -> None:
+    from technic_v4 import data_engine
+    from technic_v4.indicators.compute import rs_score
+
+    df, _ = run_scan(ScanConfig())
+    rs = df["RSRating"]
+    assert rs.notna().all() and rs.between(1, 99).all()
+    assert rs.min() <= 3 and rs.max() >= 97
+    # Ordered exactly as the weighted 3/6/9/12-month return it ranks, recomputed from history.
+    hist = data_engine.get_price_history_batch(df["Symbol"].tolist(), 300)
+    raw = np.array([rs_score(np.array([hist[s]["Close"].to_numpy()]))[0] for s in df["Symbol"]])
+    order = np.argsort(raw, kind="stable")
+    assert np.all(np.diff(rs.to_numpy()[order]) >= 0)
