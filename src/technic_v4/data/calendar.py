@@ -2,24 +2,38 @@
 
 Lookbacks in technic count sessions, never calendar days (the predecessor's "90 days" gave ~62
 bars and an SMA200 that was always NaN).
+
+Building the calendar costs ~0.3 s (holiday rules), so the session list and close times are kept
+in a small ``.npz`` file in the user cache directory, rebuilt once a day or when the library
+version changes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import warnings
 from functools import lru_cache
-from typing import Any
+from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 CALENDAR = "XNYS"
 _FIRST = "2000-01-03"
 
+log = logging.getLogger(__name__)
 
-@lru_cache(maxsize=1)
-def _calendar() -> Any:
+
+def _cache_file() -> Path:
+    from importlib.metadata import version
+
+    from platformdirs import user_cache_dir
+
+    tag = f"{CALENDAR}-{version('exchange_calendars')}-{dt.date.today():%Y%m%d}"
+    return Path(user_cache_dir("technic", appauthor=False)) / "calendar" / f"{tag}.npz"
+
+
+def _build() -> tuple[np.ndarray, np.ndarray]:
     import exchange_calendars as xc
 
     # exchange_calendars still uses pandas APIs that pandas 3.1 deprecates (Series.values on
@@ -27,37 +41,60 @@ def _calendar() -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
-        return xc.get_calendar(CALENDAR, start=_FIRST)
+        cal = xc.get_calendar(CALENDAR, start=_FIRST)
+        sessions = np.asarray(cal.sessions.values.astype("datetime64[D]"))
+        closes = np.asarray(cal.schedule["close"].dt.tz_convert(None).to_numpy()
+                            .astype("datetime64[m]").astype(np.int64))
+    return sessions, closes
 
 
 @lru_cache(maxsize=1)
-def _all_sessions() -> np.ndarray:
-    return np.asarray(_calendar().sessions.values.astype("datetime64[D]"))
+def _table() -> tuple[np.ndarray, np.ndarray]:
+    """(sessions as datetime64[D], session close times as int64 UTC minutes)."""
+    path = _cache_file()
+    if path.exists():
+        with np.load(path) as z:
+            return z["sessions"].astype("datetime64[D]"), z["closes"]
+    sessions, closes = _build()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, sessions=sessions.astype(np.int64), closes=closes)
+        tmp.replace(path)
+    except OSError as e:  # a read-only home still works, it just rebuilds each time
+        log.debug("calendar cache not written to %s: %s", path, e)
+    return sessions, closes
+
+
+def all_sessions() -> np.ndarray:
+    return _table()[0]
 
 
 def sessions_between(start: dt.date, end: dt.date) -> np.ndarray:
     """All NYSE sessions in [start, end] as a sorted ``datetime64[D]`` array."""
-    s = _all_sessions()
+    s = all_sessions()
     lo = np.searchsorted(s, np.datetime64(start, "D"), side="left")
     hi = np.searchsorted(s, np.datetime64(end, "D"), side="right")
     return s[lo:hi]
 
 
 def latest_completed_session(now: dt.datetime | None = None) -> dt.date:
-    """The latest session whose close has passed at ``now`` (aware or UTC; default: now)."""
-    cal = _calendar()
-    ts = pd.Timestamp(now if now is not None else dt.datetime.now(dt.UTC))
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    day = session_on_or_before(ts.tz_convert("America/New_York").date())
-    if ts >= cal.session_close(pd.Timestamp(day)):
-        return day
-    return session_on_or_before(day - dt.timedelta(days=1))
+    """The latest session whose close has passed at ``now`` (aware, or naive UTC; default now)."""
+    now = now if now is not None else dt.datetime.now(dt.UTC)
+    if now.tzinfo is not None:
+        now = now.astimezone(dt.UTC).replace(tzinfo=None)
+    minute = np.datetime64(now, "m").astype(np.int64)
+    sessions, closes = _table()
+    i = int(np.searchsorted(closes, minute, side="right")) - 1
+    if i < 0:
+        raise ValueError(f"{now} is before the first supported session {_FIRST}")
+    return sessions[i].astype(dt.date)  # type: ignore[no-any-return]
 
 
 def session_on_or_before(day: dt.date) -> dt.date:
     """The session at ``day`` if it is one, else the previous session."""
-    s = _all_sessions()
+    s = all_sessions()
     i = int(np.searchsorted(s, np.datetime64(day, "D"), side="right")) - 1
     if i < 0:
         raise ValueError(f"{day} is before the first supported session {_FIRST}")
-    return s[i].astype(dt.date)
+    return s[i].astype(dt.date)  # type: ignore[no-any-return]

@@ -17,7 +17,7 @@ WEIGHTS = {"TrendScore": 0.30, "MomentumScore": 0.30, "BreakoutScore": 0.15,
            "VolatilityScore": 0.15, "VolumeScore": 0.10}
 REGIME_FACTOR = {"BULL": 1.0, "SIDEWAYS": 0.95, "BEAR": 0.85}
 HIGH_VOL_FACTOR = 0.95
-STRONG_LONG, LONG, WATCH = 75.0, 62.0, 45.0
+STRONG_LONG, LONG, WATCH = 78.0, 65.0, 45.0
 SHORT, STRONG_SHORT = 30.0, 20.0
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -60,7 +61,11 @@ class SyntheticProvider:
         if len(self.sessions) < 2:
             raise ValueError(f"synthetic market needs at least 2 sessions in [{epoch}, {self.end}]")
         self._requests: dict[str, int] = {"reference": 0, "grouped_daily": 0}
-        self._params = self._make_listings()
+
+    @cached_property
+    def _params(self) -> dict[str, np.ndarray]:
+        """Per-listing parameters; built on first use (a warm scan never needs them)."""
+        return self._make_listings()
 
     # -- provider interface -------------------------------------------------------------------
     @property
