@@ -78,7 +78,7 @@ def baseline(n: int) -> dict[str, Any]:
         # As the predecessor did per symbol: pandas columns, TA-Lib calls, a dict per row.
         c, h, lo = (frame[k].to_numpy(np.float64) for k in ("Close", "High", "Low"))
         macd, sig, hist = talib.MACD(c, 12, 26, 9)
-        up, mid, dn = talib.BBANDS(c, 20, 2.0, 2.0, 0)
+        up, mid, dn = talib.BBANDS(c, 20, 2.0, 2.0, talib.MA_Type.SMA)
         ret = frame["Close"].pct_change()
         return {"SMA20": talib.SMA(c, 20)[-1], "SMA50": talib.SMA(c, 50)[-1],
                 "SMA200": talib.SMA(c, 200)[-1], "EMA21": talib.EMA(c, 21)[-1],

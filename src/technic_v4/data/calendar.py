@@ -88,7 +88,7 @@ def latest_completed_session(now: dt.datetime | None = None) -> dt.date:
     i = int(np.searchsorted(closes, minute, side="right")) - 1
     if i < 0:
         raise ValueError(f"{now} is before the first supported session {_FIRST}")
-    return sessions[i].astype(dt.date)  # type: ignore[no-any-return]
+    return sessions[i].astype(dt.date)
 
 
 def session_on_or_before(day: dt.date) -> dt.date:
@@ -97,4 +97,4 @@ def session_on_or_before(day: dt.date) -> dt.date:
     i = int(np.searchsorted(s, np.datetime64(day, "D"), side="right")) - 1
     if i < 0:
         raise ValueError(f"{day} is before the first supported session {_FIRST}")
-    return s[i].astype(dt.date)  # type: ignore[no-any-return]
+    return s[i].astype(dt.date)
