@@ -28,6 +28,7 @@ import pandas as pd
 from technic_v4.config.scan import ScanConfig
 from technic_v4.data import calendar
 from technic_v4.data.market import MarketData
+from technic_v4.execution import LocalBackend, get_backend
 from technic_v4.indicators.compute import compute
 from technic_v4.plans import SHORT_SIGNALS, plans
 from technic_v4.scoring import scores as sc
@@ -95,7 +96,6 @@ def scan(config: ScanConfig, data: MarketData, progress: Progress | None = None,
     t_start = time.perf_counter()
     stages: list[Stage] = []
     notes: list[str] = []
-    workers = max_workers or data.settings.max_workers
 
     def tick(name: str, done: int, total: int) -> None:
         if progress is not None:
@@ -198,7 +198,12 @@ def scan(config: ScanConfig, data: MarketData, progress: Progress | None = None,
             done[0] += k
             tick("indicators", done[0], len(rows))
 
-        cols = compute(sub, max_workers=workers, on_chunk=on_chunk)
+        backend = get_backend(data.settings) if max_workers is None else \
+            LocalBackend(max_workers)
+        cols = compute(sub, backend, on_chunk=on_chunk)
+        execution = backend.describe()
+        if backend.fallback_reason:
+            notes.append(backend.fallback_reason)
         stages.append(Stage("indicators", len(idx), len(idx), time.perf_counter() - t))
 
         # 7. scores ---------------------------------------------------------------------------
@@ -245,6 +250,7 @@ def scan(config: ScanConfig, data: MarketData, progress: Progress | None = None,
         stages.append(st)
 
         stats = _stats(config, as_of, stages, data, counters, reg, t_start, notes, upd)
+        stats["execution"] = execution
     stats["counters"] = counters.as_dict()  # final, after the request closed
     frame.attrs["stats"] = stats
     msg = _message(frame, stats, reg, as_of)

@@ -114,7 +114,8 @@ def validate(batch: BarBatch) -> tuple[BarBatch, ValidationReport]:
     if alive.any():
         idx = np.flatnonzero(alive)
         codes, _ = pd.factorize(batch.symbol[idx])
-        key = (codes.astype(np.int64) << 32) | batch.date[idx].astype(np.int64)
+        day = batch.date[idx].astype(np.int64)
+        key = codes.astype(np.int64) * (int(day.max() - day.min()) + 1) + (day - day.min())
         # Last occurrence wins: look for first occurrences in the reversed keys.
         _, first_rev = np.unique(key[::-1], return_index=True)
         if len(first_rev) < len(key):

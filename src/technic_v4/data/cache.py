@@ -25,6 +25,14 @@ class Counters:
     served: dict[str, int] = field(default_factory=lambda: dict.fromkeys(LAYERS, 0))
     api_calls: dict[str, int] = field(default_factory=dict)
     errors: int = 0
+    fetched_rows: int = 0  # bars stored from the vendor during this request
+    fetched_days: set[int] = field(default_factory=set)  # their sessions (days since 1970)
+
+    def close(self) -> None:
+        """A request that only fetched (``technic data update``) asked for what it fetched."""
+        if self.requested == 0 and self.fetched_rows:
+            self.requested = self.fetched_rows
+            self.served["vendor"] = self.fetched_rows
 
     @property
     def hit_rate(self) -> float:
@@ -36,6 +44,7 @@ class Counters:
     def add(self, other: Counters) -> None:
         self.requested += other.requested
         self.errors += other.errors
+        self.fetched_rows += other.fetched_rows
         for k, v in other.served.items():
             self.served[k] += v
         for k, v in other.api_calls.items():
@@ -50,6 +59,7 @@ class Counters:
             "served_by": dict(self.served),
             "api_calls": dict(self.api_calls),
             "api_calls_total": sum(self.api_calls.values()),
+            "fetched_rows": self.fetched_rows,
             "errors": self.errors,
         }
 

@@ -91,6 +91,7 @@ class MarketData:
             yield c
         finally:
             self._local.counters = None
+            c.close()
             self._take_api_calls(c)
             self.last = c
             self.total.add(c)
@@ -113,15 +114,16 @@ class MarketData:
         """Fetch every provider session missing from the store, up to ``through``."""
         with self.request(), self._update_lock:
             rep = UpdateReport()
-            if len(self.store.reference()) == 0:
-                self.store.upsert_reference(self.provider.reference())
-                rep.reference_refreshed = True
             last = self.provider.latest_session()
             if through is not None:
                 last = min(last, through)
             want = calendar.sessions_between(self.provider.first_session(), last)
             missing = np.setdiff1d(want, self.store.stored_sessions())
             if len(missing):
+                # New sessions may bring new listings: refresh reference data first, so that
+                # their bars have a symbol to belong to.
+                self.store.upsert_reference(self.provider.reference())
+                rep.reference_refreshed = True
                 self._fill(missing, rep, self.settings.progress if progress is None else progress)
             self.last_update = rep
             return rep
@@ -144,7 +146,9 @@ class MarketData:
                 rep.rows_stored += self.store.append_sessions(kept, sess, vr)
                 rep.validation.merge(vr)
                 rep.sessions_fetched.extend(d.astype(dt.date) for d in sess)
-                self._counters().served["vendor"] += vr.rows_kept
+                c = self._counters()
+                c.fetched_rows += vr.rows_kept
+                c.fetched_days.update(sess.astype(np.int64).tolist())
                 bar.advance(task, len(sess))
         self.memory.clear()  # panels of the old store version are unreachable anyway
         dropped = rep.validation.rows_dropped
@@ -182,19 +186,26 @@ class MarketData:
         base = (str(self.store.path), self.store.version, as_of)
         hit: Panel | None = self.memory.find(
             lambda k: k[:3] == base and k[3] >= n_bars)
-        c = self._counters()
         if hit is not None:
             p = hit.tail(n_bars)
-            c.requested += int(p.n_bars.sum())
-            c.served["memory"] += int(p.n_bars.sum())
+            self._count(p, "memory")
             return p
         p = self._load_panel(as_of, n_bars)
         self.memory.put((*base, n_bars), p, p.nbytes, rows=len(p.symbols))
-        got = int(p.n_bars.sum())
-        c.requested += got
-        # Bars that a fill in this same request fetched count as vendor-served, not as hits.
-        c.served["store"] += max(0, got - c.served["vendor"])
+        self._count(p, "store")
         return p
+
+    def _count(self, p: Panel, layer: str) -> None:
+        """Count a panel's bars once: those on sessions fetched in this request are vendor's."""
+        c = self._counters()
+        got = int(p.n_bars.sum())
+        vendor = 0
+        if c.fetched_days:
+            days = np.fromiter(c.fetched_days, dtype=np.int64, count=len(c.fetched_days))
+            vendor = int(np.isin(p.day, days).sum())
+        c.requested += got
+        c.served["vendor"] += vendor
+        c.served[layer] += got - vendor
 
     def _load_panel(self, as_of: dt.date, n_bars: int) -> Panel:
         ref = self.reference()

@@ -140,6 +140,10 @@ class Store:
         Symbols unknown to the reference data are not stored (counted as ``unknown_symbol``).
         """
         sessions = np.unique(np.asarray(sessions, dtype="datetime64[D]"))
+        stray = ~np.isin(batch.date, sessions)
+        if stray.any():
+            raise ValueError(f"{int(stray.sum())} bars fall outside the sessions being stored "
+                             f"(first: {batch.date[stray][0]}); pass every session they cover")
         with self._lock:
             ref = self._con.execute("SELECT symbol, sid FROM symbols").fetchnumpy()
             sid = pd.Index(ref["symbol"]).get_indexer(pd.Index(batch.symbol))

@@ -10,13 +10,12 @@ column is in percent; prices in the panel's currency.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from technic_v4.data.panel import Panel
+from technic_v4.execution import Backend, LocalBackend
 from technic_v4.indicators import kernels as k
 
 # Bars each output needs before it has a value (TA-Lib lookback + 1).
@@ -38,9 +37,9 @@ def _last(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a[:, -1])
 
 
-def _chunk_indicators(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray,
+def kernel_columns(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray,
                       v: np.ndarray) -> Columns:
-    """All kernel-based columns for one chunk of rows."""
+    """All kernel-based columns for one chunk of rows (pure; runs on any backend)."""
     out: Columns = {}
     out["SMA20"] = _last(k.sma(c, 20))
     out["SMA50"] = _last(k.sma(c, 50))
@@ -62,35 +61,19 @@ def _chunk_indicators(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarra
     return out
 
 
-def compute(panel: Panel, max_workers: int = 1,
+def compute(panel: Panel, backend: Backend | None = None,
             on_chunk: Callable[[int], None] | None = None) -> Columns:
     """Indicator columns for every row of ``panel`` (see module docstring for units)."""
-    n = len(panel.symbols)
+    backend = backend or LocalBackend(1)
     c = panel.close
     out: Columns = {}
-    if n:
-        workers = max(1, min(max_workers, n // 256 or 1))
-        bounds = np.linspace(0, n, workers * 2 + 1 if workers > 1 else 2).astype(int)
-        spans = [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
-
-        def run(span: tuple[int, int]) -> Columns:
-            a, b = span
-            res = _chunk_indicators(*(np.ascontiguousarray(getattr(panel, f)[a:b])
-                                      for f in ("open", "high", "low", "close", "volume")))
-            if on_chunk is not None:
-                on_chunk(b - a)
-            return res
-
-        if len(spans) == 1:
-            parts = [run(spans[0])]
-        else:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="technic-ind") as ex:
-                parts = list(ex.map(run, spans))
+    if len(panel.symbols):
+        arrays = tuple(getattr(panel, f) for f in ("open", "high", "low", "close", "volume"))
+        parts = backend.run_chunks(kernel_columns, arrays, on_chunk)
         for key in parts[0]:
             out[key] = np.concatenate([p[key] for p in parts])
     else:
-        for key in _chunk_indicators(*(np.empty((0, 1)),) * 5):
-            out[key] = np.empty(0)
+        out = kernel_columns(*(np.empty((0, 1)),) * 5)
 
     close = _last(c)
     out["Close"] = close

@@ -1,0 +1,133 @@
+"""Execution backends for the indicator stage: local threads, or Ray.
+
+Both run the same pure function (``indicators.compute.kernel_columns``) over coarse row chunks of
+the panel and return identical results; the choice only changes where the chunks run.
+
+    get_backend(settings)  -> LocalBackend (threads, ``max_workers``)
+                            | RayBackend   (``use_ray``; falls back to local, once, with a reason)
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from technic_v4.config.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Columns = dict[str, np.ndarray]
+ChunkFn = Callable[..., Columns]
+
+
+class Backend(Protocol):
+    name: str
+    workers: int
+    fallback_reason: str | None
+
+    def run_chunks(self, fn: ChunkFn, arrays: Sequence[np.ndarray],
+                   on_chunk: Callable[[int], None] | None = None) -> list[Columns]:
+        """``fn(*[a[lo:hi] for a in arrays])`` for row chunks covering every row, in order."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        ...
+
+
+def spans(n: int, chunks: int) -> list[tuple[int, int]]:
+    """``chunks`` contiguous, balanced row ranges covering ``range(n)`` (no empty ones)."""
+    bounds = np.linspace(0, n, max(1, min(chunks, n)) + 1).astype(int)
+    return [(int(a), int(b)) for a, b in itertools.pairwise(bounds) if b > a]
+
+
+class LocalBackend:
+    """One thread per chunk, ``workers`` chunks (the kernels release the GIL).
+
+    ``threads_used`` records the distinct threads that really ran chunks in the last call, so
+    the ``max_workers`` setting is observable rather than assumed.
+    """
+
+    name = "local"
+    MIN_ROWS_PER_CHUNK = 128
+
+    def __init__(self, workers: int, fallback_reason: str | None = None) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.workers = workers
+        self.fallback_reason = fallback_reason
+        self.threads_used = 0
+
+    def run_chunks(self, fn: ChunkFn, arrays: Sequence[np.ndarray],
+                   on_chunk: Callable[[int], None] | None = None) -> list[Columns]:
+        n = len(arrays[0])
+        parts = spans(n, min(self.workers, max(1, n // self.MIN_ROWS_PER_CHUNK)))
+        results: list[Columns | None] = [None] * len(parts)
+        errors: list[Exception] = []
+        idents: set[int] = set()
+        lock = threading.Lock()
+
+        def run(i: int) -> None:
+            lo, hi = parts[i]
+            try:
+                results[i] = fn(*(np.ascontiguousarray(a[lo:hi]) for a in arrays))
+            except Exception as e:  # noqa: BLE001 - re-raised in the calling thread below
+                with lock:
+                    errors.append(e)
+                return
+            with lock:
+                idents.add(threading.get_ident())
+            if on_chunk is not None:
+                on_chunk(hi - lo)
+
+        if len(parts) == 1:
+            run(0)
+        else:
+            threads = [threading.Thread(target=run, args=(i,), name=f"technic-ind-{i}")
+                       for i in range(len(parts))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        if errors:
+            raise errors[0]
+        self.threads_used = len(idents)
+        return [r for r in results if r is not None]
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "max_workers": self.workers,
+                "threads_used": self.threads_used, "fallback_reason": self.fallback_reason}
+
+
+_ray_failure: str | None = None
+_ray_lock = threading.Lock()
+
+
+def get_backend(settings: Settings) -> Backend:
+    """The backend the settings ask for; Ray falls back to local (logged once) if unusable."""
+    global _ray_failure
+    if not settings.use_ray:
+        return LocalBackend(settings.max_workers)
+    with _ray_lock:
+        if _ray_failure is None:
+            try:
+                from technic_v4.execution.ray_backend import RayBackend
+
+                return RayBackend.connect(settings)
+            except ImportError:
+                _ray_failure = ("ray is not installed (pip install 'technic[ray]'); "
+                                "running locally")
+            except Exception as e:  # noqa: BLE001 - any start-up failure means "run locally"
+                _ray_failure = f"Ray could not start ({type(e).__name__}: {e}); running locally"
+            log.warning("%s", _ray_failure)
+    return LocalBackend(settings.max_workers, fallback_reason=_ray_failure)
+
+
+def reset_ray_failure() -> None:
+    """Forget a previous Ray start-up failure (tests; a service after fixing the cluster)."""
+    global _ray_failure
+    _ray_failure = None
