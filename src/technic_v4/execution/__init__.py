@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -68,7 +69,7 @@ class LocalBackend:
         parts = spans(n, min(self.workers, max(1, n // self.MIN_ROWS_PER_CHUNK)))
         results: list[Columns | None] = [None] * len(parts)
         errors: list[Exception] = []
-        idents: set[int] = set()
+        names: set[str] = set()  # thread idents get reused once a thread ends; names do not
         lock = threading.Lock()
 
         def run(i: int) -> None:
@@ -80,7 +81,7 @@ class LocalBackend:
                     errors.append(e)
                 return
             with lock:
-                idents.add(threading.get_ident())
+                names.add(threading.current_thread().name)
             if on_chunk is not None:
                 on_chunk(hi - lo)
 
@@ -95,7 +96,7 @@ class LocalBackend:
                 t.join()
         if errors:
             raise errors[0]
-        self.threads_used = len(idents)
+        self.threads_used = len(names)
         return [r for r in results if r is not None]
 
     def describe(self) -> dict[str, Any]:
@@ -114,6 +115,10 @@ def get_backend(settings: Settings) -> Backend:
         return LocalBackend(settings.max_workers)
     with _ray_lock:
         if _ray_failure is None:
+            if not settings.ray_address:
+                # A local Ray binds to loopback only: without this Ray on Linux registers the
+                # machine's network address and its processes talk over it.
+                os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
             try:
                 from technic_v4.execution.ray_backend import RayBackend
 
