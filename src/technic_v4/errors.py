@@ -6,7 +6,8 @@
     │   └── ValidationError                a vendor/file row or frame failed validation
     ├── ProviderError                      the data vendor failed
     │   └── RetryableProviderError         transient (429, 5xx, timeout): retry with backoff
-    └── StoreError                         the local database is unusable: stop, fix the path
+    ├── StoreError                         the local database is unusable: stop, fix the path
+    └── ScanCancelled                      the caller cancelled the scan
 """
 
 from __future__ import annotations
@@ -42,3 +43,7 @@ class RetryableProviderError(ProviderError):
 
 class StoreError(TechnicError):
     """The local store cannot be opened or written."""
+
+
+class ScanCancelled(TechnicError):
+    """The caller asked the scan to stop."""

@@ -28,6 +28,7 @@ import pandas as pd
 from technic_v4.config.scan import ScanConfig
 from technic_v4.data import calendar
 from technic_v4.data.market import MarketData
+from technic_v4.errors import ScanCancelled
 from technic_v4.execution import LocalBackend, get_backend
 from technic_v4.indicators.compute import compute
 from technic_v4.plans import SHORT_SIGNALS, plans
@@ -90,20 +91,45 @@ def _drop(stage: Stage, mask: np.ndarray, reasons: list[tuple[str, np.ndarray]])
     return alive
 
 
-def scan(config: ScanConfig, data: MarketData, progress: Progress | None = None,
-         max_workers: int | None = None) -> ScanResult:
-    """Run every stage for ``config`` (see module docstring)."""
-    t_start = time.perf_counter()
-    stages: list[Stage] = []
-    notes: list[str] = []
+STAGES = ("update", "universe", "smart_filter", "max_symbols", "pre_screen", "indicators",
+          "scores", "plans", "output")
 
-    def tick(name: str, done: int, total: int) -> None:
-        if progress is not None:
-            progress(name, done, total)
+
+class _Stages(list[Stage]):
+    """The stage list of one scan; appending a stage reports progress and honours cancel."""
+
+    def __init__(self, progress: Progress | None, cancel: Callable[[], bool] | None) -> None:
+        super().__init__()
+        self.progress = progress
+        self.cancel = cancel
+
+    def tick(self, name: str, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(name, done, total)
+        if self.cancel is not None and self.cancel():
+            raise ScanCancelled(f"scan cancelled during {name}")
+
+    def append(self, st: Stage) -> None:
+        super().append(st)
+        self.tick(st.name, max(st.n_in, st.n_out), max(st.n_in, st.n_out))
+
+
+def scan(config: ScanConfig, data: MarketData, progress: Progress | None = None,
+         max_workers: int | None = None, cancel: Callable[[], bool] | None = None
+         ) -> ScanResult:
+    """Run every stage for ``config`` (see module docstring).
+
+    ``progress(stage, done, total)`` is called as work advances (stage names in ``STAGES``);
+    ``cancel()`` is polled between stages and chunks and, when true, raises ScanCancelled.
+    """
+    t_start = time.perf_counter()
+    stages = _Stages(progress, cancel)
+    notes: list[str] = []
+    tick = stages.tick
 
     with data.request() as counters:
         t = time.perf_counter()
-        upd = data.ensure_current()
+        upd = data.ensure_current(on_progress=lambda d, n: tick("update", d, n))
         stages.append(Stage("update", 0, len(upd.sessions_fetched), time.perf_counter() - t))
         as_of = data.resolve_as_of(config.as_of_date)
         if config.max_symbols == 0:
@@ -147,7 +173,6 @@ def scan(config: ScanConfig, data: MarketData, progress: Progress | None = None,
         # 4. snapshot + max_symbols ---------------------------------------------------------
         t = time.perf_counter()
         panel = data.panel(as_of, config.lookback_days)
-        tick("load", 1, 1)
         row_of = pd.Index(panel.sids).get_indexer(ref["sid"].to_numpy())
         close_last = panel.close[row_of, -1]
         mcap = ref["SharesOutstanding"].to_numpy(np.float64) * close_last

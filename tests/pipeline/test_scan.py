@@ -205,3 +205,26 @@ def test_rsrating_is_a_percentile_of_the_scanned_universe(seed_api: MarketData) 
     raw = np.array([rs_score(np.array([hist[s]["Close"].to_numpy()]))[0] for s in df["Symbol"]])
     order = np.argsort(raw, kind="stable")
     assert np.all(np.diff(rs.to_numpy()[order]) >= 0)
+
+
+def test_progress_reports_every_stage_in_order(small_market: MarketData) -> None:
+    from technic_v4.pipeline import STAGES
+
+    events: list[tuple[str, int, int]] = []
+    scan(ScanConfig(), small_market, progress=lambda s, d, t: events.append((s, d, t)))
+    finished = [s for s, d, t in events if d == t]
+    assert [s for s in dict.fromkeys(finished)] == list(STAGES)
+    assert all(0 <= d <= t for _, d, t in events)
+
+
+def test_cancel_stops_the_scan(small_market: MarketData) -> None:
+    from technic_v4.errors import ScanCancelled
+
+    seen: list[str] = []
+
+    def cancel() -> bool:
+        return "pre_screen" in seen
+
+    with pytest.raises(ScanCancelled, match="pre_screen"):
+        scan(ScanConfig(), small_market, progress=lambda s, d, t: seen.append(s), cancel=cancel)
+    assert "indicators" not in seen

@@ -11,7 +11,7 @@ import contextlib
 import datetime as dt
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,9 +109,13 @@ class MarketData:
         self._api_seen = dict(now)
 
     # -- keeping the store current --------------------------------------------------------------
-    def ensure_current(self, through: dt.date | None = None, progress: bool | None = None
-                       ) -> UpdateReport:
-        """Fetch every provider session missing from the store, up to ``through``."""
+    def ensure_current(self, through: dt.date | None = None, progress: bool | None = None,
+                       on_progress: Callable[[int, int], None] | None = None) -> UpdateReport:
+        """Fetch every provider session missing from the store, up to ``through``.
+
+        ``progress`` shows a bar on stderr (default: the ``progress`` setting);
+        ``on_progress(sessions_done, sessions_total)`` reports to a caller.
+        """
         with self.request(), self._update_lock:
             rep = UpdateReport()
             last = self.provider.latest_session()
@@ -124,11 +128,13 @@ class MarketData:
                 # their bars have a symbol to belong to.
                 self.store.upsert_reference(self.provider.reference())
                 rep.reference_refreshed = True
-                self._fill(missing, rep, self.settings.progress if progress is None else progress)
+                self._fill(missing, rep, self.settings.progress if progress is None else progress,
+                           on_progress)
             self.last_update = rep
             return rep
 
-    def _fill(self, missing: np.ndarray, rep: UpdateReport, progress: bool) -> None:
+    def _fill(self, missing: np.ndarray, rep: UpdateReport, progress: bool,
+              on_progress: Callable[[int, int], None] | None) -> None:
         from rich.progress import Progress
 
         batch = self.provider.bars_for_sessions([d.astype(dt.date) for d in missing])
@@ -150,6 +156,8 @@ class MarketData:
                 c.fetched_rows += vr.rows_kept
                 c.fetched_days.update(sess.astype(np.int64).tolist())
                 bar.advance(task, len(sess))
+                if on_progress is not None:
+                    on_progress(len(rep.sessions_fetched), len(missing))
         self.memory.clear()  # panels of the old store version are unreachable anyway
         dropped = rep.validation.rows_dropped
         if dropped:
