@@ -9,7 +9,14 @@ import pytest
 
 from technic_v4 import data_engine
 from technic_v4.data.market import MarketData
-from technic_v4.testing import END, EPOCH, N_SMALL, FaultyProvider, make_market
+from technic_v4.testing import (
+    END,
+    EPOCH,
+    N_SMALL,
+    FaultyProvider,
+    RedisServer,
+    make_market,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -47,6 +54,13 @@ def seed_api(small_market: MarketData) -> Iterator[MarketData]:
     data_engine._market = small_market
     yield small_market
     data_engine._market = None
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server on a free loopback port for the whole session."""
+    with RedisServer() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
