@@ -204,6 +204,17 @@ def cache_stats() -> None:
 
 
 @main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to bind (loopback unless told otherwise).")
+@click.option("--port", default=8502, show_default=True, type=int)
+def serve(host: str, port: int) -> None:
+    """Run the HTTP API and web page (FastAPI + uvicorn)."""
+    from technic_v4.service.app import run
+
+    run(host=host, port=port)
+
+
+@main.command()
 @click.option("--quick", is_flag=True, help="Fewer repeats and sizes (a smoke run).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("bench-report.md"), show_default=True)

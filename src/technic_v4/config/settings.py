@@ -29,9 +29,22 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Field(default_factory=_default_data_dir, description="Local store directory.")
-    data_provider: Literal["synthetic"] = Field(
-        default="synthetic", description="Where bars come from: the embedded synthetic market."
+    data_provider: Literal["synthetic", "polygon", "files"] = Field(
+        default="synthetic", description="Where bars come from: the embedded synthetic market, "
+        "the Polygon/Massive REST API, or the user's own CSV/Parquet files."
     )
+    polygon_base_url: str = Field(default="https://api.polygon.io",
+                                  description="Polygon/Massive REST base URL.")
+    polygon_timeout_s: float = Field(default=30.0, gt=0)
+    polygon_max_retries: int = Field(default=5, ge=0, le=20)
+    files_path: Path | None = Field(default=None, description="CSV/Parquet bars: a file (long "
+                                    "table with a symbol column) or a directory (one file per "
+                                    "symbol).")
+    files_reference: Path | None = Field(default=None, description="Optional reference CSV.")
+    redis_url: str | None = Field(default=None, description="L3 cache shared by instances, "
+                                  "e.g. redis://127.0.0.1:6379/0; unset = no Redis.")
+    api_key: str | None = Field(default=None, description="When set, the HTTP API requires "
+                                "X-API-Key with this value (never logged).", repr=False)
     max_workers: int = Field(
         default_factory=lambda: os.cpu_count() or 1, ge=1, le=256,
         description="Threads used by the indicator stage.",

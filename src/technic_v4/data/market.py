@@ -58,8 +58,16 @@ def make_provider(settings: Settings) -> Provider:
         return SyntheticProvider(n_listings=settings.synthetic_listings,
                                  seed=settings.synthetic_seed, epoch=settings.synthetic_epoch,
                                  end=settings.synthetic_end)
+    if settings.data_provider == "polygon":
+        from technic_v4.data.providers.polygon import PolygonProvider
+
+        return PolygonProvider.from_settings(settings)
+    if settings.data_provider == "files":
+        from technic_v4.data.providers.files import FilesProvider
+
+        return FilesProvider.from_settings(settings)
     raise ConfigError("data_provider", f"unknown provider {settings.data_provider!r}; valid: "
-                      "'synthetic'")
+                      "'synthetic', 'polygon', 'files'")
 
 
 class MarketData:

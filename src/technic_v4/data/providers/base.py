@@ -1,4 +1,10 @@
-"""The provider interface: raw calls only. Validation happens once, above providers."""
+"""The provider interface: raw calls only. Validation happens once, above providers.
+
+A provider returns what the vendor sent (as a :class:`BarBatch`, bad rows included: validation
+in ``data/bars.py`` drops and counts them) and raises from the error tree on failure:
+``RetryableProviderError`` for transient faults that survived its own bounded retries, and
+``ProviderError`` for the rest. It counts every real request it makes, by endpoint.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +19,17 @@ from technic_v4.data.bars import BarBatch
 # Reference-data columns every provider returns (one row per listing).
 REFERENCE_COLUMNS = ("Symbol", "Name", "Type", "Exchange", "Sector", "Industry",
                      "SharesOutstanding", "ListDate")
+# Columns of ``splits()``: ratio = split_to / split_from (a 4-for-1 split has ratio 4).
+SPLIT_COLUMNS = ("Symbol", "ExecutionDate", "SplitFrom", "SplitTo")
 
 
 class Provider(Protocol):
     """A source of reference data and adjusted daily bars."""
 
     name: str
+    # How many sessions MarketData asks for per ``bars_for_sessions`` call. A failed call leaves
+    # exactly those sessions missing, so vendors that make one request per session use 1.
+    fetch_batch_sessions: int
 
     @property
     def store_key(self) -> str:
@@ -39,6 +50,15 @@ class Provider(Protocol):
 
     def bars_for_sessions(self, sessions: Sequence[dt.date]) -> BarBatch:
         """Every listing's bars for the given sessions (one grouped request per session)."""
+        ...
+
+    def bars_for_symbols(self, symbols: Sequence[str], start: dt.date, end: dt.date
+                         ) -> BarBatch:
+        """The given symbols' bars in [start, end] (per-ticker requests)."""
+        ...
+
+    def splits(self, since: dt.date) -> pd.DataFrame:
+        """Splits executed on or after ``since`` with :data:`SPLIT_COLUMNS`."""
         ...
 
     @property

@@ -46,6 +46,7 @@ class SyntheticProvider:
     """Provider of the embedded market (see module docstring)."""
 
     name = "synthetic"
+    fetch_batch_sessions = 1 << 30  # one simulation pass serves any number of sessions
 
     def __init__(self, n_listings: int = 6000, seed: int = 20251214,
                  epoch: dt.date = dt.date(2023, 1, 3), end: dt.date | None = None) -> None:
@@ -104,6 +105,22 @@ class SyntheticProvider:
         if not ok.any():
             return BarBatch.empty()
         return self._simulate(set(idx[ok].tolist()))
+
+    def bars_for_symbols(self, symbols: Sequence[str], start: dt.date, end: dt.date
+                         ) -> BarBatch:
+        """The given symbols' bars in [start, end] (one 'ticker' request per symbol)."""
+        self._requests["ticker"] = self._requests.get("ticker", 0) + len(symbols)
+        sess = sessions_between(start, min(end, self.end))
+        if len(sess) == 0 or len(symbols) == 0:
+            return BarBatch.empty()
+        idx = np.searchsorted(self.sessions, sess)
+        b = self._simulate(set(idx.tolist()))
+        return b.take(np.flatnonzero(np.isin(b.symbol, list(symbols))))
+
+    def splits(self, since: dt.date) -> pd.DataFrame:
+        """The embedded market's prices are split-adjusted already: no splits."""
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in
+                             ("Symbol", "ExecutionDate", "SplitFrom", "SplitTo")})
 
     # -- internals ----------------------------------------------------------------------------
     def _make_listings(self) -> dict[str, np.ndarray]:
