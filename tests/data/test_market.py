@@ -172,7 +172,7 @@ def test_first_fill_fetches_every_session(tmp_path: Path) -> None:
         # One reference call and one grouped request per session, nothing more.
         assert md.provider.request_counts == {"reference": 1, "grouped_daily": len(want)}
         assert c.api_calls == {"reference": 1, "grouped_daily": len(want)}
-        assert c.served == {"memory": 0, "store": 0, "vendor": rep.rows_stored}
+        assert c.served == {"memory": 0, "redis": 0, "store": 0, "vendor": rep.rows_stored}
         # What was stored is exactly the provider's validated bars.
         p = SyntheticProvider(n_listings=120, seed=7, epoch=FRESH_EPOCH, end=END)
         raw = p.bars_for_sessions([d.astype(dt.date) for d in want])
@@ -329,21 +329,21 @@ def test_counters_cold_warm_and_clear(filled: MarketData) -> None:
     bars = int(p1.n_bars.sum())
     assert bars > 0
     assert c1.requested == bars
-    assert c1.served == {"memory": 0, "store": bars, "vendor": 0}
+    assert c1.served == {"memory": 0, "redis": 0, "store": bars, "vendor": 0}
     assert c1.api_calls == {}
     assert md.last is c1
     # Warm: the same request is served from memory.
     with md.request() as c2:
         p2 = md.panel(END, 50)
     assert c2.requested == bars
-    assert c2.served == {"memory": bars, "store": 0, "vendor": 0}
+    assert c2.served == {"memory": bars, "redis": 0, "store": 0, "vendor": 0}
     assert_panels_equal(p2, p1)
     stats = md.stats()
     assert stats["hit_rate"] == 100.0
-    assert stats["last_request"]["served_by"] == {"memory": bars, "store": 0, "vendor": 0}
+    assert stats["last_request"]["served_by"] == {"memory": bars, "redis": 0, "store": 0, "vendor": 0}
     assert stats["last_request"]["api_calls_total"] == 0
     assert stats["cumulative"]["requested"] == 2 * bars
-    assert stats["cumulative"]["served_by"] == {"memory": bars, "store": bars, "vendor": 0}
+    assert stats["cumulative"]["served_by"] == {"memory": bars, "redis": 0, "store": bars, "vendor": 0}
     assert stats["cache_size"] == len(p1.symbols)
     assert stats["cache_entries"] >= 1
     # Clearing memory empties the L1 cache; the next load works and comes from the store.
@@ -354,7 +354,7 @@ def test_counters_cold_warm_and_clear(filled: MarketData) -> None:
     assert stats["cache_bytes"] == 0
     with md.request() as c3:
         p3 = md.panel(END, 50)
-    assert c3.served == {"memory": 0, "store": bars, "vendor": 0}
+    assert c3.served == {"memory": 0, "redis": 0, "store": bars, "vendor": 0}
     assert_panels_equal(p3, p1)
 
 
@@ -376,7 +376,7 @@ def test_loads_outside_a_request_are_not_counted(filled: MarketData) -> None:
     md.reset_stats()
     md.panel(END, 30)
     assert md.total.requested == 0
-    assert md.stats()["cumulative"]["served_by"] == {"memory": 0, "store": 0, "vendor": 0}
+    assert md.stats()["cumulative"]["served_by"] == {"memory": 0, "redis": 0, "store": 0, "vendor": 0}
 
 
 def test_fill_counts_vendor_bars_and_api_calls(tmp_path: Path) -> None:

@@ -2,8 +2,9 @@
 
 Counting unit: symbol-sessions (bars). For every request (a scan, or one
 ``get_price_history_batch`` call) the bars it asked for are counted once, at the layer that served
-them: ``memory`` (L1), ``store`` (L2, the local database) or ``vendor`` (fetched from the provider
-during this request). ``hit_rate`` is the share served without a vendor request, per request and
+them: ``memory`` (L1), ``redis`` (L3, shared by instances), ``store`` (L2, the local database) or
+``vendor`` (fetched from the provider during this request). Bars that a fill in the same request
+brought into the store count at the layer they came from (``redis`` or ``vendor``). ``hit_rate`` is the share served without a vendor request, per request and
 cumulatively; the two are never mixed (the predecessor reported a cumulative counter over a cold
 and a warm run as "the" hit rate, which could not exceed 50 %).
 """
@@ -16,7 +17,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
-LAYERS = ("memory", "store", "vendor")
+LAYERS = ("memory", "redis", "store", "vendor")
 
 
 @dataclass
@@ -25,14 +26,21 @@ class Counters:
     served: dict[str, int] = field(default_factory=lambda: dict.fromkeys(LAYERS, 0))
     api_calls: dict[str, int] = field(default_factory=dict)
     errors: int = 0
-    fetched_rows: int = 0  # bars stored from the vendor during this request
-    fetched_days: set[int] = field(default_factory=set)  # their sessions (days since 1970)
+    # Bars a fill stored during this request, by source layer ("redis" or "vendor"), and the
+    # source of each session it stored (days since 1970).
+    fetched: dict[str, int] = field(default_factory=lambda: {"redis": 0, "vendor": 0})
+    fetched_days: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def fetched_rows(self) -> int:
+        return sum(self.fetched.values())
 
     def close(self) -> None:
         """A request that only fetched (``technic data update``) asked for what it fetched."""
         if self.requested == 0 and self.fetched_rows:
             self.requested = self.fetched_rows
-            self.served["vendor"] = self.fetched_rows
+            for layer, n in self.fetched.items():
+                self.served[layer] += n
 
     @property
     def hit_rate(self) -> float:
@@ -44,7 +52,8 @@ class Counters:
     def add(self, other: Counters) -> None:
         self.requested += other.requested
         self.errors += other.errors
-        self.fetched_rows += other.fetched_rows
+        for k, v in other.fetched.items():
+            self.fetched[k] = self.fetched.get(k, 0) + v
         for k, v in other.served.items():
             self.served[k] += v
         for k, v in other.api_calls.items():
@@ -59,7 +68,7 @@ class Counters:
             "served_by": dict(self.served),
             "api_calls": dict(self.api_calls),
             "api_calls_total": sum(self.api_calls.values()),
-            "fetched_rows": self.fetched_rows,
+            "fetched_rows": dict(self.fetched),
             "errors": self.errors,
         }
 

@@ -12,21 +12,24 @@ import datetime as dt
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from technic_v4.config.settings import Settings, get_settings
 from technic_v4.data import calendar
-from technic_v4.data.bars import ValidationReport, validate
+from technic_v4.data.bars import BarBatch, ValidationReport, validate
 from technic_v4.data.cache import Counters, MemoryCache
 from technic_v4.data.panel import Panel, assemble
 from technic_v4.data.providers.base import Provider
 from technic_v4.data.store import Store
-from technic_v4.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from technic_v4.data.l3 import RedisLayer
+from technic_v4.errors import ConfigError, DataError, ProviderError
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +44,15 @@ class UpdateReport:
     rows_stored: int = 0
     validation: ValidationReport = field(default_factory=ValidationReport)
     reference_refreshed: bool = False
+    failed: dict[str, str] = field(default_factory=dict)  # session -> why it is still missing
 
     def as_dict(self) -> dict[str, Any]:
         s = self.sessions_fetched
         return {"sessions_fetched": len(s), "first": str(s[0]) if s else None,
                 "last": str(s[-1]) if s else None, "rows_stored": self.rows_stored,
                 "validation": self.validation.as_dict(),
-                "reference_refreshed": self.reference_refreshed}
+                "reference_refreshed": self.reference_refreshed,
+                "failed_sessions": dict(self.failed)}
 
 
 def make_provider(settings: Settings) -> Provider:
@@ -79,6 +84,11 @@ class MarketData:
         self.provider = provider or make_provider(self.settings)
         self.store = store or Store(Path(self.settings.data_dir) / f"{self.provider.store_key}.duckdb")
         self.memory = MemoryCache(self.settings.memory_cache_mb * 1024 * 1024)
+        self.l3: RedisLayer | None = None
+        if self.settings.redis_url:
+            from technic_v4.data.l3 import RedisLayer
+
+            self.l3 = RedisLayer(self.settings.redis_url, self.provider.store_key)
         self.total = Counters()
         self.last = Counters()
         self._local = threading.local()
@@ -134,42 +144,80 @@ class MarketData:
             if len(missing):
                 # New sessions may bring new listings: refresh reference data first, so that
                 # their bars have a symbol to belong to.
-                self.store.upsert_reference(self.provider.reference())
+                self.store.upsert_reference(self._reference_for(last))
                 rep.reference_refreshed = True
                 self._fill(missing, rep, self.settings.progress if progress is None else progress,
                            on_progress)
             self.last_update = rep
             return rep
 
+    def _reference_for(self, last: dt.date) -> pd.DataFrame:
+        """Reference data for a store filled through ``last``: from L3 when another instance
+        already fetched it for that session, else from the provider (and shared via L3)."""
+        if self.l3 is not None:
+            ref = self.l3.get_reference(last)
+            if ref is not None:
+                return ref
+        ref = self.provider.reference()
+        if self.l3 is not None:
+            self.l3.put_reference(ref, last)
+        return ref
+
     def _fill(self, missing: np.ndarray, rep: UpdateReport, progress: bool,
               on_progress: Callable[[int, int], None] | None) -> None:
+        """Store ``missing`` sessions: from L3 when shared, else from the provider in groups.
+
+        A group the provider fails on is left missing (recorded in ``rep.failed``); the store
+        is unchanged for it and the next update tries again.
+        """
         from rich.progress import Progress
 
-        batch = self.provider.bars_for_sessions([d.astype(dt.date) for d in missing])
-        order = np.argsort(batch.date, kind="stable")
-        batch = batch.take(order)
-        bounds = np.searchsorted(batch.date, missing)
-        chunks = range(0, len(missing), _CHUNK_SESSIONS)
+        c = self._counters()
+        total = len(missing)
+
+        def stored(sess: np.ndarray, kept: BarBatch, vr: ValidationReport, source: str) -> None:
+            rep.rows_stored += self.store.append_sessions(kept, sess, vr)
+            rep.validation.merge(vr)
+            rep.sessions_fetched.extend(d.astype(dt.date) for d in sess)
+            c.fetched[source] += vr.rows_kept
+            c.fetched_days.update(dict.fromkeys(sess.astype(np.int64).tolist(), source))
+            bar.advance(task, len(sess))
+            if on_progress is not None:
+                on_progress(len(rep.sessions_fetched) + len(rep.failed), total)
+
         with Progress(transient=True, disable=not progress) as bar:
-            task = bar.add_task(f"Storing {len(missing)} sessions", total=len(missing))
-            for i in chunks:
-                sess = missing[i:i + _CHUNK_SESSIONS]
-                lo = bounds[i]
-                hi = bounds[i + _CHUNK_SESSIONS] if i + _CHUNK_SESSIONS < len(missing) else len(batch)
-                kept, vr = validate(batch.take(np.arange(lo, hi)))
-                rep.rows_stored += self.store.append_sessions(kept, sess, vr)
-                rep.validation.merge(vr)
-                rep.sessions_fetched.extend(d.astype(dt.date) for d in sess)
-                c = self._counters()
-                c.fetched_rows += vr.rows_kept
-                c.fetched_days.update(sess.astype(np.int64).tolist())
-                bar.advance(task, len(sess))
-                if on_progress is not None:
-                    on_progress(len(rep.sessions_fetched), len(missing))
+            task = bar.add_task(f"Storing {total} sessions", total=total)
+            if self.l3 is not None:
+                shared = self.l3.get_sessions(missing)
+                for i in range(0, len(shared), _CHUNK_SESSIONS):
+                    days = np.array(sorted(shared)[i:i + _CHUNK_SESSIONS], dtype="datetime64[D]")
+                    batch = BarBatch.concat([shared[d] for d in days])
+                    # Validated before it was shared; validating again only costs a little
+                    # and keeps one rule for everything that enters the store.
+                    kept, vr = validate(batch)
+                    stored(days, kept, vr, "redis")
+                missing = np.setdiff1d(missing, np.array(sorted(shared), dtype="datetime64[D]"))
+            group = max(1, min(self.provider.fetch_batch_sessions, _CHUNK_SESSIONS))
+            for i in range(0, len(missing), group):
+                sess = missing[i:i + group]
+                try:
+                    batch = self.provider.bars_for_sessions([d.astype(dt.date) for d in sess])
+                except ProviderError as e:
+                    c.errors += 1
+                    for d in sess:
+                        rep.failed[str(d)] = str(e)
+                    log.warning("could not fetch %s..%s: %s", sess[0], sess[-1], e)
+                    if on_progress is not None:
+                        on_progress(len(rep.sessions_fetched) + len(rep.failed), total)
+                    continue
+                kept, vr = validate(batch)
+                stored(sess, kept, vr, "vendor")
+                if self.l3 is not None:
+                    self.l3.put_sessions(kept, sess)
         self.memory.clear()  # panels of the old store version are unreachable anyway
         dropped = rep.validation.rows_dropped
         if dropped:
-            log.warning("validation dropped %d of %d vendor rows: %s", dropped,
+            log.warning("validation dropped %d of %d rows: %s", dropped,
                         rep.validation.rows_in,
                         {k: v for k, v in rep.validation.dropped.items() if v})
 
@@ -206,22 +254,59 @@ class MarketData:
             p = hit.tail(n_bars)
             self._count(p, "memory")
             return p
+        key = None
+        if self.l3 is not None:
+            key = self.l3.panel_key(as_of, n_bars, self._fingerprint(as_of))
+            shared = self.l3.get_panel(key)
+            adopted = self._adopt(shared) if shared is not None else None
+            if adopted is not None:
+                self.memory.put((*base, n_bars), adopted, adopted.nbytes,
+                                rows=len(adopted.symbols))
+                self._count(adopted, "redis")
+                return adopted
         p = self._load_panel(as_of, n_bars)
         self.memory.put((*base, n_bars), p, p.nbytes, rows=len(p.symbols))
+        if key is not None and self.l3 is not None:
+            self.l3.put_panel(key, p)
         self._count(p, "store")
         return p
 
+    def _fingerprint(self, as_of: dt.date) -> str:
+        """Names the data a panel is built from, identically on every instance: the dataset,
+        the stored sessions up to ``as_of`` and the listings."""
+        import hashlib
+
+        sess = self.store.stored_sessions()
+        sess = sess[sess <= np.datetime64(as_of, "D")]
+        h = hashlib.sha256()
+        h.update(self.provider.store_key.encode())
+        h.update(sess.astype(np.int64).tobytes())
+        h.update("\n".join(self.reference()["Symbol"].astype(str)).encode())
+        return h.hexdigest()[:20]
+
+    def _adopt(self, shared: Panel) -> Panel | None:
+        """A panel from L3 in this store's row order and sids (None if the listings differ)."""
+        ref = self.reference()
+        pos = pd.Index(shared.symbols.astype(str)).get_indexer(ref["Symbol"].astype(str))
+        if (pos < 0).any() or len(pos) != len(shared.symbols):
+            return None
+        p = shared.rows(pos)
+        return replace(p, sids=ref["sid"].to_numpy(np.int32))
+
     def _count(self, p: Panel, layer: str) -> None:
-        """Count a panel's bars once: those on sessions fetched in this request are vendor's."""
+        """Count a panel's bars once: those on sessions a fill of this request brought in count
+        at the layer they came from (vendor or redis), the rest at ``layer``."""
         c = self._counters()
         got = int(p.n_bars.sum())
-        vendor = 0
-        if c.fetched_days:
-            days = np.fromiter(c.fetched_days, dtype=np.int64, count=len(c.fetched_days))
-            vendor = int(np.isin(p.day, days).sum())
         c.requested += got
-        c.served["vendor"] += vendor
-        c.served[layer] += got - vendor
+        rest = got
+        for source in ("vendor", "redis"):
+            days = [d for d, s in c.fetched_days.items() if s == source]
+            if days:
+                k = int(np.isin(p.day, np.asarray(days, dtype=np.int64)).sum())
+                c.served[source] += k
+                rest -= k
+        c.served[layer] += rest
 
     def _load_panel(self, as_of: dt.date, n_bars: int) -> Panel:
         ref = self.reference()
@@ -248,6 +333,7 @@ class MarketData:
     def stats(self) -> dict[str, Any]:
         last = self.last.as_dict()
         return {
+            "redis": self.l3.stats() if self.l3 is not None else None,
             "hit_rate": last["hit_rate"],
             "cache_size": self.memory.rows,
             "cache_entries": len(self.memory),

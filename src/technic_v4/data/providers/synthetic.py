@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -62,6 +63,7 @@ class SyntheticProvider:
         if len(self.sessions) < 2:
             raise ValueError(f"synthetic market needs at least 2 sessions in [{epoch}, {self.end}]")
         self._requests: dict[str, int] = {"reference": 0, "grouped_daily": 0}
+        self._cursor: dict[str, Any] | None = None
 
     @cached_property
     def _params(self) -> dict[str, np.ndarray]:
@@ -197,17 +199,26 @@ class SyntheticProvider:
         """Walk the market from the epoch to the last wanted session; keep the wanted ones."""
         p, n = self._params, self.n_listings
         last = max(wanted)
-        logp = p["log_p0"].copy()
-        anchor = logp.copy()
-        var = p["base_vol"] ** 2
-        mu = np.zeros(n)
-        mvar = 0.009**2
-        svar = np.full(len(gics.SECTORS), 0.006**2)
-        prev_close = np.exp(logp)
+        # Resume from the state after the last walk when it ended before the first wanted
+        # session (a fill asks for consecutive chunks), else start over from the epoch.
+        cur = self._cursor
+        if cur is not None and cur["t"] <= min(wanted):
+            t0 = cur["t"]
+            logp, anchor, var, mu = (cur[k].copy() for k in ("logp", "anchor", "var", "mu"))
+            mvar, svar, prev_close = cur["mvar"], cur["svar"].copy(), cur["prev_close"].copy()
+        else:
+            t0 = 0
+            logp = p["log_p0"].copy()
+            anchor = logp.copy()
+            var = p["base_vol"] ** 2
+            mu = np.zeros(n)
+            mvar = 0.009**2
+            svar = np.full(len(gics.SECTORS), 0.006**2)
+            prev_close = np.exp(logp)
         a, b = 0.08, 0.90
         out: list[BarBatch] = []
         sym = p["symbol"]
-        for t in range(last + 1):
+        for t in range(t0, last + 1):
             day = self.sessions[t]
             rng = np.random.default_rng([self.seed, 1, int(day.astype(np.int64)) + 100_000])
             m_eps = rng.standard_t(4) / np.sqrt(2.0)
@@ -254,6 +265,8 @@ class SyntheticProvider:
             keep = np.flatnonzero(live)
             out.append(BarBatch(sym[keep], np.full(len(keep), day), o[keep], h[keep], lo[keep],
                                 c[keep], volume[keep]))
+        self._cursor = {"t": last + 1, "logp": logp, "anchor": anchor, "var": var, "mu": mu,
+                        "mvar": mvar, "svar": svar, "prev_close": prev_close}
         return BarBatch.concat(out)
 
 

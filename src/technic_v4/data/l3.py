@@ -1,0 +1,209 @@
+"""L3: a Redis cache shared by every technic instance (optional: ``TECHNIC_REDIS_URL``).
+
+What it holds, under ``technic:<store_key>:``
+    ``session:<YYYY-MM-DD>``           validated bars of one session (every listing)
+    ``reference:<YYYY-MM-DD>``          reference data as of a session (with a TTL)
+    ``panel:<as_of>:<n_bars>:<fp>``     a loaded panel (fp fingerprints the data it came from)
+
+Values are Arrow IPC streams (zstd-compressed), never pickle: a shared cache must not be a code
+execution path. Redis being down, slow or flapping never fails a scan: the first error logs one
+warning, the layer then stays off for ``cooldown_s`` before trying again, and every error is
+counted (``errors``) for the stats.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from technic_v4.data.bars import BarBatch
+from technic_v4.data.panel import FIELDS, Panel
+
+log = logging.getLogger(__name__)
+
+_IPC = pa.ipc.IpcWriteOptions(compression="zstd")
+
+
+def _dumps(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema, options=_IPC) as w:
+        w.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def _loads(data: bytes) -> pa.Table:
+    return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+
+
+class RedisLayer:
+    """Get/put of sessions, reference data and panels; errors become misses (see module doc)."""
+
+    def __init__(self, url: str, namespace: str, *, timeout_s: float = 1.0,
+                 cooldown_s: float = 30.0, reference_ttl_s: int = 7 * 86400) -> None:
+        import redis
+
+        self.url = url
+        self.prefix = f"technic:{namespace}:"
+        self.cooldown_s = cooldown_s
+        self.reference_ttl_s = reference_ttl_s
+        self._client = redis.Redis.from_url(url, socket_timeout=timeout_s,
+                                            socket_connect_timeout=timeout_s)
+        self._errors_cls: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        self._down_until = 0.0
+        self._warned = False
+        self._lock = threading.Lock()
+        self.errors = 0
+        self.hits = 0
+        self.misses = 0
+        self.bytes_read = 0
+        self.bytes_written = 0
+
+    # -- plumbing -------------------------------------------------------------------------------
+    @property
+    def available(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def _call(self, what: str, fn: Any, default: Any) -> Any:
+        if not self.available:
+            return default
+        try:
+            return fn()
+        except self._errors_cls as e:
+            with self._lock:
+                self.errors += 1
+                self._down_until = time.monotonic() + self.cooldown_s
+                if not self._warned:
+                    self._warned = True
+                    log.warning("Redis L3 at %s failed (%s: %s); going on without it for %.0f s "
+                                "at a time", _redact(self.url), what, type(e).__name__,
+                                self.cooldown_s)
+            return default
+
+    def ping(self) -> bool:
+        return bool(self._call("ping", self._client.ping, False))
+
+    # -- sessions ------------------------------------------------------------------------------
+    def get_sessions(self, days: np.ndarray) -> dict[np.datetime64, BarBatch]:
+        """The sessions of ``days`` that Redis holds."""
+        if len(days) == 0:
+            return {}
+        keys = [f"{self.prefix}session:{d}" for d in days]
+        values = self._call("get sessions", lambda: self._client.mget(keys), [None] * len(keys))
+        out: dict[np.datetime64, BarBatch] = {}
+        for d, v in zip(days, values, strict=True):
+            if v is None:
+                self.misses += 1
+                continue
+            self.hits += 1
+            self.bytes_read += len(v)
+            t = _loads(v)
+            n = t.num_rows
+            out[d] = BarBatch(
+                np.asarray(t.column("symbol").to_pylist(), dtype=object),
+                np.full(n, d, dtype="datetime64[D]"),
+                *(t.column(f).to_numpy() for f in FIELDS))
+        return out
+
+    def put_sessions(self, batch: BarBatch, days: np.ndarray) -> None:
+        """Store each of ``days`` (validated bars) under its own key."""
+        if len(days) == 0:
+            return
+        order = np.argsort(batch.date, kind="stable")
+        dates = batch.date[order]
+        bounds = np.searchsorted(dates, days, side="left")
+        ends = np.searchsorted(dates, days, side="right")
+        payload: dict[str, bytes] = {}
+        for d, lo, hi in zip(days, bounds, ends, strict=True):
+            sel = order[lo:hi]
+            t = pa.table({"symbol": pa.array(batch.symbol[sel].astype(str)),
+                          **{f: pa.array(getattr(batch, f)[sel]) for f in FIELDS}})
+            payload[f"{self.prefix}session:{d}"] = _dumps(t)
+        self.bytes_written += sum(len(v) for v in payload.values())
+        self._call("put sessions", lambda: self._client.mset(payload), None)
+
+    # -- reference ----------------------------------------------------------------------------
+    def get_reference(self, session: dt.date) -> pd.DataFrame | None:
+        """Reference data as of ``session`` (keyed by it: listings change as sessions pass)."""
+        key = f"{self.prefix}reference:{session}"
+        v = self._call("get reference", lambda: self._client.get(key), None)
+        if v is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self.bytes_read += len(v)
+        return _loads(v).to_pandas()
+
+    def put_reference(self, ref: pd.DataFrame, session: dt.date) -> None:
+        data = _dumps(pa.Table.from_pandas(ref, preserve_index=False))
+        self.bytes_written += len(data)
+        self._call("put reference", lambda: self._client.set(
+            f"{self.prefix}reference:{session}", data, ex=self.reference_ttl_s), None)
+
+    # -- panels ----------------------------------------------------------------------------------
+    def panel_key(self, as_of: dt.date, n_bars: int, fingerprint: str) -> str:
+        return f"{self.prefix}panel:{as_of}:{n_bars}:{fingerprint}"
+
+    def get_panel(self, key: str) -> Panel | None:
+        v = self._call("get panel", lambda: self._client.get(key), None)
+        if v is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self.bytes_read += len(v)
+        t = _loads(v)
+        meta = t.schema.metadata or {}
+        n, n_bars = t.num_rows, int(meta[b"n_bars"])
+        as_of = dt.date.fromisoformat(meta[b"as_of"].decode())
+
+        def grid(name: str, dtype: Any) -> np.ndarray:
+            flat = t.column(name).combine_chunks().flatten().to_numpy(zero_copy_only=False)
+            return np.ascontiguousarray(flat.astype(dtype, copy=False).reshape(n, n_bars))
+
+        return Panel(symbols=np.asarray(t.column("symbol").to_pylist(), dtype=object),
+                     sids=t.column("sid").to_numpy().astype(np.int32),
+                     open=grid("open", np.float64), high=grid("high", np.float64),
+                     low=grid("low", np.float64), close=grid("close", np.float64),
+                     volume=grid("volume", np.float64), day=grid("day", np.int32), as_of=as_of)
+
+    def put_panel(self, key: str, p: Panel, ttl_s: int = 86400) -> None:
+        n, n_bars = p.close.shape
+
+        def col(a: np.ndarray) -> pa.Array:
+            return pa.FixedSizeListArray.from_arrays(pa.array(a.ravel()), n_bars)
+
+        t = pa.table({"symbol": pa.array(p.symbols.astype(str)), "sid": pa.array(p.sids),
+                      **{f: col(getattr(p, f)) for f in FIELDS}, "day": col(p.day)})
+        t = t.replace_schema_metadata({"n_bars": str(n_bars), "as_of": str(p.as_of),
+                                       "rows": str(n)})
+        data = _dumps(t)
+        self.bytes_written += len(data)
+        self._call("put panel", lambda: self._client.set(key, data, ex=ttl_s), None)
+
+    def clear(self) -> int:
+        """Delete every key of this namespace; returns how many."""
+        def run() -> int:
+            n = 0
+            for k in self._client.scan_iter(match=f"{self.prefix}*", count=1000):
+                n += int(self._client.delete(k))
+            return n
+        return int(self._call("clear", run, 0))
+
+    def stats(self) -> dict[str, Any]:
+        return {"url": _redact(self.url), "available": self.available, "hits": self.hits,
+                "misses": self.misses, "errors": self.errors, "bytes_read": self.bytes_read,
+                "bytes_written": self.bytes_written}
+
+
+def _redact(url: str) -> str:
+    """The URL without a password."""
+    if "@" in url:
+        scheme, rest = url.split("://", 1) if "://" in url else ("", url)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
