@@ -80,3 +80,29 @@ def test_real_process_first_run_fills_then_scans(tmp_path: Path) -> None:
     assert r2.returncode == 0, r2.stderr
     assert "hit rate 100.0%, 0 API calls" in r2.stderr
     assert list((tmp_path).glob("*.duckdb"))
+
+
+def test_cache_stats_and_clear(seed_api: MarketData) -> None:
+    r = CliRunner().invoke(main, ["cache", "stats"])
+    assert r.exit_code == 0, r.output
+    st = json.loads(r.stdout)
+    assert st["hit_rate"] == 100.0 and st["cache_size"] > 0
+    assert st["last_request"]["api_calls_total"] == 0
+    r = CliRunner().invoke(main, ["cache", "clear"])
+    assert r.exit_code == 0
+    assert seed_api.stats()["cache_size"] == 0
+
+
+def test_cache_clear_store_deletes_the_file(tmp_path: Path) -> None:
+    from technic_v4 import data_engine
+    from technic_v4.testing import make_market
+
+    md = make_market(tmp_path, n=30)
+    md.ensure_current()
+    data_engine._market = md
+    path = md.store.path
+    assert path.exists()
+    r = CliRunner().invoke(main, ["cache", "clear", "--store"])
+    assert r.exit_code == 0, r.output
+    assert not path.exists()
+    assert data_engine._market is None

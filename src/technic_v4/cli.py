@@ -196,11 +196,40 @@ def cache() -> None:
 
 
 @cache.command("stats")
-def cache_stats() -> None:
-    """Cache statistics of this process (after a warm-up scan of the default config)."""
+@click.option("--scan/--no-scan", "warm", default=True, show_default=True,
+              help="Run a default scan first, so the numbers describe one (a new process has "
+              "no cache activity of its own).")
+def cache_stats(warm: bool) -> None:
+    """Cache layers (memory, Redis, store) and request counters, as JSON."""
+    from technic_v4 import data_engine
+    from technic_v4.scanner_core import ScanConfig, run_scan
+
+    if warm:
+        run_scan(ScanConfig())
+    click.echo(json.dumps(data_engine.get_cache_stats(), indent=2, default=str))
+
+
+@cache.command("clear")
+@click.option("--redis", "redis_too", is_flag=True, help="Also delete this dataset's keys in "
+              "the shared Redis (every instance loses them).")
+@click.option("--store", "store_too", is_flag=True, help="Also delete the local store file "
+              "(the next scan refetches everything).")
+def cache_clear(redis_too: bool, store_too: bool) -> None:
+    """Clear caches: memory always; Redis and the local store when asked."""
     from technic_v4 import data_engine
 
-    click.echo(json.dumps(data_engine.get_cache_stats(), indent=2, default=str))
+    md = data_engine.market()
+    md.clear_memory()
+    out: dict[str, Any] = {"memory": "cleared"}
+    if redis_too:
+        out["redis_keys_deleted"] = md.l3.clear() if md.l3 is not None else "no Redis configured"
+    if store_too:
+        path = md.store.path
+        data_engine.set_market(None)
+        for p in (path, path.with_name(path.name + ".wal")):
+            p.unlink(missing_ok=True)
+        out["store_deleted"] = str(path)
+    click.echo(json.dumps(out, indent=2))
 
 
 @main.command()

@@ -132,6 +132,12 @@ def scan(config: ScanConfig, data: MarketData, progress: Progress | None = None,
         upd = data.ensure_current(on_progress=lambda d, n: tick("update", d, n))
         stages.append(Stage("update", 0, len(upd.sessions_fetched), time.perf_counter() - t))
         as_of = data.resolve_as_of(config.as_of_date)
+        if upd.failed:
+            days = sorted(upd.failed)
+            notes.append(f"{len(days)} session(s) could not be fetched ({days[0]}"
+                         f"{'..' + days[-1] if len(days) > 1 else ''}: "
+                         f"{next(iter(upd.failed.values()))}); scanned as of {as_of}, the "
+                         "next update retries them")
         if config.max_symbols == 0:
             frame = empty_frame()
             msg = (f"Nothing scanned: max_symbols=0 asks for no listings (as of {as_of}); "

@@ -17,6 +17,7 @@ from technic_v4.config.settings import Settings
 from technic_v4.data.bars import BarBatch
 from technic_v4.data.market import MarketData
 from technic_v4.data.providers.synthetic import SyntheticProvider
+from technic_v4.errors import ProviderError
 
 END = dt.date(2026, 11, 20)
 EPOCH = dt.date(2025, 1, 2)
@@ -45,8 +46,12 @@ class FaultyProvider(SyntheticProvider):
               "duplicate", "missing")
 
     def __init__(self, faults: dict[str, Sequence[str]], *, sessions: Sequence[dt.date] | None
-                 = None, **kw: object) -> None:
+                 = None, fail_sessions: Sequence[dt.date] = (), **kw: object) -> None:
         super().__init__(**kw)  # type: ignore[arg-type]
+        # Sessions whose request fails outright (as a vendor outage would), one per call.
+        self.fail_sessions = set(fail_sessions)
+        if self.fail_sessions:
+            self.fetch_batch_sessions = 1
         unknown = set(faults) - set(self.FAULTS)
         if unknown:
             raise ValueError(f"unknown faults {sorted(unknown)}; valid: {self.FAULTS}")
@@ -55,6 +60,10 @@ class FaultyProvider(SyntheticProvider):
             np.asarray(sessions, dtype="datetime64[D]").tolist())
 
     def bars_for_sessions(self, sessions: Sequence[dt.date]) -> BarBatch:
+        bad = self.fail_sessions.intersection(sessions)
+        if bad:
+            self._requests["grouped_daily"] += len(sessions)
+            raise ProviderError(f"grouped daily {min(bad)}: HTTP 503 after retries")
         b = super().bars_for_sessions(sessions)
         hit_session = np.ones(len(b), dtype=bool) if self.fault_sessions is None else np.isin(
             b.date, np.array(sorted(self.fault_sessions), dtype="datetime64[D]"))

@@ -93,3 +93,27 @@ def test_missing_sessions_are_fetched_again(tmp_path: Path) -> None:
     assert [str(d) for d in rep.sessions_fetched] == ["2025-12-01"]
     assert set(md.store.stored_sessions().tolist()) == before
     md.store.close()
+
+
+def test_failed_sessions_leave_the_store_unchanged_and_are_reported(tmp_path: Path) -> None:
+    end = dt.date(2026, 11, 20)
+    first = make_market(tmp_path, n=60, epoch=EPOCH, end=dt.date(2026, 11, 13))
+    first.ensure_current()
+    before = first.store.status()
+    first.store.close()
+    down = [dt.date(2026, 11, 18), dt.date(2026, 11, 19)]
+    prov = FaultyProvider({}, fail_sessions=down, n_listings=60, seed=7, epoch=EPOCH, end=end)
+    md = make_market(tmp_path, n=60, epoch=EPOCH, end=end, provider=prov)
+    res = scan(ScanConfig(min_history=30, lookback_days=60), md)
+    upd = res.stats["update"]
+    assert set(upd["failed_sessions"]) == {str(d) for d in down}
+    stored = {str(d) for d in md.store.stored_sessions()}
+    assert not stored & {str(d) for d in down}
+    assert {"2026-11-16", "2026-11-17", "2026-11-20"} <= stored
+    assert "2 session(s) could not be fetched (2026-11-18..2026-11-19" in res.message
+    assert len(res.frame) > 0 and before["sessions"] < md.store.status()["sessions"]
+    # The vendor recovers: the next update fetches exactly what is missing.
+    prov.fail_sessions.clear()
+    rep = md.ensure_current()
+    assert rep.sessions_fetched == down
+    md.store.close()
