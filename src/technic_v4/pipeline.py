@@ -28,8 +28,9 @@ import pandas as pd
 from technic_v4.config.scan import ScanConfig
 from technic_v4.data import calendar
 from technic_v4.data.market import MarketData
+from technic_v4.data.panel import Panel
 from technic_v4.errors import ScanCancelled
-from technic_v4.execution import LocalBackend, get_backend
+from technic_v4.execution import Backend, LocalBackend, get_backend
 from technic_v4.indicators.compute import compute
 from technic_v4.plans import SHORT_SIGNALS, plans
 from technic_v4.scoring import scores as sc
@@ -146,146 +147,163 @@ def scan(config: ScanConfig, data: MarketData, progress: Progress | None = None,
             frame.attrs["stats"] = stats
             return ScanResult(frame, msg, stats)
 
-        # 2-3. universe and smart filter -----------------------------------------------------
         t = time.perf_counter()
         ref = data.reference()
-        n_all = len(ref)
-        st = Stage("universe", n_all, 0)
-        # Point in time: a listing that appears after as-of is not in that day's universe.
-        list_date = pd.to_datetime(ref["ListDate"]).to_numpy("datetime64[D]")
-        alive = _drop(st, np.ones(n_all, dtype=bool),
-                      [("listed after as-of", list_date > np.datetime64(as_of, "D"))])
-        st.n_out = int(alive.sum())
-        stages.append(st)
-        st = Stage("smart_filter", st.n_out, 0)
-        reasons = [("type " + ty, (ref["Type"] == ty).to_numpy())
-                   for ty in sorted(set(ref["Type"].dropna()) - set(config.types))]
-        reasons.append(("type unknown", ref["Type"].isna().to_numpy()))
-        if config.sectors is not None:
-            reasons.append(("sector not selected", ~ref["Sector"].isin(config.sectors).to_numpy()))
-        if config.industries is not None:
-            reasons.append(("industry not selected",
-                            ~ref["Industry"].isin(config.industries).to_numpy()))
-        if config.symbols is not None:
-            reasons.append(("symbol not requested", ~ref["Symbol"].isin(config.symbols).to_numpy()))
-            unknown = sorted(set(config.symbols) - set(ref["Symbol"]))
-            if unknown:
-                notes.append(f"unknown symbols: {', '.join(unknown[:20])}")
-        alive = _drop(st, alive, reasons)
-        st.n_out = int(alive.sum())
-        st.seconds = time.perf_counter() - t
-        stages.append(st)
-
-        # 4. snapshot + max_symbols ---------------------------------------------------------
-        t = time.perf_counter()
         panel = data.panel(as_of, config.lookback_days)
-        row_of = pd.Index(panel.sids).get_indexer(ref["sid"].to_numpy())
-        close_last = panel.close[row_of, -1]
-        mcap = ref["SharesOutstanding"].to_numpy(np.float64) * close_last
-        idx = np.flatnonzero(alive)
-        order = np.lexsort((ref["Symbol"].to_numpy()[idx].astype(str),
-                            -np.nan_to_num(mcap[idx], nan=-1.0)))
-        idx = idx[order]
-        st = Stage("max_symbols", len(idx), len(idx))
-        if config.max_symbols is not None and config.max_symbols < len(idx):
-            st.dropped["beyond max_symbols (by market cap)"] = len(idx) - config.max_symbols
-            idx = idx[: config.max_symbols]
-            st.n_out = len(idx)
-        st.seconds = time.perf_counter() - t
-        stages.append(st)
-
-        # 5. pre-screen -----------------------------------------------------------------------
-        t = time.perf_counter()
-        rows = row_of[idx]
-        sess = calendar.sessions_between(data.provider.first_session(), as_of)
-        sess_days = sess.astype(np.int64)
-        nb = panel.n_bars[rows]
-        last_day = panel.day[rows, -1]
-        stale = len(sess_days) - 1 - (np.searchsorted(sess_days, last_day, side="right") - 1)
-        # NaN (fails the check) unless the last 20 bars all exist, as DollarVolume20.
-        dv20 = (panel.close[rows, -20:] * panel.volume[rows, -20:]).mean(axis=1)
-        st = Stage("pre_screen", len(idx), 0)
-        keep = _drop(st, np.ones(len(idx), dtype=bool), [
-            ("no bars", nb == 0),
-            (f"stale: last bar > {config.max_stale_sessions} sessions before as-of",
-             stale > config.max_stale_sessions),
-            (f"history < {config.min_history} sessions", nb < config.min_history),
-            (f"price < {config.min_price:g}", ~(close_last[idx] >= config.min_price)),
-            (f"20-session dollar volume < {config.min_dollar_volume:,.0f}",
-             ~(dv20 >= config.min_dollar_volume)),
-            (f"market cap < {config.min_market_cap:,.0f}", ~(mcap[idx] >= config.min_market_cap)),
-        ])
-        idx, rows = idx[keep], rows[keep]
-        st.n_out = len(idx)
-        st.seconds = time.perf_counter() - t
-        stages.append(st)
-
-        # 6. indicators ---------------------------------------------------------------------
-        t = time.perf_counter()
-        sub = panel.rows(rows)
-        done = [0]
-
-        def on_chunk(k: int) -> None:
-            done[0] += k
-            tick("indicators", done[0], len(rows))
-
+        panel_seconds = time.perf_counter() - t
+        sess_days = calendar.sessions_between(data.provider.first_session(), as_of
+                                              ).astype(np.int64)
         backend = get_backend(data.settings) if max_workers is None else \
             LocalBackend(max_workers)
-        cols = compute(sub, backend, on_chunk=on_chunk)
-        execution = backend.describe()
-        if backend.fallback_reason:
-            notes.append(backend.fallback_reason)
-        stages.append(Stage("indicators", len(idx), len(idx), time.perf_counter() - t))
-
-        # 7. scores ---------------------------------------------------------------------------
-        t = time.perf_counter()
-        bench = np.flatnonzero(panel.symbols == BENCHMARK)
-        if len(bench):
-            reg = sc.regime(panel.close[bench[0]])
-        else:
-            reg = sc.regime(np.empty(0))
-            notes.append(f"benchmark {BENCHMARK} missing: regime assumed SIDEWAYS")
-        s = sc.score(cols, reg)
-        sig = sc.signal(cols, s, config.allow_shorts)
-        stages.append(Stage("scores", len(idx), len(idx), time.perf_counter() - t))
-
-        # 8. plans ----------------------------------------------------------------------------
-        t = time.perf_counter()
-        p = plans(cols, sig, account_size=float(config.account_size),
-                  risk_pct=float(config.risk_pct), target_rr=float(config.target_rr),
-                  min_stop_atr=float(config.min_stop_atr), max_stop_atr=float(config.max_stop_atr),
-                  max_adv_pct=float(config.max_adv_pct))
-        stages.append(Stage("plans", len(idx), len(idx), time.perf_counter() - t))
-
-        # 9. output ---------------------------------------------------------------------------
-        t = time.perf_counter()
-        st = Stage("output", len(idx), 0)
-        tradeable = np.isin(sig, ("Strong Long", "Long", *(SHORT_SIGNALS if config.allow_shorts
-                                                            else ()))) \
-            & np.isfinite(p["Entry"]) & (np.nan_to_num(p["PositionSize"]) >= 1)
-        out_keep = _drop(st, np.ones(len(idx), dtype=bool), [
-            (f"TechRating < {config.min_tech_rating:g}", s["TechRating"] < config.min_tech_rating),
-            ("not tradeable (signal or size)", ~tradeable if config.only_tradeable
-             else np.zeros(len(idx), dtype=bool)),
-        ])
-        sel = np.flatnonzero(out_keep)
-        sym = ref["Symbol"].to_numpy(object)[idx]
-        order = np.lexsort((sym[sel].astype(str), -s["TechRating"][sel]))
-        sel = sel[order]
-        if config.top_n is not None and len(sel) > config.top_n:
-            st.dropped[f"beyond top_n={config.top_n}"] = len(sel) - config.top_n
-            sel = sel[: config.top_n]
-        st.n_out = len(sel)
-        frame = _frame(ref, idx, sel, mcap, cols, s, sig, p)
-        st.seconds = time.perf_counter() - t
-        stages.append(st)
-
+        frame, reg, execution = evaluate(config, ref, panel, as_of, sess_days, backend, stages,
+                                         notes)
         stats = _stats(config, as_of, stages, data, counters, reg, t_start, notes, upd)
         stats["execution"] = execution
+        stats["panel_seconds"] = round(panel_seconds, 6)
     stats["counters"] = counters.as_dict()  # final, after the request closed
     frame.attrs["stats"] = stats
     msg = _message(frame, stats, reg, as_of)
     return ScanResult(frame, msg, stats)
+
+
+
+def evaluate(config: ScanConfig, ref: pd.DataFrame, panel: Panel, as_of: dt.date,
+             sess_days: np.ndarray, backend: Backend, stages: _Stages, notes: list[str]
+             ) -> tuple[pd.DataFrame, sc.Regime, dict[str, Any]]:
+    """Stages 2-9 on data already loaded: pure computation, no I/O (runs on Ray as is).
+
+    ``panel`` holds every listing of ``ref`` (any row order) as of ``as_of``; ``sess_days``
+    are the sessions up to ``as_of`` (days since 1970) for the staleness check.
+    """
+    tick = stages.tick
+    # 2-3. universe and smart filter -----------------------------------------------------
+    t = time.perf_counter()
+    n_all = len(ref)
+    st = Stage("universe", n_all, 0)
+    # Point in time: a listing that appears after as-of is not in that day's universe.
+    list_date = pd.to_datetime(ref["ListDate"]).to_numpy("datetime64[D]")
+    alive = _drop(st, np.ones(n_all, dtype=bool),
+                  [("listed after as-of", list_date > np.datetime64(as_of, "D"))])
+    st.n_out = int(alive.sum())
+    stages.append(st)
+    st = Stage("smart_filter", st.n_out, 0)
+    reasons = [("type " + ty, (ref["Type"] == ty).to_numpy())
+               for ty in sorted(set(ref["Type"].dropna()) - set(config.types))]
+    reasons.append(("type unknown", ref["Type"].isna().to_numpy()))
+    if config.sectors is not None:
+        reasons.append(("sector not selected", ~ref["Sector"].isin(config.sectors).to_numpy()))
+    if config.industries is not None:
+        reasons.append(("industry not selected",
+                        ~ref["Industry"].isin(config.industries).to_numpy()))
+    if config.symbols is not None:
+        reasons.append(("symbol not requested", ~ref["Symbol"].isin(config.symbols).to_numpy()))
+        unknown = sorted(set(config.symbols) - set(ref["Symbol"]))
+        if unknown:
+            notes.append(f"unknown symbols: {', '.join(unknown[:20])}")
+    alive = _drop(st, alive, reasons)
+    st.n_out = int(alive.sum())
+    st.seconds = time.perf_counter() - t
+    stages.append(st)
+
+    # 4. snapshot + max_symbols ---------------------------------------------------------
+    t = time.perf_counter()
+    row_of = pd.Index(panel.sids).get_indexer(ref["sid"].to_numpy())
+    close_last = panel.close[row_of, -1]
+    mcap = ref["SharesOutstanding"].to_numpy(np.float64) * close_last
+    idx = np.flatnonzero(alive)
+    order = np.lexsort((ref["Symbol"].to_numpy()[idx].astype(str),
+                        -np.nan_to_num(mcap[idx], nan=-1.0)))
+    idx = idx[order]
+    st = Stage("max_symbols", len(idx), len(idx))
+    if config.max_symbols is not None and config.max_symbols < len(idx):
+        st.dropped["beyond max_symbols (by market cap)"] = len(idx) - config.max_symbols
+        idx = idx[: config.max_symbols]
+        st.n_out = len(idx)
+    st.seconds = time.perf_counter() - t
+    stages.append(st)
+
+    # 5. pre-screen -----------------------------------------------------------------------
+    t = time.perf_counter()
+    rows = row_of[idx]
+    nb = panel.n_bars[rows]
+    last_day = panel.day[rows, -1]
+    stale = len(sess_days) - 1 - (np.searchsorted(sess_days, last_day, side="right") - 1)
+    # NaN (fails the check) unless the last 20 bars all exist, as DollarVolume20.
+    dv20 = (panel.close[rows, -20:] * panel.volume[rows, -20:]).mean(axis=1)
+    st = Stage("pre_screen", len(idx), 0)
+    keep = _drop(st, np.ones(len(idx), dtype=bool), [
+        ("no bars", nb == 0),
+        (f"stale: last bar > {config.max_stale_sessions} sessions before as-of",
+         stale > config.max_stale_sessions),
+        (f"history < {config.min_history} sessions", nb < config.min_history),
+        (f"price < {config.min_price:g}", ~(close_last[idx] >= config.min_price)),
+        (f"20-session dollar volume < {config.min_dollar_volume:,.0f}",
+         ~(dv20 >= config.min_dollar_volume)),
+        (f"market cap < {config.min_market_cap:,.0f}", ~(mcap[idx] >= config.min_market_cap)),
+    ])
+    idx, rows = idx[keep], rows[keep]
+    st.n_out = len(idx)
+    st.seconds = time.perf_counter() - t
+    stages.append(st)
+
+    # 6. indicators ---------------------------------------------------------------------
+    t = time.perf_counter()
+    sub = panel.rows(rows)
+    done = [0]
+
+    def on_chunk(k: int) -> None:
+        done[0] += k
+        tick("indicators", done[0], len(rows))
+
+    cols = compute(sub, backend, on_chunk=on_chunk)
+    execution = backend.describe()
+    if backend.fallback_reason:
+        notes.append(backend.fallback_reason)
+    stages.append(Stage("indicators", len(idx), len(idx), time.perf_counter() - t))
+
+    # 7. scores ---------------------------------------------------------------------------
+    t = time.perf_counter()
+    bench = np.flatnonzero(panel.symbols == BENCHMARK)
+    if len(bench):
+        reg = sc.regime(panel.close[bench[0]])
+    else:
+        reg = sc.regime(np.empty(0))
+        notes.append(f"benchmark {BENCHMARK} missing: regime assumed SIDEWAYS")
+    s = sc.score(cols, reg)
+    sig = sc.signal(cols, s, config.allow_shorts)
+    stages.append(Stage("scores", len(idx), len(idx), time.perf_counter() - t))
+
+    # 8. plans ----------------------------------------------------------------------------
+    t = time.perf_counter()
+    p = plans(cols, sig, account_size=float(config.account_size),
+              risk_pct=float(config.risk_pct), target_rr=float(config.target_rr),
+              min_stop_atr=float(config.min_stop_atr), max_stop_atr=float(config.max_stop_atr),
+              max_adv_pct=float(config.max_adv_pct))
+    stages.append(Stage("plans", len(idx), len(idx), time.perf_counter() - t))
+
+    # 9. output ---------------------------------------------------------------------------
+    t = time.perf_counter()
+    st = Stage("output", len(idx), 0)
+    tradeable = np.isin(sig, ("Strong Long", "Long", *(SHORT_SIGNALS if config.allow_shorts
+                                                        else ()))) \
+        & np.isfinite(p["Entry"]) & (np.nan_to_num(p["PositionSize"]) >= 1)
+    out_keep = _drop(st, np.ones(len(idx), dtype=bool), [
+        (f"TechRating < {config.min_tech_rating:g}", s["TechRating"] < config.min_tech_rating),
+        ("not tradeable (signal or size)", ~tradeable if config.only_tradeable
+         else np.zeros(len(idx), dtype=bool)),
+    ])
+    sel = np.flatnonzero(out_keep)
+    sym = ref["Symbol"].to_numpy(object)[idx]
+    order = np.lexsort((sym[sel].astype(str), -s["TechRating"][sel]))
+    sel = sel[order]
+    if config.top_n is not None and len(sel) > config.top_n:
+        st.dropped[f"beyond top_n={config.top_n}"] = len(sel) - config.top_n
+        sel = sel[: config.top_n]
+    st.n_out = len(sel)
+    frame = _frame(ref, idx, sel, mcap, cols, s, sig, p)
+    st.seconds = time.perf_counter() - t
+    stages.append(st)
+    return frame, reg, execution
 
 
 def _frame(ref: pd.DataFrame, idx: np.ndarray, sel: np.ndarray, mcap: np.ndarray,

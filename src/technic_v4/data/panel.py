@@ -58,6 +58,30 @@ class Panel:
                                for f in (*FIELDS, "day")}
         return replace(self, **cut)
 
+    def at(self, day: dt.date, n: int) -> Panel:
+        """The panel as of an earlier session: each row's last ``n`` bars dated <= ``day``.
+
+        Equal to loading ``n`` bars as of ``day`` from the store whenever this panel holds at
+        least ``n`` bars <= ``day`` for every row that has them (history scans load
+        lookback + the span of their dates).
+        """
+        d = int(np.datetime64(day, "D").astype(np.int64))
+        width = self.day.shape[1]
+        valid = self.day >= 0
+        start = width - valid.sum(axis=1)  # first real bar of each row
+        end = start + (valid & (self.day <= d)).sum(axis=1)  # one past the last bar <= day
+        cols = end[:, None] - n + np.arange(n)[None, :]
+        pad = cols < start[:, None]
+        idx = np.clip(cols, 0, width - 1)
+        out: dict[str, Any] = {}
+        for f in FIELDS:
+            a = np.take_along_axis(getattr(self, f), idx, axis=1)
+            a[pad] = np.nan
+            out[f] = a
+        dd = np.take_along_axis(self.day, idx, axis=1)
+        dd[pad] = -1
+        return replace(self, day=dd, as_of=day, **out)
+
     def frame(self, i: int) -> pd.DataFrame:
         """Row ``i`` as the seed's per-symbol frame: Open..Volume indexed by session date."""
         ok = self.day[i] >= 0

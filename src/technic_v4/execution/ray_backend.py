@@ -62,3 +62,11 @@ class RayBackend:
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "cluster_cpus": self.workers, "tasks": self.tasks_last,
                 "address": self.address or "local", "fallback_reason": None}
+
+
+@ray.remote
+def remote_history(config: Any, ref: Any, panel: Any, days: Any, sess_days: Any) -> Any:
+    """One group of history dates as one task (see ``technic_v4.history``)."""
+    from technic_v4.history import _evaluate_dates
+
+    return _evaluate_dates(config, ref, panel, days, sess_days)

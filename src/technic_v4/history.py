@@ -1,0 +1,86 @@
+"""Historical scans: the same scan at many as-of sessions, from one panel load.
+
+The panel is loaded once, as of the last date, with ``lookback_days`` plus the span of the dates
+in bars; each date's view is cut from it (``Panel.at``), which equals loading that date from the
+store. Dates are split into groups; with ``use_ray`` each group is one Ray task (the panel goes
+into the object store once) - the case where a cluster pays off, since dates are independent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from technic_v4.config.scan import ScanConfig
+from technic_v4.data import calendar
+from technic_v4.data.market import MarketData
+from technic_v4.data.panel import Panel
+from technic_v4.execution import LocalBackend, get_backend, spans
+
+
+def _evaluate_dates(config: ScanConfig, ref: pd.DataFrame, panel: Panel,
+                    days: Sequence[dt.date], sess_days: np.ndarray
+                    ) -> list[tuple[dt.date, pd.DataFrame, dict[str, Any]]]:
+    from technic_v4.pipeline import _Stages, evaluate
+
+    out = []
+    for day in days:
+        stages = _Stages(None, None)
+        notes: list[str] = []
+        view = panel.at(day, config.lookback_days)
+        sd = sess_days[sess_days <= np.datetime64(day, "D").astype(np.int64)]
+        frame, reg, _ = evaluate(config, ref, view, day, sd, LocalBackend(1), stages, notes)
+        out.append((day, frame, {"stages": [s.as_dict() for s in stages],
+                                 "regime": reg.as_dict(), "notes": notes}))
+    return out
+
+
+def scan_history(config: ScanConfig, dates: Sequence[dt.date | str],
+                 data: MarketData | None = None, groups: int | None = None) -> pd.DataFrame:
+    """One long frame: the scan of ``config`` at each date (column ``AsOf`` first).
+
+    ``df.attrs["stats"]`` maps each as-of session to its stages, regime and notes. Dates that
+    are not sessions mean the session before; duplicates collapse.
+    """
+    from technic_v4 import data_engine
+
+    data = data or data_engine.market()
+    if not dates:
+        raise ValueError("dates: give at least one as-of date")
+    with data.request():
+        data.ensure_current()
+        days = sorted({data.resolve_as_of(d) for d in dates})
+        last = days[-1]
+        sess = calendar.sessions_between(data.provider.first_session(), last)
+        span = int((sess > np.datetime64(days[0], "D")).sum())
+        ref = data.reference()
+        panel = data.panel(last, config.lookback_days + span)
+        sess_days = sess.astype(np.int64)
+        backend = get_backend(data.settings)
+        n_groups = groups or max(1, min(len(days), 2 * backend.workers))
+        parts = [days[lo:hi] for lo, hi in spans(len(days), n_groups)]
+        if backend.name == "ray":
+            import ray
+
+            from technic_v4.execution.ray_backend import remote_history
+
+            refs = (ray.put(ref), ray.put(panel), ray.put(sess_days))
+            futures = [remote_history.remote(config, *refs[:2], part, refs[2])
+                       for part in parts]
+            results = [r for chunk in ray.get(futures) for r in chunk]
+        else:
+            results = [r for part in parts
+                       for r in _evaluate_dates(config, ref, panel, part, sess_days)]
+    frames = []
+    stats: dict[str, Any] = {}
+    for day, frame, st in results:
+        frames.append(frame.assign(AsOf=pd.Timestamp(day)))
+        stats[str(day)] = st
+    out = pd.concat(frames, ignore_index=True)
+    out = out[["AsOf", *[c for c in out.columns if c != "AsOf"]]]
+    out.attrs["stats"] = {"dates": stats, "backend": backend.describe(), "groups": len(parts)}
+    return out
