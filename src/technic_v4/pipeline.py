@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from technic_v4.data.market import MarketData
 from technic_v4.data.panel import Panel
 from technic_v4.errors import ScanCancelled
 from technic_v4.execution import Backend, LocalBackend, get_backend
-from technic_v4.indicators.compute import compute
+from technic_v4.indicators.compute import compute, warm_up
 from technic_v4.plans import SHORT_SIGNALS, plans
 from technic_v4.scoring import scores as sc
 
@@ -148,9 +149,12 @@ def scan(config: ScanConfig, data: MarketData, progress: Progress | None = None,
             return ScanResult(frame, msg, stats)
 
         t = time.perf_counter()
+        warm = threading.Thread(target=warm_up, name="technic-warm-up", daemon=True)
+        warm.start()  # overlaps loading compiled kernels with the panel load
         ref = data.reference()
         panel = data.panel(as_of, config.lookback_days)
         panel_seconds = time.perf_counter() - t
+        warm.join()
         sess_days = calendar.sessions_between(data.provider.first_session(), as_of
                                               ).astype(np.int64)
         backend = get_backend(data.settings) if max_workers is None else \

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numba import njit
 
 FIELDS = ("open", "high", "low", "close", "volume")
 
@@ -89,6 +90,50 @@ class Panel:
         return pd.DataFrame({f.capitalize(): getattr(self, f)[i][ok] for f in FIELDS}, index=idx)
 
 
+def _lookup(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Position of each value in ``keys`` (-1 when absent), via a dense table over the range."""
+    if len(keys) == 0:
+        return np.full(len(values), -1, dtype=np.int64)
+    lo = int(min(keys.min(), values.min(initial=keys.min())))
+    hi = int(max(keys.max(), values.max(initial=keys.max())))
+    table = np.full(hi - lo + 1, -1, dtype=np.int64)
+    table[keys - lo] = np.arange(len(keys))
+    return table[values - lo]
+
+
+@njit(cache=True, nogil=True)
+def _place(pos: Any, col: Any, w: int, days: Any, o: Any, h: Any, lo: Any, c: Any, v: Any,
+           out_o: Any, out_h: Any, out_l: Any, out_c: Any, out_v: Any, out_day: Any) -> None:
+    """Right-align each row's bars: the newest bar goes to the last column."""
+    n, n_bars = out_c.shape
+    grid = np.full((n, w), -1, dtype=np.int64)
+    for i in range(len(pos)):
+        if pos[i] >= 0 and col[i] >= 0:
+            grid[pos[i], col[i]] = i
+    for r in range(n):
+        j = n_bars - 1
+        for k in range(w - 1, -1, -1):
+            if j < 0:
+                break
+            i = grid[r, k]
+            if i >= 0:
+                out_o[r, j] = o[i]
+                out_h[r, j] = h[i]
+                out_l[r, j] = lo[i]
+                out_c[r, j] = c[i]
+                out_v[r, j] = v[i]
+                out_day[r, j] = days[k]
+                j -= 1
+        while j >= 0:
+            out_o[r, j] = np.nan
+            out_h[r, j] = np.nan
+            out_l[r, j] = np.nan
+            out_c[r, j] = np.nan
+            out_v[r, j] = np.nan
+            out_day[r, j] = -1
+            j -= 1
+
+
 def assemble(symbols: np.ndarray, sids: np.ndarray, n_bars: int, as_of: dt.date,
              window: dict[str, np.ndarray], window_days: np.ndarray,
              extra: dict[str, np.ndarray] | None = None) -> Panel:
@@ -100,26 +145,16 @@ def assemble(symbols: np.ndarray, sids: np.ndarray, n_bars: int, as_of: dt.date,
     """
     n, w = len(sids), len(window_days)
     index = pd.Index(sids)
-    pos = index.get_indexer(window["sid"])
-    col = np.searchsorted(window_days, window["day"])
-    ok = (pos >= 0) & (col < w)
-    ok[ok] &= window_days[col[ok]] == window["day"][ok]
-    pos, col = pos[ok], col[ok]
-    grid = np.zeros((n, w), dtype=bool)
-    grid[pos, col] = True
-    # Rank of each bar counted from its row's newest bar (0 = newest): a reversed cumsum.
-    rank = np.cumsum(grid[:, ::-1], axis=1, dtype=np.int32)[:, ::-1] - 1
-    bar_rank = rank.ravel()[pos * w + col]
-    sel = bar_rank < n_bars
-    dest = pos[sel].astype(np.int64) * n_bars + (n_bars - 1 - bar_rank[sel])
-    out = {}
-    for f in FIELDS:
-        a = np.full(n * n_bars, np.nan)
-        a[dest] = window[f][ok][sel]
-        out[f] = a.reshape(n, n_bars)
-    d = np.full(n * n_bars, -1, dtype=np.int32)
-    d[dest] = window_days[col[sel]]
-    day = d.reshape(n, n_bars)
+    # Row and column of each bar through lookup tables (ids and days are small integers).
+    wsid = window["sid"].astype(np.int64)
+    wday = window["day"].astype(np.int64)
+    pos = _lookup(np.asarray(sids, dtype=np.int64), wsid)
+    col = _lookup(np.asarray(window_days, dtype=np.int64), wday)
+    out = {f: np.empty((n, n_bars)) for f in FIELDS}
+    day = np.empty((n, n_bars), dtype=np.int32)
+    _place(pos, col, w, np.asarray(window_days, dtype=np.int32),  # type: ignore[call-arg]
+           *(np.ascontiguousarray(window[f], dtype=np.float64) for f in FIELDS),
+           *(out[f] for f in FIELDS), day)
     if extra is not None and len(extra["sid"]):
         epos = index.get_indexer(extra["sid"])
         eday = extra["day"].astype(np.int64)

@@ -199,15 +199,16 @@ class Store:
         return {k: np.asarray(v) for k, v in res.items()}
 
     def load_last_bars(self, sids: np.ndarray, end: dt.date, n: int) -> dict[str, np.ndarray]:
-        """The last ``n`` bars up to ``end`` of each of ``sids`` (for names with gaps)."""
+        """At least the last ``n`` bars up to ``end`` of each of ``sids`` (names with gaps)."""
         with self._lock:
             self._con.register("want", pa.table({"sid": pa.array(np.asarray(sids, np.int32))}))
             try:
+                # Every bar up to ``end`` of these few symbols; the panel keeps the last n (a
+                # window function here costs more than the rows it saves).
                 res = self._con.execute(
                     "SELECT sid, (date - DATE '1970-01-01') AS day, open, high, low, close, volume "
-                    "FROM bars WHERE sid IN (SELECT sid FROM want) AND date <= ? "
-                    "QUALIFY row_number() OVER (PARTITION BY sid ORDER BY date DESC) <= ?",
-                    [end, n]).fetchnumpy()
+                    "FROM bars WHERE sid IN (SELECT sid FROM want) AND date <= ?",
+                    [end]).fetchnumpy()
             finally:
                 self._con.unregister("want")
         return {k: np.asarray(v) for k, v in res.items()}

@@ -1,0 +1,699 @@
+"""Polygon.io / Massive REST provider: raw calls only (validation happens above, in ``bars.py``).
+
+Endpoints (request counters use the names on the left):
+
+==================  ===============================================================================
+``grouped_daily``   ``GET /v2/aggs/grouped/locale/us/market/stocks/{date}?adjusted=true`` — one per
+                    session; fields T, o, h, l, c, v (vw, t, n are read or ignored)
+``aggs_ticker``     ``GET /v2/aggs/ticker/{T}/range/1/day/{from}/{to}?adjusted=true&sort=asc&limit=
+                    50000``, following ``next_url``
+``tickers``         ``GET /v3/reference/tickers?market=stocks&active=true&limit=1000``, following
+                    ``next_url``
+``ticker_details``  ``GET /v3/reference/tickers/{T}`` — SIC code, shares outstanding, list date
+``splits``          ``GET /v3/reference/splits?execution_date.gte=...``, following ``next_url``
+==================  ===============================================================================
+
+What the provider does with what the vendor sends:
+
+- Bars are returned as sent, bad values included (NaN, ``null`` -> NaN, negative or zero prices,
+  high < low, duplicate tickers): :func:`technic_v4.data.bars.validate` drops and counts them.
+  Only rows that cannot be read at all (a required field absent, a value that is not a number,
+  a ``t`` on another day than the one asked for) are dropped here and counted in
+  :attr:`PolygonProvider.malformed_rows` by reason.
+- A grouped day without ``results`` (or with ``resultsCount`` 0: a holiday, or no data yet) is an
+  empty batch for that day, recorded in :attr:`PolygonProvider.empty_sessions`.
+- Bar dates come from ``t`` (ms since the epoch, UTC) converted to the New York date.
+- Transient faults (HTTP 429 — honouring ``Retry-After`` —, 5xx, timeouts, connection errors)
+  are retried by tenacity with exponential backoff and jitter, at most ``max_retries`` times;
+  then :class:`RetryableProviderError`. Other 4xx and malformed JSON raise
+  :class:`ProviderError` naming the endpoint and the status. The API key is sent only as
+  ``Authorization: Bearer``, only to ``base_url`` (``next_url`` links are followed on the
+  configured host), and is scrubbed from every message: it never appears in an exception, a log
+  line or a repr.
+- Reference data (the tickers list and per-ticker details) is cached in a JSON file under
+  ``cache_dir`` so that it costs requests once, not per scan: the list for ``tickers_ttl``
+  (default 1 day, so that new listings appear the day they trade) and each ticker's details for
+  ``details_ttl`` (default 7 days); details are requested only for tickers without a fresh
+  cached entry, and only for listings of a type technic scans (not warrants, rights, units ...).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import json
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import numpy as np
+import pandas as pd
+import tenacity
+from tenacity.wait import wait_base
+
+from technic_v4.data.bars import BarBatch
+from technic_v4.data.calendar import latest_completed_session, sessions_between
+from technic_v4.data.providers import sic_gics
+from technic_v4.data.providers.base import REFERENCE_COLUMNS, SPLIT_COLUMNS
+from technic_v4.errors import ConfigError, ProviderError, RetryableProviderError
+from technic_v4.universe import gics
+
+log = logging.getLogger(__name__)
+
+ENDPOINTS = ("grouped_daily", "aggs_ticker", "tickers", "ticker_details", "splits")
+DEFAULT_BASE_URL = "https://api.polygon.io"
+KEY_ENV_VARS = ("POLYGON_API_KEY", "MASSIVE_API_KEY")
+NY = "America/New_York"
+_CACHE_VERSION = 1
+
+# Polygon ticker type codes (GET /v3/reference/tickers/types) -> technic listing types.
+# Codes not listed (WARRANT, RIGHT, UNIT, BOND, SP, BASKET, LT, OTHER, ADRW, ADRR, AGEN, EQLK, IX
+# ...) have no technic type: they stay in the reference data with Type None, which every scan's
+# smart filter drops as "type unknown", and get no details request.
+TYPE_CODES: dict[str, str] = {
+    "CS": gics.COMMON_STOCK, "OS": gics.COMMON_STOCK,
+    "ADRC": gics.ADR, "ADRS": gics.ADR, "NYRS": gics.ADR, "GDR": gics.ADR,
+    "ADRP": gics.PREFERRED,  # an ADR of a preferred share trades like a preferred
+    "PFD": gics.PREFERRED,
+    "ETF": gics.ETF, "ETN": gics.ETF, "ETV": gics.ETF, "ETS": gics.ETF, "FUND": gics.ETF,
+}
+_FUND_TYPES = (gics.ETF, gics.LEVERAGED_ETF, gics.INVERSE_ETF)
+# Exchange MIC codes -> the names technic shows.
+EXCHANGES: dict[str, str] = {
+    "XNAS": "NASDAQ", "XNYS": "NYSE", "XASE": "NYSE American", "ARCX": "NYSE Arca",
+    "BATS": "Cboe BZX", "XCBO": "Cboe", "IEXG": "IEX", "XNMS": "NASDAQ", "XNCM": "NASDAQ",
+    "XNGS": "NASDAQ",
+}
+
+# Fund names: duration words first ("Short-Term Treasury", "Ultra-Short Income" are not inverse
+# or leveraged funds), then inverse, then leveraged.
+_DURATION = re.compile(r"\b(ultra[- ]?)?short[- ]?(term|duration|maturity|dated|treasury|"
+                       r"income|bond|municipal|high yield)\b", re.IGNORECASE)
+_INVERSE = re.compile(r"\binverse\b|\bbear\b|\bshort\b|ultrashort|-\s?\d+(\.\d+)?x\b",
+                      re.IGNORECASE)
+_LEVERAGED = re.compile(r"\b([2-9]|1\.\d+)x\b|\bultra(pro)?\b|\bleveraged\b", re.IGNORECASE)
+_SPAC = re.compile(r"\bacquisition\s+(corp|corporation|co|company|inc|ltd|limited|holdings)\b|"
+                   r"\bblank check\b|\bspac\b", re.IGNORECASE)
+SPAC_SIC = 6770  # SIC "blank checks"
+
+
+def technic_type(code: str | None, name: str | None, sic: object = None) -> str | None:
+    """The technic listing type of a Polygon ticker (``type`` code, name, SIC code).
+
+    ETF-like codes (ETF, ETN, ETV, ETS, FUND) become Inverse ETF when the name says inverse,
+    bear or short (but not "short-term"), Leveraged ETF when it says 2x/3x, Ultra or leveraged,
+    else ETF. Common stock whose SIC code is 6770 (blank checks) or whose name reads like a blank
+    check company ("... Acquisition Corp") is a SPAC. None for codes technic does not scan.
+    """
+    t = TYPE_CODES.get((code or "").upper())
+    nm = name or ""
+    if t == gics.ETF:
+        plain = _DURATION.sub(" ", nm)
+        if _INVERSE.search(plain):
+            return gics.INVERSE_ETF
+        if _LEVERAGED.search(plain):
+            return gics.LEVERAGED_ETF
+        return gics.ETF
+    if t == gics.COMMON_STOCK and (sic_gics._code(sic) == SPAC_SIC or _SPAC.search(nm)):
+        return gics.SPAC
+    return t
+
+
+class _Secret:
+    """Holds the API key; its repr and str never show it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+    __str__ = __repr__
+
+
+class _Transient(Exception):  # internal signal for tenacity, never escapes
+    """A retryable failure of one attempt (carries Retry-After when the vendor sent one)."""
+
+    def __init__(self, detail: str, retry_after: float | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.retry_after = retry_after
+
+
+class _Backoff(wait_base):
+    """Exponential backoff with jitter; never shorter than the vendor's Retry-After (capped)."""
+
+    def __init__(self, initial: float, maximum: float, retry_after_cap: float) -> None:
+        self._exp = tenacity.wait_exponential_jitter(initial=initial, max=maximum,
+                                                     jitter=initial)
+        self._cap = retry_after_cap
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        wait_s = float(self._exp(retry_state))
+        exc = retry_state.outcome.exception() if retry_state.outcome is not None else None
+        if isinstance(exc, _Transient) and exc.retry_after is not None:
+            wait_s = max(wait_s, min(exc.retry_after, self._cap))
+        return wait_s
+
+
+def _retry_after_s(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
+
+
+def ny_dates(ms: np.ndarray) -> np.ndarray:
+    """ms since the epoch (UTC; NaN allowed) -> New York calendar dates (``datetime64[D]``)."""
+    ms = np.asarray(ms, dtype=np.float64)
+    ok = np.isfinite(ms) & (ms > -2.2e12) & (ms < 7.3e12)  # 1900..2200
+    out = np.full(len(ms), np.datetime64("NaT"), dtype="datetime64[D]")
+    if ok.any():
+        ts = pd.to_datetime(ms[ok].astype(np.int64), unit="ms", utc=True).tz_convert(NY)
+        out[ok] = ts.tz_localize(None).to_numpy().astype("datetime64[D]")
+    return out
+
+
+def _is_number(x: object) -> bool:
+    return x is None or (type(x) in (int, float))
+
+
+class PolygonProvider:
+    """Daily bars, reference data and splits from the Polygon/Massive REST API.
+
+    ``request_counts`` counts real HTTP requests by endpoint name (see the module docstring);
+    every attempt counts, so a request retried twice after a 429 counts three times.
+    """
+
+    name = "polygon"
+    fetch_batch_sessions = 1  # one grouped request per session: a failure loses one session
+
+    def __init__(self, api_key: str, *, base_url: str = DEFAULT_BASE_URL,
+                 timeout_s: float = 30.0, max_retries: int = 5,
+                 cache_dir: Path | str | None = None,
+                 history_start: dt.date | None = None, history_days: int = 730,
+                 end: dt.date | None = None,
+                 backoff_s: float = 0.5, max_backoff_s: float = 30.0,
+                 max_retry_after_s: float = 120.0,
+                 tickers_ttl: dt.timedelta = dt.timedelta(days=1),
+                 details_ttl: dt.timedelta = dt.timedelta(days=7),
+                 details_workers: int = 8, max_details_failures: int = 10,
+                 clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if not api_key or not api_key.strip():
+            raise ConfigError(KEY_ENV_VARS[0], "the Polygon API key is empty")
+        url = httpx.URL(base_url)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ConfigError("polygon_base_url", f"must be an http(s) URL, got {base_url!r}")
+        if max_retries < 0:
+            raise ConfigError("polygon_max_retries", f"must be >= 0, got {max_retries}")
+        self._key = _Secret(api_key.strip())
+        self.base_url = str(url).rstrip("/")
+        self._base_path = url.path.rstrip("/")
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.history_start = history_start
+        self.history_days = history_days
+        self.end = end
+        self.tickers_ttl = tickers_ttl
+        self.details_ttl = details_ttl
+        self.details_workers = max(1, details_workers)
+        self.max_details_failures = max_details_failures
+        self._clock = clock
+        self._wait = _Backoff(backoff_s, max_backoff_s, max_retry_after_s)
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = dict.fromkeys(ENDPOINTS, 0)
+        # What was dropped or missing, for the caller's report.
+        self.malformed_rows: dict[str, int] = {}
+        self.empty_sessions: list[dt.date] = []
+        self.details_missing: list[str] = []  # tickers whose details the vendor did not have
+        self.details_failed: list[str] = []  # tickers whose details failed (retried next time)
+        self._reference_cache: dict[str, Any] | None = None
+        self._client = httpx.Client(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {self._key.get()}",
+                     "User-Agent": "technic (+https://github.com/technic)",
+                     "Accept": "application/json"},
+            timeout=httpx.Timeout(timeout_s),
+            limits=httpx.Limits(max_connections=self.details_workers + 2,
+                                max_keepalive_connections=self.details_workers + 2),
+            follow_redirects=False,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> PolygonProvider:
+        """From :class:`technic_v4.config.settings.Settings` and ``POLYGON_API_KEY`` (or
+        ``MASSIVE_API_KEY``) in the environment; reference data is cached under ``data_dir``."""
+        key = next((os.environ[v].strip() for v in KEY_ENV_VARS
+                    if os.environ.get(v, "").strip()), None)
+        if key is None:
+            raise ConfigError(KEY_ENV_VARS[0], "not set: TECHNIC_DATA_PROVIDER=polygon needs a "
+                              "Polygon/Massive API key; export POLYGON_API_KEY=<your key> (or "
+                              "MASSIVE_API_KEY)")
+        return cls(key, base_url=settings.polygon_base_url, timeout_s=settings.polygon_timeout_s,
+                   max_retries=settings.polygon_max_retries, cache_dir=Path(settings.data_dir))
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._client.close()
+
+    def __enter__(self) -> PolygonProvider:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"PolygonProvider(base_url={self.base_url!r}, api_key='***')"
+
+    # -- provider interface ------------------------------------------------------------------------
+    @property
+    def store_key(self) -> str:
+        """``polygon-<host>[-<port>][-<path>]``: two base URLs never share a store."""
+        u = httpx.URL(self.base_url)
+        parts = [u.host] + ([str(u.port)] if u.port else []) + ([self._base_path] if
+                                                                self._base_path else [])
+        return "polygon-" + re.sub(r"[^A-Za-z0-9.]+", "-", "-".join(parts)).strip("-")
+
+    @property
+    def request_counts(self) -> dict[str, int]:
+        """Real HTTP requests by endpoint; every attempt (retries included) counts."""
+        with self._lock:
+            return dict(self._counts)
+
+    def latest_session(self) -> dt.date:
+        """The latest completed NYSE session (or ``end`` when pinned)."""
+        return self.end if self.end is not None else latest_completed_session()
+
+    def first_session(self) -> dt.date:
+        """``history_start`` when given, else the first session on or after ``history_days``
+        (730: two years, ~502 sessions) calendar days before the latest session."""
+        start = self.history_start
+        if start is None:
+            start = self.latest_session() - dt.timedelta(days=self.history_days)
+        sess = sessions_between(start, self.latest_session())
+        return sess[0].astype(dt.date) if len(sess) else start
+
+    def bars_for_sessions(self, sessions: Sequence[dt.date]) -> BarBatch:
+        """Every ticker's bars for each session: one grouped-daily request per session."""
+        out: list[BarBatch] = []
+        for day in sorted(set(sessions)):
+            payload = self._get_json("grouped_daily",
+                                     f"/v2/aggs/grouped/locale/us/market/stocks/{day:%Y-%m-%d}",
+                                     {"adjusted": "true"})
+            assert payload is not None
+            rows = payload.get("results")
+            if not rows:
+                with self._lock:
+                    self.empty_sessions.append(day)
+                log.info("polygon grouped_daily %s: no results (holiday or no data yet)", day)
+                continue
+            out.append(self._parse_bars(rows, "grouped_daily", session=day))
+        return BarBatch.concat(out)
+
+    def bars_for_symbols(self, symbols: Sequence[str], start: dt.date, end: dt.date
+                         ) -> BarBatch:
+        """The symbols' daily bars in [start, end]: per-ticker aggregates, all pages."""
+        out: list[BarBatch] = []
+        for sym in symbols:
+            path = (f"/v2/aggs/ticker/{quote(sym, safe='')}/range/1/day/"
+                    f"{start:%Y-%m-%d}/{end:%Y-%m-%d}")
+            params = {"adjusted": "true", "sort": "asc", "limit": "50000"}
+            for payload in self._pages("aggs_ticker", path, params):
+                rows = payload.get("results")
+                if rows:
+                    out.append(self._parse_bars(rows, "aggs_ticker", symbol=sym))
+        return BarBatch.concat(out)
+
+    def splits(self, since: dt.date) -> pd.DataFrame:
+        """Splits executed on or after ``since`` (:data:`SPLIT_COLUMNS`)."""
+        recs: list[tuple[str, str, float, float]] = []
+        params = {"execution_date.gte": f"{since:%Y-%m-%d}", "limit": "1000",
+                  "sort": "execution_date", "order": "asc"}
+        for payload in self._pages("splits", "/v3/reference/splits", params):
+            for r in self._results_list(payload, "splits"):
+                ok = (isinstance(r, dict) and isinstance(r.get("ticker"), str)
+                      and isinstance(r.get("execution_date"), str)
+                      and type(r.get("split_from")) in (int, float)
+                      and type(r.get("split_to")) in (int, float))
+                if not ok:
+                    self._malformed("splits_row")
+                    continue
+                recs.append((r["ticker"], r["execution_date"], float(r["split_from"]),
+                             float(r["split_to"])))
+        df = pd.DataFrame(recs, columns=list(SPLIT_COLUMNS))
+        df["ExecutionDate"] = pd.to_datetime(df["ExecutionDate"], errors="coerce")
+        bad = df["ExecutionDate"].isna()
+        if bad.any():
+            self._malformed("splits_row", int(bad.sum()))
+            df = df[~bad].reset_index(drop=True)
+        return df
+
+    def reference(self) -> pd.DataFrame:
+        """Active US stock listings with :data:`REFERENCE_COLUMNS` (cached, see module doc)."""
+        cache = self._load_cache()
+        now = self._clock()
+        tick = cache.get("tickers")
+        if tick is None or now - float(tick["at"]) >= self.tickers_ttl.total_seconds():
+            tick = {"at": now, "rows": self._fetch_tickers()}
+            cache["tickers"] = tick
+            listed = {r["ticker"] for r in tick["rows"]}
+            cache["details"] = {t: d for t, d in cache["details"].items() if t in listed}
+            self._save_cache(cache)
+        rows: list[dict[str, Any]] = tick["rows"]
+        details: dict[str, dict[str, Any]] = cache["details"]
+        ttl = self.details_ttl.total_seconds()
+        todo = [r["ticker"] for r in rows if technic_type(r.get("type"), r.get("name")) is not None
+                and (r["ticker"] not in details or now - float(details[r["ticker"]]["at"]) >= ttl)]
+        if todo:
+            self._fetch_details(todo, cache)
+        return self._reference_frame(rows, cache["details"])
+
+    # -- reference internals -------------------------------------------------------------------
+    def _fetch_tickers(self) -> list[dict[str, Any]]:
+        params = {"market": "stocks", "active": "true", "limit": "1000"}
+        rows: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for payload in self._pages("tickers", "/v3/reference/tickers", params):
+            for r in self._results_list(payload, "tickers"):
+                t = r.get("ticker") if isinstance(r, dict) else None
+                if not isinstance(t, str) or not t:
+                    self._malformed("tickers_row")
+                    continue
+                if t in seen:
+                    self._malformed("tickers_duplicate")
+                    continue
+                seen.add(t)
+                rows.append({"ticker": t, "name": _str_or_none(r.get("name")),
+                             "type": _str_or_none(r.get("type")),
+                             "primary_exchange": _str_or_none(r.get("primary_exchange"))})
+        return rows
+
+    def _fetch_details(self, tickers: list[str], cache: dict[str, Any]) -> None:
+        """Details for ``tickers`` on a few threads; saves the cache as it goes."""
+        details: dict[str, dict[str, Any]] = cache["details"]
+        failed: list[str] = []
+        unsaved = 0
+
+        def one(t: str) -> tuple[str, dict[str, Any] | None]:
+            try:
+                payload = self._get_json("ticker_details",
+                                         f"/v3/reference/tickers/{quote(t, safe='')}",
+                                         None, allow_404=True)
+            except RetryableProviderError as e:
+                log.warning("polygon ticker_details %s: %s", t, e)
+                return t, None
+            if payload is None:
+                return t, {"at": self._clock(), "found": False}
+            r = payload.get("results")
+            if not isinstance(r, dict):
+                return t, {"at": self._clock(), "found": False}
+            shares = r.get("share_class_shares_outstanding")
+            if type(shares) not in (int, float) or not shares:
+                shares = r.get("weighted_shares_outstanding")
+            return t, {"at": self._clock(), "found": True,
+                       "sic": _str_or_none(r.get("sic_code")),
+                       "shares": float(shares) if isinstance(shares, int | float) else None,
+                       "list_date": _str_or_none(r.get("list_date"))}
+
+        pool = ThreadPoolExecutor(self.details_workers, thread_name_prefix="polygon-details")
+        try:
+            futures = [pool.submit(one, t) for t in tickers]
+            pending = set(futures)
+            while pending:
+                finished, pending = wait(pending, timeout=5.0, return_when=FIRST_EXCEPTION)
+                for f in finished:
+                    t, d = f.result()  # a non-transient ProviderError propagates from here
+                    if d is None:
+                        failed.append(t)
+                        if len(failed) > self.max_details_failures:
+                            raise RetryableProviderError(
+                                f"polygon ticker_details: {len(failed)} tickers failed after "
+                                f"retries (first: {failed[0]}); giving up for now")
+                        continue
+                    with self._lock:
+                        details[t] = d
+                        if not d["found"]:
+                            self.details_missing.append(t)
+                    unsaved += 1
+                if unsaved >= 500:  # an interrupted first fetch keeps what it got
+                    self._save_cache(cache)
+                    unsaved = 0
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            self.details_failed = failed
+            self._save_cache(cache)
+
+    def _reference_frame(self, rows: list[dict[str, Any]], details: dict[str, dict[str, Any]]
+                         ) -> pd.DataFrame:
+        recs = []
+        for r in rows:
+            d = details.get(r["ticker"]) or {}
+            sic = d.get("sic")
+            typ = technic_type(r.get("type"), r.get("name"), sic)
+            sector: str | None = None
+            industry: str | None = None
+            if typ is not None and typ not in _FUND_TYPES:
+                sector, industry = sic_gics.classify(sic, r.get("name"))
+                if typ == gics.SPAC and sector is None:
+                    sector, industry = sic_gics.classify(SPAC_SIC)
+            mic = r.get("primary_exchange")
+            recs.append((r["ticker"], r.get("name"), typ, EXCHANGES.get(mic, mic) if mic else None,
+                         sector, industry,
+                         d.get("shares") if d.get("shares") is not None else np.nan,
+                         d.get("list_date")))
+        df = pd.DataFrame(recs, columns=list(REFERENCE_COLUMNS))
+        df["SharesOutstanding"] = df["SharesOutstanding"].astype(np.float64)
+        df["ListDate"] = pd.to_datetime(df["ListDate"], errors="coerce", format="ISO8601")
+        return df
+
+    def _cache_path(self) -> Path | None:
+        return None if self.cache_dir is None else self.cache_dir / f"{self.store_key}.reference.json"
+
+    def _load_cache(self) -> dict[str, Any]:
+        if self._reference_cache is not None:
+            return self._reference_cache
+        cache: dict[str, Any] = {"version": _CACHE_VERSION, "details": {}}
+        path = self._cache_path()
+        if path is not None and path.exists():
+            try:
+                got = json.loads(path.read_text(encoding="utf-8"))
+                if got.get("version") == _CACHE_VERSION and isinstance(got.get("details"), dict):
+                    cache = got
+            except (OSError, ValueError, AttributeError) as e:
+                log.warning("ignoring unreadable Polygon reference cache %s: %s", path, e)
+        self._reference_cache = cache
+        return cache
+
+    def _save_cache(self, cache: dict[str, Any]) -> None:
+        path = self._cache_path()
+        if path is None:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            with self._lock:
+                text = json.dumps(cache, separators=(",", ":"))
+            tmp.write_text(text, encoding="utf-8")
+            tmp.replace(path)
+        except OSError as e:  # the cache is an optimisation: a read-only dir still works
+            log.warning("Polygon reference cache not written to %s: %s", path, e)
+
+    # -- parsing -------------------------------------------------------------------------------
+    def _malformed(self, reason: str, n: int = 1) -> None:
+        with self._lock:
+            self.malformed_rows[reason] = self.malformed_rows.get(reason, 0) + n
+
+    def _results_list(self, payload: dict[str, Any], endpoint: str) -> list[Any]:
+        rows = payload.get("results")
+        if rows is None:
+            return []
+        if not isinstance(rows, list):
+            raise ProviderError(f"polygon {endpoint}: 'results' is not a list")
+        return rows
+
+    def _parse_bars(self, rows: object, endpoint: str, *, session: dt.date | None = None,
+                    symbol: str | None = None) -> BarBatch:
+        """Rows of o/h/l/c/v (+T, t) -> a BarBatch; unreadable rows dropped and counted."""
+        if not isinstance(rows, list):
+            raise ProviderError(f"polygon {endpoint}: 'results' is not a list")
+        syms: list[str] = []
+        vals: list[tuple[Any, ...]] = []
+        ts: list[float] = []
+        for r in rows:
+            if not isinstance(r, dict):
+                self._malformed("not_an_object")
+                continue
+            sym = symbol if symbol is not None else r.get("T")
+            try:
+                v = (r["o"], r["h"], r["l"], r["c"], r["v"])
+            except KeyError:
+                self._malformed("missing_field")
+                continue
+            t = r.get("t")
+            if not isinstance(sym, str) or not sym or (t is None and session is None):
+                self._malformed("missing_field")
+                continue
+            if not all(_is_number(x) for x in v) or not (t is None or type(t) in (int, float)):
+                self._malformed("not_a_number")
+                continue
+            syms.append(sym)
+            vals.append(v)
+            ts.append(np.nan if t is None else float(t))
+        days = ny_dates(np.asarray(ts, dtype=np.float64))
+        if session is not None:
+            want = np.datetime64(session, "D")
+            wrong = ~np.isnat(days) & (days != want)
+            days[:] = want
+        else:
+            wrong = np.isnat(days)
+        arr = np.array(vals, dtype=np.float64).reshape(len(vals), 5)  # None -> NaN
+        keep = np.flatnonzero(~wrong)
+        if len(keep) < len(syms):
+            self._malformed("wrong_date" if session is not None else "bad_timestamp",
+                            len(syms) - len(keep))
+        return BarBatch(np.asarray(syms, dtype=object)[keep], days[keep],
+                        *(np.ascontiguousarray(arr[keep, j]) for j in range(5)))
+
+    # -- HTTP ------------------------------------------------------------------------------------
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._key.get(), "***")
+
+    def _count(self, endpoint: str) -> None:
+        with self._lock:
+            self._counts[endpoint] = self._counts.get(endpoint, 0) + 1
+
+    def _attempt(self, endpoint: str, url: str, params: dict[str, str] | None) -> httpx.Response:
+        """One real request; transient failures raise :class:`_Transient` for tenacity."""
+        self._count(endpoint)
+        try:
+            r = self._client.get(url, params=params)
+        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as e:
+            raise _Transient(f"{type(e).__name__}: {self._scrub(str(e)) or 'no detail'}") from e
+        if r.status_code == 429 or r.status_code >= 500:
+            raise _Transient(f"HTTP {r.status_code}", _retry_after_s(r.headers.get("Retry-After")))
+        return r
+
+    def _before_sleep(self, endpoint: str, path: str) -> Callable[[tenacity.RetryCallState], None]:
+        def note(rs: tenacity.RetryCallState) -> None:
+            exc = rs.outcome.exception() if rs.outcome is not None else None
+            wait_s = rs.next_action.sleep if rs.next_action is not None else 0.0
+            log.warning("polygon %s %s: %s; retry %d/%d in %.2f s", endpoint, path,
+                        getattr(exc, "detail", exc), rs.attempt_number, self.max_retries, wait_s)
+        return note
+
+    def _get_json(self, endpoint: str, url: str, params: dict[str, str] | None, *,
+                  allow_404: bool = False) -> dict[str, Any] | None:
+        """GET with bounded retries; the decoded JSON object (None for an allowed 404)."""
+        path = url.split("?", 1)[0]
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(_Transient),
+            stop=tenacity.stop_after_attempt(self.max_retries + 1),
+            wait=self._wait, sleep=self._sleep, reraise=True,
+            before_sleep=self._before_sleep(endpoint, path))
+        try:
+            r = retrying(self._attempt, endpoint, url, params)
+        except _Transient as e:
+            raise RetryableProviderError(
+                f"polygon {endpoint} {path}: {e.detail}, still failing after "
+                f"{self.max_retries + 1} attempts") from e
+        except httpx.HTTPError as e:  # e.g. an unsupported URL: not worth retrying
+            raise ProviderError(f"polygon {endpoint} {path}: {type(e).__name__}: "
+                                f"{self._scrub(str(e))}") from e
+        if r.status_code == 404 and allow_404:
+            return None
+        if r.status_code != 200:
+            raise ProviderError(self._status_message(endpoint, path, r))
+        try:
+            payload = r.json()
+        except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+            raise ProviderError(f"polygon {endpoint} {path}: malformed JSON in the response "
+                                f"(HTTP {r.status_code}, {len(r.content)} bytes): "
+                                f"{self._scrub(str(e))}") from e
+        if not isinstance(payload, dict):
+            raise ProviderError(f"polygon {endpoint} {path}: expected a JSON object, got "
+                                f"{type(payload).__name__}")
+        if str(payload.get("status", "")).upper() == "ERROR":
+            raise ProviderError(f"polygon {endpoint} {path}: vendor error: "
+                                f"{self._vendor_detail(payload)}")
+        return payload
+
+    def _vendor_detail(self, payload: object) -> str:
+        if isinstance(payload, dict):
+            msg = payload.get("message") or payload.get("error") or payload.get("status") or ""
+            return self._scrub(str(msg))[:300]
+        return ""
+
+    def _status_message(self, endpoint: str, path: str, r: httpx.Response) -> str:
+        try:
+            detail = self._vendor_detail(r.json())
+        except ValueError:
+            detail = ""
+        hint = ""
+        if r.status_code in (401, 403):
+            hint = (" — check the API key in POLYGON_API_KEY / MASSIVE_API_KEY and that your "
+                    "plan includes this endpoint")
+        reason = r.reason_phrase or ""
+        return (f"polygon {endpoint} {path}: HTTP {r.status_code} {reason}".rstrip()
+                + (f": {detail}" if detail else "") + hint)
+
+    def _pages(self, endpoint: str, path: str, params: dict[str, str]
+               ) -> Iterator[dict[str, Any]]:
+        """Every page of a paged endpoint, following ``next_url`` on the configured host."""
+        url: str = path
+        p: dict[str, str] | None = params
+        seen: set[str] = set()
+        while True:
+            payload = self._get_json(endpoint, url, p)
+            assert payload is not None
+            yield payload
+            nxt = payload.get("next_url")
+            if not nxt:
+                return
+            if not isinstance(nxt, str):
+                raise ProviderError(f"polygon {endpoint} {path}: next_url is not a string")
+            url, p = self._relative(nxt), None
+            if url in seen:
+                raise ProviderError(f"polygon {endpoint} {path}: next_url repeats a page")
+            seen.add(url)
+
+    def _relative(self, next_url: str) -> str:
+        """The path and query of a vendor link, to be requested on ``base_url`` (so the key is
+        only ever sent to the configured host)."""
+        u = httpx.URL(next_url)
+        raw = u.raw_path.decode("ascii")
+        if self._base_path and raw.startswith(self._base_path + "/"):
+            raw = raw[len(self._base_path):]
+        return raw
+
+
+def _str_or_none(x: object) -> str | None:
+    return x if isinstance(x, str) and x else None
+
