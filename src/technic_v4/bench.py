@@ -1,13 +1,15 @@
 """``technic bench``: measure scans on this machine and write a markdown report.
 
-Every number is measured in this run, on the embedded market in a temporary store:
-- cold: a fresh process with an empty store runs ``technic scan`` (builds the store, then scans);
-- process warm: a fresh process with a filled store runs ``technic scan`` (median of repeats);
-- first scan: ``run_scan`` in a fresh process on a filled store (no memory cache yet);
-- warm in-process: repeated ``run_scan`` with the panel in the L1 cache (median of repeats);
-- baseline: the predecessor's way on the same data in the same run (one pandas frame per
-  symbol, TA-Lib calls per symbol in a 32-thread pool), for a ratio.
-Peak RSS is the child process's maximum resident set size.
+Every number comes from this run, on the embedded market in temporary stores, each measurement
+in its own child process so that "cold" really is cold:
+- cold process: an empty store, ``technic scan`` builds it and scans;
+- warm process: ``technic scan`` on a filled store (median of repeats);
+- first scan: the first ``run_scan`` in a fresh process (store -> panel -> table);
+- warm in-process: repeated ``run_scan`` with the panel in the L1 cache (median);
+- baseline: the predecessor's way on the same data in the same child (one pandas frame per
+  symbol, per-symbol TA-Lib calls in a 32-thread pool), as a ratio;
+- 50,000 listings, local threads and Ray; historical scans over many dates, local and Ray.
+Scans of N listings use every listing type (so that N listings really enter the pre-screen).
 """
 
 from __future__ import annotations
@@ -30,28 +32,41 @@ import json, resource, sys, time
 t0 = time.perf_counter()
 from technic_v4.scanner_core import run_scan, ScanConfig
 from technic_v4 import data_engine
+from technic_v4.universe.gics import TYPES
 t_import = time.perf_counter() - t0
-sizes, repeats = json.loads(sys.argv[1]), int(sys.argv[2])
+args = json.loads(sys.argv[1])
 out = {"import_s": t_import, "rows": {}}
-t = time.perf_counter(); df, msg = run_scan(ScanConfig(max_symbols=sizes[-1]))
+def cfg(n):
+    return ScanConfig(max_symbols=n, types=TYPES)
+t = time.perf_counter(); df, msg = run_scan(cfg(args["sizes"][-1]))
 out["first_scan_s"] = time.perf_counter() - t
 out["first_msg"] = msg
-for n in sizes:
+out["execution"] = df.attrs["stats"]["execution"]
+for n in args["sizes"]:
     data_engine.clear_memory_cache()
-    t = time.perf_counter(); df, _ = run_scan(ScanConfig(max_symbols=n)); cold = time.perf_counter() - t
+    t = time.perf_counter(); df, _ = run_scan(cfg(n)); cold = time.perf_counter() - t
     times = []
-    for _ in range(repeats):
-        t = time.perf_counter(); df, msg = run_scan(ScanConfig(max_symbols=n))
+    for _ in range(args["repeats"]):
+        t = time.perf_counter(); df, msg = run_scan(cfg(n))
         times.append(time.perf_counter() - t)
     st = df.attrs["stats"]
     pre = next(s for s in st["stages"] if s["stage"] == "pre_screen")
-    out["rows"][n] = {"memory_cold_s": cold, "warm_s": sorted(times)[len(times) // 2],
-                      "warm_min_s": min(times), "listings": pre["in"], "scanned": pre["out"],
-                      "rows": len(df), "api_calls": st["counters"]["api_calls_total"],
-                      "hit_rate": st["counters"]["hit_rate"]}
-if len(sys.argv) > 3:
+    out["rows"][str(n)] = {"l1_cold_s": cold, "warm_s": sorted(times)[len(times) // 2],
+                           "listings": pre["in"], "scanned": pre["out"], "rows": len(df),
+                           "api_calls": st["counters"]["api_calls_total"],
+                           "hit_rate": st["counters"]["hit_rate"]}
+if args.get("history"):
+    from technic_v4.history import scan_history
+    from technic_v4.data import calendar
+    md = data_engine.market()
+    sess = calendar.sessions_between(md.provider.first_session(), md.store.last_session())
+    dates = [d.astype(object) for d in sess[-args["history"] * 5::5]]
+    t = time.perf_counter(); h = scan_history(ScanConfig(), dates); hs = time.perf_counter() - t
+    out["history"] = {"dates": len(dates), "seconds": hs, "rows": len(h),
+                      "backend": h.attrs["stats"]["backend"]["backend"]}
+if args.get("baseline"):
     from technic_v4.bench import baseline
-    out["baseline"] = baseline(sizes[-1])
+    out["baseline"] = baseline(args["sizes"][-1])
 out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print("BENCH " + json.dumps(out))
 """
@@ -62,6 +77,7 @@ def baseline(n: int) -> dict[str, Any]:
     from concurrent.futures import ThreadPoolExecutor
 
     import numpy as np
+    import pandas as pd
 
     try:
         import talib
@@ -70,8 +86,9 @@ def baseline(n: int) -> dict[str, Any]:
     from technic_v4 import data_engine
     from technic_v4.config.scan import ScanConfig
     from technic_v4.scanner_core import run_scan
+    from technic_v4.universe.gics import TYPES
 
-    df, _ = run_scan(ScanConfig(max_symbols=n))
+    df, _ = run_scan(ScanConfig(max_symbols=n, types=TYPES))
     symbols = df["Symbol"].tolist()
 
     def one(frame: Any) -> dict[str, float]:
@@ -96,83 +113,117 @@ def baseline(n: int) -> dict[str, Any]:
     frames = data_engine.get_price_history_batch(symbols, 300)
     with ThreadPoolExecutor(32) as ex:
         rows = list(ex.map(one, frames.values()))
-    import pandas as pd
-
     pd.DataFrame(rows, index=list(frames)).sort_values("RSI14")
     return {"seconds": time.perf_counter() - t, "symbols": len(frames)}
 
 
-def _child(env: dict[str, str], args: list[str]) -> tuple[float, dict[str, Any] | None, str]:
+def _child(env: dict[str, str], args: list[str]) -> tuple[float, dict[str, Any] | None]:
     t = time.perf_counter()
     r = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True,
                        check=False)
     wall = time.perf_counter() - t
     if r.returncode != 0:
-        raise RuntimeError(f"benchmark child failed: {r.stderr[-2000:]}")
+        raise RuntimeError(f"benchmark child failed: {r.stderr[-3000:]}")
     data = None
     for line in r.stdout.splitlines():
         if line.startswith("BENCH "):
             data = json.loads(line[6:])
-    return wall, data, r.stderr
+    return wall, data
 
 
-def run_bench(quick: bool = False, listings: int = 6000) -> str:
+def run_bench(quick: bool = False, listings: int = 6200, big: int = 50_000,
+              ray: bool = True) -> str:
+    """Run every measurement (see module docstring) and return the markdown report."""
     repeats = 3 if quick else 7
     proc_repeats = 2 if quick else 5
-    sizes = [s for s in SIZES if s <= listings]
+    res: dict[str, Any] = {"quick": quick, "listings": listings}
     with tempfile.TemporaryDirectory(prefix="technic-bench-") as tmp:
-        env = {**os.environ, "TECHNIC_DATA_DIR": tmp, "TECHNIC_SYNTHETIC_LISTINGS": str(listings),
-               "TECHNIC_PROGRESS": "false"}
+        env = {**os.environ, "TECHNIC_DATA_DIR": str(Path(tmp) / "std"),
+               "TECHNIC_SYNTHETIC_LISTINGS": str(listings), "TECHNIC_PROGRESS": "false",
+               "TECHNIC_USE_RAY": "false"}
         cli = ["-m", "technic_v4.cli", "scan", "--format", "csv", "-o", str(Path(tmp) / "o.csv")]
-        cold_wall, _, _ = _child(env, cli)
-        warm_walls = [_child(env, cli)[0] for _ in range(proc_repeats)]
-        _, res, _ = _child(env, ["-c", _CHILD, json.dumps(sizes), str(repeats), "baseline"])
-    assert res is not None
-    return _report(res, cold_wall, warm_walls, listings, quick)
+        res["cold_process_s"], _ = _child(env, cli)
+        res["warm_process_s"] = [_child(env, cli)[0] for _ in range(proc_repeats)]
+        args = {"sizes": list(SIZES), "repeats": repeats, "baseline": True, "history": 24}
+        _, res["std"] = _child(env, ["-c", _CHILD, json.dumps(args)])
+        if ray:
+            env_ray = {**env, "TECHNIC_USE_RAY": "true"}
+            _, res["std_ray"] = _child(env_ray, ["-c", _CHILD, json.dumps(
+                {"sizes": [SIZES[-1]], "repeats": repeats, "history": 24})])
+        if big:
+            env_big = {**env, "TECHNIC_DATA_DIR": str(Path(tmp) / "big"),
+                       "TECHNIC_SYNTHETIC_LISTINGS": str(big),
+                       "TECHNIC_SYNTHETIC_EPOCH": "2025-04-01"}
+            big_args = json.dumps({"sizes": [big], "repeats": repeats})
+            res["big_fill_s"], res["big"] = _child(env_big, ["-c", _CHILD, big_args])
+            if ray:
+                _, res["big_ray"] = _child({**env_big, "TECHNIC_USE_RAY": "true"},
+                                           ["-c", _CHILD, big_args])
+    res["big_listings"] = big
+    return report(res)
 
 
-def _report(res: dict[str, Any], cold_wall: float, warm_walls: list[float], listings: int,
-            quick: bool) -> str:
-    rows = res["rows"]
-    top = rows[str(max(int(k) for k in rows))]
-    lines = [
+def report(res: dict[str, Any]) -> str:
+    std = res["std"]
+    rows = std["rows"]
+    top = rows[str(SIZES[-1])]
+    out = [
         "# technic benchmark",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
-        f"{platform.python_version()}; embedded market of {listings:,} listings "
-        f"({'quick' if quick else 'full'} run). Medians of repeats; seconds.",
+        f"{platform.python_version()}; embedded market of {res['listings']:,} listings, every "
+        f"listing type ({'quick' if res['quick'] else 'full'} run). Seconds; medians of "
+        "repeats.",
         "",
-        "| scan | listings in universe | scanned after pre-screen | rows | first (L1 cold) s "
-        "| warm median s | listings/s (warm) | vendor requests | hit rate |",
+        "| scan (in-process) | listings into pre-screen | scanned | rows | first, L1 cold "
+        "| warm median | listings/s warm | vendor requests | hit rate |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for n, r in sorted(rows.items(), key=lambda kv: int(kv[0])):
-        lines.append(
-            f"| max_symbols={int(n):,} | {r['listings']:,} | {r['scanned']:,} | {r['rows']:,} | "
-            f"{r['memory_cold_s']:.3f} | {r['warm_s']:.3f} | {r['listings'] / r['warm_s']:,.0f} | "
+    for n in SIZES:
+        r = rows[str(n)]
+        out.append(
+            f"| max_symbols={n:,} | {r['listings']:,} | {r['scanned']:,} | {r['rows']:,} | "
+            f"{r['l1_cold_s']:.3f} | {r['warm_s']:.3f} | {r['listings'] / r['warm_s']:,.0f} | "
             f"{r['api_calls']} | {r['hit_rate']:.1f}% |")
-    lines += [
-        "",
-        "| whole run | seconds |",
-        "|---|---:|",
-        f"| cold: fresh store, `technic scan` process (builds the store, then scans) | "
-        f"{cold_wall:.2f} |",
-        f"| warm: `technic scan` process on a filled store (median of {len(warm_walls)}) | "
-        f"{statistics.median(warm_walls):.2f} |",
-        f"| first `run_scan` in a fresh process (store -> panel -> table) | "
-        f"{res['first_scan_s']:.3f} |",
-        f"| import of technic_v4.scanner_core | {res['import_s']:.3f} |",
-        f"| peak RSS of the in-process benchmark | {res['peak_rss_mb']:.0f} MB |",
-    ]
-    b = res.get("baseline", {})
+    out += ["", "| measurement | result |", "|---|---:|",
+            f"| cold: empty store, `technic scan` process (builds the store, then scans) | "
+            f"{res['cold_process_s']:.2f} s |",
+            f"| warm: `technic scan --format csv` process (median of "
+            f"{len(res['warm_process_s'])}) | {statistics.median(res['warm_process_s']):.2f} s |",
+            f"| first `run_scan` in a fresh process, 6,000 listings | "
+            f"{std['first_scan_s']:.3f} s |",
+            f"| import of technic_v4.scanner_core | {std['import_s']:.3f} s |",
+            f"| peak RSS, in-process benchmark child | {std['peak_rss_mb']:.0f} MB |"]
+    b = std.get("baseline", {})
     if "seconds" in b:
-        ratio = b["seconds"] / top["warm_s"]
-        lines += [
-            f"| predecessor-style baseline on the same {b['symbols']:,} symbols (per-symbol "
-            f"frames + TA-Lib, 32 threads) | {b['seconds']:.2f} |",
-            f"| speed-up of the warm scan over that baseline | {ratio:.0f}x |",
-        ]
-    elif b:
-        lines.append(f"| baseline | {b.get('skipped')} |")
-    lines += ["", f"Last message: `{res['first_msg']}`", ""]
-    return "\n".join(lines)
+        out += [f"| predecessor-style baseline, same {b['symbols']:,} symbols (per-symbol frames"
+                f" + TA-Lib, 32 threads) | {b['seconds']:.2f} s |",
+                f"| warm scan speed-up over that baseline | {b['seconds'] / top['warm_s']:.0f}x |",
+                f"| warm scan speed-up over the seed's 90 s for 6,000 | "
+                f"{90 / top['warm_s']:,.0f}x |"]
+    if "history" in std:
+        h = std["history"]
+        out.append(f"| history: {h['dates']} as-of dates x 6,000 listings, local | "
+                   f"{h['seconds']:.2f} s |")
+    if "std_ray" in res:
+        r = res["std_ray"]
+        out.append(f"| 6,000 listings on Ray (local cluster), warm median | "
+                   f"{r['rows'][str(SIZES[-1])]['warm_s']:.3f} s |")
+        if "history" in r:
+            out.append(f"| history: {r['history']['dates']} dates on Ray "
+                       f"({r['history']['backend']}) | {r['history']['seconds']:.2f} s |")
+    if "big" in res:
+        big = res["big"]["rows"][str(res["big_listings"])]
+        out += [f"| {res['big_listings']:,} listings: fill + first scan (fresh process, ~415 "
+                f"sessions) | {res['big_fill_s']:.1f} s |",
+                f"| {res['big_listings']:,} listings: warm scan median, local "
+                f"({big['listings']:,} into pre-screen) | {big['warm_s']:.3f} s |",
+                f"| {res['big_listings']:,} listings: peak RSS | "
+                f"{res['big']['peak_rss_mb']:,.0f} MB |"]
+        if "big_ray" in res:
+            br = res["big_ray"]["rows"][str(res["big_listings"])]
+            out.append(f"| {res['big_listings']:,} listings: warm scan median, Ray "
+                       f"(ratio to local {br['warm_s'] / big['warm_s']:.2f}) | "
+                       f"{br['warm_s']:.3f} s |")
+    out += ["", f"Message of the first scan: `{std['first_msg']}`", ""]
+    return "\n".join(out)

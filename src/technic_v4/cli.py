@@ -95,26 +95,47 @@ def scan(max_symbols: int | None, sectors: tuple[str, ...], industries: tuple[st
 
 
 class _Progress:
-    """A multi-stage progress bar on stderr, shown only when a scan runs for over a second."""
+    """A multi-stage progress bar on stderr (one line per stage), shown only once a scan has
+    run for over a second, so warm scans print nothing but their result."""
+
+    DELAY_S = 1.0
 
     def __init__(self) -> None:
-        from rich.console import Console
-        from rich.progress import Progress
+        import time
 
-        self._progress = Progress(console=Console(stderr=True), transient=True)
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._clock = time.monotonic
+        self._t0 = self._clock()
+        self._progress = Progress(TextColumn("{task.description:<13}"), BarColumn(),
+                                  MofNCompleteColumn(), TimeElapsedColumn(),
+                                  TimeRemainingColumn(), console=Console(stderr=True),
+                                  transient=True)
+        self._started = False
         self._tasks: dict[str, Any] = {}
 
     def __enter__(self) -> _Progress:
-        self._progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._progress.stop()
+        if self._started:
+            self._progress.stop()
 
     def update(self, stage: str, done: int, total: int) -> None:
         if stage not in self._tasks:
-            self._tasks[stage] = self._progress.add_task(stage, total=total)
-        self._progress.update(self._tasks[stage], completed=done, total=total)
+            self._tasks[stage] = self._progress.add_task(stage, total=max(total, 1))
+        self._progress.update(self._tasks[stage], completed=done, total=max(total, 1))
+        if not self._started and self._clock() - self._t0 > self.DELAY_S:
+            self._progress.start()
+            self._started = True
 
 
 def _write(df: Any, fmt: str, output: Path | None, rows: int) -> None:
@@ -267,14 +288,17 @@ def serve(host: str, port: int, max_scans: int | None, log_level: str) -> None:
 
 
 @main.command()
-@click.option("--quick", is_flag=True, help="Fewer repeats and sizes (a smoke run).")
+@click.option("--quick", is_flag=True, help="Fewer repeats (a smoke run).")
+@click.option("--no-ray", is_flag=True, help="Skip the Ray measurements.")
+@click.option("--big", type=int, default=50_000, show_default=True,
+              help="Listings of the large-universe run (0 skips it).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("bench-report.md"), show_default=True)
-def bench(quick: bool, output: Path) -> None:
+def bench(quick: bool, no_ray: bool, big: int, output: Path) -> None:
     """Benchmark scans on this machine and write a markdown report."""
     from technic_v4.bench import run_bench
 
-    report = run_bench(quick=quick)
+    report = run_bench(quick=quick, big=big, ray=not no_ray)
     output.write_text(report)
     click.echo(report)
     click.echo(f"wrote {output}", err=True)

@@ -134,6 +134,10 @@ def scan(config: ScanConfig, data: MarketData, progress: Progress | None = None,
         upd = data.ensure_current(on_progress=lambda d, n: tick("update", d, n))
         stages.append(Stage("update", 0, len(upd.sessions_fetched), time.perf_counter() - t))
         as_of = data.resolve_as_of(config.as_of_date)
+        v = upd.validation
+        if v.rows_dropped:
+            why = ", ".join(f"{k} {n:,}" for k, n in v.dropped.items() if n)
+            notes.append(f"validation dropped {v.rows_dropped:,} of {v.rows_in:,} new rows ({why})")
         if upd.failed:
             days = sorted(upd.failed)
             notes.append(f"{len(days)} session(s) could not be fetched ({days[0]}"

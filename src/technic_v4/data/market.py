@@ -217,7 +217,7 @@ class MarketData:
         self.memory.clear()  # panels of the old store version are unreachable anyway
         dropped = rep.validation.rows_dropped
         if dropped:
-            log.warning("validation dropped %d of %d rows: %s", dropped,
+            log.info("validation dropped %d of %d rows: %s", dropped,
                         rep.validation.rows_in,
                         {k: v for k, v in rep.validation.dropped.items() if v})
 
