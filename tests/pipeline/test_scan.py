@@ -228,3 +228,26 @@ def test_cancel_stops_the_scan(small_market: MarketData) -> None:
     with pytest.raises(ScanCancelled, match="pre_screen"):
         scan(ScanConfig(), small_market, progress=lambda s, d, t: seen.append(s), cancel=cancel)
     assert "indicators" not in seen
+
+
+def test_market_cap_is_real_and_prescreens_before_indicators(small_market: MarketData) -> None:
+    # The predecessor hard-coded market cap to 0, so its pre-screen did nothing.
+    ref = small_market.reference().set_index("Symbol")
+    df = _run(small_market)
+    want = ref.loc[df["Symbol"], "SharesOutstanding"].to_numpy() * df["Close"].to_numpy()
+    np.testing.assert_allclose(df["MarketCap"].to_numpy(), want, rtol=1e-12)
+    cut = float(df["MarketCap"].median())
+    res = scan(ScanConfig(min_market_cap=cut), small_market)
+    st = {s["stage"]: s for s in res.stats["stages"]}
+    dropped = sum(v for k, v in st["pre_screen"]["dropped"].items() if k.startswith("market cap"))
+    assert dropped >= len(df) // 2 - 1
+    assert st["indicators"]["in"] == st["pre_screen"]["out"]  # dropped before the costly stage
+    assert (res.frame["MarketCap"] >= cut).all()
+
+
+def test_signals_are_a_spread_not_a_wall(small_market: MarketData) -> None:
+    # "Most symbols ultra risky" and "zero results" came from thresholds nobody checked.
+    share = _run(small_market)["Signal"].value_counts(normalize=True)
+    assert set(share.index) == {"Strong Long", "Long", "Watch", "Avoid"}
+    assert share.max() < 0.6
+    assert 0.01 < share["Strong Long"] < 0.2
