@@ -104,3 +104,18 @@ def test_without_ray_the_scan_falls_back_and_says_so(tmp_path: object) -> None:
     assert r.stderr.count("ray is not installed") == 1  # logged once
     rows = int(r.stdout.split("ROWS ")[1].split()[0])
     assert rows > 0
+
+
+def test_numba_cache_dir_setting_is_honoured(tmp_path: object) -> None:
+    from pathlib import Path
+
+    cache = Path(str(tmp_path)) / "numba-cache"
+    code = ("import numpy as np\nfrom technic_v4.indicators import kernels as k\n"
+            "print(k.sma(np.arange(50.0), 5)[-1])")
+    env = {**os.environ, "TECHNIC_NUMBA_CACHE_DIR": str(cache)}
+    env.pop("NUMBA_CACHE_DIR", None)
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=300, check=False)
+    assert r.returncode == 0, r.stderr
+    assert float(r.stdout) == 47.0
+    assert list(cache.rglob("*.nbi"))  # compiled kernels were cached there

@@ -52,9 +52,7 @@ class Settings(BaseSettings):
     use_ray: bool = Field(default=False, description="Run the indicator stage on Ray.")
     ray_address: str | None = Field(default=None, description="Ray cluster address; unset "
                                     "starts a local Ray.")
-    numba_cache_dir: Path | None = Field(default=None, description="Where compiled kernels are "
-                                         "cached (default: next to the package, or the user "
-                                         "cache when that is read-only).")
+
     synthetic_listings: int = Field(default=6000, ge=10, le=200_000)
     synthetic_seed: int = Field(default=20251214, ge=0)
     synthetic_epoch: dt.date = Field(
