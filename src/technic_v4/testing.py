@@ -162,3 +162,43 @@ class RedisServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class SplittingProvider(SyntheticProvider):
+    """The synthetic market with stock splits, served the way a vendor serves them.
+
+    ``splits`` maps a symbol to (execution date, ratio). Bars are split-adjusted as of the
+    provider's ``end``: before a split executes, the vendor's history of that symbol is the raw,
+    unadjusted one (prices x ratio, volume / ratio); once it has executed, all of its history
+    is adjusted. ``splits()`` reports executed splits.
+    """
+
+    def __init__(self, splits: dict[str, tuple[dt.date, float]], **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        self.split_events = splits
+        self._requests["splits"] = 0
+
+    def _unadjust(self, b: BarBatch) -> BarBatch:
+        for sym, (day, ratio) in self.split_events.items():
+            if self.end >= day:
+                continue  # executed: the vendor serves adjusted history
+            rows = (b.symbol == sym) & (b.date < np.datetime64(day, "D"))
+            for f in ("open", "high", "low", "close"):
+                getattr(b, f)[rows] *= ratio
+            b.volume[rows] = np.round(b.volume[rows] / ratio)
+        return b
+
+    def bars_for_sessions(self, sessions: Sequence[dt.date]) -> BarBatch:
+        return self._unadjust(super().bars_for_sessions(sessions))
+
+    def bars_for_symbols(self, symbols: Sequence[str], start: dt.date, end: dt.date
+                         ) -> BarBatch:
+        return self._unadjust(super().bars_for_symbols(symbols, start, end))
+
+    def splits(self, since: dt.date) -> Any:
+        import pandas as pd
+
+        self._requests["splits"] += 1
+        rows = [(s, d, 1.0, r) for s, (d, r) in self.split_events.items()
+                if since <= d <= self.end]
+        return pd.DataFrame(rows, columns=["Symbol", "ExecutionDate", "SplitFrom", "SplitTo"])

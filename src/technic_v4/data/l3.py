@@ -1,7 +1,9 @@
 """L3: a Redis cache shared by every technic instance (optional: ``TECHNIC_REDIS_URL``).
 
 What it holds, under ``technic:<store_key>:``
-    ``session:<YYYY-MM-DD>``           validated bars of one session (every listing)
+    ``session:<YYYY-MM-DD>``           validated bars of one session (every listing), with the
+                                        session they are split-adjusted through
+    ``splits:<since>:<through>``        the vendor's split list for that range
     ``reference:<YYYY-MM-DD>``          reference data as of a session (with a TTL)
     ``panel:<as_of>:<n_bars>:<fp>``     a loaded panel (fp fingerprints the data it came from)
 
@@ -90,13 +92,15 @@ class RedisLayer:
         return bool(self._call("ping", self._client.ping, False))
 
     # -- sessions ------------------------------------------------------------------------------
-    def get_sessions(self, days: np.ndarray) -> dict[np.datetime64, BarBatch]:
-        """The sessions of ``days`` that Redis holds."""
+    def get_sessions(self, days: np.ndarray
+                     ) -> dict[np.datetime64, tuple[BarBatch, dt.date | None]]:
+        """The sessions of ``days`` that Redis holds, each with the session its prices are
+        split-adjusted through (None if unknown)."""
         if len(days) == 0:
             return {}
         keys = [f"{self.prefix}session:{d}" for d in days]
         values = self._call("get sessions", lambda: self._client.mget(keys), [None] * len(keys))
-        out: dict[np.datetime64, BarBatch] = {}
+        out: dict[np.datetime64, tuple[BarBatch, dt.date | None]] = {}
         for d, v in zip(days, values, strict=True):
             if v is None:
                 self.misses += 1
@@ -105,14 +109,18 @@ class RedisLayer:
             self.bytes_read += len(v)
             t = _loads(v)
             n = t.num_rows
-            out[d] = BarBatch(
+            adj = (t.schema.metadata or {}).get(b"adjusted_through")
+            out[d] = (BarBatch(
                 np.asarray(t.column("symbol").to_pylist(), dtype=object),
                 np.full(n, d, dtype="datetime64[D]"),
-                *(t.column(f).to_numpy() for f in FIELDS))
+                *(t.column(f).to_numpy() for f in FIELDS)),
+                dt.date.fromisoformat(adj.decode()) if adj else None)
         return out
 
-    def put_sessions(self, batch: BarBatch, days: np.ndarray) -> None:
-        """Store each of ``days`` (validated bars) under its own key."""
+    def put_sessions(self, batch: BarBatch, days: np.ndarray, adjusted_through: dt.date
+                     ) -> None:
+        """Store each of ``days`` (validated bars, split-adjusted through the given session)
+        under its own key."""
         if len(days) == 0:
             return
         order = np.argsort(batch.date, kind="stable")
@@ -124,6 +132,7 @@ class RedisLayer:
             sel = order[lo:hi]
             t = pa.table({"symbol": pa.array(batch.symbol[sel].astype(str)),
                           **{f: pa.array(getattr(batch, f)[sel]) for f in FIELDS}})
+            t = t.replace_schema_metadata({"adjusted_through": str(adjusted_through)})
             payload[f"{self.prefix}session:{d}"] = _dumps(t)
         self.bytes_written += sum(len(v) for v in payload.values())
         self._call("put sessions", lambda: self._client.mset(payload), None)
@@ -145,6 +154,23 @@ class RedisLayer:
         self.bytes_written += len(data)
         self._call("put reference", lambda: self._client.set(
             f"{self.prefix}reference:{session}", data, ex=self.reference_ttl_s), None)
+
+    # -- splits ----------------------------------------------------------------------------------
+    def get_splits(self, since: dt.date, through: dt.date) -> pd.DataFrame | None:
+        key = f"{self.prefix}splits:{since}:{through}"
+        v = self._call("get splits", lambda: self._client.get(key), None)
+        if v is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self.bytes_read += len(v)
+        return _loads(v).to_pandas()
+
+    def put_splits(self, since: dt.date, through: dt.date, splits: pd.DataFrame) -> None:
+        data = _dumps(pa.Table.from_pandas(splits.astype(object), preserve_index=False))
+        self.bytes_written += len(data)
+        self._call("put splits", lambda: self._client.set(
+            f"{self.prefix}splits:{since}:{through}", data, ex=self.reference_ttl_s), None)
 
     # -- panels ----------------------------------------------------------------------------------
     def panel_key(self, as_of: dt.date, n_bars: int, fingerprint: str) -> str:

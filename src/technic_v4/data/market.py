@@ -34,6 +34,7 @@ from technic_v4.errors import ConfigError, DataError, ProviderError
 log = logging.getLogger(__name__)
 
 _CHUNK_SESSIONS = 64  # sessions per store transaction during a fill
+_ADJUSTED = "adjusted_through"  # meta key: the session the stored bars are split-adjusted through
 
 
 @dataclass
@@ -45,6 +46,9 @@ class UpdateReport:
     validation: ValidationReport = field(default_factory=ValidationReport)
     reference_refreshed: bool = False
     failed: dict[str, str] = field(default_factory=dict)  # session -> why it is still missing
+    splits_applied: list[str] = field(default_factory=list)  # symbols re-fetched after splits
+    split_plan: str | None = None
+    split_error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         s = self.sessions_fetched
@@ -52,7 +56,8 @@ class UpdateReport:
                 "last": str(s[-1]) if s else None, "rows_stored": self.rows_stored,
                 "validation": self.validation.as_dict(),
                 "reference_refreshed": self.reference_refreshed,
-                "failed_sessions": dict(self.failed)}
+                "failed_sessions": dict(self.failed), "splits_applied": self.splits_applied,
+                "split_plan": self.split_plan, "split_error": self.split_error}
 
 
 def make_provider(settings: Settings) -> Provider:
@@ -140,16 +145,85 @@ class MarketData:
             if through is not None:
                 last = min(last, through)
             want = calendar.sessions_between(self.provider.first_session(), last)
-            missing = np.setdiff1d(want, self.store.stored_sessions())
+            stored_before = self.store.stored_sessions()
+            missing = np.setdiff1d(want, stored_before)
             if len(missing):
                 # New sessions may bring new listings: refresh reference data first, so that
                 # their bars have a symbol to belong to.
                 self.store.upsert_reference(self._reference_for(last))
                 rep.reference_refreshed = True
-                self._fill(missing, rep, self.settings.progress if progress is None else progress,
-                           on_progress)
+                adj = self._fill(missing, rep, self.settings.progress if progress is None
+                                 else progress, on_progress)
+                if adj is not None:
+                    # The store is split-adjusted through the oldest adjustment of its parts.
+                    old = self.store.get_meta(_ADJUSTED)
+                    if len(stored_before) and old is not None:
+                        adj = min(adj, dt.date.fromisoformat(old))
+                    elif len(stored_before):
+                        adj = stored_before[0].astype(dt.date)
+                    self.store.set_meta(_ADJUSTED, str(adj))
+            self._apply_splits(rep)
             self.last_update = rep
             return rep
+
+    def _apply_splits(self, rep: UpdateReport) -> None:
+        """Re-fetch the adjusted history of stored symbols that split after the store's
+        adjustment date, so the store never mixes adjusted and unadjusted bars.
+
+        The fetch planner takes per-ticker requests when fewer symbols split than there are
+        stored sessions, else one grouped request per session.
+        """
+        stored = self.store.stored_sessions()
+        if len(stored) == 0:
+            return
+        first, last = stored[0].astype(dt.date), stored[-1].astype(dt.date)
+        meta = self.store.get_meta(_ADJUSTED)
+        adjusted = dt.date.fromisoformat(meta) if meta else first
+        if adjusted >= last:
+            return
+        since = adjusted + dt.timedelta(days=1)
+        splits = self.l3.get_splits(since, last) if self.l3 is not None else None
+        if splits is None:
+            try:
+                splits = self.provider.splits(since)
+            except ProviderError as e:
+                self._counters().errors += 1
+                rep.split_error = str(e)
+                log.warning("split check failed (retried at the next update): %s", e)
+                return
+            if self.l3 is not None:
+                self.l3.put_splits(since, last, splits)
+        when = pd.to_datetime(splits["ExecutionDate"]).dt.date if len(splits) else pd.Series()
+        known = set(self.reference()["Symbol"])
+        # A split on or before the first stored session changes nothing stored.
+        need = sorted({s for s, d in zip(splits["Symbol"], when, strict=True)
+                       if s in known and first < d <= last})
+        if not need:
+            self.store.set_meta(_ADJUSTED, str(last))
+            return
+        try:
+            if len(need) <= len(stored):
+                rep.split_plan = f"{len(need)} per-ticker requests"
+                batch = self.provider.bars_for_symbols(need, first, last)
+            else:
+                rep.split_plan = f"{len(stored)} grouped requests"
+                batch = self.provider.bars_for_sessions([d.astype(dt.date) for d in stored])
+                batch = batch.take(np.flatnonzero(np.isin(batch.symbol, need)))
+        except ProviderError as e:
+            self._counters().errors += 1
+            rep.split_error = str(e)
+            log.warning("re-fetch after splits of %s failed (retried next update): %s",
+                        ", ".join(need), e)
+            return
+        kept, vr = validate(batch)
+        rep.validation.merge(vr)
+        self.store.replace_symbols(kept, need, first, last, meta={_ADJUSTED: str(last)})
+        self._counters().fetched["vendor"] += vr.rows_kept
+        rep.splits_applied = need
+        self.memory.clear()
+        if self.l3 is not None:
+            # Share the re-adjusted history: every instance's fills stay adjusted.
+            self.l3.put_sessions(self.store.sessions_batch(first, last), stored, last)
 
     def _reference_for(self, last: dt.date) -> pd.DataFrame:
         """Reference data for a store filled through ``last``: from L3 when another instance
@@ -164,12 +238,15 @@ class MarketData:
         return ref
 
     def _fill(self, missing: np.ndarray, rep: UpdateReport, progress: bool,
-              on_progress: Callable[[int, int], None] | None) -> None:
+              on_progress: Callable[[int, int], None] | None) -> dt.date | None:
         """Store ``missing`` sessions: from L3 when shared, else from the provider in groups.
 
         A group the provider fails on is left missing (recorded in ``rep.failed``); the store
-        is unchanged for it and the next update tries again.
+        is unchanged for it and the next update tries again. Returns the session through which
+        the stored bars are split-adjusted (the oldest of their sources), None if none stored.
         """
+        adjusted: list[dt.date] = []
+        vendor_adjusted = self.provider.latest_session()
         from rich.progress import Progress
 
         c = self._counters()
@@ -191,7 +268,8 @@ class MarketData:
                 shared = self.l3.get_sessions(missing)
                 for i in range(0, len(shared), _CHUNK_SESSIONS):
                     days = np.array(sorted(shared)[i:i + _CHUNK_SESSIONS], dtype="datetime64[D]")
-                    batch = BarBatch.concat([shared[d] for d in days])
+                    batch = BarBatch.concat([shared[d][0] for d in days])
+                    adjusted += [shared[d][1] or d.astype(dt.date) for d in days]
                     # Validated before it was shared; validating again only costs a little
                     # and keeps one rule for everything that enters the store.
                     kept, vr = validate(batch)
@@ -212,14 +290,16 @@ class MarketData:
                     continue
                 kept, vr = validate(batch)
                 stored(sess, kept, vr, "vendor")
+                adjusted.append(vendor_adjusted)
                 if self.l3 is not None:
-                    self.l3.put_sessions(kept, sess)
+                    self.l3.put_sessions(kept, sess, vendor_adjusted)
         self.memory.clear()  # panels of the old store version are unreachable anyway
         dropped = rep.validation.rows_dropped
         if dropped:
             log.info("validation dropped %d of %d rows: %s", dropped,
-                        rep.validation.rows_in,
-                        {k: v for k, v in rep.validation.dropped.items() if v})
+                     rep.validation.rows_in,
+                     {k: v for k, v in rep.validation.dropped.items() if v})
+        return min(adjusted) if adjusted else None
 
     # -- reading --------------------------------------------------------------------------------
     def reference(self) -> pd.DataFrame:

@@ -67,6 +67,15 @@ class Store:
         row = self._con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
         return None if row is None else str(row[0])
 
+    def get_meta(self, key: str) -> str | None:
+        with self._lock:
+            return self._meta(key)
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._lock:
+            self._con.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET "
+                              "value = excluded.value", [key, value])
+
     @property
     def version(self) -> int:
         """Increments on every write; part of every cache key built on this store."""
@@ -189,6 +198,56 @@ class Store:
                 self._con.unregister("bars_in")
                 self._con.unregister("sessions_in")
             return len(sub)
+
+    def replace_symbols(self, batch: BarBatch, symbols: list[str], start: dt.date,
+                        end: dt.date, meta: dict[str, str] | None = None) -> int:
+        """Replace every bar of ``symbols`` in [start, end] by ``batch`` in one transaction
+        (re-fetched split-adjusted history); ``meta`` entries are written in the same one."""
+        with self._lock:
+            ref = self._con.execute("SELECT symbol, sid FROM symbols").fetchnumpy()
+            index = pd.Index(ref["symbol"])
+            pos = index.get_indexer(pd.Index(batch.symbol))
+            keep = np.flatnonzero(pos >= 0)
+            sid_of = np.asarray(ref["sid"])
+            targets = sid_of[index.get_indexer(pd.Index(symbols))]
+            tbl = pa.table({
+                "sid": pa.array(sid_of[pos[keep]].astype(np.int32)),
+                "date": pa.array(batch.date[keep]).cast(pa.date32()),
+                **{f: pa.array(getattr(batch, f)[keep]) for f in
+                   ("open", "high", "low", "close", "volume")},
+            })
+            self._con.register("bars_in", tbl)
+            self._con.register("targets", pa.table({"sid": pa.array(targets.astype(np.int32))}))
+            try:
+                self._con.execute("BEGIN TRANSACTION")
+                self._con.execute("DELETE FROM bars WHERE sid IN (SELECT sid FROM targets) "
+                                  "AND date BETWEEN ? AND ?", [start, end])
+                self._con.execute("INSERT INTO bars SELECT * FROM bars_in WHERE date BETWEEN ? "
+                                  "AND ?", [start, end])
+                for k, v in (meta or {}).items():
+                    self._con.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO "
+                                      "UPDATE SET value = excluded.value", [k, v])
+                self._bump_version()
+                self._con.execute("COMMIT")
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+            finally:
+                self._con.unregister("bars_in")
+                self._con.unregister("targets")
+            return len(keep)
+
+    def sessions_batch(self, start: dt.date, end: dt.date) -> BarBatch:
+        """Stored bars of [start, end] as a BarBatch with ticker symbols (to share via L3)."""
+        with self._lock:
+            res = self._con.execute(
+                "SELECT s.symbol, b.date, b.open, b.high, b.low, b.close, b.volume FROM bars b "
+                "JOIN symbols s USING (sid) WHERE b.date BETWEEN ? AND ?", [start, end]
+            ).fetchnumpy()
+        return BarBatch(np.asarray(res["symbol"], dtype=object),
+                        np.asarray(res["date"]).astype("datetime64[D]"),
+                        *(np.asarray(res[f], dtype=np.float64) for f in
+                          ("open", "high", "low", "close", "volume")))
 
     def load_range(self, start: dt.date, end: dt.date) -> dict[str, np.ndarray]:
         """All bars with start <= date <= end: arrays sid, day (int days since 1970), OHLCV."""

@@ -35,6 +35,9 @@ What the provider does with what the vendor sends:
   (default 1 day, so that new listings appear the day they trade) and each ticker's details for
   ``details_ttl`` (default 7 days); details are requested only for tickers without a fresh
   cached entry, and only for listings of a type technic scans (not warrants, rights, units ...).
+  When the list cannot be refreshed because of a transient fault, the cached list is used (with
+  a warning). A ticker whose details fail transiently keeps no sector or shares for now and is
+  asked again next time; more than ``max_details_failures`` such tickers abort the refresh.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
@@ -65,6 +68,9 @@ from technic_v4.data.providers import sic_gics
 from technic_v4.data.providers.base import REFERENCE_COLUMNS, SPLIT_COLUMNS
 from technic_v4.errors import ConfigError, ProviderError, RetryableProviderError
 from technic_v4.universe import gics
+
+if TYPE_CHECKING:
+    from technic_v4.config.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +163,8 @@ class _Backoff(wait_base):
     """Exponential backoff with jitter; never shorter than the vendor's Retry-After (capped)."""
 
     def __init__(self, initial: float, maximum: float, retry_after_cap: float) -> None:
-        self._exp = tenacity.wait_exponential_jitter(initial=initial, max=maximum,
-                                                     jitter=initial)
+        self._exp = (tenacity.wait_exponential(multiplier=initial, max=maximum)
+                     + tenacity.wait_random(0, initial))
         self._cap = retry_after_cap
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
@@ -258,7 +264,7 @@ class PolygonProvider:
         self._client = httpx.Client(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {self._key.get()}",
-                     "User-Agent": "technic (+https://github.com/technic)",
+                     "User-Agent": _user_agent(),
                      "Accept": "application/json"},
             timeout=httpx.Timeout(timeout_s),
             limits=httpx.Limits(max_connections=self.details_workers + 2,
@@ -267,7 +273,7 @@ class PolygonProvider:
         )
 
     @classmethod
-    def from_settings(cls, settings: Any) -> PolygonProvider:
+    def from_settings(cls, settings: Settings) -> PolygonProvider:
         """From :class:`technic_v4.config.settings.Settings` and ``POLYGON_API_KEY`` (or
         ``MASSIVE_API_KEY``) in the environment; reference data is cached under ``data_dir``."""
         key = next((os.environ[v].strip() for v in KEY_ENV_VARS
@@ -382,11 +388,19 @@ class PolygonProvider:
         now = self._clock()
         tick = cache.get("tickers")
         if tick is None or now - float(tick["at"]) >= self.tickers_ttl.total_seconds():
-            tick = {"at": now, "rows": self._fetch_tickers()}
-            cache["tickers"] = tick
-            listed = {r["ticker"] for r in tick["rows"]}
-            cache["details"] = {t: d for t, d in cache["details"].items() if t in listed}
-            self._save_cache(cache)
+            try:
+                tick = {"at": now, "rows": self._fetch_tickers()}
+            except RetryableProviderError as e:
+                if tick is None:
+                    raise
+                # A vendor outage should not stop a scan that has yesterday's list.
+                age = (now - float(tick["at"])) / 86_400
+                log.warning("polygon tickers: %s; using the cached list (%.1f days old)", e, age)
+            else:
+                cache["tickers"] = tick
+                listed = {r["ticker"] for r in tick["rows"]}
+                cache["details"] = {t: d for t, d in cache["details"].items() if t in listed}
+                self._save_cache(cache)
         rows: list[dict[str, Any]] = tick["rows"]
         details: dict[str, dict[str, Any]] = cache["details"]
         ttl = self.details_ttl.total_seconds()
@@ -692,6 +706,15 @@ class PolygonProvider:
         if self._base_path and raw.startswith(self._base_path + "/"):
             raw = raw[len(self._base_path):]
         return raw
+
+
+def _user_agent() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"technic/{version('technic')}"
+    except PackageNotFoundError:
+        return "technic"
 
 
 def _str_or_none(x: object) -> str | None:
