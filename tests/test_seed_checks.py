@@ -2,8 +2,10 @@
 
 The predecessor's script had checks that compared a constant with itself or passed on an
 exception. Each check here observes the system and can fail; none depends on another's order.
-Check 9 (vendor requests against a loopback vendor) and 11 (Redis across processes) live with
-the data layer's tests: tests/data/providers and tests/data/test_l3.py.
+Check 9 (vendor requests against the loopback vendor) is
+tests/data/providers/test_seed_check_9.py; check 11 (a second process gets L3 hits and makes no
+vendor request) is tests/data/test_l3.py::test_second_instance_fills_from_redis_with_zero_vendor
+_requests.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ def set_market(md: MarketData | None) -> None:
     global _market
     with _lock:
         if _market is not None and _market is not md:
-            _market.store.close()
+            _market.close()
         _market = md
 
 

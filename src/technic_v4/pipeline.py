@@ -247,8 +247,13 @@ def evaluate(config: ScanConfig, ref: pd.DataFrame, panel: Panel, as_of: dt.date
         (f"price < {config.min_price:g}", ~(close_last[idx] >= config.min_price)),
         (f"20-session dollar volume < {config.min_dollar_volume:,.0f}",
          ~(dv20 >= config.min_dollar_volume)),
-        (f"market cap < {config.min_market_cap:,.0f}", ~(mcap[idx] >= config.min_market_cap)),
+        # Unknown market cap (no shares outstanding in the reference data) is not screened.
+        (f"market cap < {config.min_market_cap:,.0f}", mcap[idx] < config.min_market_cap),
     ])
+    unknown_cap = int(np.isnan(mcap[idx[keep]]).sum())
+    if unknown_cap and config.min_market_cap > 0:
+        notes.append(f"{unknown_cap} listings have no shares outstanding: market cap not "
+                     "screened")
     idx, rows = idx[keep], rows[keep]
     st.n_out = len(idx)
     st.seconds = time.perf_counter() - t

@@ -46,8 +46,14 @@ class FaultyProvider(SyntheticProvider):
               "duplicate", "missing")
 
     def __init__(self, faults: dict[str, Sequence[str]], *, sessions: Sequence[dt.date] | None
-                 = None, fail_sessions: Sequence[dt.date] = (), **kw: object) -> None:
+                 = None, fail_sessions: Sequence[dt.date] = (),
+                 empty_sessions: Sequence[dt.date] = (), no_shares: Sequence[str] = (),
+                 **kw: object) -> None:
         super().__init__(**kw)  # type: ignore[arg-type]
+        # Sessions answered with no rows (data not published yet), and symbols whose reference
+        # data lacks shares outstanding.
+        self.empty_sessions = {np.datetime64(d, "D") for d in empty_sessions}
+        self.no_shares = set(no_shares)
         # Sessions whose request fails outright (as a vendor outage would), one per call.
         self.fail_sessions = set(fail_sessions)
         if self.fail_sessions:
@@ -59,12 +65,19 @@ class FaultyProvider(SyntheticProvider):
         self.fault_sessions = None if sessions is None else set(
             np.asarray(sessions, dtype="datetime64[D]").tolist())
 
+    def reference(self) -> Any:
+        ref = super().reference()
+        ref.loc[ref["Symbol"].isin(self.no_shares), "SharesOutstanding"] = np.nan
+        return ref
+
     def bars_for_sessions(self, sessions: Sequence[dt.date]) -> BarBatch:
         bad = self.fail_sessions.intersection(sessions)
         if bad:
             self._requests["grouped_daily"] += len(sessions)
             raise ProviderError(f"grouped daily {min(bad)}: HTTP 503 after retries")
         b = super().bars_for_sessions(sessions)
+        if self.empty_sessions:
+            b = b.take(np.flatnonzero(~np.isin(b.date, list(self.empty_sessions))))
         hit_session = np.ones(len(b), dtype=bool) if self.fault_sessions is None else np.isin(
             b.date, np.array(sorted(self.fault_sessions), dtype="datetime64[D]"))
 

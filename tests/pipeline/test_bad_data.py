@@ -117,3 +117,30 @@ def test_failed_sessions_leave_the_store_unchanged_and_are_reported(tmp_path: Pa
     rep = md.ensure_current()
     assert rep.sessions_fetched == down
     md.store.close()
+
+
+def test_a_session_answered_empty_stays_missing(tmp_path: Path) -> None:
+    end = dt.date(2026, 11, 20)
+    prov = FaultyProvider({}, empty_sessions=[end], n_listings=60, seed=7, epoch=EPOCH, end=end)
+    md = make_market(tmp_path, n=60, epoch=EPOCH, end=end, provider=prov)
+    rep = md.ensure_current()
+    assert rep.failed == {str(end): "the vendor returned no rows for this session"}
+    assert md.store.last_session() == dt.date(2026, 11, 19)
+    prov.empty_sessions.clear()
+    assert md.ensure_current().sessions_fetched == [end]
+    md.store.close()
+
+
+def test_unknown_market_cap_is_not_screened_but_said(tmp_path: Path) -> None:
+    end = dt.date(2026, 11, 20)
+    clean = FaultyProvider({}, n_listings=60, seed=7, epoch=EPOCH, end=end)
+    ref = clean.reference()
+    syms = ref.loc[ref["Type"] == "Common Stock", "Symbol"].head(5).tolist()
+    prov = FaultyProvider({}, no_shares=syms, n_listings=60, seed=7, epoch=EPOCH, end=end)
+    md = make_market(tmp_path, n=60, epoch=EPOCH, end=end, provider=prov)
+    res = scan(ScanConfig(min_history=30, lookback_days=60, min_price=0, min_dollar_volume=0),
+               md)
+    got = res.frame[res.frame["Symbol"].isin(syms)]
+    assert len(got) == 5 and got["MarketCap"].isna().all()
+    assert "5 listings have no shares outstanding: market cap not screened" in res.message
+    md.store.close()

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     )
     polygon_base_url: str = Field(default="https://api.polygon.io",
                                   description="Polygon/Massive REST base URL.")
+    polygon_history_start: dt.date | None = Field(
+        default=None, description="First session fetched from Polygon (default: ~2 years "
+        "before the latest session).")
     polygon_timeout_s: float = Field(default=30.0, gt=0)
     polygon_max_retries: int = Field(default=5, ge=0, le=20)
     files_path: Path | None = Field(default=None, description="CSV/Parquet bars: a file (long "

@@ -289,6 +289,14 @@ class MarketData:
                         on_progress(len(rep.sessions_fetched) + len(rep.failed), total)
                     continue
                 kept, vr = validate(batch)
+                # A trading session the vendor answered with no rows at all (not published
+                # yet) stays missing, to be asked again, rather than stored empty forever.
+                empty = sess[~np.isin(sess, kept.date)]
+                for d in empty:
+                    rep.failed[str(d)] = "the vendor returned no rows for this session"
+                sess = sess[np.isin(sess, kept.date)]
+                if len(sess) == 0:
+                    continue
                 stored(sess, kept, vr, "vendor")
                 adjusted.append(vendor_adjusted)
                 if self.l3 is not None:
@@ -318,7 +326,8 @@ class MarketData:
         if as_of is None:
             return last
         day = pd.Timestamp(as_of).date()
-        first = self.provider.first_session()
+        stored = self.store.stored_sessions()
+        first = stored[0].astype(dt.date)
         if day < first:
             raise ConfigError("as_of_date", f"{day} is before the first stored session {first}")
         return min(calendar.session_on_or_before(day), last)
@@ -409,6 +418,13 @@ class MarketData:
 
     def clear_memory(self) -> None:
         self.memory.clear()
+
+    def close(self) -> None:
+        """Close the store and the provider's connections."""
+        self.store.close()
+        close = getattr(self.provider, "close", None)
+        if callable(close):
+            close()
 
     def stats(self) -> dict[str, Any]:
         last = self.last.as_dict()

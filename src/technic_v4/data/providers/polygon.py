@@ -283,7 +283,8 @@ class PolygonProvider:
                               "Polygon/Massive API key; export POLYGON_API_KEY=<your key> (or "
                               "MASSIVE_API_KEY)")
         return cls(key, base_url=settings.polygon_base_url, timeout_s=settings.polygon_timeout_s,
-                   max_retries=settings.polygon_max_retries, cache_dir=Path(settings.data_dir))
+                   max_retries=settings.polygon_max_retries, cache_dir=Path(settings.data_dir),
+                   history_start=settings.polygon_history_start)
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def close(self) -> None:

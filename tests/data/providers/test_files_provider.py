@@ -1,0 +1,327 @@
+"""FilesProvider: the user's CSV/Parquet bars and reference data, and errors that point at the
+file, the row and the column."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from technic_v4.config.scan import ScanConfig
+from technic_v4.config.settings import Settings
+from technic_v4.data.bars import FIELDS, BarBatch
+from technic_v4.data.market import MarketData, make_provider
+from technic_v4.data.providers.base import REFERENCE_COLUMNS
+from technic_v4.data.providers.files import FilesProvider, FileValidationError
+from technic_v4.data.providers.synthetic import SyntheticProvider
+from technic_v4.errors import ConfigError, ValidationError
+from technic_v4.pipeline import scan
+from technic_v4.universe import gics
+
+
+@pytest.fixture(scope="module")
+def bars(synth: SyntheticProvider) -> BarBatch:
+    return synth.bars_for_sessions([d.astype(dt.date) for d in synth.sessions])
+
+
+@pytest.fixture(scope="module")
+def frame(bars: BarBatch) -> pd.DataFrame:
+    return bars.to_frame()
+
+
+def canon(b: BarBatch) -> pd.DataFrame:
+    return b.to_frame().sort_values(["date", "symbol"]).reset_index(drop=True)
+
+
+def assert_same(a: BarBatch, b: BarBatch) -> None:
+    fa, fb = canon(a), canon(b)
+    assert fa["symbol"].tolist() == fb["symbol"].tolist()
+    np.testing.assert_array_equal(fa["date"].to_numpy(), fb["date"].to_numpy())
+    for f in FIELDS:
+        np.testing.assert_array_equal(fa[f].to_numpy(), fb[f].to_numpy(), err_msg=f)
+
+
+def write_dir(frame: pd.DataFrame, d: Path, fmt: str = "csv") -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    for s, g in frame.groupby("symbol"):
+        out = g.drop(columns="symbol").rename(columns={
+            "date": "Date", "open": "OPEN", "high": "High", "low": "low", "close": "Close",
+            "volume": "Volume"})
+        out["Adj Close"] = out["Close"] * 0.98  # ignored
+        if fmt == "csv":
+            out.to_csv(d / f"{s}.csv", index=False)
+        else:
+            out.to_parquet(d / f"{str(s).lower()}.parquet", index=False)
+    return d
+
+
+def sessions_of(synth: SyntheticProvider) -> list[dt.date]:
+    return [d.astype(dt.date) for d in synth.sessions]
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+
+def test_csv_directory_one_file_per_symbol(synth: SyntheticProvider, bars: BarBatch,
+                                           frame: pd.DataFrame, tmp_path: Path) -> None:
+    d = write_dir(frame, tmp_path / "bars")
+    (d / "README.txt").write_text("not a bar file")
+    p = FilesProvider(d)
+    n_files = frame["symbol"].nunique()
+    assert_same(p.bars_for_sessions(sessions_of(synth)), bars)
+    assert p.first_session() == synth.first_session()
+    assert p.latest_session() == synth.latest_session()
+    assert p.request_counts == {"file_reads": n_files}
+    # Served from memory until a file changes.
+    p.bars_for_sessions(sessions_of(synth)[:3])
+    assert p.request_counts == {"file_reads": n_files}
+    spy = d / "SPY.csv"
+    st = spy.stat()
+    os.utime(spy, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    p.reference()
+    assert p.request_counts == {"file_reads": 2 * n_files}
+    # Per-symbol requests.
+    one = p.bars_for_symbols(["SPY"], dt.date(2026, 11, 1), dt.date(2026, 11, 20))
+    assert set(one.symbol) == {"SPY"} and len(one) == 15  # sessions 2026-11-02..20
+
+
+def test_derived_minimal_reference(synth: SyntheticProvider, frame: pd.DataFrame,
+                                   tmp_path: Path) -> None:
+    p = FilesProvider(write_dir(frame, tmp_path / "bars"))
+    ref = p.reference()
+    assert tuple(ref.columns) == REFERENCE_COLUMNS
+    assert sorted(ref["Symbol"]) == sorted(frame["symbol"].unique())
+    assert (ref["Type"] == gics.COMMON_STOCK).all() and (ref["Name"] == ref["Symbol"]).all()
+    assert ref["Sector"].isna().all() and ref["Industry"].isna().all()
+    assert ref["Exchange"].isna().all() and ref["SharesOutstanding"].isna().all()
+    first = frame.groupby("symbol")["date"].min()
+    got = ref.set_index("Symbol")["ListDate"]
+    assert (pd.to_datetime(got[first.index]).to_numpy() == pd.to_datetime(first).to_numpy()).all()
+    assert p.derived_reference_rows == len(ref)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "csv.gz"])
+def test_long_table_with_a_symbol_column(synth: SyntheticProvider, bars: BarBatch,
+                                         frame: pd.DataFrame, tmp_path: Path, fmt: str) -> None:
+    f = tmp_path / f"all.{fmt}"
+    out = frame.rename(columns={"symbol": "Ticker", "date": "DATE"})
+    if fmt == "parquet":
+        out.to_parquet(f, index=False)
+    else:
+        out.assign(DATE=out["DATE"].astype(str)).to_csv(f, index=False)
+    p = FilesProvider(f)
+    assert_same(p.bars_for_sessions(sessions_of(synth)), bars)
+    assert p.request_counts == {"file_reads": 1}
+
+
+def test_parquet_directory(synth: SyntheticProvider, bars: BarBatch, frame: pd.DataFrame,
+                           tmp_path: Path) -> None:
+    p = FilesProvider(write_dir(frame, tmp_path / "pq", fmt="parquet"))
+    assert_same(p.bars_for_sessions(sessions_of(synth)), bars)  # symbols upper-cased
+
+
+def test_reference_csv(synth: SyntheticProvider, frame: pd.DataFrame, tmp_path: Path) -> None:
+    want = synth.reference()
+    ref_csv = tmp_path / "reference.csv"
+    out = want.copy()
+    out["Type"] = out["Type"].str.upper()  # any case
+    out["Sector"] = out["Sector"].str.lower()
+    out.drop(index=[3]).rename(columns={"SharesOutstanding": "shares_outstanding"}).to_csv(
+        ref_csv, index=False)
+    p = FilesProvider(write_dir(frame, tmp_path / "bars"), ref_csv)
+    got = p.reference().set_index("Symbol")
+    w = want.set_index("Symbol")
+    missing = want["Symbol"].iloc[3]
+    assert p.derived_reference_rows == (1 if missing in set(frame["symbol"]) else 0)
+    w = w.drop(index=[missing])
+    g = got.loc[w.index]
+    for c in ("Name", "Type", "Exchange", "Sector", "Industry"):
+        assert g[c].fillna("-").tolist() == w[c].fillna("-").tolist(), c
+    np.testing.assert_array_equal(g["SharesOutstanding"].to_numpy(),
+                                  w["SharesOutstanding"].to_numpy())
+    assert (pd.to_datetime(g["ListDate"]) == pd.to_datetime(w["ListDate"])).all()
+
+
+def test_rows_on_closed_days_are_counted_not_served(tmp_path: Path) -> None:
+    f = tmp_path / "AAA.csv"
+    f.write_text("date,open,high,low,close,volume\n"
+                 "2026-11-19,10,11,9,10.5,100\n"
+                 "2026-11-21,10,11,9,10.5,100\n"  # a Saturday
+                 "2026-11-20,10,11,9,,100\n"  # an empty close: passed on to validation
+                 "\n")
+    p = FilesProvider(f)
+    assert p.off_calendar_rows == 1
+    b = p.bars_for_sessions([dt.date(2026, 11, 19), dt.date(2026, 11, 20),
+                             dt.date(2026, 11, 21)])
+    assert b.date.astype(str).tolist() == ["2026-11-19", "2026-11-20"]
+    assert np.isnan(b.close[1])
+    assert (p.first_session(), p.latest_session()) == (dt.date(2026, 11, 19),
+                                                       dt.date(2026, 11, 20))
+
+
+def test_dates_in_other_formats(tmp_path: Path) -> None:
+    f = tmp_path / "AAA.csv"
+    f.write_text("Date,Open,High,Low,Close,Volume\n"
+                 "11/18/2026,10,11,9,10.5,100\n"
+                 "2026-11-19T00:00:00-05:00,10,11,9,10.5,100\n"
+                 "20261120,10,11,9,10.5,100\n")
+    b = FilesProvider(f).bars_for_sessions([dt.date(2026, 11, d) for d in (18, 19, 20)])
+    assert b.date.astype(str).tolist() == ["2026-11-18", "2026-11-19", "2026-11-20"]
+
+
+def test_store_key_follows_the_folder(frame: pd.DataFrame, tmp_path: Path) -> None:
+    a = FilesProvider(write_dir(frame.head(50), tmp_path / "a"))
+    b = FilesProvider(write_dir(frame.head(50), tmp_path / "b"))
+    a2 = FilesProvider(tmp_path / "x" / ".." / "a")
+    assert a.store_key != b.store_key and a.store_key == a2.store_key
+    assert a.store_key.startswith("files-a-")
+    assert a.name == "files" and a.fetch_batch_sessions >= 1 << 20
+
+
+# -- errors that point at file, row and column --------------------------------------------------
+
+
+def expect(path: Path, row: int, column: str | None, text: str) -> None:
+    with pytest.raises(ValidationError) as ei:
+        FilesProvider(path).reference()
+    e = ei.value
+    assert isinstance(e, FileValidationError)
+    msg = str(e)
+    assert e.row == row and f"row {row}" in msg, msg
+    assert e.column == column, msg
+    if column is not None:
+        assert f"column '{column}'" in msg, msg
+    assert text in msg, msg
+
+
+HEADER = "Date,Open,High,Low,Close,Volume\n"
+GOOD = "2026-11-18,10,11,9,10.5,100\n"
+
+
+def test_missing_column(tmp_path: Path) -> None:
+    f = tmp_path / "AAA.csv"
+    f.write_text("Date,Open,High,Low,Volume\n" + "2026-11-18,10,11,9,100\n")
+    expect(f, 1, "close", "required column missing")
+    assert "AAA.csv" in _msg(f)
+
+
+def test_column_twice(tmp_path: Path) -> None:
+    f = tmp_path / "AAA.csv"
+    f.write_text("Date,Open,High,Low,Close,close,Volume\n")
+    expect(f, 1, "close", "appears twice")
+
+
+def test_unparsable_date(tmp_path: Path) -> None:
+    f = tmp_path / "AAA.csv"
+    f.write_text(HEADER + GOOD + "\n" + "2026-13-45,10,11,9,10.5,100\n")  # row 4: after a blank
+    expect(f, 4, "Date", "cannot read '2026-13-45' as a date")
+
+
+def test_duplicate_session_within_a_symbol(tmp_path: Path) -> None:
+    f = tmp_path / "long.csv"
+    f.write_text("symbol," + HEADER + "AAA," + GOOD + "BBB," + GOOD + "AAA,2026-11-19,1,1,1,1,1\n"
+                 "AAA," + GOOD)
+    expect(f, 5, "Date", "duplicate session 2026-11-18 for AAA (first at row 2)")
+
+
+def test_duplicate_session_across_files(tmp_path: Path) -> None:
+    d = tmp_path / "bars"
+    d.mkdir()
+    (d / "AAA.csv").write_text(HEADER + GOOD)
+    pd.DataFrame({"date": ["2026-11-17", "2026-11-18"], "open": [1.0, 1.0], "high": [1.0, 1.0],
+                  "low": [1.0, 1.0], "close": [1.0, 1.0], "volume": [1.0, 1.0]}).to_parquet(
+        d / "aaa.parquet", index=False)
+    with pytest.raises(FileValidationError) as ei:
+        FilesProvider(d).reference()
+    assert ei.value.file.name == "aaa.parquet" and ei.value.row == 3
+    assert "first at AAA.csv row 2" in str(ei.value)
+
+
+def test_text_in_a_number_column(tmp_path: Path) -> None:
+    f = tmp_path / "AAA.csv"
+    f.write_text(HEADER + GOOD + "2026-11-19,10,11,9,ten,100\n" + "2026-11-20,10,x,9,1,100\n")
+    expect(f, 3, "Close", "not a number: 'ten'")
+    assert "also: row 4 'High'" in _msg(f)
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    f = tmp_path / "AAA.csv"
+    f.write_text("")
+    expect(f, 1, None, "empty")
+
+
+def _msg(path: Path) -> str:
+    with pytest.raises(ValidationError) as ei:
+        FilesProvider(path).reference()
+    return str(ei.value)
+
+
+@pytest.mark.parametrize(("content", "row", "column", "text"), [
+    ("Name,Type\nA,Common Stock\n", 1, "Symbol", "required column missing"),
+    ("Symbol,Type\nAAA,Stock\n", 2, "Type", "unknown type 'Stock'; valid: Common Stock"),
+    ("Symbol,Sector\nAAA,Tech\n", 2, "Sector", "unknown GICS sector 'Tech'"),
+    ("Symbol,Sector,Industry\nAAA,Energy,Software\n", 2, "Industry",
+     "unknown GICS industry 'Software' in Energy"),
+    ("Symbol,SharesOutstanding\nAAA,lots\n", 2, "SharesOutstanding", "not a number: 'lots'"),
+    ("Symbol,ListDate\nAAA,someday\n", 2, "ListDate", "cannot read 'someday' as a date"),
+    ("Symbol\nAAA\n\nAAA\n", 4, "Symbol", "AAA listed twice (first at row 2)"),
+])
+def test_reference_errors(tmp_path: Path, content: str, row: int, column: str, text: str
+                          ) -> None:
+    (tmp_path / "AAA.csv").write_text(HEADER + GOOD)
+    ref = tmp_path / "ref.txt"
+    ref.write_text(content)
+    with pytest.raises(FileValidationError) as ei:
+        FilesProvider(tmp_path / "AAA.csv", ref).reference()
+    e = ei.value
+    assert e.file == ref and e.row == row and e.column == column
+    assert str(e).startswith(f"{ref}: row {row}, column '{column}': ")
+    assert text in str(e)
+
+
+def test_reference_values_any_case_and_industry_implies_sector(tmp_path: Path) -> None:
+    (tmp_path / "AAA.csv").write_text(HEADER + GOOD)
+    ref = tmp_path / "ref.csv"
+    ref.write_text("SYMBOL,type,Industry,shares outstanding,List Date\n"
+                   "AAA,adr,software,\"1,500,000\",\n")
+    got = FilesProvider(tmp_path / "AAA.csv", ref).reference().iloc[0]
+    assert (got["Type"], got["Sector"], got["Industry"]) == (gics.ADR, "Information Technology",
+                                                             "Software")
+    assert got["SharesOutstanding"] == 1.5e6
+    assert got["ListDate"] == pd.Timestamp("2026-11-18")  # blank: the first bar
+
+
+def test_configuration_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="files_path"):
+        make_provider(Settings(data_provider="files"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        FilesProvider(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match=r"no \.csv"):
+        FilesProvider(tmp_path / "empty").reference()
+
+
+# -- end to end ---------------------------------------------------------------------------------
+
+
+def test_files_market_scans(synth: SyntheticProvider, frame: pd.DataFrame, tmp_path: Path
+                            ) -> None:
+    d = write_dir(frame, tmp_path / "bars")
+    ref = tmp_path / "reference.csv"
+    synth.reference().to_csv(ref, index=False)
+    s = Settings(data_dir=tmp_path / "data", data_provider="files", files_path=d,
+                 files_reference=ref, progress=False)
+    md = MarketData(settings=s)
+    try:
+        assert isinstance(md.provider, FilesProvider)
+        rep = md.ensure_current()
+        assert rep.sessions_fetched == sessions_of(synth)
+        res = scan(ScanConfig(min_history=20, lookback_days=30), md)
+        assert len(res.frame) > 0
+        assert res.stats["counters"]["api_calls"] == {}
+    finally:
+        md.store.close()
