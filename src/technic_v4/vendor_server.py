@@ -48,6 +48,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import math
 import threading
 import time
 from collections import Counter
@@ -313,18 +314,19 @@ class VendorServer:
         days = b.date[idx]
         ms = (pd.DatetimeIndex(days.astype("datetime64[ns]")).tz_localize(NY)
               + pd.Timedelta(hours=hour)).asi8 // 1_000_000
-        rows = []
-        for k, i in enumerate(idx.tolist()):
-            o, h, lo, c, v = (float(getattr(b, f)[i]) for f in ("open", "high", "low", "close",
-                                                                "volume"))
-            row: dict[str, Any] = {}
-            if with_symbol:
-                row["T"] = str(b.symbol[i])
-            row.update({"o": _j(o), "h": _j(h), "l": _j(lo), "c": _j(c), "v": _j(v),
-                        "vw": _j(round((h + lo + c) / 3.0, 4)), "t": int(ms[k]),
-                        "n": int(v // 100) + 1 if np.isfinite(v) and v >= 0 else 0})
-            rows.append(row)
-        return rows
+        # Column-wise (a test double serving thousands of rows per request must be quick).
+        o, h, lo, c, v = (getattr(b, f)[idx].astype(float) for f in
+                          ("open", "high", "low", "close", "volume"))
+        with np.errstate(invalid="ignore"):
+            vw = np.round((h + lo + c) / 3.0, 4)
+            n = np.where(np.isfinite(v) & (v >= 0), np.floor_divide(np.nan_to_num(v), 100) + 1, 0)
+        cols = [[_j(x) for x in a.tolist()] for a in (o, h, lo, c, v, vw)]
+        keys = ("o", "h", "l", "c", "v", "vw", "t", "n")
+        vals = [*cols, ms.tolist(), n.astype(np.int64).tolist()]
+        if with_symbol:
+            return [dict(zip(("T", *keys), r, strict=True))
+                    for r in zip(b.symbol[idx].astype(str).tolist(), *vals, strict=True)]
+        return [dict(zip(keys, r, strict=True)) for r in zip(*vals, strict=True)]
 
     # -- HTTP ------------------------------------------------------------------------------------
     def _handle(self, h: _Handler) -> None:
@@ -568,7 +570,7 @@ class _BadRequest(Exception):
 
 def _j(x: float) -> float | None:
     """A JSON number, or null for NaN/inf (JSON has no NaN)."""
-    return x if np.isfinite(x) else None
+    return x if math.isfinite(x) else None
 
 
 def _day(s: str) -> np.datetime64:

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
         default=None, description="First session fetched from Polygon (default: ~2 years "
         "before the latest session).")
     polygon_timeout_s: float = Field(default=30.0, gt=0)
+    fetch_concurrency: int = Field(default=8, ge=1, le=64,
+                                   description="Vendor requests in flight while filling.")
     polygon_max_retries: int = Field(default=5, ge=0, le=20)
     files_path: Path | None = Field(default=None, description="CSV/Parquet bars: a file (long "
                                     "table with a symbol column) or a directory (one file per "

@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -262,7 +263,20 @@ class MarketData:
             if on_progress is not None:
                 on_progress(len(rep.sessions_fetched) + len(rep.failed), total)
 
-        with Progress(transient=True, disable=not progress) as bar:
+        pending: list[tuple[np.ndarray, BarBatch, ValidationReport]] = []
+
+        def flush() -> None:
+            if not pending:
+                return
+            vr = ValidationReport()
+            for p in pending:
+                vr.merge(p[2])
+            stored(np.concatenate([p[0] for p in pending]),
+                   BarBatch.concat([p[1] for p in pending]), vr, "vendor")
+            adjusted.append(vendor_adjusted)
+            pending.clear()
+
+        with Progress(transient=True, disable=not progress) as bar, contextlib.ExitStack() as stack:
             task = bar.add_task(f"Storing {total} sessions", total=total)
             if self.l3 is not None:
                 shared = self.l3.get_sessions(missing)
@@ -276,10 +290,18 @@ class MarketData:
                     stored(days, kept, vr, "redis")
                 missing = np.setdiff1d(missing, np.array(sorted(shared), dtype="datetime64[D]"))
             group = max(1, min(self.provider.fetch_batch_sessions, _CHUNK_SESSIONS))
-            for i in range(0, len(missing), group):
-                sess = missing[i:i + group]
+            groups = [missing[i:i + group] for i in range(0, len(missing), group)]
+            # Vendors answer one session per request: keep a few requests in flight (I/O
+            # bound), store them in order. A provider serving many sessions per call runs alone.
+            workers = self.settings.fetch_concurrency if group == 1 else 1
+            pool = ThreadPoolExecutor(max_workers=max(1, workers),
+                                      thread_name_prefix="technic-fetch")
+            futures = [pool.submit(self.provider.bars_for_sessions,
+                                   [d.astype(dt.date) for d in g]) for g in groups]
+            stack.callback(pool.shutdown, wait=True, cancel_futures=True)
+            for sess, fut in zip(groups, futures, strict=True):
                 try:
-                    batch = self.provider.bars_for_sessions([d.astype(dt.date) for d in sess])
+                    batch = fut.result()
                 except ProviderError as e:
                     c.errors += 1
                     for d in sess:
@@ -297,10 +319,13 @@ class MarketData:
                 sess = sess[np.isin(sess, kept.date)]
                 if len(sess) == 0:
                     continue
-                stored(sess, kept, vr, "vendor")
-                adjusted.append(vendor_adjusted)
                 if self.l3 is not None:
                     self.l3.put_sessions(kept, sess, vendor_adjusted)
+                # One store transaction per chunk of sessions, not per request.
+                pending.append((sess, kept, vr))
+                if sum(len(p[0]) for p in pending) >= _CHUNK_SESSIONS:
+                    flush()
+            flush()
         self.memory.clear()  # panels of the old store version are unreachable anyway
         dropped = rep.validation.rows_dropped
         if dropped:
