@@ -10,6 +10,8 @@ fi
 # System packages the tests start for real (a Redis server on a loopback port).
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+# The web page is tested in a real headless Chromium (driven by Playwright, never downloaded).
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing system packages: ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

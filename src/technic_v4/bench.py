@@ -14,6 +14,7 @@ Scans of N listings use every listing type (so that N listings really enter the 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import platform
@@ -117,6 +118,86 @@ def baseline(n: int) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - t, "symbols": len(frames)}
 
 
+_VENDOR_SERVER = r"""
+import sys, datetime as dt
+from technic_v4.data.providers.synthetic import SyntheticProvider
+from technic_v4.vendor_server import VendorServer
+p = SyntheticProvider(n_listings=int(sys.argv[1]), epoch=dt.date.fromisoformat(sys.argv[3]),
+                      end=dt.date.fromisoformat(sys.argv[4]))
+srv = VendorServer(p, api_key="bench-key", delay_s=float(sys.argv[2])).start()
+print(srv.url, flush=True)
+sys.stdin.read()
+"""
+
+
+def vendor_bench(listings: int = 6000, sessions: int = 320, delay_s: float = 0.02
+                 ) -> dict[str, Any]:
+    """The data layer against the loopback vendor (in its own process, ``delay_s`` per
+    request): reference data once, a cold fill of ``sessions`` sessions, a one-session daily
+    update, and a second instance filling from Redis."""
+    from technic_v4.config.settings import Settings
+    from technic_v4.data import calendar
+    from technic_v4.data.market import MarketData
+    from technic_v4.data.providers.polygon import PolygonProvider
+    from technic_v4.testing import RedisServer
+
+    end = calendar.latest_completed_session()
+    sess = calendar.sessions_between(dt.date(2000, 1, 3), end)
+    start, day_before = sess[-sessions - 1].astype(dt.date), sess[-2].astype(dt.date)
+    epoch = sess[-sessions - 30].astype(dt.date)
+    out: dict[str, Any] = {"listings": listings, "sessions": sessions, "delay_ms": delay_s * 1e3}
+    srv = subprocess.Popen([sys.executable, "-c", _VENDOR_SERVER, str(listings), str(delay_s),
+                            str(epoch), str(end)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                           text=True)
+    try:
+        url = (srv.stdout.readline() if srv.stdout else "").strip()
+        with tempfile.TemporaryDirectory(prefix="technic-vbench-") as tmp, RedisServer() as rs:
+            def provider(until: dt.date) -> PolygonProvider:
+                return PolygonProvider("bench-key", base_url=url, cache_dir=Path(tmp) / "ref",
+                                       end=until, history_start=start)
+
+            def market(name: str, prov: PolygonProvider) -> MarketData:
+                s = Settings(data_dir=Path(tmp) / name, progress=False, redis_url=rs.url)
+                return MarketData(settings=s, provider=prov)
+
+            p = provider(day_before)
+            t = time.perf_counter()
+            p.reference()
+            out["reference_s"], out["reference_requests"] = time.perf_counter() - t, dict(
+                p.request_counts)
+            a = market("a", p)
+            before = sum(p.request_counts.values())
+            t = time.perf_counter()
+            rep = a.ensure_current()
+            out["cold_fill_s"] = time.perf_counter() - t
+            out["cold_fill_sessions"] = len(rep.sessions_fetched)
+            out["cold_fill_requests"] = sum(p.request_counts.values()) - before
+            a.close()
+            p2 = provider(end)
+            a = market("a", p2)
+            t = time.perf_counter()
+            rep = a.ensure_current()
+            out["daily_s"] = time.perf_counter() - t
+            out["daily_requests"] = {k: v for k, v in p2.request_counts.items() if v}
+            a.close()
+            p3 = provider(end)
+            b = market("b", p3)
+            from technic_v4.config.scan import ScanConfig
+            from technic_v4.pipeline import scan
+
+            t = time.perf_counter()
+            res = scan(ScanConfig(), b)
+            out["redis_instance_s"] = time.perf_counter() - t
+            out["redis_instance_requests"] = sum(p3.request_counts.values())
+            out["redis_instance_rows"] = len(res.frame)
+            b.close()
+    finally:
+        if srv.stdin:
+            srv.stdin.close()
+        srv.wait(timeout=30)
+    return out
+
+
 def _child(env: dict[str, str], args: list[str]) -> tuple[float, dict[str, Any] | None]:
     t = time.perf_counter()
     r = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True,
@@ -132,7 +213,7 @@ def _child(env: dict[str, str], args: list[str]) -> tuple[float, dict[str, Any] 
 
 
 def run_bench(quick: bool = False, listings: int = 6200, big: int = 50_000,
-              ray: bool = True) -> str:
+              ray: bool = True, vendor: bool = True) -> str:
     """Run every measurement (see module docstring) and return the markdown report."""
     repeats = 3 if quick else 7
     proc_repeats = 2 if quick else 5
@@ -160,6 +241,8 @@ def run_bench(quick: bool = False, listings: int = 6200, big: int = 50_000,
                 _, res["big_ray"] = _child({**env_big, "TECHNIC_USE_RAY": "true"},
                                            ["-c", _CHILD, big_args])
     res["big_listings"] = big
+    if vendor:
+        res["vendor"] = vendor_bench()
     return report(res)
 
 
@@ -225,5 +308,19 @@ def report(res: dict[str, Any]) -> str:
             out.append(f"| {res['big_listings']:,} listings: warm scan median, Ray "
                        f"(ratio to local {br['warm_s'] / big['warm_s']:.2f}) | "
                        f"{br['warm_s']:.3f} s |")
+    if "vendor" in res:
+        v = res["vendor"]
+        out += ["", f"Data layer against the loopback Polygon-format vendor ({v['listings']:,} "
+                f"listings, {v['delay_ms']:.0f} ms added per request, vendor in its own process):",
+                "", "| step | seconds | vendor requests |", "|---|---:|---:|",
+                f"| reference data, once (tickers + details, cached afterwards) | "
+                f"{v['reference_s']:.1f} | {sum(v['reference_requests'].values()):,} |",
+                f"| cold fill of {v['cold_fill_sessions']} sessions | {v['cold_fill_s']:.1f} | "
+                f"{v['cold_fill_requests']:,} |",
+                f"| daily update (1 new session) | {v['daily_s']:.2f} | "
+                f"{sum(v['daily_requests'].values())} "
+                f"({', '.join(f'{k} {n}' for k, n in v['daily_requests'].items())}) |",
+                f"| second instance, empty store, fills from Redis and scans | "
+                f"{v['redis_instance_s']:.2f} | {v['redis_instance_requests']} |"]
     out += ["", f"Message of the first scan: `{std['first_msg']}`", ""]
     return "\n".join(out)

@@ -290,15 +290,16 @@ def serve(host: str, port: int, max_scans: int | None, log_level: str) -> None:
 @main.command()
 @click.option("--quick", is_flag=True, help="Fewer repeats (a smoke run).")
 @click.option("--no-ray", is_flag=True, help="Skip the Ray measurements.")
+@click.option("--no-vendor", is_flag=True, help="Skip the loopback-vendor measurements.")
 @click.option("--big", type=int, default=50_000, show_default=True,
               help="Listings of the large-universe run (0 skips it).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("bench-report.md"), show_default=True)
-def bench(quick: bool, no_ray: bool, big: int, output: Path) -> None:
+def bench(quick: bool, no_ray: bool, no_vendor: bool, big: int, output: Path) -> None:
     """Benchmark scans on this machine and write a markdown report."""
     from technic_v4.bench import run_bench
 
-    report = run_bench(quick=quick, big=big, ray=not no_ray)
+    report = run_bench(quick=quick, big=big, ray=not no_ray, vendor=not no_vendor)
     output.write_text(report)
     click.echo(report)
     click.echo(f"wrote {output}", err=True)

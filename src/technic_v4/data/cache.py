@@ -111,7 +111,7 @@ class MemoryCache:
                 return
             self._items[key] = (value, nbytes, rows)
             self._items.move_to_end(key)
-            while self.nbytes > self.max_bytes:
+            while self._nbytes() > self.max_bytes:
                 self._items.popitem(last=False)
                 self.evictions += 1
 
@@ -119,13 +119,19 @@ class MemoryCache:
         with self._lock:
             self._items.clear()
 
-    @property
-    def nbytes(self) -> int:
+    def _nbytes(self) -> int:  # caller holds the lock
         return sum(v[1] for v in self._items.values())
 
     @property
+    def nbytes(self) -> int:
+        with self._lock:
+            return self._nbytes()
+
+    @property
     def rows(self) -> int:
-        return sum(v[2] for v in self._items.values())
+        with self._lock:
+            return sum(v[2] for v in self._items.values())
 
     def __len__(self) -> int:
-        return len(self._items)
+        with self._lock:
+            return len(self._items)

@@ -99,6 +99,10 @@ class MarketData:
         self.last = Counters()
         self._local = threading.local()
         self._update_lock = threading.Lock()
+        # Concurrent requests (the HTTP service) close their counters one at a time. Vendor
+        # requests are read from the provider's counters at close, so with overlapping
+        # requests a call is charged to the one that closes first; totals stay exact.
+        self._stats_lock = threading.Lock()
         self.last_update: UpdateReport | None = None
         self._api_seen = dict(self.provider.request_counts)
 
@@ -116,9 +120,10 @@ class MarketData:
         finally:
             self._local.counters = None
             c.close()
-            self._take_api_calls(c)
-            self.last = c
-            self.total.add(c)
+            with self._stats_lock:
+                self._take_api_calls(c)
+                self.last = c
+                self.total.add(c)
 
     def _counters(self) -> Counters:
         c = getattr(self._local, "counters", None)
@@ -452,7 +457,9 @@ class MarketData:
             close()
 
     def stats(self) -> dict[str, Any]:
-        last = self.last.as_dict()
+        with self._stats_lock:
+            last = self.last.as_dict()
+            cumulative = self.total.as_dict()
         return {
             "redis": self.l3.stats() if self.l3 is not None else None,
             "hit_rate": last["hit_rate"],
@@ -462,7 +469,7 @@ class MarketData:
             "memory_lookups": {"hits": self.memory.hits, "misses": self.memory.misses,
                                "evictions": self.memory.evictions},
             "last_request": last,
-            "cumulative": self.total.as_dict(),
+            "cumulative": cumulative,
             "store": {"path": str(self.store.path), "size_bytes": self.store.size_bytes(),
                       "version": self.store.version},
             "api_calls": dict(self.provider.request_counts),

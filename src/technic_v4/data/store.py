@@ -64,7 +64,9 @@ class Store:
 
     # -- metadata -------------------------------------------------------------------------------
     def _meta(self, key: str) -> str | None:
-        row = self._con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        # fetchall, not fetchone: an unfinished result blocks the connection for other threads.
+        rows = self._con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchall()
+        row = rows[0] if rows else None
         return None if row is None else str(row[0])
 
     def get_meta(self, key: str) -> str | None:
@@ -282,9 +284,9 @@ class Store:
     def status(self) -> dict[str, Any]:
         with self._lock:
             n_bars, n_sym = self._con.execute(
-                "SELECT count(*), count(DISTINCT sid) FROM bars").fetchone() or (0, 0)
+                "SELECT count(*), count(DISTINCT sid) FROM bars").fetchall()[0]
             first_last = self._con.execute("SELECT min(date), max(date), count(*) FROM sessions"
-                                           ).fetchone() or (None, None, 0)
+                                           ).fetchall()[0]
         return {"path": str(self.path), "bars": int(n_bars), "symbols": int(n_sym),
                 "first_session": first_last[0], "last_session": first_last[1],
                 "sessions": int(first_last[2]), "version": self.version,

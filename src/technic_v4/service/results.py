@@ -83,8 +83,8 @@ class Outcome:
         self._lock = threading.Lock()
         self._json: bytes | None = None
         self._csv: bytes | None = None
-        self._rows: list[dict[str, Any]] | None = None
         self._index: dict[str, int] | None = None
+        self._frame_bytes = int(frame.memory_usage(deep=True).sum())
 
     @property
     def as_of(self) -> str | None:
@@ -94,20 +94,27 @@ class Outcome:
     def __len__(self) -> int:
         return len(self.frame)
 
+    @property
+    def nbytes(self) -> int:
+        """Memory held: the frame and the encodings made so far."""
+        return self._frame_bytes + len(self._json or b"") + len(self._csv or b"")
+
+    @property
+    def encoded(self) -> bool:
+        """True once the JSON encoding exists (serving it then costs no CPU)."""
+        return self._json is not None
+
     # -- encodings ---------------------------------------------------------------------------
     def rows(self) -> list[dict[str, Any]]:
-        with self._lock:
-            if self._rows is None:
-                cols = [str(c) for c in self.frame.columns]
-                values = [column_values(self.frame[c]) for c in self.frame.columns]
-                self._rows = [dict(zip(cols, r, strict=True))
-                              for r in zip(*values, strict=True)] if cols else []
-            return self._rows
+        """Every row as a JSON-ready dict (built on each call; the JSON bytes are cached)."""
+        cols = [str(c) for c in self.frame.columns]
+        values = [column_values(self.frame[c]) for c in self.frame.columns]
+        return [dict(zip(cols, r, strict=True)) for r in zip(*values, strict=True)]
 
     def json_bytes(self) -> bytes:
-        rows = self.rows()
         with self._lock:
             if self._json is None:
+                rows = self.rows()
                 self._json = dumps({
                     "key": self.key, "data_version": self.data_version, "as_of": self.as_of,
                     "message": self.message, "count": len(rows),
@@ -123,12 +130,14 @@ class Outcome:
             return self._csv
 
     def row(self, symbol: str) -> dict[str, Any] | None:
-        rows = self.rows()
         with self._lock:
             if self._index is None:
-                self._index = {str(r["Symbol"]): i for i, r in enumerate(rows)}
+                self._index = {str(v): i for i, v in enumerate(self.frame["Symbol"].tolist())}
             i = self._index.get(symbol)
-        return None if i is None else rows[i]
+        if i is None:
+            return None
+        one = self.frame.iloc[i:i + 1]
+        return {str(c): column_values(one[c])[0] for c in one.columns}
 
     # -- Arrow IPC (the shared cache's format) ----------------------------------------------
     def to_arrow(self) -> bytes:

@@ -1,0 +1,528 @@
+"""The HTTP service: FastAPI app factory and ``technic serve``.
+
+``create_app(market, settings, options)`` builds an app around one MarketData (tests inject a
+small market; ``run`` uses the process-wide ``data_engine.market()``). Routes:
+
+    GET  /health                      store and Redis status (never needs the API key)
+    GET  /version                     technic and library versions
+    GET  /v1/options                  valid sectors, industries, types, columns, stages, defaults
+    POST /v1/scan                     ScanConfig JSON -> 202 + job (shared when identical)
+    GET  /v1/scans                    retained jobs, newest first
+    GET  /v1/scan/{id}[?wait=S]       state and multi-stage progress (long-poll with ``wait``)
+    GET  /v1/scan/{id}/results        JSON (default) or CSV (?format=csv or Accept: text/csv)
+    GET  /v1/scan/{id}/events         Server-Sent Events: progress..., then done/failed/cancelled
+    DELETE /v1/scan/{id}              cancel
+    GET  /v1/symbol/{ticker}          OHLCV history, SMA20/50/200 and Bollinger series, scan row
+    GET  /v1/universe                 listings by sector and type, pre-screen outcome
+    GET  /metrics                     Prometheus text format
+    GET  /                            the web page (static files in ``service/static``)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import re
+import sys
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import pandas as pd
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from technic_v4 import __version__, data_engine
+from technic_v4.config.scan import ScanConfig
+from technic_v4.config.settings import Settings
+from technic_v4.data.market import MarketData
+from technic_v4.errors import ConfigError, DataError
+from technic_v4.indicators import kernels
+from technic_v4.pipeline import COLUMNS, STAGES
+from technic_v4.service import models
+from technic_v4.service.cache import ResultCache
+from technic_v4.service.guard import Guard
+from technic_v4.service.jobs import TERMINAL, Busy, Job, JobManager, ProgressHook, ShuttingDown
+from technic_v4.service.metrics import CONTENT_TYPE, ServiceMetrics
+from technic_v4.service.results import column_values, dumps
+from technic_v4.universe import gics
+
+log = logging.getLogger("technic_v4.service")
+
+STATIC_DIR = Path(__file__).parent / "static"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8502
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+_TICKER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-]{0,14}$")
+_SMA = (20, 50, 200)
+
+
+@dataclass(frozen=True)
+class ServiceOptions:
+    """Limits and knobs of one service instance."""
+
+    max_running_scans: int = 2  # worker threads computing scans
+    max_queued_scans: int = 8  # more accepted while they wait; beyond: 429
+    max_jobs: int = 200  # retained jobs; oldest finished evicted first
+    max_body_bytes: int = 64 * 1024
+    result_cache_entries: int = 32  # in-process result cache (LRU) ...
+    result_cache_mb: int = 256  # ... and its memory bound
+    max_result_mb: int = 512  # results held by retained jobs; oldest finished evicted first
+    redis_ttl_seconds: int = 7 * 24 * 3600
+    redis_prefix: str = "technic:v1:"
+    progress_interval: float = 0.1  # min seconds between SSE progress events (stage ends: all)
+    heartbeat_seconds: float = 15.0  # SSE keep-alive comment interval
+    max_wait_seconds: float = 60.0  # bound of ?wait= long polls and /v1/universe's wait
+    allowed_hosts: tuple[str, ...] | None = None  # Host header check (DNS rebinding)
+    warm_store: bool = False  # bring the store up to date in the background at start-up
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, field: str | None = None,
+                 headers: dict[str, str] | None = None, extra: dict[str, Any] | None = None
+                 ) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.field = status, code, message, field
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+
+def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(dumps(obj), status_code=status, media_type="application/json",
+                    headers=headers)
+
+
+class Service:
+    """Everything one app instance owns."""
+
+    def __init__(self, market: MarketData, settings: Settings, options: ServiceOptions,
+                 hook: ProgressHook | None) -> None:
+        self.market = market
+        self.settings = settings
+        self.options = options
+        self.metrics = ServiceMetrics()
+        self.cache = ResultCache(options.result_cache_entries, settings.redis_url,
+                                 options.redis_prefix, options.redis_ttl_seconds,
+                                 on_lookup=self.metrics.on_lookup,
+                                 on_error=self.metrics.on_redis_error,
+                                 max_bytes=options.result_cache_mb << 20)
+        self.jobs = JobManager(market, self.cache, self.metrics,
+                               max_running=options.max_running_scans,
+                               max_queued=options.max_queued_scans, max_jobs=options.max_jobs,
+                               max_result_bytes=options.max_result_mb << 20,
+                               progress_interval=options.progress_interval, hook=hook)
+        self.metrics.bind(market, self.jobs.active, lambda: len(self.jobs.jobs()))
+        self.warm_error: str | None = None
+        self.warming = False
+
+    def job(self, job_id: str) -> Job:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise ApiError(404, "not_found", f"unknown or expired scan id {job_id!r} (the "
+                           f"newest {self.options.max_jobs} scans are kept)")
+        return job
+
+    def submit(self, config: ScanConfig) -> tuple[Job, str]:
+        """Validate what needs the store (as-of), then submit; runs in a worker thread."""
+        if config.as_of_date is not None:
+            try:
+                self.market.resolve_as_of(config.as_of_date)
+            except ConfigError as e:
+                raise ApiError(422, "invalid_request", str(e), e.field) from None
+            except DataError:
+                pass  # empty store: the scan fills it first
+        try:
+            return self.jobs.submit(config)
+        except Busy as e:
+            raise ApiError(429, "too_many_scans", str(e),
+                           headers={"Retry-After": str(e.retry_after)}) from None
+        except ShuttingDown as e:
+            raise ApiError(503, "shutting_down", str(e), headers={"Retry-After": "5"}) from None
+
+    def warm(self) -> None:
+        try:
+            rep = self.market.ensure_current(progress=False)
+            log.info("store current: %d sessions fetched", len(rep.sessions_fetched))
+        except Exception as e:  # reported by /health; scans retry the update
+            self.warm_error = f"{type(e).__name__}: {e}"
+            log.exception("bringing the store up to date failed")
+        finally:
+            self.warming = False
+
+
+def parse_config(body: bytes) -> ScanConfig:
+    """A ScanConfig from a JSON body, or ApiError 422 naming the field and the valid values."""
+
+    def no_constants(name: str) -> Any:
+        raise ValueError(f"{name} is not a number JSON allows")
+
+    try:
+        obj = json.loads(body, parse_constant=no_constants) if body.strip() else {}
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise ApiError(422, "invalid_request", f"body: not valid JSON ({e})", "body") from None
+    if not isinstance(obj, dict):
+        raise ApiError(422, "invalid_request", "body: expected a JSON object of ScanConfig "
+                       f"fields; valid fields: {', '.join(ScanConfig.model_fields)}", "body")
+    try:
+        return ScanConfig(**obj)
+    except ConfigError as e:
+        raise ApiError(422, "invalid_request", str(e), e.field) from None
+    except (TypeError, ValueError) as e:
+        raise ApiError(422, "invalid_request", f"body: {e}", "body") from None
+
+
+def _sse(seq: int, event: str, payload: dict[str, Any]) -> bytes:
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (seq, event.encode(), dumps(payload))
+
+
+def create_app(market: MarketData | None = None, settings: Settings | None = None,
+               options: ServiceOptions | None = None, *,
+               progress_hook: ProgressHook | None = None) -> FastAPI:
+    """The service around ``market`` (default: ``data_engine.market()``).
+
+    ``settings`` (default: the market's) supplies ``api_key`` and ``redis_url``;
+    ``progress_hook(job_id, stage, done, total)`` is called in the worker thread on every
+    progress callback of a scan (tests use it to hold a scan at a known point).
+    """
+    md = market if market is not None else data_engine.market()
+    st = settings if settings is not None else md.settings
+    opts = options or ServiceOptions()
+    svc = Service(md, st, opts, progress_hook)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if opts.warm_store:
+            svc.warming = True
+            threading.Thread(target=svc.warm, name="technic-warm", daemon=True).start()
+        yield
+        await run_in_threadpool(svc.jobs.shutdown)
+        svc.cache.close()
+
+    app = FastAPI(title="technic", version=__version__, lifespan=lifespan,
+                  description="Full-market stock scanner: scans as jobs with progress, results "
+                  "as JSON/CSV, symbol charts, Prometheus metrics.")
+    app.state.service = svc
+
+    # -- errors ------------------------------------------------------------------------------
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, e: ApiError) -> Response:
+        body: dict[str, Any] = {"error": e.code, "message": e.message}
+        if e.field is not None:
+            body["field"] = e.field
+        body.update(e.extra)
+        return _json(body, e.status, e.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, e: RequestValidationError) -> Response:
+        err = e.errors()[0]
+        loc = [str(x) for x in err.get("loc", ()) if x not in ("query", "path", "body")]
+        field = ".".join(loc) or "request"
+        return _json({"error": "invalid_request", "field": field,
+                      "message": f"{field}: {err.get('msg')} (got {err.get('input')!r})"}, 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, e: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
+        msg = f"no route {request.method} {request.url.path}" if e.status_code in (404, 405) \
+            else str(e.detail)
+        return _json({"error": code, "message": msg}, e.status_code,
+                     dict(e.headers) if e.headers else None)
+
+    # -- service -----------------------------------------------------------------------------
+    @app.get("/health", tags=["service"])
+    def health() -> Response:
+        body: dict[str, Any] = {"status": "ok", "version": __version__}
+        try:
+            version, s = svc.jobs.data_version.status()
+            s["size_bytes"] = md.store.size_bytes()
+            body["store"] = {
+                "state": "updating" if svc.warming else
+                         "ready" if s["last_session"] is not None else "empty",
+                "path": s["path"], "last_session": s["last_session"],
+                "first_session": s["first_session"], "sessions": s["sessions"],
+                "symbols": s["symbols"], "bars": s["bars"], "size_bytes": s["size_bytes"],
+                "version": s["version"], "data_version": version,
+                "provider": st.data_provider,
+            }
+            if svc.warm_error:
+                body["store"]["update_error"] = svc.warm_error
+                body["status"] = "degraded"
+        except Exception as e:  # health must answer, and say what is wrong
+            log.exception("store status failed")
+            return _json({"status": "down", "version": __version__,
+                          "store": {"state": "unavailable", "error": f"{type(e).__name__}: {e}"}},
+                         503)
+        redis = svc.cache.redis_status()
+        if redis is not None:
+            body["redis"] = redis
+            if redis["status"] != "up":
+                body["status"] = "degraded"
+        body["jobs"] = svc.jobs.active()
+        return _json(body)
+
+    @app.get("/version", tags=["service"])
+    def version() -> Response:
+        pkgs = {}
+        for p in ("fastapi", "uvicorn", "numpy", "pandas", "duckdb", "pyarrow", "numba"):
+            with contextlib.suppress(metadata.PackageNotFoundError):
+                pkgs[p] = metadata.version(p)
+        return _json({"name": "technic", "version": __version__, "api": "v1",
+                      "python": sys.version.split()[0], "packages": pkgs})
+
+    @app.get("/metrics", tags=["service"])
+    def metrics() -> Response:
+        return Response(svc.metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.get("/v1/options", tags=["scan"])
+    def options_() -> Response:
+        return _json({"sectors": gics.SECTORS, "industries": gics.SECTOR_INDUSTRIES,
+                      "types": gics.TYPES, "default_types": gics.DEFAULT_TYPES,
+                      "columns": COLUMNS, "stages": STAGES,
+                      "defaults": ScanConfig().model_dump(mode="json")})
+
+    # -- scans -------------------------------------------------------------------------------
+    scan_schema = ScanConfig.model_json_schema()
+
+    @app.post("/v1/scan", status_code=202, tags=["scan"], response_model=models.SubmitResponse,
+              responses={422: {"model": models.ErrorBody}, 429: {"model": models.ErrorBody}},
+              openapi_extra={"requestBody": {"required": False, "content": {
+                  "application/json": {"schema": scan_schema}}}})
+    async def submit(request: Request) -> Response:
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            raise ApiError(415, "unsupported_media_type", "send the ScanConfig as a JSON "
+                           "object with Content-Type: application/json ('{}' = defaults)")
+        config = parse_config(await request.body())
+        job, served = await run_in_threadpool(svc.submit, config)
+        body = job.status()
+        body["served_by"] = served
+        return _json(body, 202, {"Location": f"/v1/scan/{job.id}"})
+
+    @app.get("/v1/scans", tags=["scan"])
+    def list_scans(limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> Response:
+        jobs = sorted(svc.jobs.jobs(), key=lambda j: j.created, reverse=True)[:limit]
+        out = []
+        for j in jobs:
+            s = j.status()
+            out.append({k: s[k] for k in ("id", "state", "created_at", "finished_at", "rows",
+                                          "source", "requests", "config", "links")})
+        return _json({"scans": out})
+
+    @app.get("/v1/scan/{job_id}", tags=["scan"], response_model=models.JobStatus)
+    async def status(job_id: str, wait: Annotated[float, Query(
+            ge=0, description="Seconds to wait for the scan to finish (long poll).")] = 0
+    ) -> Response:
+        job = svc.job(job_id)
+        wait = min(wait, opts.max_wait_seconds)
+        if wait <= 0:
+            return _json(job.status())
+        q, snap = job.subscribe()
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + wait
+            while snap["state"] not in TERMINAL:
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                try:
+                    _, snap = await asyncio.wait_for(q.get(), left)
+                except TimeoutError:
+                    break
+        finally:
+            job.unsubscribe(q)
+        return _json(job.status() if snap["state"] not in TERMINAL else snap)
+
+    @app.delete("/v1/scan/{job_id}", tags=["scan"], status_code=202)
+    def cancel(job_id: str) -> Response:
+        job = svc.job(job_id)
+        if not svc.jobs.cancel(job):
+            raise ApiError(409, "already_finished", f"scan {job_id} already ended "
+                           f"({job.state})", extra={"state": job.state})
+        return _json(job.status(), 202)
+
+    @app.get("/v1/scan/{job_id}/results", tags=["scan"],
+             responses={200: {"model": models.ResultsBody,
+                              "content": {"text/csv": {}}}})
+    async def results(job_id: str, request: Request,
+                      format: Annotated[str | None, Query(
+                          description="json (default) or csv")] = None) -> Response:
+        job = svc.job(job_id)
+        if format is None:
+            accept = request.headers.get("accept", "")
+            format = "csv" if "text/csv" in accept and "application/json" not in accept \
+                else "json"
+        if format not in ("json", "csv"):
+            raise ApiError(422, "invalid_request", f"format: must be one of json, csv (got "
+                           f"{format!r})", "format")
+        if job.state != "done" or job.outcome is None:
+            extra: dict[str, Any] = {"state": job.state}
+            if job.error:
+                extra["detail"] = job.error
+            raise ApiError(409, "not_ready", f"scan {job_id} is {job.state}; results exist "
+                           "once it is done", extra=extra)
+        out = job.outcome
+        etag = f'"{out.key[:40]}-{format}"'
+        headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        if format == "csv":
+            data = await run_in_threadpool(out.csv_bytes)
+            headers["Content-Disposition"] = (f'attachment; filename="technic-scan-'
+                                              f'{out.as_of}-{job.id[:8]}.csv"')
+            return Response(data, media_type="text/csv; charset=utf-8", headers=headers)
+        data = out.json_bytes() if out.encoded else await run_in_threadpool(out.json_bytes)
+        return Response(data, media_type="application/json", headers=headers)
+
+    @app.get("/v1/scan/{job_id}/events", tags=["scan"],
+             responses={200: {"content": {"text/event-stream": {}}}})
+    async def events(job_id: str) -> StreamingResponse:
+        job = svc.job(job_id)
+        q, snap = job.subscribe()
+
+        async def stream() -> AsyncIterator[bytes]:
+            seq = 0
+            try:
+                state = snap["state"]
+                yield _sse(seq, state if state in TERMINAL else "progress", snap)
+                while state not in TERMINAL:
+                    try:
+                        event, payload = await asyncio.wait_for(q.get(), opts.heartbeat_seconds)
+                    except TimeoutError:
+                        yield b": keep-alive\n\n"
+                        continue
+                    seq += 1
+                    state = payload["state"]
+                    yield _sse(seq, event, payload)
+            finally:
+                job.unsubscribe(q)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache",
+                                          "X-Accel-Buffering": "no"})
+
+    # -- symbols and universe ----------------------------------------------------------------
+    @app.get("/v1/symbol/{ticker}", tags=["data"])
+    def symbol(ticker: str,
+               days: Annotated[int, Query(ge=20, le=2000,
+                                          description="Bars (sessions) to return.")] = 300,
+               as_of: Annotated[dt.date | None, Query(description="Last session (default: the "
+                                "scan's, else the newest stored).")] = None,
+               job: Annotated[str | None, Query(
+                   description="Take the scan row from this scan.")] = None) -> Response:
+        if not _TICKER.match(ticker):
+            raise ApiError(422, "invalid_request", f"ticker: {ticker!r} is not a ticker "
+                           "(letters, digits, '.', '-'; at most 15)", "ticker")
+        sym = ticker.upper()
+        scan_job = svc.job(job) if job is not None else None
+        with md.request():
+            ref = md.reference()
+            row_i = pd.Index(ref["Symbol"]).get_indexer([sym])[0]
+            if row_i < 0:
+                raise ApiError(404, "unknown_symbol", f"unknown ticker {sym!r}: not among the "
+                               f"{len(ref):,} listings of the local store")
+            found = svc.jobs.latest_row(sym, job)
+            if as_of is None and scan_job is not None and scan_job.outcome is not None:
+                as_of = dt.date.fromisoformat(str(scan_job.outcome.as_of))
+            try:
+                day = md.resolve_as_of(as_of)
+            except ConfigError as e:
+                raise ApiError(422, "invalid_request", str(e), "as_of") from None
+            except DataError as e:
+                raise ApiError(503, "store_empty", str(e)) from None
+            panel = md.panel(day, days + max(_SMA) - 1)
+            if panel.day[row_i, -1] < 0:
+                raise ApiError(404, "no_bars", f"{sym} has no bars up to {day}")
+            frame = panel.frame(int(row_i))
+        close = frame["Close"].to_numpy(np.float64)
+        ind = {f"SMA{p}": kernels.sma(close, p) if len(close) else close for p in _SMA}
+        up, mid, lo = kernels.bbands(close, 20, 2.0, 2.0)
+        ind.update({"BBUpper": up, "BBMiddle": mid, "BBLower": lo})
+        keep = slice(max(len(frame) - days, 0), None)
+        hist = frame.iloc[keep]
+        info = ref.iloc[row_i]
+        body: dict[str, Any] = {
+            "symbol": sym, "name": info["Name"], "sector": info["Sector"],
+            "industry": info["Industry"], "type": info["Type"], "exchange": info["Exchange"],
+            "as_of": str(day), "bars": len(hist),
+            "history": {"date": [str(d.date()) for d in hist.index],
+                        **{c.lower(): column_values(hist[c]) for c in hist.columns}},
+            "indicators": {k: column_values(pd.Series(v[keep])) for k, v in ind.items()},
+            "scan": None,
+        }
+        if found is not None:
+            j, row = found
+            assert j.outcome is not None
+            body["scan"] = {"id": j.id, "as_of": j.outcome.as_of, "row": row}
+        return _json(body)
+
+    @app.get("/v1/universe", tags=["data"])
+    def universe(as_of: Annotated[dt.date | None, Query(
+            description="Point-in-time universe (default: the newest session).")] = None
+    ) -> Response:
+        job, served = svc.submit(ScanConfig(as_of_date=as_of))
+        if not job.finished_event.wait(opts.max_wait_seconds) or job.outcome is None:
+            raise ApiError(503 if not job.terminal else 500, "scan_unavailable",
+                           f"the default scan {job.id} is {job.state}; retry shortly",
+                           headers={"Retry-After": "5"}, extra={"scan": job.id})
+        out = job.outcome
+        ref = md.reference()
+        day = np.datetime64(out.as_of or "NaT", "D")
+        listed = ref[pd.to_datetime(ref["ListDate"]).to_numpy("datetime64[D]") <= day]
+        stages = {s["stage"]: s for s in out.stats["stages"]}
+
+        def counts(col: str) -> dict[str, int]:
+            vc = listed[col].fillna("(none)").value_counts()
+            return {str(k): int(v) for k, v in sorted(vc.items())}
+
+        pre = stages.get("pre_screen", {"in": 0, "out": 0, "dropped": {}})
+        sf = stages.get("smart_filter", {"in": 0, "out": 0, "dropped": {}})
+        return _json({
+            "as_of": out.as_of, "scan": {"id": job.id, "served_by": served,
+                                         "config": out.stats.get("config")},
+            "listings": len(listed), "by_sector": counts("Sector"), "by_type": counts("Type"),
+            "smart_filter": {"in": sf["in"], "kept": sf["out"], "dropped": sf["dropped"]},
+            "pre_screen": {"in": pre["in"], "passed": pre["out"], "dropped": pre["dropped"]},
+            "rows": len(out), "stages": out.stats["stages"],
+        })
+
+    # -- web page ----------------------------------------------------------------------------
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(Guard, api_key=st.api_key, max_body_bytes=opts.max_body_bytes,
+                       allowed_hosts=opts.allowed_hosts)
+    return app
+
+
+def run(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, max_scans: int | None = None,
+        log_level: str = "info") -> None:
+    """``technic serve``: the process-wide market and settings, served by uvicorn."""
+    import uvicorn
+
+    from technic_v4.config.settings import get_settings
+
+    settings = get_settings()
+    loopback = host in LOOPBACK or host.startswith("127.")
+    if not loopback and not settings.api_key:
+        log.warning("serving on %s without TECHNIC_API_KEY: anyone who reaches this address "
+                    "can run scans", host)
+    kw: dict[str, Any] = {"warm_store": True,
+                          "allowed_hosts": (*LOOPBACK, host) if loopback else None}
+    if max_scans is not None:
+        kw["max_running_scans"] = max_scans
+    app = create_app(data_engine.market(), settings, ServiceOptions(**kw))
+    uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False,
+                timeout_graceful_shutdown=5)

@@ -1,0 +1,429 @@
+/* technic web page: run a scan, follow its progress (SSE over fetch, polling as fallback),
+   sort and filter the results, chart a symbol with its trade plan. No build step, no CDN. */
+"use strict";
+
+const COLUMNS = [
+  ["Rank", "num", 0], ["Symbol", "text"], ["Name", "text"], ["Sector", "text"],
+  ["Close", "num", 2], ["Return21D", "num", 1], ["RSI14", "num", 1], ["RSRating", "num", 0],
+  ["TechRating", "num", 1], ["Signal", "text"], ["Entry", "num", 2], ["Stop", "num", 2],
+  ["Target", "num", 2], ["RewardRisk", "num", 2], ["PositionSize", "num", 0],
+];
+const MAX_ROWS_SHOWN = 1000;
+const TERMINAL = new Set(["done", "failed", "cancelled"]);
+const COLORS = {
+  up: "#16a34a", down: "#dc2626", SMA20: "#f59e0b", SMA50: "#2563eb", SMA200: "#7c3aed",
+  BB: "#64748b", Entry: "#0891b2", Stop: "#e11d48", Target: "#059669",
+};
+
+const $ = (id) => document.getElementById(id);
+const state = {
+  key: sessionStorage.getItem("technic-api-key") || "",
+  job: null, rows: [], sort: { col: "Rank", dir: 1 }, chart: null, selected: null,
+  abort: null,
+};
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super((body && body.message) || `HTTP ${status}`);
+    this.status = status;
+    this.body = body;
+  }
+}
+
+async function api(path, options = {}) {
+  const headers = Object.assign({ Accept: "application/json" }, options.headers || {});
+  if (state.key) headers["X-API-Key"] = state.key;
+  const r = await fetch(path, Object.assign({}, options, { headers }));
+  if (r.status === 401) {
+    $("key-form").hidden = false;
+    $("api-key").focus();
+  }
+  if (!r.ok) {
+    let body = null;
+    try { body = await r.json(); } catch (e) { body = { message: r.statusText }; }
+    throw new ApiError(r.status, body);
+  }
+  return r;
+}
+
+function showError(err) {
+  const el = $("error");
+  if (!err) { el.hidden = true; el.textContent = ""; return; }
+  el.hidden = false;
+  el.textContent = err.message || String(err);
+}
+
+function fmt(value, digits) {
+  if (value === null || value === undefined) return "–";
+  if (typeof value !== "number") return String(value);
+  return value.toLocaleString("en-US", {
+    minimumFractionDigits: digits, maximumFractionDigits: digits,
+  });
+}
+
+/* ---- set-up ---------------------------------------------------------------------------- */
+async function loadStore() {
+  try {
+    const h = await (await fetch("/health")).json();
+    const s = h.store || {};
+    $("store").textContent = s.state === "updating"
+      ? `updating the store (last session ${s.last_session || "none yet"})…`
+      : s.state === "ready"
+      ? `${s.symbols.toLocaleString()} symbols · last session ${s.last_session}` +
+        (h.redis ? ` · Redis ${h.redis.status}` : "")
+      : "store empty: the first scan fills it";
+  } catch (e) {
+    $("store").textContent = "service unreachable";
+  }
+}
+
+async function loadOptions() {
+  const opts = await (await api("/v1/options")).json();
+  const sel = $("sectors");
+  sel.replaceChildren(...opts.sectors.map((s) => new Option(s, s)));
+  sel.dataset.ready = "1";
+}
+
+/* ---- running a scan -------------------------------------------------------------------- */
+function scanBody() {
+  const body = {};
+  const num = (id) => ($(id).value === "" ? null : Number($(id).value));
+  if (num("max-symbols") !== null) body.max_symbols = Math.trunc(num("max-symbols"));
+  if (num("top-n") !== null) body.top_n = Math.trunc(num("top-n"));
+  if (num("min-rating")) body.min_tech_rating = num("min-rating");
+  if ($("as-of").value) body.as_of_date = $("as-of").value;
+  const sectors = Array.from($("sectors").selectedOptions, (o) => o.value);
+  if (sectors.length) body.sectors = sectors;
+  if ($("only-tradeable").checked) body.only_tradeable = true;
+  if ($("allow-shorts").checked) body.allow_shorts = true;
+  return body;
+}
+
+async function runScan(ev) {
+  ev.preventDefault();
+  showError(null);
+  $("message").textContent = "";
+  if (state.abort) state.abort.abort();
+  setProgress({ state: "queued", progress: { percent: 0 } });
+  $("run").disabled = true;
+  try {
+    const r = await api("/v1/scan", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(scanBody()),
+    });
+    const job = await r.json();
+    state.job = job.id;
+    $("cancel").disabled = TERMINAL.has(job.state);
+    const final = TERMINAL.has(job.state) ? job : await follow(job.id);
+    await finished(final);
+  } catch (err) {
+    setProgress({ state: "failed", progress: { percent: 0 } }, err.message);
+    showError(err);
+  } finally {
+    $("run").disabled = false;
+    $("cancel").disabled = true;
+  }
+}
+
+/* Follow a job to its end: SSE read through fetch (so the API key header can be sent),
+   falling back to long polling when streaming is unavailable. Shows progress; resolves with
+   the final status (shown by finished()). */
+async function follow(id) {
+  state.abort = new AbortController();
+  try {
+    const r = await api(`/v1/scan/${id}/events`, {
+      headers: { Accept: "text/event-stream" }, signal: state.abort.signal,
+    });
+    const reader = r.body.getReader();
+    const decoder = new TextDecoder();
+    let buf = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf += decoder.decode(value, { stream: true });
+      let cut;
+      while ((cut = buf.indexOf("\n\n")) >= 0) {
+        const chunk = buf.slice(0, cut);
+        buf = buf.slice(cut + 2);
+        const data = chunk.split("\n").filter((l) => l.startsWith("data:"))
+          .map((l) => l.slice(5).trim()).join("\n");
+        if (!data) continue;
+        const status = JSON.parse(data);
+        if (TERMINAL.has(status.state)) { reader.cancel(); return status; }
+        setProgress(status);
+      }
+    }
+  } catch (err) {
+    if (err.name === "AbortError") throw err;
+    if (err instanceof ApiError && err.status !== 404) throw err;
+  }
+  for (;;) {  // fallback: long polling
+    const status = await (await api(`/v1/scan/${id}?wait=10`)).json();
+    if (TERMINAL.has(status.state)) return status;
+    setProgress(status);
+  }
+}
+
+function setProgress(status, note) {
+  const p = status.progress || {};
+  const pct = status.state === "done" ? 100 : Math.max(0, Math.min(100, p.percent || 0));
+  $("progress-fill").style.width = `${pct}%`;
+  $("progress").setAttribute("aria-valuenow", String(Math.round(pct)));
+  const st = $("status");
+  st.dataset.state = status.state;
+  let text;
+  if (note) text = note;
+  else if (status.state === "running" || status.state === "queued") {
+    text = status.state === "queued" ? "Queued…" : `Stage ${p.stage_index}/${p.stages} ` +
+      `${p.stage}` + (p.total ? ` · ${p.done}/${p.total}` : "") + ` · ${pct.toFixed(0)}%` +
+      (p.eta_seconds !== null && p.eta_seconds !== undefined
+        ? ` · ETA ${p.eta_seconds.toFixed(1)} s` : "");
+  } else if (status.state === "done") {
+    text = `Done in ${(p.elapsed_seconds || 0).toFixed(2)} s` +
+      (status.source && status.source !== "computed" ? ` (from ${status.source} cache)` : "");
+  } else if (status.state === "failed") {
+    text = `Failed: ${(status.error && status.error.message) || "unknown error"}`;
+  } else text = status.state;
+  st.textContent = text;
+}
+
+async function finished(status) {
+  if (status.state !== "done") {
+    setProgress(status);
+    if (status.state === "failed") showError(new Error(status.error.message));
+    return;
+  }
+  const res = await (await api(`/v1/scan/${status.id}/results`)).json();
+  state.rows = res.rows;
+  $("message").textContent = res.message;
+  $("results").hidden = false;
+  renderTable();
+  setProgress(status);  // "done" only once the table shows the results
+}
+
+async function cancelScan() {
+  if (!state.job) return;
+  try {
+    await api(`/v1/scan/${state.job}`, { method: "DELETE" });
+  } catch (err) {
+    showError(err);
+  }
+}
+
+/* ---- the table ------------------------------------------------------------------------- */
+function renderHead() {
+  const tr = document.createElement("tr");
+  for (const [col, kind] of COLUMNS) {
+    const th = document.createElement("th");
+    th.textContent = col;
+    th.dataset.col = col;
+    if (kind === "text") th.className = "text";
+    if (state.sort.col === col) {
+      th.setAttribute("aria-sort", state.sort.dir > 0 ? "ascending" : "descending");
+    }
+    th.addEventListener("click", () => {
+      state.sort = { col, dir: state.sort.col === col ? -state.sort.dir : 1 };
+      renderTable();
+    });
+    tr.append(th);
+  }
+  $("table").tHead.replaceChildren(tr);
+}
+
+function visibleRows() {
+  const q = $("filter").value.trim().toLowerCase();
+  const sig = $("signal-filter").value;
+  let rows = state.rows.filter((r) => (!sig || r.Signal === sig) && (!q ||
+    ["Symbol", "Name", "Sector", "Industry", "Signal"].some(
+      (c) => r[c] && String(r[c]).toLowerCase().includes(q))));
+  const { col, dir } = state.sort;
+  rows = rows.slice().sort((a, b) => {
+    const x = a[col], y = b[col];
+    if (x === null || x === undefined) return (y === null || y === undefined) ? 0 : 1;
+    if (y === null || y === undefined) return -1;
+    return (typeof x === "number" ? x - y : String(x).localeCompare(String(y))) * dir;
+  });
+  return rows;
+}
+
+function renderTable() {
+  renderHead();
+  const rows = visibleRows();
+  const body = document.createDocumentFragment();
+  for (const r of rows.slice(0, MAX_ROWS_SHOWN)) {
+    const tr = document.createElement("tr");
+    tr.dataset.symbol = r.Symbol;
+    if (r.Symbol === state.selected) tr.className = "selected";
+    for (const [col, kind, digits] of COLUMNS) {
+      const td = document.createElement("td");
+      td.dataset.col = col;
+      if (kind === "text") td.className = col === "Name" ? "text name" : "text";
+      if (col === "Symbol") {
+        const b = document.createElement("button");
+        b.type = "button";
+        b.className = "sym";
+        b.textContent = r.Symbol;
+        b.addEventListener("click", () => showSymbol(r.Symbol));
+        td.append(b);
+      } else {
+        td.textContent = fmt(r[col], digits);
+        if (col === "Signal" && r.Signal) td.classList.add(`sig-${r.Signal.replace(/\s+/g, "-")}`);
+        if (col === "Name") td.title = r.Name || "";
+      }
+      td.dataset.value = r[col] === null || r[col] === undefined ? "" : String(r[col]);
+      tr.append(td);
+    }
+    body.append(tr);
+  }
+  $("table").tBodies[0].replaceChildren(body);
+  $("count").textContent = `${rows.length} of ${state.rows.length} rows` +
+    (rows.length > MAX_ROWS_SHOWN ? ` (first ${MAX_ROWS_SHOWN} shown)` : "");
+}
+
+async function downloadCsv() {
+  if (!state.job) return;
+  try {
+    const r = await api(`/v1/scan/${state.job}/results?format=csv`, {
+      headers: { Accept: "text/csv" },
+    });
+    const url = URL.createObjectURL(await r.blob());
+    const a = document.createElement("a");
+    a.href = url;
+    a.download = `technic-scan-${state.job.slice(0, 8)}.csv`;
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 1000);
+  } catch (err) {
+    showError(err);
+  }
+}
+
+/* ---- the chart ------------------------------------------------------------------------- */
+function series(dates, values) {
+  const out = [];
+  for (let i = 0; i < dates.length; i++) {
+    if (values[i] !== null) out.push({ time: dates[i], value: values[i] });
+  }
+  return out;
+}
+
+async function showSymbol(sym) {
+  showError(null);
+  state.selected = sym;
+  for (const tr of $("table").tBodies[0].rows) {
+    tr.classList.toggle("selected", tr.dataset.symbol === sym);
+  }
+  const chartEl = $("chart");
+  chartEl.dataset.ready = "";
+  let d;
+  try {
+    const q = state.job ? `?job=${encodeURIComponent(state.job)}` : "";
+    d = await (await api(`/v1/symbol/${encodeURIComponent(sym)}${q}`)).json();
+  } catch (err) {
+    showError(err);
+    return;
+  }
+  $("detail").hidden = false;
+  document.querySelector(".layout").classList.add("with-detail");
+  $("detail-title").textContent = `${d.symbol} · ${d.name || ""}`;
+  if (state.chart) state.chart.remove();
+  const LC = window.LightweightCharts;
+  const chart = LC.createChart(chartEl, {
+    autoSize: true,
+    layout: { background: { color: "#ffffff" }, textColor: "#374151", attributionLogo: true },
+    grid: { vertLines: { color: "#f3f4f6" }, horzLines: { color: "#f3f4f6" } },
+    rightPriceScale: { borderColor: "#e5e7eb" },
+    timeScale: { borderColor: "#e5e7eb" },
+  });
+  state.chart = chart;
+  const h = d.history;
+  const row = d.scan && d.scan.row;
+  const levels = row ? ["Entry", "Stop", "Target"].map((k) => row[k]).filter((v) => v !== null)
+    : [];
+  const candles = chart.addSeries(LC.CandlestickSeries, {
+    upColor: COLORS.up, downColor: COLORS.down, borderVisible: false,
+    wickUpColor: COLORS.up, wickDownColor: COLORS.down,
+    // Keep the plan's entry, stop and target in view.
+    autoscaleInfoProvider: (original) => {
+      const r = original();
+      if (r && r.priceRange && levels.length) {
+        r.priceRange.minValue = Math.min(r.priceRange.minValue, ...levels);
+        r.priceRange.maxValue = Math.max(r.priceRange.maxValue, ...levels);
+      }
+      return r;
+    },
+  });
+  candles.setData(h.date.map((t, i) => ({
+    time: t, open: h.open[i], high: h.high[i], low: h.low[i], close: h.close[i],
+  })));
+  const legend = [];
+  const line = (name, values, color, style) => {
+    const s = chart.addSeries(LC.LineSeries, {
+      color, lineWidth: name.startsWith("BB") ? 1 : 2, lineStyle: style || 0,
+      priceLineVisible: false, lastValueVisible: false, crosshairMarkerVisible: false,
+    });
+    s.setData(series(h.date, values));
+  };
+  for (const p of ["SMA20", "SMA50", "SMA200"]) {
+    line(p, d.indicators[p], COLORS[p]);
+    legend.push([p, COLORS[p]]);
+  }
+  line("BBUpper", d.indicators.BBUpper, COLORS.BB, 2);
+  line("BBLower", d.indicators.BBLower, COLORS.BB, 2);
+  legend.push(["Bollinger 20,2", COLORS.BB]);
+  const plan = $("plan");
+  plan.replaceChildren();
+  if (row) {
+    for (const k of ["Entry", "Stop", "Target"]) {
+      if (row[k] === null) continue;
+      candles.createPriceLine({
+        price: row[k], color: COLORS[k], lineWidth: 2, lineStyle: 0,
+        axisLabelVisible: true, title: k,
+      });
+      legend.push([`${k} ${fmt(row[k], 2)}`, COLORS[k]]);
+    }
+    for (const [k, digits] of [["Signal"], ["TechRating", 1], ["RewardRisk", 2],
+      ["PositionSize", 0], ["Entry", 2], ["Stop", 2], ["Target", 2], ["ATR14", 2]]) {
+      const dt = document.createElement("dt");
+      dt.textContent = k;
+      const dd = document.createElement("dd");
+      dd.textContent = fmt(row[k], digits);
+      dd.dataset.key = k;
+      plan.append(dt, dd);
+    }
+    $("rationale").textContent = row.Rationale || "";
+  } else {
+    $("rationale").textContent = "Not in the latest scan's results.";
+  }
+  $("legend").replaceChildren(...legend.map(([label, color]) => {
+    const s = document.createElement("span");
+    s.textContent = label;
+    s.style.setProperty("--c", color);
+    return s;
+  }));
+  chart.timeScale().fitContent();
+  chartEl.dataset.symbol = d.symbol;
+  chartEl.dataset.bars = String(d.bars);
+  requestAnimationFrame(() => requestAnimationFrame(() => { chartEl.dataset.ready = "1"; }));
+}
+
+/* ---- wiring ---------------------------------------------------------------------------- */
+function init() {
+  $("scan-form").addEventListener("submit", runScan);
+  $("cancel").addEventListener("click", cancelScan);
+  $("filter").addEventListener("input", renderTable);
+  $("signal-filter").addEventListener("change", renderTable);
+  $("csv").addEventListener("click", downloadCsv);
+  $("key-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    state.key = $("api-key").value;
+    sessionStorage.setItem("technic-api-key", state.key);
+    $("key-form").hidden = true;
+    loadOptions().catch(showError);
+  });
+  loadStore();
+  loadOptions().catch(showError);
+}
+
+document.addEventListener("DOMContentLoaded", init);

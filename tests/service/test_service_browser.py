@@ -1,0 +1,149 @@
+"""The web page in a real headless Chromium (Debian's /usr/bin/chromium, driven by Playwright):
+scan, progress, sort, filter, chart with SMA/Bollinger and the trade plan's lines."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from conftest import Serve
+from technic_v4.data.market import MarketData
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SECTORS = ["Financials", "Health Care", "Industrials", "Information Technology"]
+# The page's colours (app.js COLORS): each must appear on the chart.
+LINE_COLOURS = {"SMA20": "#f59e0b", "SMA50": "#2563eb", "SMA200": "#7c3aed",
+                "candle up": "#16a34a", "candle down": "#dc2626", "Entry": "#0891b2",
+                "Stop": "#e11d48", "Target": "#059669"}
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason="needs Debian's chromium at /usr/bin/chromium "
+                                "(apt-get install -y chromium)")
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
+def _rgb(hex_colour: str) -> np.ndarray:
+    return np.array([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)])
+
+
+def test_page_scan_sort_filter_chart(serve: Serve, market: MarketData, browser: Any,
+                                     tmp_path: Path) -> None:
+    from PIL import Image
+
+    s = serve(market)
+    page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+            if m.type in ("error", "warning") else None)
+    page.on("request", lambda r: problems.append(f"off-host request {r.url}")
+            if not r.url.startswith(s.url) else None)
+
+    page.goto(s.url + "/")
+    page.wait_for_selector('#sectors[data-ready="1"]')
+    assert page.locator("#sectors option").count() == 11
+    page.fill("#max-symbols", "200")
+    page.fill("#top-n", "40")
+    page.select_option("#sectors", SECTORS)
+    page.click("#run")
+    page.wait_for_selector('#status[data-state="done"]', timeout=30_000)
+    assert page.get_attribute("#progress", "aria-valuenow") == "100"
+    assert page.inner_text("#message").startswith("Scanned")
+
+    # The table shows what the API returns for the same request (shared, not recomputed).
+    api = s.client.post("/v1/scan", json={"max_symbols": 200, "top_n": 40, "sectors": SECTORS})
+    assert api.json()["served_by"] == "shared" and s.service.jobs.computations == 1
+    rows = s.client.get(api.json()["links"]["results"]).json()["rows"]
+    assert len(rows) == 40
+    table_rows = page.locator("#table tbody tr")
+    assert table_rows.count() == len(rows)
+
+    def column(col: str) -> list[str]:
+        return page.eval_on_selector_all(f'#table tbody td[data-col="{col}"]',
+                                         "tds => tds.map(td => td.dataset.value)")
+
+    assert column("Symbol") == [r["Symbol"] for r in rows]  # ranked order
+    assert set(column("Sector")) <= set(SECTORS)
+
+    # Sort by Close: ascending, then descending.
+    page.click('#table th[data-col="Close"]')
+    closes = [float(v) for v in column("Close")]
+    assert closes == sorted(closes) and closes != sorted(closes, reverse=True)
+    assert page.get_attribute('#table th[data-col="Close"]', "aria-sort") == "ascending"
+    page.click('#table th[data-col="Close"]')
+    assert [float(v) for v in column("Close")] == sorted(closes, reverse=True)
+
+    # Filter: a sector name keeps exactly that sector's rows.
+    page.fill("#filter", "health care")
+    want = sorted(r["Symbol"] for r in rows if r["Sector"] == "Health Care")
+    assert want and sorted(column("Symbol")) == want
+    assert set(column("Sector")) == {"Health Care"}
+    assert page.inner_text("#count").startswith(f"{len(want)} of {len(rows)}")
+    page.fill("#filter", "")
+    page.select_option("#signal-filter", "Strong Long")
+    assert set(column("Signal")) == {"Strong Long"}
+    page.select_option("#signal-filter", "")
+    assert table_rows.count() == len(rows)
+
+    # Click the top-ranked symbol: its chart with SMAs, Bollinger bands and the plan's lines.
+    page.click('#table th[data-col="Rank"]')
+    top = rows[0]
+    page.click(f'#table button.sym:text-is("{top["Symbol"]}")')
+    page.wait_for_selector('#chart[data-ready="1"]')
+    assert page.get_attribute("#chart", "data-symbol") == top["Symbol"]
+    assert page.get_attribute("#chart", "data-bars") == "300"
+    assert page.inner_text('#plan dd[data-key="Entry"]') == f"{top['Entry']:,.2f}"
+    assert page.inner_text('#plan dd[data-key="Stop"]') == f"{top['Stop']:,.2f}"
+    assert page.locator("#legend span").count() == 7  # 3 SMAs, Bollinger, entry/stop/target
+    assert page.locator("#chart canvas").count() >= 1
+
+    png = tmp_path / "chart.png"
+    page.locator("#chart").screenshot(path=str(png))
+    img = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    h, w, _ = img.shape
+    assert w > 400 and h > 300
+    background = (np.abs(img - 255).sum(axis=2) > 30)
+    assert background.mean() > 0.04, f"only {background.mean():.1%} of the chart is drawn"
+    for name, colour in LINE_COLOURS.items():
+        near = (np.abs(img - _rgb(colour)).sum(axis=2) <= 24).sum()
+        assert near >= 25, f"{name} ({colour}) not drawn: {near} pixels"
+    assert not problems, problems
+
+
+def test_page_with_api_key(serve: Serve, market: MarketData, browser: Any) -> None:
+    """With TECHNIC_API_KEY set the page asks for the key and sends it as a header (also on
+    the progress stream); it never puts it in a URL."""
+    key = "page-key-7f3a"
+    s = serve(market, settings=market.settings.model_copy(update={"api_key": key}))
+    page = browser.new_page()
+    urls: list[str] = []
+    page.on("request", lambda r: urls.append(r.url))
+    streamed: list[str | None] = []
+    page.on("request", lambda r: streamed.append(r.headers.get("x-api-key"))
+            if r.url.endswith("/events") else None)
+    page.goto(s.url + "/")
+    page.wait_for_selector("#key-form", state="visible")
+    page.fill("#api-key", key)
+    page.click("#key-form button")
+    page.wait_for_selector('#sectors[data-ready="1"]')
+    page.fill("#max-symbols", "50")
+    page.click("#run")
+    page.wait_for_selector('#status[data-state="done"]', timeout=30_000)
+    assert page.locator("#table tbody tr").count() > 0
+    assert streamed == [key]
+    assert not any(key in u for u in urls)
