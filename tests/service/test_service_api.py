@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from service_support import Gate, Serve
 
-from conftest import Gate, Serve
 from technic_v4 import __version__, pipeline
 from technic_v4.config.scan import ScanConfig
 from technic_v4.data.market import MarketData

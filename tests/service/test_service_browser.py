@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from service_support import Serve
 
-from conftest import Serve
 from technic_v4.data.market import MarketData
 
 CHROMIUM = Path("/usr/bin/chromium")

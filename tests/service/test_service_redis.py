@@ -7,8 +7,8 @@ import uuid
 from pathlib import Path
 
 import redis
+from service_support import Serve
 
-from conftest import Serve
 from technic_v4.data.market import MarketData
 from technic_v4.service.app import ServiceOptions
 from technic_v4.testing import RedisServer, free_port, make_market

@@ -92,6 +92,26 @@ class RedisLayer:
         return bool(self._call("ping", self._client.ping, False))
 
     # -- sessions ------------------------------------------------------------------------------
+    def get_session_tables(self, days: np.ndarray
+                           ) -> dict[np.datetime64, tuple[pa.Table, dt.date | None]]:
+        """Like :meth:`get_sessions`, as Arrow tables (symbol, open..volume): the fast path
+        into the store, with no Python objects per row."""
+        if len(days) == 0:
+            return {}
+        keys = [f"{self.prefix}session:{d}" for d in days]
+        values = self._call("get sessions", lambda: self._client.mget(keys), [None] * len(keys))
+        out: dict[np.datetime64, tuple[pa.Table, dt.date | None]] = {}
+        for d, v in zip(days, values, strict=True):
+            if v is None:
+                self.misses += 1
+                continue
+            self.hits += 1
+            self.bytes_read += len(v)
+            t = _loads(v)
+            adj = (t.schema.metadata or {}).get(b"adjusted_through")
+            out[d] = (t, dt.date.fromisoformat(adj.decode()) if adj else None)
+        return out
+
     def get_sessions(self, days: np.ndarray
                      ) -> dict[np.datetime64, tuple[BarBatch, dt.date | None]]:
         """The sessions of ``days`` that Redis holds, each with the session its prices are

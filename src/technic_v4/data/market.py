@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from technic_v4.config.settings import Settings, get_settings
 from technic_v4.data import calendar
@@ -284,16 +285,26 @@ class MarketData:
         with Progress(transient=True, disable=not progress) as bar, contextlib.ExitStack() as stack:
             task = bar.add_task(f"Storing {total} sessions", total=total)
             if self.l3 is not None:
-                shared = self.l3.get_sessions(missing)
-                for i in range(0, len(shared), _CHUNK_SESSIONS):
-                    days = np.array(sorted(shared)[i:i + _CHUNK_SESSIONS], dtype="datetime64[D]")
-                    batch = BarBatch.concat([shared[d][0] for d in days])
+                shared = self.l3.get_session_tables(missing)
+                ordered = sorted(shared)
+                for i in range(0, len(ordered), 4 * _CHUNK_SESSIONS):
+                    days = np.array(ordered[i:i + 4 * _CHUNK_SESSIONS], dtype="datetime64[D]")
+                    # Validated by the instance that shared it; Arrow straight into DuckDB.
+                    tables = [shared[d][0].append_column(
+                        "date", pa.array(np.full(shared[d][0].num_rows, d)).cast(pa.date32()))
+                        for d in days]
+                    table = pa.concat_tables(tables).select(
+                        ["symbol", "date", "open", "high", "low", "close", "volume"])
+                    n = self.store.append_arrow(table, days)
                     adjusted += [shared[d][1] or d.astype(dt.date) for d in days]
-                    # Validated before it was shared; validating again only costs a little
-                    # and keeps one rule for everything that enters the store.
-                    kept, vr = validate(batch)
-                    stored(days, kept, vr, "redis")
-                missing = np.setdiff1d(missing, np.array(sorted(shared), dtype="datetime64[D]"))
+                    rep.rows_stored += n
+                    rep.sessions_fetched.extend(d.astype(dt.date) for d in days)
+                    c.fetched["redis"] += n
+                    c.fetched_days.update(dict.fromkeys(days.astype(np.int64).tolist(), "redis"))
+                    bar.advance(task, len(days))
+                    if on_progress is not None:
+                        on_progress(len(rep.sessions_fetched) + len(rep.failed), total)
+                missing = np.setdiff1d(missing, np.array(ordered, dtype="datetime64[D]"))
             group = max(1, min(self.provider.fetch_batch_sessions, _CHUNK_SESSIONS))
             groups = [missing[i:i + group] for i in range(0, len(missing), group)]
             # Vendors answer one session per request: keep a few requests in flight (I/O
@@ -409,7 +420,8 @@ class MarketData:
         pos = pd.Index(shared.symbols.astype(str)).get_indexer(ref["Symbol"].astype(str))
         if (pos < 0).any() or len(pos) != len(shared.symbols):
             return None
-        p = shared.rows(pos)
+        # Instances filled from the same reference data share the row order: no copy then.
+        p = shared if np.array_equal(pos, np.arange(len(pos))) else shared.rows(pos)
         return replace(p, sids=ref["sid"].to_numpy(np.int32))
 
     def _count(self, p: Panel, layer: str) -> None:

@@ -201,6 +201,36 @@ class Store:
                 self._con.unregister("sessions_in")
             return len(sub)
 
+    def append_arrow(self, table: pa.Table, sessions: np.ndarray) -> int:
+        """Store already-validated bars (columns symbol, date, open..volume; e.g. shared by
+        another instance through L3) for ``sessions`` in one transaction; DuckDB maps symbols to
+        ids itself. Returns rows stored (rows of unknown symbols are not stored)."""
+        sessions = np.unique(np.asarray(sessions, dtype="datetime64[D]"))
+        with self._lock:
+            sess_tbl = pa.table({"date": pa.array(sessions).cast(pa.date32())})
+            self._con.register("arrow_in", table)
+            self._con.register("sessions_in", sess_tbl)
+            try:
+                self._con.execute("BEGIN TRANSACTION")
+                self._con.execute("DELETE FROM bars WHERE date IN (SELECT date FROM sessions_in)")
+                self._con.execute("DELETE FROM sessions WHERE date IN (SELECT date FROM sessions_in)")
+                n = self._con.execute(
+                    "INSERT INTO bars SELECT s.sid, a.date, a.open, a.high, a.low, a.close, "
+                    "a.volume FROM arrow_in a JOIN symbols s ON s.symbol = a.symbol "
+                    "ORDER BY a.date, s.sid").fetchall()[0][0]
+                self._con.execute(
+                    "INSERT INTO sessions SELECT a.date, count(*), now() FROM arrow_in a "
+                    "JOIN symbols s ON s.symbol = a.symbol GROUP BY a.date")
+                self._bump_version()
+                self._con.execute("COMMIT")
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+            finally:
+                self._con.unregister("arrow_in")
+                self._con.unregister("sessions_in")
+            return int(n)
+
     def replace_symbols(self, batch: BarBatch, symbols: list[str], start: dt.date,
                         end: dt.date, meta: dict[str, str] | None = None) -> int:
         """Replace every bar of ``symbols`` in [start, end] by ``batch`` in one transaction
