@@ -129,6 +129,9 @@ def scan(config: ScanConfig, data: MarketData, progress: Progress | None = None,
     notes: list[str] = []
     tick = stages.tick
 
+    # Load the compiled kernels on a side thread while the store is read (a first scan only).
+    warm = threading.Thread(target=warm_up, name="technic-warm-up", daemon=True)
+    warm.start()
     with data.request() as counters:
         t = time.perf_counter()
         upd = data.ensure_current(on_progress=lambda d, n: tick("update", d, n))
@@ -153,8 +156,6 @@ def scan(config: ScanConfig, data: MarketData, progress: Progress | None = None,
             return ScanResult(frame, msg, stats)
 
         t = time.perf_counter()
-        warm = threading.Thread(target=warm_up, name="technic-warm-up", daemon=True)
-        warm.start()  # overlaps loading compiled kernels with the panel load
         ref = data.reference()
         panel = data.panel(as_of, config.lookback_days)
         panel_seconds = time.perf_counter() - t

@@ -584,7 +584,7 @@ def test_invalid_arguments() -> None:
 
 def test_kernels_are_nogil_serial_and_not_fastmath() -> None:
     cores = [getattr(K, name) for name in dir(K) if name.startswith("_") and name.endswith("_core")]
-    assert len(cores) == 9
+    assert len(cores) == 10  # nine indicator cores and the scan's combined entry point
     for core in cores:
         opts = core.targetoptions
         assert opts.get("nogil") is True
@@ -608,3 +608,29 @@ def test_row_chunks_in_threads_match_whole_panel() -> None:
     with ThreadPoolExecutor(len(chunks)) as pool:
         parts = list(pool.map(run, chunks))
     _assert_exact(tuple(np.vstack([p[i] for p in parts]) for i in range(len(whole))), whole)
+
+
+def test_scan_last_equals_the_public_functions() -> None:
+    rng = np.random.default_rng(11)
+    n_rows, n = 40, 320
+    c = 50 * np.exp(np.cumsum(rng.normal(0, 0.02, (n_rows, n)), axis=1))
+    h = c * np.exp(np.abs(rng.normal(0, 0.01, (n_rows, n))))
+    lo = c * np.exp(-np.abs(rng.normal(0, 0.01, (n_rows, n))))
+    for r, lead in enumerate((0, 1, 13, 100, 121, 300, 319, 320)):
+        for a in (c, h, lo):
+            a[r, :lead] = np.nan
+    got = K.scan_last(c, h, lo, c)
+    macd_l, sig_l, hist_l = K.macd(c, 12, 26, 9)
+    pdi, mdi, adx = K.dmi(h, lo, c, 14)
+    up, mid, dn = K.bbands(c, 20, 2.0, 2.0)
+    want = {"SMA20": K.sma(c, 20), "SMA50": K.sma(c, 50),
+            "SMA200": K.sma(c, 200), "EMA21": K.ema(c, 21),
+            "RSI14": K.rsi(c, 14), "MACD": macd_l, "MACDSignal": sig_l,
+            "MACDHist": hist_l, "ATR14": K.atr(h, lo, c, 14), "PlusDI14": pdi,
+            "MinusDI14": mdi, "ADX14": adx, "BBUpper": up, "BBMiddle": mid, "BBLower": dn}
+    assert set(got) == set(want) == set(K.SCAN_COLUMNS)
+    for name, series in want.items():
+        np.testing.assert_array_equal(got[name], series[:, -1], err_msg=name)
+    empty = K.scan_last(np.empty((3, 0)), np.empty((3, 0)), np.empty((3, 0)),
+                              np.empty((3, 0)))
+    assert all(np.isnan(v).all() and v.shape == (3,) for v in empty.values())

@@ -41,19 +41,7 @@ def _last(a: np.ndarray) -> np.ndarray:
 def kernel_columns(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray,
                       v: np.ndarray) -> Columns:
     """All kernel-based columns for one chunk of rows (pure; runs on any backend)."""
-    out: Columns = {}
-    out["SMA20"] = _last(k.sma(c, 20))
-    out["SMA50"] = _last(k.sma(c, 50))
-    out["SMA200"] = _last(k.sma(c, 200))
-    out["EMA21"] = _last(k.ema(c, 21))
-    out["RSI14"] = _last(k.rsi(c, 14))
-    macd, sig, hist = k.macd(c, 12, 26, 9)
-    out["MACD"], out["MACDSignal"], out["MACDHist"] = _last(macd), _last(sig), _last(hist)
-    out["ATR14"] = _last(k.atr(h, lo, c, 14))
-    pdi, mdi, adx = k.dmi(h, lo, c, 14)
-    out["PlusDI14"], out["MinusDI14"], out["ADX14"] = _last(pdi), _last(mdi), _last(adx)
-    up, mid, dn = k.bbands(c, 20, 2.0, 2.0)
-    out["BBUpper"], out["BBMiddle"], out["BBLower"] = _last(up), _last(mid), _last(dn)
+    out: Columns = dict(k.scan_last(o, h, lo, c))
     with np.errstate(divide="ignore", invalid="ignore"):
         logret = np.log(c[:, -21:][:, 1:] / c[:, -21:][:, :-1])
         # NaN unless all 20 returns exist (fewer than 21 bars).

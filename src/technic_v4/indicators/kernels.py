@@ -820,3 +820,56 @@ def last_valid(x: npt.ArrayLike) -> FloatArray:
         raise ValueError("x has no bars")
     res = np.ascontiguousarray(xp[:, -1])
     return res.reshape(()) if one_d else res
+
+
+# -- the scan's fixed set, in one compiled entry point ------------------------------------------
+SCAN_COLUMNS = ("SMA20", "SMA50", "SMA200", "EMA21", "RSI14", "MACD", "MACDSignal", "MACDHist",
+                "ATR14", "PlusDI14", "MinusDI14", "ADX14", "BBUpper", "BBMiddle", "BBLower")
+
+
+@njit(**_JIT_OPTIONS)
+def _scan_last_core(o: Any, h: Any, lo: Any, c: Any, out: Any) -> None:
+    """Every scan indicator's last value per row, via the same cores as the public functions
+    (hence equally exact). One entry point: a fresh process loads one cached library instead
+    of one per indicator, which is most of a first scan's start-up cost."""
+    n_rows, n = c.shape
+    if n == 0:
+        for r in range(n_rows):
+            for k in range(out.shape[1]):
+                out[r, k] = np.nan
+        return
+    a = np.empty_like(c)
+    b = np.empty_like(c)
+    d = np.empty_like(c)
+    for k, period in enumerate((20, 50, 200)):
+        _sma_core(c, period, a)
+        out[:, k] = a[:, n - 1]
+    _ema_core(c, 21, a)
+    out[:, 3] = a[:, n - 1]
+    _rsi_core(c, 14, a)
+    out[:, 4] = a[:, n - 1]
+    _macd_core(c, 12, 26, 9, a, b, d)
+    out[:, 5] = a[:, n - 1]
+    out[:, 6] = b[:, n - 1]
+    out[:, 7] = d[:, n - 1]
+    _atr_core(h, lo, c, 14, a)
+    out[:, 8] = a[:, n - 1]
+    _dmi_core(h, lo, c, 14, a, b, d)
+    out[:, 9] = a[:, n - 1]
+    out[:, 10] = b[:, n - 1]
+    out[:, 11] = d[:, n - 1]
+    _bbands_core(c, 20, 2.0, 2.0, a, b, d)
+    out[:, 12] = a[:, n - 1]
+    out[:, 13] = b[:, n - 1]
+    out[:, 14] = d[:, n - 1]
+
+
+def scan_last(open_: npt.ArrayLike, high: npt.ArrayLike, low: npt.ArrayLike,
+              close: npt.ArrayLike) -> dict[str, FloatArray]:
+    """:data:`SCAN_COLUMNS` at each row's last bar (SMA 20/50/200, EMA 21, RSI 14, MACD
+    12/26/9, ATR 14, DMI 14, BBANDS 20/2/2), each equal to its public function's last value."""
+    h, lo, c, _ = _as_panels3(high, low, close)
+    o, _ = _as_panel(open_)
+    out = np.empty((c.shape[0], len(SCAN_COLUMNS)))
+    _scan_last_core(o, h, lo, c, out)
+    return {name: np.ascontiguousarray(out[:, k]) for k, name in enumerate(SCAN_COLUMNS)}
