@@ -97,3 +97,11 @@ def test_settings_use_ray_is_exposed() -> None:
     assert settings.use_ray is True
     with pytest.raises(ValueError):
         settings.max_workers = 0
+
+
+def test_history_batch_counts_only_what_was_asked(seed_api: MarketData) -> None:
+    sym = seed_api.reference()["Symbol"].iloc[0]
+    out = data_engine.get_price_history_batch([sym], days=50)
+    s = data_engine.get_cache_stats()["last_request"]
+    assert s["requested"] == len(out[sym]) == 50
+    assert sum(s["served_by"].values()) == 50

@@ -55,7 +55,7 @@ def get_price_history_batch(symbols: list[str] | tuple[str, ...], days: int,
         day = md.resolve_as_of(as_of)
         ref = md.reference()
         wanted = pd.Index(ref["Symbol"]).get_indexer([s.upper() for s in symbols])
-        panel = md.panel(day, days)
+        panel = md.panel(day, days, count_rows=wanted[wanted >= 0])
         out: dict[str, pd.DataFrame] = {}
         for sym, i in zip(symbols, wanted, strict=True):
             if i >= 0 and panel.day[i, -1] >= 0:

@@ -25,15 +25,20 @@ from technic_v4.execution import LocalBackend, get_backend, spans
 def _evaluate_dates(config: ScanConfig, ref: pd.DataFrame, panel: Panel,
                     days: Sequence[dt.date], sess_days: np.ndarray
                     ) -> list[tuple[dt.date, pd.DataFrame, dict[str, Any]]]:
-    from technic_v4.pipeline import _Stages, evaluate
+    from technic_v4.pipeline import BENCHMARK, REGIME_BARS, _Stages, evaluate
 
     out = []
+    spy = np.flatnonzero(panel.symbols == BENCHMARK)
     for day in days:
         stages = _Stages(None, None)
         notes: list[str] = []
         view = panel.at(day, config.lookback_days)
+        bench = None
+        if config.lookback_days < REGIME_BARS and len(spy):
+            bench = panel.rows(spy).at(day, REGIME_BARS).close[0]
         sd = sess_days[sess_days <= np.datetime64(day, "D").astype(np.int64)]
-        frame, reg, _ = evaluate(config, ref, view, day, sd, LocalBackend(1), stages, notes)
+        frame, reg, _ = evaluate(config, ref, view, day, sd, LocalBackend(1), stages, notes,
+                                 bench)
         out.append((day, frame, {"stages": [s.as_dict() for s in stages],
                                  "regime": reg.as_dict(), "notes": notes}))
     return out
@@ -58,7 +63,9 @@ def scan_history(config: ScanConfig, dates: Sequence[dt.date | str],
         sess = calendar.sessions_between(data.provider.first_session(), last)
         span = int((sess > np.datetime64(days[0], "D")).sum())
         ref = data.reference()
-        panel = data.panel(last, config.lookback_days + span)
+        from technic_v4.pipeline import REGIME_BARS
+
+        panel = data.panel(last, max(config.lookback_days, REGIME_BARS) + span)
         sess_days = sess.astype(np.int64)
         backend = get_backend(data.settings)
         n_groups = groups or max(1, min(len(days), 2 * backend.workers))

@@ -37,6 +37,7 @@ from technic_v4.plans import SHORT_SIGNALS, plans
 from technic_v4.scoring import scores as sc
 
 BENCHMARK = "SPY"
+REGIME_BARS = 260  # SPY bars loaded for the regime (SMA200 and 60-session volatility)
 
 COLUMNS = (
     "Symbol", "Name", "Sector", "Industry", "MarketCap", "Close", "Volume", "DollarVolume20",
@@ -147,42 +148,51 @@ def scan(config: ScanConfig, data: MarketData, progress: Progress | None = None,
                          f"{'..' + days[-1] if len(days) > 1 else ''}: "
                          f"{next(iter(upd.failed.values()))}); scanned as of {as_of}, the "
                          "next update retries them")
-        if config.max_symbols == 0:
+        empty = config.max_symbols == 0
+        if empty:
             frame = empty_frame()
             msg = (f"Nothing scanned: max_symbols=0 asks for no listings (as of {as_of}); "
                    "use max_symbols=None for the whole market.")
             stats = _stats(config, as_of, stages, data, counters, None, t_start, notes, upd)
-            frame.attrs["stats"] = stats
-            return ScanResult(frame, msg, stats)
-
-        t = time.perf_counter()
-        ref = data.reference()
-        panel = data.panel(as_of, config.lookback_days)
-        panel_seconds = time.perf_counter() - t
-        warm.join()
-        sess_days = calendar.sessions_between(data.provider.first_session(), as_of
-                                              ).astype(np.int64)
-        backend = get_backend(data.settings) if max_workers is None else \
-            LocalBackend(max_workers)
-        frame, reg, execution = evaluate(config, ref, panel, as_of, sess_days, backend, stages,
-                                         notes)
-        stats = _stats(config, as_of, stages, data, counters, reg, t_start, notes, upd)
-        stats["execution"] = execution
-        stats["panel_seconds"] = round(panel_seconds, 6)
+        else:
+            t = time.perf_counter()
+            ref = data.reference()
+            panel = data.panel(as_of, config.lookback_days)
+            panel_seconds = time.perf_counter() - t
+            warm.join()
+            sess_days = calendar.sessions_between(data.provider.first_session(), as_of
+                                                  ).astype(np.int64)
+            backend = get_backend(data.settings) if max_workers is None else \
+                LocalBackend(max_workers)
+            bench_close = None
+            if config.lookback_days < REGIME_BARS:
+                # The regime needs SPY's SMA200 and 60-session vol, whatever the lookback.
+                i = np.flatnonzero(panel.symbols == BENCHMARK)
+                if len(i):
+                    bench_close = data.panel(as_of, REGIME_BARS, count_rows=i).close[i[0]]
+            frame, reg, execution = evaluate(config, ref, panel, as_of, sess_days, backend,
+                                             stages, notes, bench_close)
+            stats = _stats(config, as_of, stages, data, counters, reg, t_start, notes, upd)
+            stats["execution"] = execution
+            stats["panel_seconds"] = round(panel_seconds, 6)
     stats["counters"] = counters.as_dict()  # final, after the request closed
     frame.attrs["stats"] = stats
-    msg = _message(frame, stats, reg, as_of)
+    if not empty:
+        msg = _message(frame, stats, reg, as_of)
     return ScanResult(frame, msg, stats)
 
 
 
 def evaluate(config: ScanConfig, ref: pd.DataFrame, panel: Panel, as_of: dt.date,
-             sess_days: np.ndarray, backend: Backend, stages: _Stages, notes: list[str]
+             sess_days: np.ndarray, backend: Backend, stages: _Stages, notes: list[str],
+             bench_close: np.ndarray | None = None
              ) -> tuple[pd.DataFrame, sc.Regime, dict[str, Any]]:
     """Stages 2-9 on data already loaded: pure computation, no I/O (runs on Ray as is).
 
     ``panel`` holds every listing of ``ref`` (any row order) as of ``as_of``; ``sess_days``
-    are the sessions up to ``as_of`` (days since 1970) for the staleness check.
+    are the sessions up to ``as_of`` (days since 1970) for the staleness check;
+    ``bench_close`` is SPY's close history for the regime when the panel is shorter than
+    ``REGIME_BARS``.
     """
     tick = stages.tick
     # 2-3. universe and smart filter -----------------------------------------------------
@@ -278,11 +288,16 @@ def evaluate(config: ScanConfig, ref: pd.DataFrame, panel: Panel, as_of: dt.date
     # 7. scores ---------------------------------------------------------------------------
     t = time.perf_counter()
     bench = np.flatnonzero(panel.symbols == BENCHMARK)
-    if len(bench):
-        reg = sc.regime(panel.close[bench[0]])
-    else:
+    if bench_close is None and len(bench):
+        bench_close = panel.close[bench[0]]
+    if bench_close is None:
         reg = sc.regime(np.empty(0))
         notes.append(f"benchmark {BENCHMARK} missing: regime assumed SIDEWAYS")
+    else:
+        reg = sc.regime(bench_close)
+        if np.isfinite(bench_close).sum() < sc.REGIME_MIN_BARS:
+            notes.append(f"{BENCHMARK} has under {sc.REGIME_MIN_BARS} bars: regime assumed "
+                         "SIDEWAYS")
     s = sc.score(cols, reg)
     sig = sc.signal(cols, s, config.allow_shorts)
     stages.append(Stage("scores", len(idx), len(idx), time.perf_counter() - t))

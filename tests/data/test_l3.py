@@ -182,3 +182,22 @@ def test_clear_removes_only_this_dataset(tmp_path: Path, fresh_redis: RedisServe
     assert list(r.scan_iter(match="technic:*")) == []
     assert r.get("other:key") == b"keep"
     a.store.close()
+
+
+def test_a_corrupt_value_is_a_miss_not_a_failure(tmp_path: Path,
+                                                 fresh_redis: RedisServer) -> None:
+    a = _market(tmp_path / "a", fresh_redis.url)
+    first = scan(CFG, a).frame
+    r = redis.Redis.from_url(fresh_redis.url)
+    for k in r.scan_iter(match="technic:*"):
+        r.set(k, b"not arrow at all")
+    a.clear_memory()
+    again = scan(CFG, a).frame  # the panel value is garbage: rebuilt from the store
+    pd.testing.assert_frame_equal(first, again)
+    assert a.l3 is not None and a.l3.errors >= 1
+    b = _market(tmp_path / "b", fresh_redis.url)  # every session value is garbage
+    from_vendor = scan(CFG, b)
+    assert from_vendor.stats["counters"]["served_by"]["vendor"] > 0
+    pd.testing.assert_frame_equal(first, from_vendor.frame)
+    a.store.close()
+    b.store.close()

@@ -78,3 +78,43 @@ def test_split_is_shared_through_redis(tmp_path: Path) -> None:
         np.testing.assert_array_equal(_closes(a, sym), _closes(b, sym))
         a.store.close()
         b.store.close()
+
+
+def test_no_stale_pre_split_panel_from_redis(tmp_path: Path) -> None:
+    sym = _symbol()
+    with RedisServer() as redis:
+        a = make_market(tmp_path / "a", n=80, epoch=EPOCH, provider=_provider(BEFORE, sym),
+                        redis_url=redis.url)
+        a.ensure_current()
+        p = a.panel(BEFORE, 100)  # shared in Redis, unadjusted
+        raw = p.close[list(p.symbols).index(sym)]
+        a.close()
+        a = make_market(tmp_path / "a", n=80, epoch=EPOCH, provider=_provider(AFTER, sym),
+                        redis_url=redis.url)
+        assert a.ensure_current().splits_applied == [sym]
+        p = a.panel(BEFORE, 100)
+        got = p.close[list(p.symbols).index(sym)]
+        ok = np.isfinite(raw)
+        np.testing.assert_allclose(got[ok] * 4.0, raw[ok], rtol=1e-12)  # adjusted, not stale
+        a.close()
+
+
+class _ShortRefetch(SplittingProvider):
+    def bars_for_symbols(self, symbols: object, start: dt.date, end: dt.date) -> object:
+        b = super().bars_for_symbols(symbols, start, end)  # type: ignore[arg-type]
+        return b.take(np.arange(min(3, len(b))))  # the vendor sends almost nothing
+
+
+def test_a_short_refetch_keeps_the_stored_history(tmp_path: Path) -> None:
+    sym = _symbol()
+    old = make_market(tmp_path, n=80, epoch=EPOCH, provider=_provider(BEFORE, sym))
+    old.ensure_current()
+    bars_before = old.store.bar_counts([sym], EPOCH, AFTER)[sym]
+    old.close()
+    prov = _ShortRefetch({sym: (SPLIT_DAY, 4.0)}, n_listings=80, seed=7, epoch=EPOCH, end=AFTER)
+    md = make_market(tmp_path, n=80, epoch=EPOCH, provider=prov)
+    rep = md.ensure_current()
+    assert rep.splits_applied == [] and rep.split_error is not None and sym in rep.split_error
+    assert md.store.bar_counts([sym], EPOCH, BEFORE)[sym] == bars_before
+    assert md.store.get_meta("adjusted_through") != str(AFTER)  # retried next update
+    md.close()

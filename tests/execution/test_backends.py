@@ -119,3 +119,34 @@ def test_numba_cache_dir_setting_is_honoured(tmp_path: object) -> None:
     assert r.returncode == 0, r.stderr
     assert float(r.stdout) == 47.0
     assert list(cache.rglob("*.nbi"))  # compiled kernels were cached there
+
+
+def test_cancel_during_indicators_raises_in_the_caller_only(full_market: MarketData) -> None:
+    import threading
+
+    from technic_v4.errors import ScanCancelled
+
+    thread_errors: list[object] = []
+    old_hook = threading.excepthook
+    threading.excepthook = lambda args: thread_errors.append(args)
+    callers: set[str] = set()
+
+    def progress(stage: str, done: int, total: int) -> None:
+        callers.add(threading.current_thread().name)
+
+    def cancel() -> bool:
+        return "indicators-started" in callers
+
+    def progress_and_mark(stage: str, done: int, total: int) -> None:
+        progress(stage, done, total)
+        if stage == "indicators" and done < total:
+            callers.add("indicators-started")
+
+    try:
+        with pytest.raises(ScanCancelled, match="indicators"):
+            scan(ScanConfig(), full_market, progress=progress_and_mark, cancel=cancel,
+                 max_workers=2)
+    finally:
+        threading.excepthook = old_hook
+    assert thread_errors == []
+    assert callers - {"indicators-started"} == {threading.current_thread().name}

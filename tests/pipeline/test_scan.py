@@ -251,3 +251,10 @@ def test_signals_are_a_spread_not_a_wall(small_market: MarketData) -> None:
     assert set(share.index) == {"Strong Long", "Long", "Watch", "Avoid"}
     assert share.max() < 0.6
     assert 0.01 < share["Strong Long"] < 0.2
+
+
+def test_regime_does_not_depend_on_lookback(small_market: MarketData) -> None:
+    long = scan(ScanConfig(), small_market).stats["regime"]
+    short = scan(ScanConfig(lookback_days=60, min_history=30), small_market).stats["regime"]
+    assert short == long
+    assert np.isfinite(short["sma200"])

@@ -44,6 +44,10 @@ def _loads(data: bytes) -> pa.Table:
     return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
 
 
+class _Corrupt(Exception):
+    """A value in Redis that does not decode: treated as a miss and counted as an error."""
+
+
 class RedisLayer:
     """Get/put of sessions, reference data and panels; errors become misses (see module doc)."""
 
@@ -88,6 +92,27 @@ class RedisLayer:
                                 self.cooldown_s)
             return default
 
+    def _count(self, hit: bool, nbytes: int = 0) -> None:
+        with self._lock:
+            if hit:
+                self.hits += 1
+                self.bytes_read += nbytes
+            else:
+                self.misses += 1
+
+    def _decode(self, what: str, data: bytes, fn: Any) -> Any:
+        """``fn(table)`` for a stored value, or None (a miss, counted as an error) when the
+        value is not what technic writes: a shared cache must never fail a scan."""
+        try:
+            return fn(_loads(data))
+        except (pa.ArrowException, KeyError, ValueError, TypeError) as e:
+            with self._lock:
+                self.errors += 1
+                self.misses += 1
+            log.warning("Redis L3: undecodable %s value ignored (%s: %s)", what,
+                        type(e).__name__, e)
+            return None
+
     def ping(self) -> bool:
         return bool(self._call("ping", self._client.ping, False))
 
@@ -101,40 +126,20 @@ class RedisLayer:
         keys = [f"{self.prefix}session:{d}" for d in days]
         values = self._call("get sessions", lambda: self._client.mget(keys), [None] * len(keys))
         out: dict[np.datetime64, tuple[pa.Table, dt.date | None]] = {}
-        for d, v in zip(days, values, strict=True):
-            if v is None:
-                self.misses += 1
-                continue
-            self.hits += 1
-            self.bytes_read += len(v)
-            t = _loads(v)
+        def session(t: pa.Table) -> tuple[pa.Table, dt.date | None]:
+            if t.column_names != ["symbol", *FIELDS]:
+                raise ValueError(f"unexpected columns {t.column_names}")
             adj = (t.schema.metadata or {}).get(b"adjusted_through")
-            out[d] = (t, dt.date.fromisoformat(adj.decode()) if adj else None)
-        return out
+            return t, dt.date.fromisoformat(adj.decode()) if adj else None
 
-    def get_sessions(self, days: np.ndarray
-                     ) -> dict[np.datetime64, tuple[BarBatch, dt.date | None]]:
-        """The sessions of ``days`` that Redis holds, each with the session its prices are
-        split-adjusted through (None if unknown)."""
-        if len(days) == 0:
-            return {}
-        keys = [f"{self.prefix}session:{d}" for d in days]
-        values = self._call("get sessions", lambda: self._client.mget(keys), [None] * len(keys))
-        out: dict[np.datetime64, tuple[BarBatch, dt.date | None]] = {}
         for d, v in zip(days, values, strict=True):
             if v is None:
-                self.misses += 1
+                self._count(False)
                 continue
-            self.hits += 1
-            self.bytes_read += len(v)
-            t = _loads(v)
-            n = t.num_rows
-            adj = (t.schema.metadata or {}).get(b"adjusted_through")
-            out[d] = (BarBatch(
-                np.asarray(t.column("symbol").to_pylist(), dtype=object),
-                np.full(n, d, dtype="datetime64[D]"),
-                *(t.column(f).to_numpy() for f in FIELDS)),
-                dt.date.fromisoformat(adj.decode()) if adj else None)
+            got = self._decode("session", v, session)
+            if got is not None:
+                self._count(True, len(v))
+                out[d] = got
         return out
 
     def put_sessions(self, batch: BarBatch, days: np.ndarray, adjusted_through: dt.date
@@ -154,7 +159,8 @@ class RedisLayer:
                           **{f: pa.array(getattr(batch, f)[sel]) for f in FIELDS}})
             t = t.replace_schema_metadata({"adjusted_through": str(adjusted_through)})
             payload[f"{self.prefix}session:{d}"] = _dumps(t)
-        self.bytes_written += sum(len(v) for v in payload.values())
+        with self._lock:
+            self.bytes_written += sum(len(v) for v in payload.values())
         self._call("put sessions", lambda: self._client.mset(payload), None)
 
     # -- reference ----------------------------------------------------------------------------
@@ -163,15 +169,17 @@ class RedisLayer:
         key = f"{self.prefix}reference:{session}"
         v = self._call("get reference", lambda: self._client.get(key), None)
         if v is None:
-            self.misses += 1
+            self._count(False)
             return None
-        self.hits += 1
-        self.bytes_read += len(v)
-        return _loads(v).to_pandas()
+        ref = self._decode("reference", v, lambda t: t.to_pandas())
+        if ref is not None:
+            self._count(True, len(v))
+        return ref
 
     def put_reference(self, ref: pd.DataFrame, session: dt.date) -> None:
         data = _dumps(pa.Table.from_pandas(ref, preserve_index=False))
-        self.bytes_written += len(data)
+        with self._lock:
+            self.bytes_written += len(data)
         self._call("put reference", lambda: self._client.set(
             f"{self.prefix}reference:{session}", data, ex=self.reference_ttl_s), None)
 
@@ -180,15 +188,17 @@ class RedisLayer:
         key = f"{self.prefix}splits:{since}:{through}"
         v = self._call("get splits", lambda: self._client.get(key), None)
         if v is None:
-            self.misses += 1
+            self._count(False)
             return None
-        self.hits += 1
-        self.bytes_read += len(v)
-        return _loads(v).to_pandas()
+        splits = self._decode("splits", v, lambda t: t.to_pandas())
+        if splits is not None:
+            self._count(True, len(v))
+        return splits
 
     def put_splits(self, since: dt.date, through: dt.date, splits: pd.DataFrame) -> None:
         data = _dumps(pa.Table.from_pandas(splits.astype(object), preserve_index=False))
-        self.bytes_written += len(data)
+        with self._lock:
+            self.bytes_written += len(data)
         self._call("put splits", lambda: self._client.set(
             f"{self.prefix}splits:{since}:{through}", data, ex=self.reference_ttl_s), None)
 
@@ -199,11 +209,15 @@ class RedisLayer:
     def get_panel(self, key: str) -> Panel | None:
         v = self._call("get panel", lambda: self._client.get(key), None)
         if v is None:
-            self.misses += 1
+            self._count(False)
             return None
-        self.hits += 1
-        self.bytes_read += len(v)
-        t = _loads(v)
+        p = self._decode("panel", v, self._panel_of)
+        if p is not None:
+            self._count(True, len(v))
+        return p
+
+    @staticmethod
+    def _panel_of(t: pa.Table) -> Panel:
         meta = t.schema.metadata or {}
         n, n_bars = t.num_rows, int(meta[b"n_bars"])
         as_of = dt.date.fromisoformat(meta[b"as_of"].decode())
@@ -229,7 +243,8 @@ class RedisLayer:
         t = t.replace_schema_metadata({"n_bars": str(n_bars), "as_of": str(p.as_of),
                                        "rows": str(n)})
         data = _dumps(t)
-        self.bytes_written += len(data)
+        with self._lock:
+            self.bytes_written += len(data)
         self._call("put panel", lambda: self._client.set(key, data, ex=ttl_s), None)
 
     def clear(self) -> int:

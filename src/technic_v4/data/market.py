@@ -224,7 +224,21 @@ class MarketData:
             return
         kept, vr = validate(batch)
         rep.validation.merge(vr)
-        self.store.replace_symbols(kept, need, first, last, meta={_ADJUSTED: str(last)})
+        # A re-fetch that comes back short would replace history with a hole: keep the stored
+        # bars of such symbols, say so, and leave the adjustment date for the next update.
+        have = self.store.bar_counts(need, first, last)
+        got = pd.Series(kept.symbol).value_counts()
+        short = [s for s in need if got.get(s, 0) < 0.9 * have.get(s, 0)]
+        if short:
+            rep.split_error = (f"re-fetch after splits came back short for {', '.join(short)}; "
+                               "their stored bars are kept and the next update retries")
+            log.warning("%s", rep.split_error)
+            need = [s for s in need if s not in short]
+            kept = kept.take(np.flatnonzero(np.isin(kept.symbol, need)))
+            if not need:
+                return
+        self.store.replace_symbols(kept, need, first, last,
+                                   meta={} if short else {_ADJUSTED: str(last)})
         self._counters().fetched["vendor"] += vr.rows_kept
         rep.splits_applied = need
         self.memory.clear()
@@ -373,8 +387,11 @@ class MarketData:
             raise ConfigError("as_of_date", f"{day} is before the first stored session {first}")
         return min(calendar.session_on_or_before(day), last)
 
-    def panel(self, as_of: dt.date, n_bars: int) -> Panel:
-        """Every stored symbol's last ``n_bars`` bars up to ``as_of`` (L1-cached)."""
+    def panel(self, as_of: dt.date, n_bars: int, count_rows: np.ndarray | None = None
+              ) -> Panel:
+        """Every stored symbol's last ``n_bars`` bars up to ``as_of`` (L1-cached).
+
+        The request is charged for the bars of ``count_rows`` (default: every row)."""
         if n_bars < 1:
             raise ConfigError("days", f"must be >= 1, got {n_bars}")
         base = (str(self.store.path), self.store.version, as_of)
@@ -382,7 +399,7 @@ class MarketData:
             lambda k: k[:3] == base and k[3] >= n_bars)
         if hit is not None:
             p = hit.tail(n_bars)
-            self._count(p, "memory")
+            self._count(p, "memory", count_rows)
             return p
         key = None
         if self.l3 is not None:
@@ -392,13 +409,13 @@ class MarketData:
             if adopted is not None:
                 self.memory.put((*base, n_bars), adopted, adopted.nbytes,
                                 rows=len(adopted.symbols))
-                self._count(adopted, "redis")
+                self._count(adopted, "redis", count_rows)
                 return adopted
         p = self._load_panel(as_of, n_bars)
         self.memory.put((*base, n_bars), p, p.nbytes, rows=len(p.symbols))
         if key is not None and self.l3 is not None:
             self.l3.put_panel(key, p)
-        self._count(p, "store")
+        self._count(p, "store", count_rows)
         return p
 
     def _fingerprint(self, as_of: dt.date) -> str:
@@ -411,6 +428,8 @@ class MarketData:
         h = hashlib.sha256()
         h.update(self.provider.store_key.encode())
         h.update(sess.astype(np.int64).tobytes())
+        # Re-adjusting history after a split changes prices, not sessions or listings.
+        h.update(str(self.store.get_meta(_ADJUSTED)).encode())
         h.update("\n".join(self.reference()["Symbol"].astype(str)).encode())
         return h.hexdigest()[:20]
 
@@ -424,10 +443,12 @@ class MarketData:
         p = shared if np.array_equal(pos, np.arange(len(pos))) else shared.rows(pos)
         return replace(p, sids=ref["sid"].to_numpy(np.int32))
 
-    def _count(self, p: Panel, layer: str) -> None:
+    def _count(self, p: Panel, layer: str, rows: np.ndarray | None = None) -> None:
         """Count a panel's bars once: those on sessions a fill of this request brought in count
         at the layer they came from (vendor or redis), the rest at ``layer``."""
         c = self._counters()
+        if rows is not None:
+            p = p.rows(np.asarray(rows, dtype=np.int64))
         got = int(p.n_bars.sum())
         c.requested += got
         rest = got

@@ -131,7 +131,7 @@ class Store:
                 self._con.execute("INSERT INTO symbols SELECT * FROM ref_in")
                 self._bump_version()
                 self._con.execute("COMMIT")
-            except duckdb.Error:
+            except BaseException:
                 self._con.execute("ROLLBACK")
                 raise
             finally:
@@ -268,6 +268,19 @@ class Store:
                 self._con.unregister("bars_in")
                 self._con.unregister("targets")
             return len(keep)
+
+    def bar_counts(self, symbols: list[str], start: dt.date, end: dt.date) -> dict[str, int]:
+        """Stored bars per symbol in [start, end]."""
+        with self._lock:
+            self._con.register("wanted_syms", pa.table({"symbol": pa.array(symbols)}))
+            try:
+                rows = self._con.execute(
+                    "SELECT s.symbol, count(*) FROM bars b JOIN symbols s USING (sid) "
+                    "WHERE s.symbol IN (SELECT symbol FROM wanted_syms) AND b.date BETWEEN ? "
+                    "AND ? GROUP BY s.symbol", [start, end]).fetchall()
+            finally:
+                self._con.unregister("wanted_syms")
+        return {str(k): int(v) for k, v in rows}
 
     def sessions_batch(self, start: dt.date, end: dt.date) -> BarBatch:
         """Stored bars of [start, end] as a BarBatch with ticker symbols (to share via L3)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import queue
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -70,28 +71,29 @@ class LocalBackend:
         results: list[Columns | None] = [None] * len(parts)
         errors: list[Exception] = []
         names: set[str] = set()  # thread idents get reused once a thread ends; names do not
-        lock = threading.Lock()
+        done: queue.Queue[int] = queue.Queue()
 
         def run(i: int) -> None:
             lo, hi = parts[i]
             try:
                 results[i] = fn(*(np.ascontiguousarray(a[lo:hi]) for a in arrays))
-            except Exception as e:  # noqa: BLE001 - re-raised in the calling thread below
-                with lock:
-                    errors.append(e)
-                return
-            with lock:
                 names.add(threading.current_thread().name)
-            if on_chunk is not None:
-                on_chunk(hi - lo)
+            except Exception as e:  # noqa: BLE001 - re-raised in the calling thread below
+                errors.append(e)
+            finally:
+                done.put(hi - lo)
 
-        if len(parts) == 1:
-            run(0)
-        else:
-            threads = [threading.Thread(target=run, args=(i,), name=f"technic-ind-{i}")
-                       for i in range(len(parts))]
-            for t in threads:
-                t.start()
+        threads = [threading.Thread(target=run, args=(i,), name=f"technic-ind-{i}")
+                   for i in range(len(parts))]
+        for t in threads:
+            t.start()
+        try:
+            # Progress (and the cancel check behind it) runs in the calling thread only.
+            for _ in parts:
+                rows = done.get()
+                if on_chunk is not None and not errors:
+                    on_chunk(rows)
+        finally:
             for t in threads:
                 t.join()
         if errors:

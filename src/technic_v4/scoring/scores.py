@@ -19,6 +19,7 @@ REGIME_FACTOR = {"BULL": 1.0, "SIDEWAYS": 0.95, "BEAR": 0.85}
 HIGH_VOL_FACTOR = 0.95
 STRONG_LONG, LONG, WATCH = 78.0, 65.0, 45.0
 SHORT, STRONG_SHORT = 30.0, 20.0
+REGIME_MIN_BARS = 201  # SMA200 and one more close
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ def regime(close: np.ndarray) -> Regime:
     """BULL when close > SMA50 > SMA200, BEAR when close < SMA50 < SMA200, else SIDEWAYS;
     volatility HIGH when 20-session vol > 1.25x the 60-session vol, LOW when < 0.75x."""
     c = close[np.isfinite(close)]
-    if len(c) < 201:
+    if len(c) < REGIME_MIN_BARS:
         return Regime("SIDEWAYS", "NORMAL", float(c[-1]) if len(c) else np.nan, np.nan, np.nan,
                       np.nan, np.nan)
     sma50, sma200, last = float(c[-50:].mean()), float(c[-200:].mean()), float(c[-1])
