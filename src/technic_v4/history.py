@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -79,9 +80,15 @@ def scan_history(config: ScanConfig, dates: Sequence[dt.date | str],
             futures = [remote_history.remote(config, *refs[:2], part, refs[2])
                        for part in parts]
             results = [r for chunk in ray.get(futures) for r in chunk]
+        elif len(parts) > 1:
+            # Dates are independent and the kernels release the GIL: one thread per group.
+            with ThreadPoolExecutor(max_workers=backend.workers,
+                                    thread_name_prefix="technic-history") as ex:
+                chunks = list(ex.map(
+                    lambda part: _evaluate_dates(config, ref, panel, part, sess_days), parts))
+            results = [r for chunk in chunks for r in chunk]
         else:
-            results = [r for part in parts
-                       for r in _evaluate_dates(config, ref, panel, part, sess_days)]
+            results = _evaluate_dates(config, ref, panel, parts[0], sess_days)
     frames = []
     stats: dict[str, Any] = {}
     for day, frame, st in results:

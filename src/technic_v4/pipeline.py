@@ -32,7 +32,7 @@ from technic_v4.data.market import MarketData
 from technic_v4.data.panel import Panel
 from technic_v4.errors import ScanCancelled
 from technic_v4.execution import Backend, LocalBackend, get_backend
-from technic_v4.indicators.compute import compute, warm_up
+from technic_v4.indicators.compute import compute, dollar_volume20, warm_up
 from technic_v4.plans import SHORT_SIGNALS, plans
 from technic_v4.scoring import scores as sc
 
@@ -247,8 +247,7 @@ def evaluate(config: ScanConfig, ref: pd.DataFrame, panel: Panel, as_of: dt.date
     nb = panel.n_bars[rows]
     last_day = panel.day[rows, -1]
     stale = len(sess_days) - 1 - (np.searchsorted(sess_days, last_day, side="right") - 1)
-    # NaN (fails the check) unless the last 20 bars all exist, as DollarVolume20.
-    dv20 = (panel.close[rows, -20:] * panel.volume[rows, -20:]).mean(axis=1)
+    dv20 = dollar_volume20(panel.close[rows, -20:], panel.volume[rows, -20:])  # NaN: fails
     st = Stage("pre_screen", len(idx), 0)
     keep = _drop(st, np.ones(len(idx), dtype=bool), [
         ("no bars", nb == 0),

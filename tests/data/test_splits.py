@@ -39,8 +39,11 @@ def test_split_refetches_adjusted_history(tmp_path: Path) -> None:
     old.store.close()
 
     md = make_market(tmp_path / "inc", n=80, epoch=EPOCH, provider=_provider(AFTER, sym))
-    rep = md.ensure_current()
+    with md.request() as c:
+        rep = md.ensure_current()
+        md.panel(AFTER, 50)
     assert rep.splits_applied == [sym]
+    assert c.served["vendor"] > 0 and c.hit_rate < 100.0  # the re-fetch is not a cache hit
     assert rep.split_plan == "1 per-ticker requests"
     assert md.provider.request_counts["ticker"] == 1
     assert md.provider.request_counts["splits"] == 1

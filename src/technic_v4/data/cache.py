@@ -30,6 +30,7 @@ class Counters:
     # source of each session it stored (days since 1970).
     fetched: dict[str, int] = field(default_factory=lambda: {"redis": 0, "vendor": 0})
     fetched_days: dict[int, str] = field(default_factory=dict)
+    refetched: set[str] = field(default_factory=set)  # symbols whose history a split re-fetched
 
     @property
     def fetched_rows(self) -> int:

@@ -239,7 +239,9 @@ class MarketData:
                 return
         self.store.replace_symbols(kept, need, first, last,
                                    meta={} if short else {_ADJUSTED: str(last)})
-        self._counters().fetched["vendor"] += vr.rows_kept
+        c = self._counters()
+        c.fetched["vendor"] += vr.rows_kept
+        c.refetched.update(need)
         rep.splits_applied = need
         self.memory.clear()
         if self.l3 is not None:
@@ -452,6 +454,10 @@ class MarketData:
         got = int(p.n_bars.sum())
         c.requested += got
         rest = got
+        if c.refetched:  # a split re-fetched these symbols' whole history in this request
+            k = int(p.n_bars[np.isin(p.symbols, list(c.refetched))].sum())
+            c.served["vendor"] += k
+            rest -= k
         for source in ("vendor", "redis"):
             days = [d for d, s in c.fetched_days.items() if s == source]
             if days:

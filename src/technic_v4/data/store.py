@@ -13,9 +13,11 @@ interrupted write leaves the store as it was before it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -124,18 +126,28 @@ class Store:
                 "shares_outstanding": ref["SharesOutstanding"].astype(float),
                 "list_date": pd.to_datetime(ref["ListDate"]).dt.date,
             })
-            self._con.register("ref_in", df)
+            with self._transaction(ref_in=df) as con:
+                con.execute("DELETE FROM symbols WHERE sid IN (SELECT sid FROM ref_in)")
+                con.execute("INSERT INTO symbols SELECT * FROM ref_in")
+
+    @contextlib.contextmanager
+    def _transaction(self, **tables: Any) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One write transaction (bumping ``version``) with ``tables`` registered as views;
+        rolled back on any interruption, so the store is as it was before it."""
+        with self._lock:
+            for name, table in tables.items():
+                self._con.register(name, table)
             try:
                 self._con.execute("BEGIN TRANSACTION")
-                self._con.execute("DELETE FROM symbols WHERE sid IN (SELECT sid FROM ref_in)")
-                self._con.execute("INSERT INTO symbols SELECT * FROM ref_in")
+                yield self._con
                 self._bump_version()
                 self._con.execute("COMMIT")
             except BaseException:
                 self._con.execute("ROLLBACK")
                 raise
             finally:
-                self._con.unregister("ref_in")
+                for name in tables:
+                    self._con.unregister(name)
 
     def _bump_version(self) -> None:
         self._con.execute(
@@ -179,26 +191,15 @@ class Store:
                 "ingested_at": pd.Timestamp.now(tz="UTC").tz_localize(None),
             })
             sess_tbl = pa.Table.from_pandas(sess_df, preserve_index=False)
-            self._con.register("bars_in", tbl)
-            self._con.register("sessions_in", sess_tbl)
-            try:
-                self._con.execute("BEGIN TRANSACTION")
-                self._con.execute("DELETE FROM bars WHERE date IN (SELECT date FROM sessions_in)")
-                self._con.execute("DELETE FROM sessions WHERE date IN (SELECT date FROM sessions_in)")
-                self._con.execute("INSERT INTO bars SELECT * FROM bars_in")
-                self._con.execute("INSERT INTO sessions SELECT * FROM sessions_in")
-                self._con.execute(
+            with self._transaction(bars_in=tbl, sessions_in=sess_tbl) as con:
+                con.execute("DELETE FROM bars WHERE date IN (SELECT date FROM sessions_in)")
+                con.execute("DELETE FROM sessions WHERE date IN (SELECT date FROM sessions_in)")
+                con.execute("INSERT INTO bars SELECT * FROM bars_in")
+                con.execute("INSERT INTO sessions SELECT * FROM sessions_in")
+                con.execute(
                     "INSERT INTO ingest_log VALUES (now(), ?, ?, ?, ?, ?, ?)",
                     [sessions[0].astype(dt.date), sessions[-1].astype(dt.date), len(sessions),
                      report.rows_in, report.rows_kept, json.dumps(report.dropped)])
-                self._bump_version()
-                self._con.execute("COMMIT")
-            except BaseException:
-                self._con.execute("ROLLBACK")
-                raise
-            finally:
-                self._con.unregister("bars_in")
-                self._con.unregister("sessions_in")
             return len(sub)
 
     def append_arrow(self, table: pa.Table, sessions: np.ndarray) -> int:
@@ -208,27 +209,16 @@ class Store:
         sessions = np.unique(np.asarray(sessions, dtype="datetime64[D]"))
         with self._lock:
             sess_tbl = pa.table({"date": pa.array(sessions).cast(pa.date32())})
-            self._con.register("arrow_in", table)
-            self._con.register("sessions_in", sess_tbl)
-            try:
-                self._con.execute("BEGIN TRANSACTION")
-                self._con.execute("DELETE FROM bars WHERE date IN (SELECT date FROM sessions_in)")
-                self._con.execute("DELETE FROM sessions WHERE date IN (SELECT date FROM sessions_in)")
-                n = self._con.execute(
+            with self._transaction(arrow_in=table, sessions_in=sess_tbl) as con:
+                con.execute("DELETE FROM bars WHERE date IN (SELECT date FROM sessions_in)")
+                con.execute("DELETE FROM sessions WHERE date IN (SELECT date FROM sessions_in)")
+                n = con.execute(
                     "INSERT INTO bars SELECT s.sid, a.date, a.open, a.high, a.low, a.close, "
                     "a.volume FROM arrow_in a JOIN symbols s ON s.symbol = a.symbol "
                     "ORDER BY a.date, s.sid").fetchall()[0][0]
-                self._con.execute(
+                con.execute(
                     "INSERT INTO sessions SELECT a.date, count(*), now() FROM arrow_in a "
                     "JOIN symbols s ON s.symbol = a.symbol GROUP BY a.date")
-                self._bump_version()
-                self._con.execute("COMMIT")
-            except BaseException:
-                self._con.execute("ROLLBACK")
-                raise
-            finally:
-                self._con.unregister("arrow_in")
-                self._con.unregister("sessions_in")
             return int(n)
 
     def replace_symbols(self, batch: BarBatch, symbols: list[str], start: dt.date,
@@ -248,25 +238,15 @@ class Store:
                 **{f: pa.array(getattr(batch, f)[keep]) for f in
                    ("open", "high", "low", "close", "volume")},
             })
-            self._con.register("bars_in", tbl)
-            self._con.register("targets", pa.table({"sid": pa.array(targets.astype(np.int32))}))
-            try:
-                self._con.execute("BEGIN TRANSACTION")
-                self._con.execute("DELETE FROM bars WHERE sid IN (SELECT sid FROM targets) "
-                                  "AND date BETWEEN ? AND ?", [start, end])
-                self._con.execute("INSERT INTO bars SELECT * FROM bars_in WHERE date BETWEEN ? "
-                                  "AND ?", [start, end])
+            targets_tbl = pa.table({"sid": pa.array(targets.astype(np.int32))})
+            with self._transaction(bars_in=tbl, targets=targets_tbl) as con:
+                con.execute("DELETE FROM bars WHERE sid IN (SELECT sid FROM targets) "
+                            "AND date BETWEEN ? AND ?", [start, end])
+                con.execute("INSERT INTO bars SELECT * FROM bars_in WHERE date BETWEEN ? AND ?",
+                            [start, end])
                 for k, v in (meta or {}).items():
-                    self._con.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO "
-                                      "UPDATE SET value = excluded.value", [k, v])
-                self._bump_version()
-                self._con.execute("COMMIT")
-            except BaseException:
-                self._con.execute("ROLLBACK")
-                raise
-            finally:
-                self._con.unregister("bars_in")
-                self._con.unregister("targets")
+                    con.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO "
+                                "UPDATE SET value = excluded.value", [k, v])
             return len(keep)
 
     def bar_counts(self, symbols: list[str], start: dt.date, end: dt.date) -> dict[str, int]:

@@ -84,8 +84,7 @@ def compute(panel: Panel, backend: Backend | None = None,
     out["Close"] = close
     out["Volume"] = _last(panel.volume)
     with np.errstate(divide="ignore", invalid="ignore"):
-        dv = c[:, -20:] * panel.volume[:, -20:]
-        out["DollarVolume20"] = dv.mean(axis=1)  # NaN when fewer than 20 bars
+        out["DollarVolume20"] = dollar_volume20(c, panel.volume)
         for hzn in RETURN_HORIZONS:
             out[f"Return{hzn}D"] = _ret(c, hzn) * 100.0
         out["ATRPct"] = out["ATR14"] / close * 100.0
@@ -101,6 +100,11 @@ def compute(panel: Panel, backend: Backend | None = None,
     out["Bars"] = panel.n_bars.astype(np.float64)
     out["LastDay"] = panel.day[:, -1].astype(np.int64)
     return out
+
+
+def dollar_volume20(close: np.ndarray, volume: np.ndarray) -> np.ndarray:
+    """Mean close x volume of the last 20 bars; NaN unless all 20 exist (young listings)."""
+    return (close[:, -20:] * volume[:, -20:]).mean(axis=1)
 
 
 def _ret(c: np.ndarray, hzn: int) -> np.ndarray:
