@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from technic_v4.data.market import MarketData
 from technic_v4.data.panel import Panel
 from technic_v4.errors import ScanCancelled
 from technic_v4.execution import Backend, LocalBackend, get_backend
-from technic_v4.indicators.compute import compute, dollar_volume20, warm_up
+from technic_v4.indicators.compute import compute, dollar_volume20
 from technic_v4.plans import SHORT_SIGNALS, plans
 from technic_v4.scoring import scores as sc
 
@@ -130,9 +129,6 @@ def scan(config: ScanConfig, data: MarketData, progress: Progress | None = None,
     notes: list[str] = []
     tick = stages.tick
 
-    # Load the compiled kernels on a side thread while the store is read (a first scan only).
-    warm = threading.Thread(target=warm_up, name="technic-warm-up", daemon=True)
-    warm.start()
     with data.request() as counters:
         t = time.perf_counter()
         upd = data.ensure_current(on_progress=lambda d, n: tick("update", d, n))
@@ -159,7 +155,6 @@ def scan(config: ScanConfig, data: MarketData, progress: Progress | None = None,
             ref = data.reference()
             panel = data.panel(as_of, config.lookback_days)
             panel_seconds = time.perf_counter() - t
-            warm.join()
             sess_days = calendar.sessions_between(data.provider.first_session(), as_of
                                                   ).astype(np.int64)
             backend = get_backend(data.settings) if max_workers is None else \

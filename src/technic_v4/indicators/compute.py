@@ -10,7 +10,6 @@ column is in percent; prices in the panel's currency.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -48,22 +47,6 @@ def kernel_columns(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray,
         out["RealizedVol20"] = (np.std(logret, axis=1, ddof=1) * np.sqrt(252.0) * 100.0
                                 if logret.shape[1] == 20 else np.full(len(c), np.nan))
     return out
-
-
-_warm = threading.Event()
-
-
-def warm_up() -> None:
-    """Load every compiled kernel once (from numba's on-disk cache) on a tiny panel.
-
-    The first scan of a process calls this on a side thread while its panel loads, so that
-    loading machine code overlaps with I/O instead of following it.
-    """
-    if _warm.is_set():
-        return
-    x = np.linspace(1.0, 2.0, 60).reshape(1, 60)
-    kernel_columns(x, x + 0.5, x - 0.5, x, x * 1000)
-    _warm.set()
 
 
 def compute(panel: Panel, backend: Backend | None = None,
