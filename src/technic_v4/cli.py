@@ -251,12 +251,14 @@ def cache_stats(warm: bool) -> None:
 @click.option("--store", "store_too", is_flag=True, help="Also delete the local store file "
               "(the next scan refetches everything).")
 def cache_clear(redis_too: bool, store_too: bool) -> None:
-    """Clear caches: memory always; Redis and the local store when asked."""
+    """Clear caches: memory and the panel files always; Redis and the local store when
+    asked."""
     from technic_v4 import data_engine
 
     md = data_engine.market()
     md.clear_memory()
-    out: dict[str, Any] = {"memory": "cleared"}
+    md.clear_panel_files()
+    out: dict[str, Any] = {"memory": "cleared", "panel_files": "cleared"}
     if redis_too:
         out["redis_keys_deleted"] = md.l3.clear() if md.l3 is not None else "no Redis configured"
     if store_too:

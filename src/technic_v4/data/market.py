@@ -25,7 +25,7 @@ from technic_v4.config.settings import Settings, get_settings
 from technic_v4.data import calendar
 from technic_v4.data.bars import BarBatch, ValidationReport, validate
 from technic_v4.data.cache import Counters, MemoryCache
-from technic_v4.data.panel import Panel, assemble
+from technic_v4.data.panel import Panel, PanelFiles, assemble
 from technic_v4.data.providers.base import Provider
 from technic_v4.data.store import Store
 
@@ -91,6 +91,7 @@ class MarketData:
         self.provider = provider or make_provider(self.settings)
         self.store = store or Store(Path(self.settings.data_dir) / f"{self.provider.store_key}.duckdb")
         self.memory = MemoryCache(self.settings.memory_cache_mb * 1024 * 1024)
+        self._panel_files = PanelFiles(self.store.path.with_name(self.store.path.stem + ".panels"))
         self.l3: RedisLayer | None = None
         if self.settings.redis_url:
             from technic_v4.data.l3 import RedisLayer
@@ -413,12 +414,16 @@ class MarketData:
                                 rows=len(adopted.symbols))
                 self._count(adopted, "redis", count_rows)
                 return adopted
-        p = self._load_panel(as_of, n_bars)
-        self.memory.put((*base, n_bars), p, p.nbytes, rows=len(p.symbols))
+        version = self.store.version
+        loaded = self._panel_files.load(version, as_of, n_bars)
+        if loaded is None:
+            loaded = self._load_panel(as_of, n_bars)
+            self._panel_files.save(version, loaded)
+        self.memory.put((*base, n_bars), loaded, loaded.nbytes, rows=len(loaded.symbols))
         if key is not None and self.l3 is not None:
-            self.l3.put_panel(key, p)
-        self._count(p, "store", count_rows)
-        return p
+            self.l3.put_panel(key, loaded)
+        self._count(loaded, "store", count_rows)
+        return loaded
 
     def _fingerprint(self, as_of: dt.date) -> str:
         """Names the data a panel is built from, identically on every instance: the dataset,
@@ -487,6 +492,10 @@ class MarketData:
 
     def clear_memory(self) -> None:
         self.memory.clear()
+
+    def clear_panel_files(self) -> None:
+        """Delete the panel kept beside the store (the next load queries the store)."""
+        self._panel_files.clear()
 
     def close(self) -> None:
         """Close the store and the provider's connections."""

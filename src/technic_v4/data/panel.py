@@ -10,7 +10,10 @@ int days since 1970-01-01 (-1 in padding).
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import shutil
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +21,8 @@ import pandas as pd
 from numba import njit
 
 FIELDS = ("open", "high", "low", "close", "volume")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -173,3 +178,52 @@ def assemble(symbols: np.ndarray, sids: np.ndarray, n_bars: int, as_of: dt.date,
     return Panel(symbols=np.asarray(symbols, dtype=object), sids=np.asarray(sids, dtype=np.int32),
                  open=out["open"], high=out["high"], low=out["low"], close=out["close"],
                  volume=out["volume"], day=day, as_of=as_of)
+
+
+class PanelFiles:
+    """The last assembled panel of a store, kept beside it as raw ``.npy`` files.
+
+    A new process maps them (``np.load(mmap_mode="r")``) instead of querying and assembling:
+    the store's derived data, keyed by the store's version, so any write makes it stale (and it
+    is replaced by the next load). One panel per store: the newest replaces the others.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def clear(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _dir(self, version: int, as_of: dt.date, n_bars: int) -> Path:
+        return self.directory / f"v{version}-{as_of}-{n_bars}"
+
+    def load(self, version: int, as_of: dt.date, n_bars: int) -> Panel | None:
+        d = self._dir(version, as_of, n_bars)
+        if not (d / "complete").exists():
+            return None
+        try:
+            arrays = {f: np.load(d / f"{f}.npy", mmap_mode="r")
+                      for f in (*FIELDS, "day", "sids", "symbols")}
+        except (OSError, ValueError) as e:
+            log.info("panel files at %s unreadable (%s): rebuilding", d, e)
+            return None
+        return Panel(symbols=np.asarray(arrays.pop("symbols"), dtype=object),
+                     sids=np.asarray(arrays.pop("sids")), as_of=as_of, **arrays)
+
+    def save(self, version: int, p: Panel) -> None:
+        d = self._dir(version, p.as_of, p.close.shape[1])
+        tmp = d.with_name(d.name + ".tmp")
+        try:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            for f in (*FIELDS, "day", "sids"):
+                np.save(tmp / f"{f}.npy", getattr(p, f))
+            np.save(tmp / "symbols.npy", p.symbols.astype(str))  # no pickle: a unicode array
+            (tmp / "complete").touch()
+            for old in self.directory.iterdir():
+                if old != tmp:
+                    shutil.rmtree(old, ignore_errors=True)
+            tmp.rename(d)
+        except OSError as e:  # a read-only or full disk only costs the next process a query
+            log.info("panel files not written to %s: %s", d, e)
+            shutil.rmtree(tmp, ignore_errors=True)
