@@ -163,58 +163,45 @@ class RedisLayer:
             self.bytes_written += sum(len(v) for v in payload.values())
         self._call("put sessions", lambda: self._client.mset(payload), None)
 
-    # -- reference ----------------------------------------------------------------------------
+    # -- reference data and split lists (small frames under one key each) ------------------------
+    def _get_one(self, what: str, key: str, decode: Any) -> Any:
+        v = self._call(f"get {what}", lambda: self._client.get(key), None)
+        if v is None:
+            self._count(False)
+            return None
+        got = self._decode(what, v, decode)
+        if got is not None:
+            self._count(True, len(v))
+        return got
+
+    def _put_frame(self, what: str, key: str, frame: pd.DataFrame) -> None:
+        data = _dumps(pa.Table.from_pandas(frame, preserve_index=False))
+        with self._lock:
+            self.bytes_written += len(data)
+        self._call(f"put {what}", lambda: self._client.set(key, data, ex=self.reference_ttl_s),
+                   None)
+
     def get_reference(self, session: dt.date) -> pd.DataFrame | None:
         """Reference data as of ``session`` (keyed by it: listings change as sessions pass)."""
-        key = f"{self.prefix}reference:{session}"
-        v = self._call("get reference", lambda: self._client.get(key), None)
-        if v is None:
-            self._count(False)
-            return None
-        ref = self._decode("reference", v, lambda t: t.to_pandas())
-        if ref is not None:
-            self._count(True, len(v))
-        return ref
+        return self._get_one("reference", f"{self.prefix}reference:{session}",
+                             lambda t: t.to_pandas())
 
     def put_reference(self, ref: pd.DataFrame, session: dt.date) -> None:
-        data = _dumps(pa.Table.from_pandas(ref, preserve_index=False))
-        with self._lock:
-            self.bytes_written += len(data)
-        self._call("put reference", lambda: self._client.set(
-            f"{self.prefix}reference:{session}", data, ex=self.reference_ttl_s), None)
+        self._put_frame("reference", f"{self.prefix}reference:{session}", ref)
 
-    # -- splits ----------------------------------------------------------------------------------
     def get_splits(self, since: dt.date, through: dt.date) -> pd.DataFrame | None:
-        key = f"{self.prefix}splits:{since}:{through}"
-        v = self._call("get splits", lambda: self._client.get(key), None)
-        if v is None:
-            self._count(False)
-            return None
-        splits = self._decode("splits", v, lambda t: t.to_pandas())
-        if splits is not None:
-            self._count(True, len(v))
-        return splits
+        return self._get_one("splits", f"{self.prefix}splits:{since}:{through}",
+                             lambda t: t.to_pandas())
 
     def put_splits(self, since: dt.date, through: dt.date, splits: pd.DataFrame) -> None:
-        data = _dumps(pa.Table.from_pandas(splits.astype(object), preserve_index=False))
-        with self._lock:
-            self.bytes_written += len(data)
-        self._call("put splits", lambda: self._client.set(
-            f"{self.prefix}splits:{since}:{through}", data, ex=self.reference_ttl_s), None)
+        self._put_frame("splits", f"{self.prefix}splits:{since}:{through}", splits.astype(object))
 
     # -- panels ----------------------------------------------------------------------------------
     def panel_key(self, as_of: dt.date, n_bars: int, fingerprint: str) -> str:
         return f"{self.prefix}panel:{as_of}:{n_bars}:{fingerprint}"
 
     def get_panel(self, key: str) -> Panel | None:
-        v = self._call("get panel", lambda: self._client.get(key), None)
-        if v is None:
-            self._count(False)
-            return None
-        p = self._decode("panel", v, self._panel_of)
-        if p is not None:
-            self._count(True, len(v))
-        return p
+        return self._get_one("panel", key, self._panel_of)
 
     @staticmethod
     def _panel_of(t: pa.Table) -> Panel:
