@@ -21,6 +21,10 @@ def _provider(end: dt.date, sym: str) -> SplittingProvider:
                              end=end)
 
 
+def _market(path: Path, end: dt.date, sym: str, **settings: object) -> MarketData:
+    return make_market(path, n=80, epoch=EPOCH, provider=_provider(end, sym), **settings)
+
+
 def _symbol() -> str:
     ref = SplittingProvider({}, n_listings=80, seed=7, epoch=EPOCH, end=AFTER).reference()
     return str(ref.loc[ref["Type"] == "Common Stock", "Symbol"].iloc[0])
@@ -33,12 +37,12 @@ def _closes(md: MarketData, sym: str) -> np.ndarray:
 
 def test_split_refetches_adjusted_history(tmp_path: Path) -> None:
     sym = _symbol()
-    old = make_market(tmp_path / "inc", n=80, epoch=EPOCH, provider=_provider(BEFORE, sym))
+    old = _market(tmp_path / "inc", BEFORE, sym)
     old.ensure_current()
     raw = _closes(old, sym)
     old.store.close()
 
-    md = make_market(tmp_path / "inc", n=80, epoch=EPOCH, provider=_provider(AFTER, sym))
+    md = _market(tmp_path / "inc", AFTER, sym)
     with md.request() as c:
         rep = md.ensure_current()
         md.panel(AFTER, 50)
@@ -47,7 +51,7 @@ def test_split_refetches_adjusted_history(tmp_path: Path) -> None:
     assert rep.split_plan == "1 per-ticker requests"
     assert md.provider.request_counts["ticker"] == 1
     assert md.provider.request_counts["splits"] == 1
-    fresh = make_market(tmp_path / "fresh", n=80, epoch=EPOCH, provider=_provider(AFTER, sym))
+    fresh = _market(tmp_path / "fresh", AFTER, sym)
     fresh.ensure_current()
     got, want = _closes(md, sym), _closes(fresh, sym)
     np.testing.assert_array_equal(got, want)  # the incremental store equals a fresh one
@@ -66,15 +70,12 @@ def test_split_refetches_adjusted_history(tmp_path: Path) -> None:
 def test_split_is_shared_through_redis(tmp_path: Path) -> None:
     sym = _symbol()
     with RedisServer() as redis:
-        a = make_market(tmp_path / "a", n=80, epoch=EPOCH, provider=_provider(BEFORE, sym),
-                        redis_url=redis.url)
+        a = _market(tmp_path / "a", BEFORE, sym, redis_url=redis.url)
         a.ensure_current()
         a.store.close()
-        a = make_market(tmp_path / "a", n=80, epoch=EPOCH, provider=_provider(AFTER, sym),
-                        redis_url=redis.url)
+        a = _market(tmp_path / "a", AFTER, sym, redis_url=redis.url)
         assert a.ensure_current().splits_applied == [sym]
-        b = make_market(tmp_path / "b", n=80, epoch=EPOCH, provider=_provider(AFTER, sym),
-                        redis_url=redis.url)
+        b = _market(tmp_path / "b", AFTER, sym, redis_url=redis.url)
         rep = b.ensure_current()
         assert b.provider.request_counts == {"reference": 0, "grouped_daily": 0, "splits": 0}
         assert rep.splits_applied == []
@@ -86,14 +87,12 @@ def test_split_is_shared_through_redis(tmp_path: Path) -> None:
 def test_no_stale_pre_split_panel_from_redis(tmp_path: Path) -> None:
     sym = _symbol()
     with RedisServer() as redis:
-        a = make_market(tmp_path / "a", n=80, epoch=EPOCH, provider=_provider(BEFORE, sym),
-                        redis_url=redis.url)
+        a = _market(tmp_path / "a", BEFORE, sym, redis_url=redis.url)
         a.ensure_current()
         p = a.panel(BEFORE, 100)  # shared in Redis, unadjusted
         raw = p.close[list(p.symbols).index(sym)]
         a.close()
-        a = make_market(tmp_path / "a", n=80, epoch=EPOCH, provider=_provider(AFTER, sym),
-                        redis_url=redis.url)
+        a = _market(tmp_path / "a", AFTER, sym, redis_url=redis.url)
         assert a.ensure_current().splits_applied == [sym]
         p = a.panel(BEFORE, 100)
         got = p.close[list(p.symbols).index(sym)]
@@ -110,7 +109,7 @@ class _ShortRefetch(SplittingProvider):
 
 def test_a_short_refetch_keeps_the_stored_history(tmp_path: Path) -> None:
     sym = _symbol()
-    old = make_market(tmp_path, n=80, epoch=EPOCH, provider=_provider(BEFORE, sym))
+    old = _market(tmp_path, BEFORE, sym)
     old.ensure_current()
     bars_before = old.store.bar_counts([sym], EPOCH, AFTER)[sym]
     old.close()

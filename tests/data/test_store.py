@@ -246,7 +246,7 @@ def test_stored_sessions_last_session_status(store: Store) -> None:
     assert st["size_bytes"] > 0
 
 
-def test_load_last_bars_and_first_dates(store: Store) -> None:
+def test_load_last_bars(store: Store) -> None:
     store.upsert_reference(make_ref(SYMS))
     b = make_bars(SYMS, SESS)
     # DDD trades only on sessions 0, 2, 5 (gaps); CCC only from session 4 on.
@@ -262,9 +262,6 @@ def test_load_last_bars_and_first_dates(store: Store) -> None:
     want_idx = np.flatnonzero(((b.symbol == "DDD") & np.isin(b.date, SESS[[0, 2, 5]]))
                               | ((b.symbol == "CCC") & np.isin(b.date, SESS[6:9])))
     assert_frames(got, expected_frame(b.take(want_idx), sid_of))
-    fd = dict(zip(*store.first_dates().values(), strict=True))
-    assert fd == {0: 20150, 1: 20150, 2: int((SESS[4] - EPOCH_DAY).astype(np.int64)),
-                  3: 20150}
 
 
 def test_unwritable_location_raises_store_error(tmp_path: Path) -> None:

@@ -297,13 +297,6 @@ class Store:
                 self._con.unregister("want")
         return {k: np.asarray(v) for k, v in res.items()}
 
-    def first_dates(self) -> dict[str, np.ndarray]:
-        """Each stored symbol's first bar date (int days), for the panel loader."""
-        with self._lock:
-            res = self._con.execute("SELECT sid, (min(date) - DATE '1970-01-01') AS day FROM bars "
-                                    "GROUP BY sid").fetchnumpy()
-        return {k: np.asarray(v) for k, v in res.items()}
-
     def status(self) -> dict[str, Any]:
         with self._lock:
             n_bars, n_sym = self._con.execute(
