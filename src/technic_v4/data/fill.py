@@ -1,0 +1,306 @@
+"""The fetch planner: keeps the local store current with the provider in the fewest requests.
+
+One update (:meth:`FetchPlanner.update`) runs, in order:
+
+    1. missing sessions   every provider session the store lacks, from L3 when another
+                          instance shared it, else from the vendor in groups (a failed group stays
+                          missing and is retried by the next update)
+    2. splits             stored symbols that split after the store's adjustment date get their
+                          adjusted history re-fetched (per-ticker or grouped, fewer requests wins)
+
+The planner writes to the store; reading panels is :class:`~technic_v4.data.market.MarketData`'s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from technic_v4.config.settings import Settings
+from technic_v4.data import calendar
+from technic_v4.data.bars import BarBatch, ValidationReport, validate
+from technic_v4.data.cache import Counters
+from technic_v4.data.providers.base import Provider
+from technic_v4.data.store import Store
+from technic_v4.errors import ProviderError
+
+if TYPE_CHECKING:
+    from technic_v4.data.l3 import RedisLayer
+
+log = logging.getLogger(__name__)
+
+CHUNK_SESSIONS = 64  # sessions per store transaction during a fill
+ADJUSTED = "adjusted_through"  # meta key: the session the stored bars are split-adjusted through
+
+
+@dataclass
+class UpdateReport:
+    """What one update did."""
+
+    sessions_fetched: list[dt.date] = field(default_factory=list)
+    rows_stored: int = 0
+    validation: ValidationReport = field(default_factory=ValidationReport)
+    reference_refreshed: bool = False
+    failed: dict[str, str] = field(default_factory=dict)  # session -> why it is still missing
+    splits_applied: list[str] = field(default_factory=list)  # symbols re-fetched after splits
+    split_plan: str | None = None
+    split_error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        s = self.sessions_fetched
+        return {"sessions_fetched": len(s), "first": str(s[0]) if s else None,
+                "last": str(s[-1]) if s else None, "rows_stored": self.rows_stored,
+                "validation": self.validation.as_dict(),
+                "reference_refreshed": self.reference_refreshed,
+                "failed_sessions": dict(self.failed), "splits_applied": self.splits_applied,
+                "split_plan": self.split_plan, "split_error": self.split_error}
+
+
+class FetchPlanner:
+    """Plans and runs the vendor (and L3) requests that bring the store up to date.
+
+    ``counters()`` gives the current request's counters; ``reference()`` the stored reference
+    data; ``stored_changed()`` is called after bars change (to drop derived caches).
+    """
+
+    def __init__(self, settings: Settings, provider: Provider, store: Store,
+                 l3: RedisLayer | None, counters: Callable[[], Counters],
+                 reference: Callable[[], pd.DataFrame],
+                 stored_changed: Callable[[], None]) -> None:
+        self.settings = settings
+        self.provider = provider
+        self.store = store
+        self.l3 = l3
+        self._counters = counters
+        self._reference = reference
+        self._stored_changed = stored_changed
+
+    def update(self, through: dt.date | None, progress: bool,
+               on_progress: Callable[[int, int], None] | None) -> UpdateReport:
+        """Fetch every provider session missing from the store up to ``through``, then
+        re-fetch the history of symbols that split (callers hold the update lock)."""
+        rep = UpdateReport()
+        last = self.provider.latest_session()
+        if through is not None:
+            last = min(last, through)
+        want = calendar.sessions_between(self.provider.first_session(), last)
+        stored_before = self.store.stored_sessions()
+        missing = np.setdiff1d(want, stored_before)
+        if len(missing):
+            # New sessions may bring new listings: refresh reference data first, so that
+            # their bars have a symbol to belong to.
+            self.store.upsert_reference(self._reference_for(last))
+            rep.reference_refreshed = True
+            adj = self._fill(missing, rep, progress, on_progress)
+            if adj is not None:
+                # The store is split-adjusted through the oldest adjustment of its parts.
+                old = self.store.get_meta(ADJUSTED)
+                if len(stored_before) and old is not None:
+                    adj = min(adj, dt.date.fromisoformat(old))
+                elif len(stored_before):
+                    adj = stored_before[0].astype(dt.date)
+                self.store.set_meta(ADJUSTED, str(adj))
+        self._apply_splits(rep)
+        return rep
+
+    def _apply_splits(self, rep: UpdateReport) -> None:
+        """Re-fetch the adjusted history of stored symbols that split after the store's
+        adjustment date, so the store never mixes adjusted and unadjusted bars.
+
+        The fetch planner takes per-ticker requests when fewer symbols split than there are
+        stored sessions, else one grouped request per session.
+        """
+        stored = self.store.stored_sessions()
+        if len(stored) == 0:
+            return
+        first, last = stored[0].astype(dt.date), stored[-1].astype(dt.date)
+        meta = self.store.get_meta(ADJUSTED)
+        adjusted = dt.date.fromisoformat(meta) if meta else first
+        if adjusted >= last:
+            return
+        since = adjusted + dt.timedelta(days=1)
+        splits = self.l3.get_splits(since, last) if self.l3 is not None else None
+        if splits is None:
+            try:
+                splits = self.provider.splits(since)
+            except ProviderError as e:
+                self._counters().errors += 1
+                rep.split_error = str(e)
+                log.warning("split check failed (retried at the next update): %s", e)
+                return
+            if self.l3 is not None:
+                self.l3.put_splits(since, last, splits)
+        when = pd.to_datetime(splits["ExecutionDate"]).dt.date if len(splits) else pd.Series()
+        known = set(self._reference()["Symbol"])
+        # A split on or before the first stored session changes nothing stored.
+        need = sorted({s for s, d in zip(splits["Symbol"], when, strict=True)
+                       if s in known and first < d <= last})
+        if not need:
+            self.store.set_meta(ADJUSTED, str(last))
+            return
+        try:
+            if len(need) <= len(stored):
+                rep.split_plan = f"{len(need)} per-ticker requests"
+                batch = self.provider.bars_for_symbols(need, first, last)
+            else:
+                rep.split_plan = f"{len(stored)} grouped requests"
+                batch = self.provider.bars_for_sessions([d.astype(dt.date) for d in stored])
+                batch = batch.take(np.flatnonzero(np.isin(batch.symbol, need)))
+        except ProviderError as e:
+            self._counters().errors += 1
+            rep.split_error = str(e)
+            log.warning("re-fetch after splits of %s failed (retried next update): %s",
+                        ", ".join(need), e)
+            return
+        kept, vr = validate(batch)
+        rep.validation.merge(vr)
+        # A re-fetch that comes back short would replace history with a hole: keep the stored
+        # bars of such symbols, say so, and leave the adjustment date for the next update.
+        have = self.store.bar_counts(need, first, last)
+        got = pd.Series(kept.symbol).value_counts()
+        short = [s for s in need if got.get(s, 0) < 0.9 * have.get(s, 0)]
+        if short:
+            rep.split_error = (f"re-fetch after splits came back short for {', '.join(short)}; "
+                               "their stored bars are kept and the next update retries")
+            log.warning("%s", rep.split_error)
+            need = [s for s in need if s not in short]
+            kept = kept.take(np.flatnonzero(np.isin(kept.symbol, need)))
+            if not need:
+                return
+        self.store.replace_symbols(kept, need, first, last,
+                                   meta={} if short else {ADJUSTED: str(last)})
+        c = self._counters()
+        c.fetched["vendor"] += vr.rows_kept
+        c.refetched.update(need)
+        rep.splits_applied = need
+        self._stored_changed()
+        if self.l3 is not None:
+            # Share the re-adjusted history: every instance's fills stay adjusted.
+            self.l3.put_sessions(self.store.sessions_batch(first, last), stored, last)
+
+    def _reference_for(self, last: dt.date) -> pd.DataFrame:
+        """Reference data for a store filled through ``last``: from L3 when another instance
+        already fetched it for that session, else from the provider (and shared via L3)."""
+        if self.l3 is not None:
+            ref = self.l3.get_reference(last)
+            if ref is not None:
+                return ref
+        ref = self.provider.reference()
+        if self.l3 is not None:
+            self.l3.put_reference(ref, last)
+        return ref
+
+    def _fill(self, missing: np.ndarray, rep: UpdateReport, progress: bool,
+              on_progress: Callable[[int, int], None] | None) -> dt.date | None:
+        """Store ``missing`` sessions: from L3 when shared, else from the provider in groups.
+
+        A group the provider fails on is left missing (recorded in ``rep.failed``); the store
+        is unchanged for it and the next update tries again. Returns the session through which
+        the stored bars are split-adjusted (the oldest of their sources), None if none stored.
+        """
+        adjusted: list[dt.date] = []
+        vendor_adjusted = self.provider.latest_session()
+        from rich.progress import Progress
+
+        c = self._counters()
+        total = len(missing)
+
+        def stored(sess: np.ndarray, kept: BarBatch, vr: ValidationReport, source: str) -> None:
+            rep.rows_stored += self.store.append_sessions(kept, sess, vr)
+            rep.validation.merge(vr)
+            rep.sessions_fetched.extend(d.astype(dt.date) for d in sess)
+            c.fetched[source] += vr.rows_kept
+            c.fetched_days.update(dict.fromkeys(sess.astype(np.int64).tolist(), source))
+            bar.advance(task, len(sess))
+            if on_progress is not None:
+                on_progress(len(rep.sessions_fetched) + len(rep.failed), total)
+
+        pending: list[tuple[np.ndarray, BarBatch, ValidationReport]] = []
+
+        def flush() -> None:
+            if not pending:
+                return
+            vr = ValidationReport()
+            for p in pending:
+                vr.merge(p[2])
+            stored(np.concatenate([p[0] for p in pending]),
+                   BarBatch.concat([p[1] for p in pending]), vr, "vendor")
+            adjusted.append(vendor_adjusted)
+            pending.clear()
+
+        with Progress(transient=True, disable=not progress) as bar, contextlib.ExitStack() as stack:
+            task = bar.add_task(f"Storing {total} sessions", total=total)
+            if self.l3 is not None:
+                shared = self.l3.get_session_tables(missing)
+                ordered = sorted(shared)
+                for i in range(0, len(ordered), 4 * CHUNK_SESSIONS):
+                    days = np.array(ordered[i:i + 4 * CHUNK_SESSIONS], dtype="datetime64[D]")
+                    # Validated by the instance that shared it; Arrow straight into DuckDB.
+                    tables = [shared[d][0].append_column(
+                        "date", pa.array(np.full(shared[d][0].num_rows, d)).cast(pa.date32()))
+                        for d in days]
+                    table = pa.concat_tables(tables).select(
+                        ["symbol", "date", "open", "high", "low", "close", "volume"])
+                    n = self.store.append_arrow(table, days)
+                    adjusted += [shared[d][1] or d.astype(dt.date) for d in days]
+                    rep.rows_stored += n
+                    rep.sessions_fetched.extend(d.astype(dt.date) for d in days)
+                    c.fetched["redis"] += n
+                    c.fetched_days.update(dict.fromkeys(days.astype(np.int64).tolist(), "redis"))
+                    bar.advance(task, len(days))
+                    if on_progress is not None:
+                        on_progress(len(rep.sessions_fetched) + len(rep.failed), total)
+                missing = np.setdiff1d(missing, np.array(ordered, dtype="datetime64[D]"))
+            group = max(1, min(self.provider.fetch_batch_sessions, CHUNK_SESSIONS))
+            groups = [missing[i:i + group] for i in range(0, len(missing), group)]
+            # Vendors answer one session per request: keep a few requests in flight (I/O
+            # bound), store them in order. A provider serving many sessions per call runs alone.
+            workers = self.settings.fetch_concurrency if group == 1 else 1
+            pool = ThreadPoolExecutor(max_workers=max(1, workers),
+                                      thread_name_prefix="technic-fetch")
+            futures = [pool.submit(self.provider.bars_for_sessions,
+                                   [d.astype(dt.date) for d in g]) for g in groups]
+            stack.callback(pool.shutdown, wait=True, cancel_futures=True)
+            for sess, fut in zip(groups, futures, strict=True):
+                try:
+                    batch = fut.result()
+                except ProviderError as e:
+                    c.errors += 1
+                    for d in sess:
+                        rep.failed[str(d)] = str(e)
+                    log.warning("could not fetch %s..%s: %s", sess[0], sess[-1], e)
+                    if on_progress is not None:
+                        on_progress(len(rep.sessions_fetched) + len(rep.failed), total)
+                    continue
+                kept, vr = validate(batch)
+                # A trading session the vendor answered with no rows at all (not published
+                # yet) stays missing, to be asked again, rather than stored empty forever.
+                empty = sess[~np.isin(sess, kept.date)]
+                for d in empty:
+                    rep.failed[str(d)] = "the vendor returned no rows for this session"
+                sess = sess[np.isin(sess, kept.date)]
+                if len(sess) == 0:
+                    continue
+                if self.l3 is not None:
+                    self.l3.put_sessions(kept, sess, vendor_adjusted)
+                # One store transaction per chunk of sessions, not per request.
+                pending.append((sess, kept, vr))
+                if sum(len(p[0]) for p in pending) >= CHUNK_SESSIONS:
+                    flush()
+            flush()
+        self._stored_changed()  # panels of the old store version are unreachable anyway
+        dropped = rep.validation.rows_dropped
+        if dropped:
+            log.info("validation dropped %d of %d rows: %s", dropped,
+                     rep.validation.rows_in,
+                     {k: v for k, v in rep.validation.dropped.items() if v})
+        return min(adjusted) if adjusted else None
