@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 
 from technic_v4.config.scan import ScanConfig
-from technic_v4.data import calendar
 from technic_v4.data.market import MarketData
 from technic_v4.data.panel import Panel
 from technic_v4.execution import LocalBackend, get_backend, spans
@@ -61,7 +60,7 @@ def scan_history(config: ScanConfig, dates: Sequence[dt.date | str],
         data.ensure_current()
         days = sorted({data.resolve_as_of(d) for d in dates})
         last = days[-1]
-        sess = calendar.sessions_between(data.provider.first_session(), last)
+        sess = data.sessions(last)
         span = int((sess > np.datetime64(days[0], "D")).sum())
         ref = data.reference()
         from technic_v4.pipeline import REGIME_BARS

@@ -26,7 +26,6 @@ import numpy as np
 import pandas as pd
 
 from technic_v4.config.scan import ScanConfig
-from technic_v4.data import calendar
 from technic_v4.data.market import MarketData
 from technic_v4.data.panel import Panel
 from technic_v4.errors import ScanCancelled
@@ -133,7 +132,10 @@ def scan(config: ScanConfig, data: MarketData, progress: Progress | None = None,
         t = time.perf_counter()
         upd = data.ensure_current(on_progress=lambda d, n: tick("update", d, n))
         stages.append(Stage("update", 0, len(upd.sessions_fetched), time.perf_counter() - t))
-        as_of = data.resolve_as_of(config.as_of_date)
+        resolved = data.resolve(config.as_of_date)
+        as_of = resolved.session
+        if resolved.note:
+            notes.append(resolved.note)
         v = upd.validation
         if v.rows_dropped:
             why = ", ".join(f"{k} {n:,}" for k, n in v.dropped.items() if n)
@@ -155,8 +157,7 @@ def scan(config: ScanConfig, data: MarketData, progress: Progress | None = None,
             ref = data.reference()
             panel = data.panel(as_of, config.lookback_days)
             panel_seconds = time.perf_counter() - t
-            sess_days = calendar.sessions_between(data.provider.first_session(), as_of
-                                                  ).astype(np.int64)
+            sess_days = data.sessions(as_of).astype(np.int64)
             backend = get_backend(data.settings) if max_workers is None else \
                 LocalBackend(max_workers)
             bench_close = None
@@ -363,6 +364,7 @@ def _stats(config: ScanConfig, as_of: dt.date, stages: list[Stage], data: Market
            upd: Any) -> dict[str, Any]:
     return {
         "as_of": str(as_of),
+        "as_of_requested": None if config.as_of_date is None else str(config.as_of_date),
         "config": config.model_dump(mode="json"),
         "stages": [x.as_dict() for x in stages],
         "regime": reg.as_dict() if reg is not None else None,

@@ -133,7 +133,6 @@ def test_ensure_current_on_current_store_fetches_nothing(small_market: MarketDat
     (dt.date(2025, 6, 10), dt.date(2025, 6, 10)),  # a session
     (EPOCH, EPOCH),  # the first session
     (dt.date(2026, 11, 22), END),  # a Sunday after the last stored session
-    (dt.date(2027, 3, 1), END),  # beyond the store: the newest stored session
 ])
 def test_resolve_as_of(small_market: MarketData, as_of: object, expected: dt.date) -> None:
     assert small_market.resolve_as_of(as_of) == expected  # type: ignore[arg-type]
@@ -145,6 +144,14 @@ def test_resolve_as_of_before_first_session(small_market: MarketData, as_of: obj
         small_market.resolve_as_of(as_of)  # type: ignore[arg-type]
     assert e.value.field == "as_of_date"
     assert isinstance(e.value, ValueError)
+
+
+@pytest.mark.parametrize("as_of", [dt.date(2027, 3, 1), dt.date(2026, 11, 23)])
+def test_resolve_as_of_after_the_latest_session(small_market: MarketData, as_of: dt.date
+                                                ) -> None:
+    with pytest.raises(ConfigError, match=f"after the latest stored session {END}") as e:
+        small_market.resolve_as_of(as_of)
+    assert e.value.field == "as_of_date"
 
 
 def test_resolve_as_of_on_empty_store(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from technic_v4.config.scan import ScanConfig
 from technic_v4.data.market import MarketData
 from technic_v4.pipeline import COLUMNS, scan
 from technic_v4.scanner_core import run_scan
-from technic_v4.testing import END, make_market
+from technic_v4.testing import make_market
 
 
 def _run(md: MarketData, **kw: object) -> pd.DataFrame:
@@ -179,11 +179,6 @@ def test_point_in_time_equals_store_ending_that_day(small_market: MarketData,
 def test_as_of_on_a_holiday_uses_the_previous_session(small_market: MarketData) -> None:
     df = _run(small_market, as_of_date=dt.date(2026, 7, 4), top_n=5)
     assert df.attrs["stats"]["as_of"] == "2026-07-02"
-
-
-def test_as_of_after_the_store_uses_its_last_session(small_market: MarketData) -> None:
-    df = _run(small_market, as_of_date=dt.date(2030, 1, 2), top_n=5)
-    assert df.attrs["stats"]["as_of"] == str(END)
 
 
 def test_zero_rows_explains_why(small_market: MarketData) -> None:

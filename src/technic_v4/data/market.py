@@ -18,7 +18,7 @@ import datetime as dt
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +39,16 @@ if TYPE_CHECKING:
     from technic_v4.data.l3 import RedisLayer
 from technic_v4.errors import ConfigError, DataError
 
-__all__ = ["MarketData", "UpdateReport", "make_provider"]
+__all__ = ["AsOf", "MarketData", "UpdateReport", "make_provider"]
+
+
+@dataclass(frozen=True)
+class AsOf:
+    """The session a request is about, and why it differs from the one asked for."""
+
+    session: dt.date  # a stored session
+    requested: dt.date | None  # the session asked for (None: the newest stored)
+    note: str | None  # set when ``session`` is not the requested one
 
 
 class MarketData:
@@ -106,18 +115,48 @@ class MarketData:
         return ref
 
     def resolve_as_of(self, as_of: dt.date | str | None) -> dt.date:
-        """The session a request is about: ``as_of`` (or the newest stored one) on or before."""
-        last = self.store.last_session()
-        if last is None:
-            raise DataError("the local store is empty: run `technic data update` or a scan first")
-        if as_of is None:
-            return last
-        day = pd.Timestamp(as_of).date()
+        """The session a request is about (see :meth:`resolve`)."""
+        return self.resolve(as_of).session
+
+    def resolve(self, as_of: dt.date | str | None) -> AsOf:
+        """The stored session a request is about: the newest stored one for None, else the
+        session on or before ``as_of``; when that session is not stored (its fetch failed),
+        the stored session before it, with a note saying so.
+
+        Raises DataError on an empty store, and ConfigError (``as_of_date``) before the first
+        stored session or after the latest one (naming it).
+        """
         stored = self.store.stored_sessions()
-        first = stored[0].astype(dt.date)
+        if len(stored) == 0:
+            raise DataError("the local store is empty: run `technic data update` or a scan first")
+        first, last = stored[0].astype(dt.date), stored[-1].astype(dt.date)
+        if as_of is None:
+            return AsOf(last, None, None)
+        day = pd.Timestamp(as_of).date()
         if day < first:
             raise ConfigError("as_of_date", f"{day} is before the first stored session {first}")
-        return min(calendar.session_on_or_before(day), last)
+        want = calendar.session_on_or_before(day)
+        failed = self.last_update.failed if self.last_update is not None else {}
+        if want > last and str(want) not in failed:
+            raise ConfigError("as_of_date", f"{day} is after the latest stored session {last}; "
+                              f"give a date on or before {last}")
+        i = int(np.searchsorted(stored, np.datetime64(want, "D"), side="right")) - 1
+        got = stored[i].astype(dt.date)
+        if got == want:
+            return AsOf(got, want, None)
+        why = failed.get(str(want), "it is not in the local store")
+        return AsOf(got, want, f"session {want} could not be fetched ({why}): used {got}, "
+                               "the stored session before it")
+
+    def sessions(self, as_of: dt.date) -> np.ndarray:
+        """Calendar sessions from the first stored session through ``as_of`` (datetime64[D]).
+
+        From the store, not the provider: a provider's first session can slide forward (a
+        vendor's history window) while the store keeps older bars."""
+        stored = self.store.stored_sessions()
+        if len(stored) == 0:
+            return stored
+        return calendar.sessions_between(stored[0].astype(dt.date), as_of)
 
     def panel(self, as_of: dt.date, n_bars: int, count_rows: np.ndarray | None = None
               ) -> Panel:
@@ -185,9 +224,9 @@ class MarketData:
     def _load_panel(self, as_of: dt.date, n_bars: int) -> Panel:
         ref = self.reference()
         sids = ref["sid"].to_numpy(np.int32)
-        sess = calendar.sessions_between(self.provider.first_session(), as_of)
+        sess = self.sessions(as_of)
         margin = max(10, n_bars // 10)
-        start = sess[max(0, len(sess) - n_bars - margin)].astype(dt.date)
+        start = sess[max(0, len(sess) - n_bars - margin)].astype(dt.date) if len(sess) else as_of
         window = self.store.load_range(start, as_of)
         # Rows short of n_bars in the window but with older history (gaps, halts) get an exact
         # last-n query; listings younger than the window simply have fewer bars.
