@@ -10,9 +10,11 @@ import datetime as dt
 import threading
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from technic_v4.data.market import MarketData
+from technic_v4.data.market import FEW_SYMBOLS, MarketData
+from technic_v4.errors import ConfigError
 
 _lock = threading.Lock()
 _market: MarketData | None = None
@@ -41,23 +43,34 @@ def get_price_history_batch(symbols: list[str] | tuple[str, ...], days: int,
     """``{symbol: frame}``: each symbol's last ``days`` bars (sessions) up to ``as_of``.
 
     Frames have columns Open, High, Low, Close, Volume indexed by session date. Unknown symbols
-    and symbols without bars by ``as_of`` are absent from the result.
+    and symbols without bars by ``as_of`` are absent from the result. ``days`` is at most the
+    number of stored sessions (ConfigError above it). A request naming few symbols loads only
+    theirs; a larger one loads the whole-market panel (shared with scans).
     """
     if isinstance(symbols, str):
         symbols = [symbols]
     if not isinstance(days, int) or isinstance(days, bool) or days < 1:
-        from technic_v4.errors import ConfigError
-
         raise ConfigError("days", f"must be a positive int (sessions), got {days!r}")
     md = market()
     with md.request():
         md.ensure_current()
+        bound = md.max_bars()
+        if days > bound:
+            raise ConfigError("days", f"{days} is more than the {bound} stored sessions; give "
+                              f"at most {bound}")
         day = md.resolve_as_of(as_of)
         ref = md.reference()
         wanted = pd.Index(ref["Symbol"]).get_indexer([s.upper() for s in symbols])
-        panel = md.panel(day, days, count_rows=wanted[wanted >= 0])
+        known = wanted[wanted >= 0]
+        if len(known) <= FEW_SYMBOLS:
+            panel = md.symbols_panel(known, day, days)
+            pos = np.full(len(wanted), -1)
+            pos[wanted >= 0] = np.arange(len(known))
+        else:
+            panel = md.panel(day, days, count_rows=known)
+            pos = wanted
         out: dict[str, pd.DataFrame] = {}
-        for sym, i in zip(symbols, wanted, strict=True):
+        for sym, i in zip(symbols, pos, strict=True):
             if i >= 0 and panel.day[i, -1] >= 0:
                 out[sym] = panel.frame(int(i))
         return out

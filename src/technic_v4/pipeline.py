@@ -155,6 +155,11 @@ def scan(config: ScanConfig, data: MarketData, progress: Progress | None = None,
         else:
             t = time.perf_counter()
             ref = data.reference()
+            bound = data.max_bars()
+            if config.lookback_days > bound:
+                # No symbol has more bars than the store has sessions: the load is capped.
+                notes.append(f"lookback_days={config.lookback_days} is more than the {bound} "
+                             f"stored sessions: loaded {bound}")
             panel = data.panel(as_of, config.lookback_days)
             panel_seconds = time.perf_counter() - t
             sess_days = data.sessions(as_of).astype(np.int64)

@@ -39,7 +39,10 @@ if TYPE_CHECKING:
     from technic_v4.data.l3 import RedisLayer
 from technic_v4.errors import ConfigError, DataError
 
-__all__ = ["AsOf", "MarketData", "UpdateReport", "make_provider"]
+__all__ = ["FEW_SYMBOLS", "AsOf", "MarketData", "UpdateReport", "make_provider"]
+
+# Requests naming at most this many symbols load only theirs (MarketData.symbols_panel).
+FEW_SYMBOLS = 64
 
 
 @dataclass(frozen=True)
@@ -162,9 +165,12 @@ class MarketData:
               ) -> Panel:
         """Every stored symbol's last ``n_bars`` bars up to ``as_of`` (L1-cached).
 
-        The request is charged for the bars of ``count_rows`` (default: every row)."""
+        The request is charged for the bars of ``count_rows`` (default: every row). ``n_bars``
+        is capped at the number of stored sessions (no row can have more bars): the panel may
+        be narrower than asked, never larger than the store."""
         if n_bars < 1:
             raise ConfigError("days", f"must be >= 1, got {n_bars}")
+        n_bars = min(n_bars, max(1, self.max_bars()))
         base = (str(self.store.path), self.store.version, as_of)
         hit: Panel | None = self.memory.find(
             lambda k: k[:3] == base and k[3] >= n_bars)
@@ -192,6 +198,38 @@ class MarketData:
             self.l3.put_panel(key, loaded)
         self._count(loaded, "store", count_rows)
         return loaded
+
+    def max_bars(self) -> int:
+        """The most bars any symbol can have: the number of stored sessions. Requests for more
+        (``days``, ``lookback_days``) are capped at it or refused by the front doors."""
+        return len(self.store.stored_sessions())
+
+    def symbols_panel(self, rows: np.ndarray | list[int], as_of: dt.date, n_bars: int) -> Panel:
+        """The last ``n_bars`` bars up to ``as_of`` of a few listings (``rows``: positions in
+        :meth:`reference`), in that order.
+
+        For requests naming few symbols (up to :data:`FEW_SYMBOLS`): a query for just those
+        symbols' bars, so a one-symbol request never builds a whole-market panel nor replaces
+        the panel files beside the store. A whole-market panel already in memory serves it.
+        """
+        if n_bars < 1:
+            raise ConfigError("days", f"must be >= 1, got {n_bars}")
+        n_bars = min(n_bars, max(1, self.max_bars()))
+        rows = np.asarray(rows, dtype=np.int64)
+        base = (str(self.store.path), self.store.version, as_of)
+        hit: Panel | None = self.memory.find(lambda k: k[:3] == base and k[3] >= n_bars)
+        if hit is not None:
+            p = hit.tail(n_bars).rows(rows)
+            self._count(p, "memory")
+            return p
+        ref = self.reference()
+        sids = ref["sid"].to_numpy(np.int32)[rows]
+        bars = self.store.load_last_bars(sids, as_of, n_bars)
+        none = {k: v[:0] for k, v in bars.items()}  # no date window: every row from ``bars``
+        p = assemble(ref["Symbol"].to_numpy(object)[rows], sids, n_bars, as_of, none,
+                     np.empty(0, dtype=np.int64), bars)
+        self._count(p, "store")
+        return p
 
     def _fingerprint(self, as_of: dt.date) -> str:
         """Names the data a panel is built from, identically on every instance: the dataset,
