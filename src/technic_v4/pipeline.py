@@ -140,6 +140,8 @@ def scan(config: ScanConfig, data: MarketData, progress: Progress | None = None,
         if v.rows_dropped:
             why = ", ".join(f"{k} {n:,}" for k, n in v.dropped.items() if n)
             notes.append(f"validation dropped {v.rows_dropped:,} of {v.rows_in:,} new rows ({why})")
+        if upd.reference_error:
+            notes.append(upd.reference_error)
         if upd.failed:
             days = sorted(upd.failed)
             notes.append(f"{len(days)} session(s) could not be fetched ({days[0]}"

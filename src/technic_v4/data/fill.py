@@ -50,6 +50,7 @@ class UpdateReport:
     rows_stored: int = 0
     validation: ValidationReport = field(default_factory=ValidationReport)
     reference_refreshed: bool = False
+    reference_error: str | None = None  # the refresh failed: the previous reference was used
     failed: dict[str, str] = field(default_factory=dict)  # session -> why it is still missing
     splits_applied: list[str] = field(default_factory=list)  # symbols re-fetched after splits
     split_plan: str | None = None
@@ -61,6 +62,7 @@ class UpdateReport:
                 "last": str(s[-1]) if s else None, "rows_stored": self.rows_stored,
                 "validation": self.validation.as_dict(),
                 "reference_refreshed": self.reference_refreshed,
+                "reference_error": self.reference_error,
                 "failed_sessions": dict(self.failed), "splits_applied": self.splits_applied,
                 "split_plan": self.split_plan, "split_error": self.split_error}
 
@@ -98,8 +100,7 @@ class FetchPlanner:
         if len(missing):
             # New sessions may bring new listings: refresh reference data first, so that
             # their bars have a symbol to belong to.
-            self.store.upsert_reference(self._reference_for(last))
-            rep.reference_refreshed = True
+            self._refresh_reference(last, rep)
             adj = self._fill(missing, rep, progress, on_progress)
             if adj is not None:
                 # The store is split-adjusted through the oldest adjustment of its parts.
@@ -186,6 +187,23 @@ class FetchPlanner:
         if self.l3 is not None:
             # Share the re-adjusted history: every instance's fills stay adjusted.
             self.l3.put_sessions(self.store.sessions_batch(first, last), stored, last)
+
+    def _refresh_reference(self, last: dt.date, rep: UpdateReport) -> None:
+        """Store fresh reference data; when the vendor fails, keep the stored reference (and
+        say so in ``rep``), unless there is none to keep."""
+        try:
+            ref = self._reference_for(last)
+        except ProviderError as e:
+            if len(self.store.reference()) == 0:
+                raise ProviderError(f"reference data (the list of listings) could not be "
+                                    f"fetched and the local store has none yet: {e}") from e
+            self._counters().errors += 1
+            rep.reference_error = (f"reference data could not be refreshed ({e}); the "
+                                   "previous stored reference was used")
+            log.warning("%s", rep.reference_error)
+            return
+        self.store.upsert_reference(ref)
+        rep.reference_refreshed = True
 
     def _reference_for(self, last: dt.date) -> pd.DataFrame:
         """Reference data for a store filled through ``last``: from L3 when another instance
