@@ -142,6 +142,8 @@ def scan(config: ScanConfig, data: MarketData, progress: Progress | None = None,
             notes.append(f"validation dropped {v.rows_dropped:,} of {v.rows_in:,} new rows ({why})")
         if upd.reference_error:
             notes.append(upd.reference_error)
+        if upd.backfill_error:
+            notes.append(upd.backfill_error)
         if upd.failed:
             days = sorted(upd.failed)
             notes.append(f"{len(days)} session(s) could not be fetched ({days[0]}"

@@ -5,7 +5,11 @@ One update (:meth:`FetchPlanner.update`) runs, in order:
     1. missing sessions   every provider session the store lacks, from L3 when another
                           instance shared it, else from the vendor in groups (a failed group stays
                           missing and is retried by the next update)
-    2. splits             stored symbols that split after the store's adjustment date get their
+    2. new listings       symbols that appear in the reference after their history began (a
+                          ticker new to the vendor's list, a rename, a listing page that was
+                          missing, a failed reference refresh) get the history the store
+                          already covers: per-ticker or grouped requests, fewer requests wins
+    3. splits             stored symbols that split after the store's adjustment date get their
                           adjusted history re-fetched (per-ticker or grouped, fewer requests wins)
 
 The planner writes to the store; reading panels is :class:`~technic_v4.data.market.MarketData`'s.
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +45,7 @@ log = logging.getLogger(__name__)
 
 CHUNK_SESSIONS = 64  # sessions per store transaction during a fill
 ADJUSTED = "adjusted_through"  # meta key: the session the stored bars are split-adjusted through
+BACKFILL = "backfill_pending"  # meta key: JSON list of symbols whose history is still to fetch
 
 
 @dataclass
@@ -53,6 +59,9 @@ class UpdateReport:
     reference_error: str | None = None  # the refresh failed: the previous reference was used
     failed: dict[str, str] = field(default_factory=dict)  # session -> why it is still missing
     splits_applied: list[str] = field(default_factory=list)  # symbols re-fetched after splits
+    backfilled: list[str] = field(default_factory=list)  # new listings given their history
+    backfill_plan: str | None = None
+    backfill_error: str | None = None
     split_plan: str | None = None
     split_error: str | None = None
 
@@ -64,7 +73,9 @@ class UpdateReport:
                 "reference_refreshed": self.reference_refreshed,
                 "reference_error": self.reference_error,
                 "failed_sessions": dict(self.failed), "splits_applied": self.splits_applied,
-                "split_plan": self.split_plan, "split_error": self.split_error}
+                "split_plan": self.split_plan, "split_error": self.split_error,
+                "backfilled": self.backfilled, "backfill_plan": self.backfill_plan,
+                "backfill_error": self.backfill_error}
 
 
 class FetchPlanner:
@@ -100,7 +111,10 @@ class FetchPlanner:
         if len(missing):
             # New sessions may bring new listings: refresh reference data first, so that
             # their bars have a symbol to belong to.
+            known = set(self.store.reference()["Symbol"])
             self._refresh_reference(last, rep)
+            if rep.reference_refreshed and len(stored_before):
+                self._note_new_listings(known, stored_before[-1])
             adj = self._fill(missing, rep, progress, on_progress)
             if adj is not None:
                 # The store is split-adjusted through the oldest adjustment of its parts.
@@ -110,8 +124,73 @@ class FetchPlanner:
                 elif len(stored_before):
                     adj = stored_before[0].astype(dt.date)
                 self.store.set_meta(ADJUSTED, str(adj))
+        self._backfill(stored_before, rep)
         self._apply_splits(rep)
         return rep
+
+    def _pending(self) -> list[str]:
+        raw = self.store.get_meta(BACKFILL)
+        return list(json.loads(raw)) if raw else []
+
+    def _note_new_listings(self, known: set[str], last_stored: np.datetime64) -> None:
+        """Remember (in the store, so an interrupted update retries) the listings new to the
+        reference whose history began before ``last_stored``: the stored sessions lack them."""
+        ref = self.store.reference()
+        listed = pd.to_datetime(ref["ListDate"]).to_numpy("datetime64[D]")
+        # No list date: its history may be as old as the store's.
+        old = np.isnat(listed) | (listed <= last_stored)
+        new = [s for s in ref["Symbol"][old] if s not in known]
+        if new:
+            self.store.set_meta(BACKFILL, json.dumps(sorted({*self._pending(), *new})))
+
+    def _backfill(self, stored_before: np.ndarray, rep: UpdateReport) -> None:
+        """Fetch the history of pending new listings over the sessions stored before this
+        update (the sessions it fetched already hold their bars).
+
+        Per-ticker requests when fewer symbols than sessions to cover, else one grouped
+        request per session; a failure leaves them pending for the next update.
+        """
+        pending = self._pending()
+        if not pending or len(stored_before) == 0:
+            return
+        ref = self.store.reference()
+        ref = ref[ref["Symbol"].isin(pending)]
+        need = sorted(ref["Symbol"].astype(str))
+        if not need:  # gone from the reference since
+            self.store.set_meta(BACKFILL, "[]")
+            return
+        listed = pd.to_datetime(ref["ListDate"]).to_numpy("datetime64[D]")
+        start = stored_before[0] if np.isnat(listed).any() else max(listed.min(),
+                                                                     stored_before[0])
+        sessions = stored_before[stored_before >= start]
+        first, last = sessions[0].astype(dt.date), sessions[-1].astype(dt.date)
+        try:
+            if len(need) <= len(sessions):
+                rep.backfill_plan = f"{len(need)} per-ticker requests"
+                batch = self.provider.bars_for_symbols(need, first, last)
+            else:
+                rep.backfill_plan = f"{len(sessions)} grouped requests"
+                batch = self.provider.bars_for_sessions([d.astype(dt.date) for d in sessions])
+        except ProviderError as e:
+            self._counters().errors += 1
+            rep.backfill_error = (f"the history of {len(need)} new listing(s) could not be "
+                                  f"fetched ({e}); the next update retries")
+            log.warning("%s", rep.backfill_error)
+            return
+        batch = batch.take(np.flatnonzero(np.isin(batch.symbol, need)
+                                          & np.isin(batch.date, sessions)))
+        kept, vr = validate(batch)
+        rep.validation.merge(vr)
+        # Written with the pending list cleared, in one transaction: a listing the vendor has
+        # no bars for is not asked again.
+        self.store.replace_symbols(kept, need, first, last, meta={BACKFILL: "[]"})
+        c = self._counters()
+        c.fetched["vendor"] += vr.rows_kept
+        c.refetched.update(need)
+        rep.backfilled = need
+        self._stored_changed()
+        log.info("back-filled %d new listing(s) over %s..%s (%s): %d bars", len(need), first,
+                 last, rep.backfill_plan, vr.rows_kept)
 
     def _apply_splits(self, rep: UpdateReport) -> None:
         """Re-fetch the adjusted history of stored symbols that split after the store's
