@@ -16,7 +16,7 @@ from technic_v4.data.market import MarketData
 from technic_v4.data.providers.synthetic import SyntheticProvider
 from technic_v4.errors import ProviderError
 from technic_v4.pipeline import scan
-from technic_v4.testing import END, make_market
+from technic_v4.testing import END, RedisServer, make_market
 
 EPOCH = dt.date(2025, 9, 2)  # ~310 sessions to END: enough for min_history 200
 END1 = dt.date(2026, 11, 13)  # the first update; the second adds 5 sessions
@@ -135,6 +135,36 @@ def test_a_failed_backfill_is_retried_by_the_next_update(tmp_path: Path) -> None
         assert rep.sessions_fetched == [] and rep.backfilled == syms
         fresh.ensure_current()
         pd.testing.assert_frame_equal(_history(md, syms), _history(fresh, syms))
+    finally:
+        md.close()
+        fresh.close()
+
+
+def test_a_shared_panel_from_before_the_backfill_is_not_reused(tmp_path: Path,
+                                                               redis_server: RedisServer
+                                                               ) -> None:
+    syms = _old_names(1)
+    url = {"redis_url": redis_server.url}
+    old = make_market(tmp_path, n=N, epoch=EPOCH, **url,
+                      provider=LateListings(n_listings=N, seed=7, epoch=EPOCH, end=END1,
+                                            hidden=syms))
+    old.ensure_current()
+    old.close()
+    md = make_market(tmp_path, n=N, epoch=EPOCH, **url,
+                     provider=LateListings(n_listings=N, seed=7, epoch=EPOCH, end=END,
+                                           fail_tickers=True))
+    assert md.ensure_current().backfill_error is not None
+    md.panel(END, 250)  # shared through Redis with the listing's history missing
+    md.close()
+    md = make_market(tmp_path, n=N, epoch=EPOCH, **url,
+                     provider=LateListings(n_listings=N, seed=7, epoch=EPOCH, end=END))
+    fresh = _market(tmp_path / "fresh", END)
+    try:
+        assert md.ensure_current().backfilled == syms
+        fresh.ensure_current()
+        p, q = md.panel(END, 250), fresh.panel(END, 250)
+        i, j = p.symbols.tolist().index(syms[0]), q.symbols.tolist().index(syms[0])
+        pd.testing.assert_frame_equal(p.frame(i), q.frame(j))
     finally:
         md.close()
         fresh.close()

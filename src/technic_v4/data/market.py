@@ -29,7 +29,7 @@ from technic_v4.config.settings import Settings, get_settings
 from technic_v4.data import calendar
 from technic_v4.data.accounting import Accounting, count_panel
 from technic_v4.data.cache import Counters, MemoryCache
-from technic_v4.data.fill import ADJUSTED, FetchPlanner, UpdateReport
+from technic_v4.data.fill import ADJUSTED, BACKFILL, FetchPlanner, UpdateReport
 from technic_v4.data.panel import Panel, PanelFiles, assemble
 from technic_v4.data.providers.base import Provider
 from technic_v4.data.providers.factory import make_provider
@@ -243,6 +243,8 @@ class MarketData:
         h.update(sess.astype(np.int64).tobytes())
         # Re-adjusting history after a split changes prices, not sessions or listings.
         h.update(str(self.store.get_meta(ADJUSTED)).encode())
+        # A back-fill gives listings their history without changing sessions or listings.
+        h.update((self.store.get_meta(BACKFILL) or "[]").encode())
         h.update("\n".join(self.reference()["Symbol"].astype(str)).encode())
         return h.hexdigest()[:20]
 
