@@ -8,5 +8,12 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e .
+# The install is editable, so source edits need no reinstall: pip runs only when pyproject.toml
+# (dependencies, entry points) or the checkout's location changed since the last install.
+stamp=.venv/.technic-install
+want="$(pwd) $(cksum < pyproject.toml)"
+if [ ! -x .venv/bin/technic ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e .
+  printf '%s\n' "$want" > "$stamp"
+fi
 exec .venv/bin/technic scan "$@"
