@@ -181,7 +181,7 @@ def _write(df: Any, fmt: str, output: Path | None, rows: int) -> None:
     if fmt == "csv":
         text = formats.to_csv(df)
     elif fmt == "json":
-        text = formats.rounded(df).to_json(orient="records", date_format="iso", indent=1)
+        text = formats.to_json(df)
     elif fmt == "parquet":
         assert output is not None
         df.to_parquet(output, index=False)
