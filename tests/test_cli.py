@@ -231,3 +231,39 @@ def test_text_output_has_no_float_noise(seed_api: MarketData, fmt: str) -> None:
              else pd.DataFrame(json.loads(r.stdout)))
     for col in ("Close", "SMA20", "MarketCap", "DollarVolume20", "Entry", "ATRPct"):
         np.testing.assert_allclose(shown[col], exact[col], rtol=1e-9, equal_nan=True)
+
+
+# -- scripts/scan.sh installs only when the project changed ------------------------------------
+
+FAKE_PYTHON = """#!/usr/bin/env bash
+# Stands in for .venv/bin/python: records pip runs and installs a `technic` that echoes.
+echo "$*" >> "$(dirname "$0")/../pip.log"
+printf '#!/usr/bin/env bash\\necho "technic $*"\\n' > "$(dirname "$0")/technic"
+chmod +x "$(dirname "$0")/technic"
+"""
+
+
+def test_scan_script_reinstalls_only_when_pyproject_changes(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "scripts").mkdir()
+    script = tmp_path / "scripts" / "scan.sh"
+    script.write_text((root / "scripts" / "scan.sh").read_text())
+    (tmp_path / "pyproject.toml").write_text((root / "pyproject.toml").read_text())
+    venv_bin = tmp_path / ".venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    (venv_bin / "python").write_text(FAKE_PYTHON)
+    (venv_bin / "python").chmod(0o755)
+    log = tmp_path / ".venv" / "pip.log"
+
+    def run() -> str:
+        r = subprocess.run(["bash", str(script), "--top", "3"], capture_output=True, text=True,
+                           timeout=60, check=True)
+        return r.stdout
+
+    assert run() == "technic scan --top 3\n"
+    assert run() == "technic scan --top 3\n"
+    assert log.read_text().splitlines() == ["-m pip install --quiet --disable-pip-version-check -e ."]
+    with (tmp_path / "pyproject.toml").open("a") as f:
+        f.write("\n# a new dependency\n")
+    run()
+    assert len(log.read_text().splitlines()) == 2
