@@ -13,6 +13,10 @@ fi
 stamp=.venv/.technic-install
 want="$(pwd) $(cksum < pyproject.toml)"
 if [ ! -x .venv/bin/technic ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  # Before 0.1.0 was renamed technic-scanner it was installed as "technic": drop that record.
+  if compgen -G ".venv/lib/python*/site-packages/technic-*.dist-info" >/dev/null; then
+    .venv/bin/python -m pip uninstall --quiet --yes technic
+  fi
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e .
   printf '%s\n' "$want" > "$stamp"
 fi
