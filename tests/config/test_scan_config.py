@@ -149,3 +149,6 @@ def test_named_etf_is_scanned(seed_api: MarketData) -> None:
     assert df.empty
     stages = {s["stage"]: s for s in df.attrs["stats"]["stages"]}
     assert stages["smart_filter"]["out"] == 0 and "type ETF" in stages["smart_filter"]["dropped"]
+    # run_scan's keyword overrides on top of a config keep "types not given"
+    df, _ = run_scan(ScanConfig(top_n=5), symbols=["SPY"])
+    assert list(df["Symbol"]) == ["SPY"]
