@@ -166,6 +166,15 @@ def test_every_command_fails_in_one_line(command: str, fault: str, tmp_path: Pat
     _assert_one_line(_technic(COMMANDS[command], env), fragment)
 
 
+def test_serve_on_a_taken_port_is_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        r = _technic(["serve", "--port", str(port)], {"TECHNIC_DATA_DIR": str(tmp_path)})
+    _assert_one_line(r, f"cannot listen on 127.0.0.1:{port} (Address already in use)")
+
+
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     env, _ = _fault_env("bad setting", tmp_path)
     r = _technic(["--debug", "data", "status"], env)

@@ -310,7 +310,22 @@ def serve(host: str, port: int, max_scans: int | None, log_level: str) -> None:
         raise click.ClickException(f"the service needs its extra: run pip install -e "
                                    f"'.[service]' in the technic checkout ({e})") from e
 
+    _check_bind(host, port)
     run(host=host, port=port, max_scans=max_scans, log_level=log_level)
+
+
+def _check_bind(host: str, port: int) -> None:
+    """Fail in one line when the address is taken, before the store is opened and warmed
+    (uvicorn would log the error among its start-up lines and exit with status 3)."""
+    import socket
+
+    try:
+        socket.create_server((host, port)).close()
+    except OSError as e:
+        reason = os.strerror(e.errno) if e.errno and e.errno > 0 else e.strerror or str(e)
+        raise click.ClickException(f"cannot listen on {host}:{port} ({reason}); choose "
+                                   "another --port or --host, or stop the process using it"
+                                   ) from e
 
 
 @main.command()
