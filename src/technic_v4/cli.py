@@ -322,7 +322,8 @@ def _check_bind(host: str, port: int) -> None:
     try:
         socket.create_server((host, port)).close()
     except OSError as e:
-        reason = os.strerror(e.errno) if e.errno and e.errno > 0 else e.strerror or str(e)
+        # socket.create_server appends "(while attempting to bind on address ...)": we say it
+        reason = (e.strerror or str(e)).split(" (while attempting")[0]
         raise click.ClickException(f"cannot listen on {host}:{port} ({reason}); choose "
                                    "another --port or --host, or stop the process using it"
                                    ) from e
