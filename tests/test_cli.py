@@ -166,6 +166,15 @@ def test_every_command_fails_in_one_line(command: str, fault: str, tmp_path: Pat
     _assert_one_line(_technic(COMMANDS[command], env), fragment)
 
 
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["--type", "Warrant"], "types: unknown listing type 'Warrant'; valid: Common Stock, ADR, ETF"),
+    (["--lookback", "5"], "lookback_days: Input should be greater than or equal to 30 (got 5)"),
+    (["--lookback", "100"], "min_history: 200 must be <= lookback_days (100)"),
+])
+def test_bad_scan_request_is_one_line(args: list[str], fragment: str, tmp_path: Path) -> None:
+    _assert_one_line(_technic(["scan", *args], {"TECHNIC_DATA_DIR": str(tmp_path)}), fragment)
+
+
 def test_serve_on_a_taken_port_is_one_line(tmp_path: Path) -> None:
     import socket
 
