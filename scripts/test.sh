@@ -16,9 +16,22 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "== installing system packages: ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    "${need[@]}" >/dev/null
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+# Editable install with pinned test extras: pip runs only when pyproject.toml or the checkout's
+# location changed since the last install (source edits need no reinstall).
+stamp=.venv/.technic-install-test
+want="$(pwd) $(cksum < pyproject.toml)"
+if [ ! -x .venv/bin/pytest ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  # Before 0.1.0 was renamed technic-scanner it was installed as "technic": drop that record.
+  if compgen -G ".venv/lib/python*/site-packages/technic-*.dist-info" >/dev/null; then
+    .venv/bin/python -m pip uninstall --quiet --yes technic
+  fi
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+  printf '%s
+' "$want" > "$stamp"
+fi
 echo "== ruff"
 .venv/bin/ruff check src tests
 echo "== mypy"

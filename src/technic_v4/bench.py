@@ -83,7 +83,8 @@ def baseline(n: int) -> dict[str, Any]:
     try:
         import talib
     except ImportError:
-        return {"skipped": "ta-lib not installed (pip install 'technic[test]')"}
+        return {"skipped": "ta-lib not installed (run pip install -e '.[test]' in the technic "
+                           "checkout)"}
     from technic_v4 import data_engine
     from technic_v4.config.scan import ScanConfig
     from technic_v4.scanner_core import run_scan

@@ -6,6 +6,7 @@ import datetime as dt
 import io
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,14 +20,54 @@ TABLE_COLUMNS = ("Rank", "Symbol", "Name", "Sector", "Close", "Return21D", "RSI1
 FORMATS = ("table", "csv", "json", "parquet")
 
 
-def _fail(e: Exception) -> None:
-    raise click.ClickException(str(e)) from e
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Technic(click.Group):
+    """The ``technic`` group: every command's errors become one line on stderr, exit status 1.
+
+    Errors technic raises on purpose (:mod:`technic_v4.errors`) already say what to fix; anything
+    else is a bug or an environment fault, shown as one line with a pointer to ``--debug``, which
+    shows the traceback instead.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from technic_v4.errors import TechnicError
+
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except TechnicError as e:
+            if ctx.params.get("debug"):
+                raise
+            raise click.ClickException(_one_line(str(e))) from e
+        except Exception as e:
+            if ctx.params.get("debug"):
+                raise
+            raise click.ClickException(f"{type(e).__name__}: {_one_line(str(e))} (run with "
+                                       "--debug for the traceback)") from e
+
+
+def _output_path(ctx: click.Context, param: click.Parameter, value: Path | None
+                 ) -> Path | None:
+    """Refuse an output file whose folder is missing or read-only before any work is done."""
+    if value is None:
+        return None
+    folder = value.parent
+    if not folder.is_dir():
+        raise click.ClickException(f"{param.opts[0]} {value}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise click.ClickException(f"{param.opts[0]} {value}: folder {folder} is not writable")
+    return value
+
+
+@click.group(cls=_Technic, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="technic")
 @click.option("-v", "--verbose", count=True, help="More log output on stderr (-v info, -vv debug).")
-def main(verbose: int) -> None:
+@click.option("--debug", is_flag=True, help="Show the traceback of an error instead of one line.")
+def main(verbose: int, debug: bool) -> None:
     """technic: scan the whole US market from a local store, with TA-Lib-exact indicators."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
@@ -51,7 +92,7 @@ def main(verbose: int) -> None:
               help="Bars (sessions) per symbol (default 300).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write to this file instead of stdout (parquet needs it).")
+              callback=_output_path, help="Write to this file instead of stdout (parquet needs it).")
 @click.option("--rows", type=int, default=30, show_default=True,
               help="Rows shown by the table format (0 = all).")
 @click.option("--stats", "show_stats", is_flag=True, help="Print the scan statistics as JSON "
@@ -62,7 +103,6 @@ def scan(max_symbols: int | None, sectors: tuple[str, ...], industries: tuple[st
          lookback_days: int | None, fmt: str, output: Path | None, rows: int,
          show_stats: bool) -> None:
     """Scan the market and print a ranked table of trade candidates."""
-    from technic_v4.errors import TechnicError
     from technic_v4.scanner_core import ScanConfig, run_scan
 
     kw: dict[str, Any] = {"max_symbols": max_symbols, "top_n": top_n,
@@ -82,12 +122,9 @@ def scan(max_symbols: int | None, sectors: tuple[str, ...], industries: tuple[st
         kw["lookback_days"] = lookback_days
     if fmt == "parquet" and output is None:
         raise click.UsageError("--format parquet needs --output FILE")
-    try:
-        config = ScanConfig(**kw)
-        with _Progress() as prog:
-            df, msg = run_scan(config, progress=prog.update)
-    except (TechnicError, ValueError) as e:
-        _fail(e)
+    config = ScanConfig(**kw)
+    with _Progress() as prog:
+        df, msg = run_scan(config, progress=prog.update)
     _write(df, fmt, output, rows)
     click.echo(msg, err=True)
     if show_stats:
@@ -139,10 +176,12 @@ class _Progress:
 
 
 def _write(df: Any, fmt: str, output: Path | None, rows: int) -> None:
+    from technic_v4 import formats
+
     if fmt == "csv":
-        text = _csv(df)
+        text = formats.to_csv(df)
     elif fmt == "json":
-        text = df.to_json(orient="records", date_format="iso", indent=1)
+        text = formats.to_json(df)
     elif fmt == "parquet":
         assert output is not None
         df.to_parquet(output, index=False)
@@ -155,21 +194,6 @@ def _write(df: Any, fmt: str, output: Path | None, rows: int) -> None:
         click.echo(f"wrote {len(df)} rows to {output}", err=True)
     else:
         click.echo(text)
-
-
-def _csv(df: Any) -> str:
-    """CSV through Arrow (5x faster than pandas on the full table); dates as YYYY-MM-DD."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.csv as pcsv
-
-    tbl = pa.Table.from_pandas(df, preserve_index=False)
-    for i, field in enumerate(tbl.schema):
-        if pa.types.is_timestamp(field.type):
-            tbl = tbl.set_column(i, field.name, pc.cast(tbl.column(i), pa.date32()))
-    buf = io.BytesIO()
-    pcsv.write_csv(tbl, buf, pcsv.WriteOptions(quoting_style="needed"))
-    return buf.getvalue().decode()
 
 
 def _table(df: Any, rows: int) -> str:
@@ -283,10 +307,26 @@ def serve(host: str, port: int, max_scans: int | None, log_level: str) -> None:
     try:
         from technic_v4.service.app import run
     except ImportError as e:
-        raise click.ClickException(f"the service needs its extra: pip install 'technic[service]' "
-                                   f"({e})") from e
+        raise click.ClickException(f"the service needs its extra: run pip install -e "
+                                   f"'.[service]' in the technic checkout ({e})") from e
 
+    _check_bind(host, port)
     run(host=host, port=port, max_scans=max_scans, log_level=log_level)
+
+
+def _check_bind(host: str, port: int) -> None:
+    """Fail in one line when the address is taken, before the store is opened and warmed
+    (uvicorn would log the error among its start-up lines and exit with status 3)."""
+    import socket
+
+    try:
+        socket.create_server((host, port)).close()
+    except OSError as e:
+        # socket.create_server appends "(while attempting to bind on address ...)": we say it
+        reason = (e.strerror or str(e)).split(" (while attempting")[0]
+        raise click.ClickException(f"cannot listen on {host}:{port} ({reason}); choose "
+                                   "another --port or --host, or stop the process using it"
+                                   ) from e
 
 
 @main.command()
@@ -296,11 +336,13 @@ def serve(host: str, port: int, max_scans: int | None, log_level: str) -> None:
 @click.option("--big", type=int, default=50_000, show_default=True,
               help="Listings of the large-universe run (0 skips it).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("bench-report.md"), show_default=True)
+              default=Path("bench-report.md"), show_default=True, callback=_output_path)
 def bench(quick: bool, no_ray: bool, no_vendor: bool, big: int, output: Path) -> None:
     """Benchmark scans on this machine and write a markdown report."""
     from technic_v4.bench import run_bench
+    from technic_v4.config.settings import get_settings
 
+    get_settings()  # a bad TECHNIC_* value fails here in one line, not inside a child process
     report = run_bench(quick=quick, big=big, ray=not no_ray, vendor=not no_vendor)
     output.write_text(report)
     click.echo(report)

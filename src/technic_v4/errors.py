@@ -2,6 +2,7 @@
 
     TechnicError
     ├── ConfigError (also ValueError)      stop and fix the configuration / request
+    │   └── SettingError                   a TECHNIC_* environment variable holds a bad value
     ├── DataError                          skip this symbol or session; the scan goes on
     │   └── ValidationError                a vendor/file row or frame failed validation
     ├── ProviderError                      the data vendor failed
@@ -23,6 +24,17 @@ class ConfigError(TechnicError, ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+
+
+class SettingError(ConfigError):
+    """A ``TECHNIC_*`` environment variable holds an invalid value; ``field`` is the variable's
+    name (what the user must fix), not the settings attribute."""
+
+    def __init__(self, variable: str, value: str | None, message: str) -> None:
+        super().__init__(variable, message)
+        self.value = value
+        if value is not None:
+            self.args = (f"{variable}={value}: {message}",)
 
 
 class DataError(TechnicError):

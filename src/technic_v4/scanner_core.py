@@ -23,7 +23,7 @@ def run_scan(config: ScanConfig | None = None, progress: Progress | None = None,
     if config is None:
         config = ScanConfig(**overrides)
     elif overrides:
-        config = ScanConfig(**{**config.model_dump(), **overrides})
+        config = ScanConfig(**{**config.model_dump(exclude_unset=True), **overrides})
     if not isinstance(config, ScanConfig):
         from technic_v4.errors import ConfigError
 

@@ -6,7 +6,9 @@ import pytest
 
 from technic_v4.config.scan import ScanConfig
 from technic_v4.config.settings import Settings, get_settings, reset_settings, settings
-from technic_v4.errors import ConfigError
+from technic_v4.data.market import MarketData
+from technic_v4.errors import ConfigError, SettingError
+from technic_v4.scanner_core import run_scan
 from technic_v4.universe import gics
 
 
@@ -97,3 +99,56 @@ def test_settings_reject_bad_values(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TECHNIC_DATA_PROVIDER", "yahoo")
     with pytest.raises(ValueError, match="synthetic"):
         Settings()
+
+
+def test_bad_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TECHNIC_MAX_WORKERS", "abc")
+    reset_settings()
+    with pytest.raises(SettingError) as e:
+        get_settings()
+    assert isinstance(e.value, ConfigError)
+    assert e.value.field == "TECHNIC_MAX_WORKERS"
+    msg = str(e.value)
+    assert msg.startswith("TECHNIC_MAX_WORKERS=abc: ") and "valid integer" in msg
+    assert "\n" not in msg and "pydantic.dev" not in msg and "max_workers" not in msg
+
+
+def test_every_bad_variable_on_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TECHNIC_MAX_WORKERS", "0")
+    monkeypatch.setenv("TECHNIC_DATA_PROVIDER", "yahoo")
+    reset_settings()
+    with pytest.raises(SettingError) as e:
+        get_settings()
+    msg = str(e.value)
+    assert "TECHNIC_MAX_WORKERS=0: Input should be greater than or equal to 1" in msg
+    assert "TECHNIC_DATA_PROVIDER=yahoo: Input should be 'synthetic', 'polygon' or 'files'" in msg
+    assert "\n" not in msg
+
+
+def test_cross_field_errors_name_their_field() -> None:
+    with pytest.raises(ConfigError) as e:
+        ScanConfig(min_stop_atr=5)
+    assert e.value.field == "min_stop_atr" and "max_stop_atr (3.0)" in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        ScanConfig(min_history=400)
+    assert e.value.field == "min_history"
+
+
+def test_named_symbols_allow_every_type() -> None:
+    named = ScanConfig(symbols="spy")
+    assert named.symbols == ("SPY",) and named.types == gics.TYPES
+    assert ScanConfig(**named.model_dump()) == named  # survives the service's JSON round trip
+    assert ScanConfig(symbols=["SPY"], types=["ETF"]).types == ("ETF",)
+    assert ScanConfig(symbols=None).types == gics.DEFAULT_TYPES
+
+
+def test_named_etf_is_scanned(seed_api: MarketData) -> None:
+    df, msg = run_scan(ScanConfig(symbols=["SPY"]))
+    assert list(df["Symbol"]) == ["SPY"] and df["Type"].iloc[0] == gics.ETF, msg
+    df, _ = run_scan(ScanConfig(symbols=["SPY"], types=[gics.COMMON_STOCK]))
+    assert df.empty
+    stages = {s["stage"]: s for s in df.attrs["stats"]["stages"]}
+    assert stages["smart_filter"]["out"] == 0 and "type ETF" in stages["smart_filter"]["dropped"]
+    # run_scan's keyword overrides on top of a config keep "types not given"
+    df, _ = run_scan(ScanConfig(top_n=5), symbols=["SPY"])
+    assert list(df["Symbol"]) == ["SPY"]

@@ -29,8 +29,10 @@ class ScanConfig(BaseModel):
         "filter; None = all; 0 = nothing (an empty result that says so).")
     sectors: tuple[str, ...] | None = Field(default=None, description="GICS sector names.")
     industries: tuple[str, ...] | None = Field(default=None, description="GICS industry names.")
-    types: tuple[str, ...] = Field(default=gics.DEFAULT_TYPES, description="Listing types.")
-    symbols: tuple[str, ...] | None = Field(default=None, description="Only these tickers.")
+    types: tuple[str, ...] = Field(default=gics.DEFAULT_TYPES, description="Listing types "
+                                   "(default: every type when symbols are named).")
+    symbols: tuple[str, ...] | None = Field(default=None, description="Only these tickers, "
+                                            "whatever their type unless types is given.")
     # Pre-screen (cheap data, before indicators)
     min_price: Number = Field(default=1.0, ge=0)
     min_dollar_volume: Number = Field(default=1_000_000.0, ge=0,
@@ -62,12 +64,25 @@ class ScanConfig(BaseModel):
         try:
             super().__init__(**data)
         except pydantic.ValidationError as e:
-            err = e.errors()[0]
+            err = e.errors(include_url=False)[0]
+            inner = (err.get("ctx") or {}).get("error")
+            if isinstance(inner, ConfigError):  # raised by a model validator: it names its field
+                raise inner from None
             field = ".".join(str(p) for p in err["loc"]) or "ScanConfig"
             if err["type"] == "extra_forbidden":
                 valid = ", ".join(type(self).model_fields)
                 raise ConfigError(field, f"unknown ScanConfig field; valid fields: {valid}") from None
             raise ConfigError(field, f"{err['msg'].removeprefix('Value error, ')} (got {err.get('input')!r})") from None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _named_symbols_any_type(cls, data: Any) -> Any:
+        """Tickers named in ``symbols`` are scanned whatever their type (SPY is an ETF), unless
+        ``types`` is given too. Resolved here, not in the pipeline, so the config says what it
+        scans: it survives ``model_dump`` round trips and keys caches correctly."""
+        if isinstance(data, dict) and data.get("symbols") is not None and "types" not in data:
+            return {**data, "types": gics.TYPES}
+        return data
 
     @field_validator("sectors", "industries", "types", "symbols", mode="before")
     @classmethod
@@ -101,10 +116,11 @@ class ScanConfig(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> ScanConfig:
         if self.min_history > self.lookback_days:
-            raise ValueError(f"min_history ({self.min_history}) must be <= lookback_days "
-                             f"({self.lookback_days})")
+            raise ConfigError("min_history", f"{self.min_history} must be <= lookback_days "
+                              f"({self.lookback_days})")
         if self.min_stop_atr > self.max_stop_atr:
-            raise ValueError("min_stop_atr must be <= max_stop_atr")
+            raise ConfigError("min_stop_atr", f"{self.min_stop_atr} must be <= max_stop_atr "
+                              f"({self.max_stop_atr})")
         return self
 
 

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Literal
 
 from platformdirs import user_cache_dir
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from technic_v4.errors import SettingError
 
 
 def _default_data_dir() -> Path:
@@ -75,11 +77,37 @@ _settings: Settings | None = None
 
 
 def get_settings() -> Settings:
-    """The process-wide settings, read from the environment once."""
+    """The process-wide settings, read from the environment once.
+
+    A bad value raises :class:`~technic_v4.errors.SettingError` (a ``ConfigError``) naming the
+    environment variable: ``TECHNIC_MAX_WORKERS=abc: Input should be a valid integer, ...``.
+    """
     global _settings
     if _settings is None:
-        _settings = Settings()
+        try:
+            _settings = Settings()
+        except ValidationError as e:
+            raise _setting_error(e) from e
     return _settings
+
+
+def _setting_error(e: ValidationError) -> SettingError:
+    """pydantic's multi-line report as one line per variable (all on one line), without its
+    documentation URL; secret values (``repr=False`` fields) are never shown."""
+    prefix = Settings.model_config.get("env_prefix", "")
+    found: list[tuple[str, str | None, str]] = []
+    for err in e.errors(include_url=False):
+        field = str(err["loc"][0]) if err["loc"] else ""
+        info = Settings.model_fields.get(field)
+        var = f"{prefix}{field}".upper() if field else f"{prefix}* settings"
+        value = err.get("input") if info is not None and info.repr else None
+        shown = None if value is None else str(value)
+        if shown is not None and len(shown) > 60:
+            shown = shown[:57] + "..."
+        found.append((var, shown, err["msg"].removeprefix("Value error, ")))
+    var, value, msg = found[0]
+    rest = "".join(f"; {v}{'' if x is None else '=' + x}: {m}" for v, x, m in found[1:])
+    return SettingError(var, value, msg + rest)
 
 
 def reset_settings() -> None:

@@ -126,8 +126,8 @@ def get_backend(settings: Settings) -> Backend:
 
                 return RayBackend.connect(settings)
             except ImportError:
-                _ray_failure = ("ray is not installed (pip install 'technic[ray]'); "
-                                "running locally")
+                _ray_failure = ("ray is not installed (run pip install -e '.[ray]' in the "
+                                "technic checkout); running locally")
             except Exception as e:  # noqa: BLE001 - any start-up failure means "run locally"
                 _ray_failure = f"Ray could not start ({type(e).__name__}: {e}); running locally"
             log.warning("%s", _ray_failure)

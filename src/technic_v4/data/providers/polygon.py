@@ -710,12 +710,9 @@ class PolygonProvider:
 
 
 def _user_agent() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from technic_v4 import __version__
 
-    try:
-        return f"technic/{version('technic')}"
-    except PackageNotFoundError:
-        return "technic"
+    return f"technic/{__version__}"
 
 
 def _str_or_none(x: object) -> str | None:
