@@ -147,12 +147,21 @@ class MarketData:
         ``progress`` shows a bar on stderr (default: the ``progress`` setting);
         ``on_progress(sessions_done, sessions_total)`` reports to a caller.
         """
-        with self.request(), self._update_lock:
+        with self.request(), self._update_lock, contextlib.ExitStack() as writer:
             rep = UpdateReport()
             last = self.provider.latest_session()
             if through is not None:
                 last = min(last, through)
             want = calendar.sessions_between(self.provider.first_session(), last)
+            missing = np.setdiff1d(want, self.store.stored_sessions())
+            if self.store.read_only:  # a read-only data dir serves what it holds
+                why = f"not fetched: the local store at {self.store.path} is read-only"
+                rep.failed.update(dict.fromkeys((str(d) for d in missing), why))
+                self.last_update = rep
+                return rep
+            if len(missing) or self._splits_due():
+                # One writer at a time across processes: waits (and says so) for another.
+                writer.enter_context(self.store.writing())
             stored_before = self.store.stored_sessions()
             missing = np.setdiff1d(want, stored_before)
             if len(missing):
@@ -173,6 +182,12 @@ class MarketData:
             self._apply_splits(rep)
             self.last_update = rep
             return rep
+
+    def _splits_due(self) -> bool:
+        """Whether stored bars may predate a split (``_apply_splits`` has work to check)."""
+        stored = self.store.stored_sessions()
+        adjusted = self.store.get_meta(_ADJUSTED)
+        return len(stored) > 0 and (adjusted or str(stored[0])) < str(stored[-1])
 
     def _apply_splits(self, rep: UpdateReport) -> None:
         """Re-fetch the adjusted history of stored symbols that split after the store's
@@ -369,12 +384,7 @@ class MarketData:
 
     # -- reading --------------------------------------------------------------------------------
     def reference(self) -> pd.DataFrame:
-        key = ("reference", str(self.store.path), self.store.version)
-        ref = self.memory.get(key)
-        if ref is None:
-            ref = self.store.reference()
-            self.memory.put(key, ref, int(ref.memory_usage(deep=True).sum()))
-        return ref
+        return self.store.reference()  # cached by the store per (store_id, version)
 
     def resolve_as_of(self, as_of: dt.date | str | None) -> dt.date:
         """The session a request is about: ``as_of`` (or the newest stored one) on or before."""
@@ -397,9 +407,9 @@ class MarketData:
         The request is charged for the bars of ``count_rows`` (default: every row)."""
         if n_bars < 1:
             raise ConfigError("days", f"must be >= 1, got {n_bars}")
-        base = (str(self.store.path), self.store.version, as_of)
+        base = (str(self.store.path), *self.store.identity(), as_of)
         hit: Panel | None = self.memory.find(
-            lambda k: k[:3] == base and k[3] >= n_bars)
+            lambda k: k[:4] == base and k[4] >= n_bars)
         if hit is not None:
             p = hit.tail(n_bars)
             self._count(p, "memory", count_rows)
@@ -414,11 +424,14 @@ class MarketData:
                                 rows=len(adopted.symbols))
                 self._count(adopted, "redis", count_rows)
                 return adopted
-        version = self.store.version
-        loaded = self._panel_files.load(version, as_of, n_bars)
+        ident = self.store.identity()
+        loaded = self._panel_files.load(ident, as_of, n_bars)
         if loaded is None:
-            loaded = self._load_panel(as_of, n_bars)
-            self._panel_files.save(version, loaded)
+            with self.store.reading():  # every query of the build reads one store version
+                ident = self.store.identity()
+                loaded = self._load_panel(as_of, n_bars)
+            self._panel_files.save(ident, loaded)
+        base = (str(self.store.path), *ident, as_of)
         self.memory.put((*base, n_bars), loaded, loaded.nbytes, rows=len(loaded.symbols))
         if key is not None and self.l3 is not None:
             self.l3.put_panel(key, loaded)
