@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from technic_v4 import __version__
+from technic_v4 import __version__, fsio
 
 TABLE_COLUMNS = ("Rank", "Symbol", "Name", "Sector", "Close", "Return21D", "RSI14", "RSRating",
                  "TechRating", "Signal", "Entry", "Stop", "Target", "PositionSize")
@@ -145,13 +145,14 @@ def _write(df: Any, fmt: str, output: Path | None, rows: int) -> None:
         text = df.to_json(orient="records", date_format="iso", indent=1)
     elif fmt == "parquet":
         assert output is not None
-        df.to_parquet(output, index=False)
+        with fsio.atomic_file(output) as f:
+            df.to_parquet(f, index=False)
         click.echo(f"wrote {len(df)} rows to {output}", err=True)
         return
     else:
         text = _table(df, rows)
     if output is not None:
-        output.write_text(text)
+        fsio.write_text(output, text)
         click.echo(f"wrote {len(df)} rows to {output}", err=True)
     else:
         click.echo(text)
@@ -302,7 +303,7 @@ def bench(quick: bool, no_ray: bool, no_vendor: bool, big: int, output: Path) ->
     from technic_v4.bench import run_bench
 
     report = run_bench(quick=quick, big=big, ray=not no_ray, vendor=not no_vendor)
-    output.write_text(report)
+    fsio.write_text(output, report)
     click.echo(report)
     click.echo(f"wrote {output}", err=True)
 

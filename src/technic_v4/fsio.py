@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -38,7 +38,7 @@ def _temp_name(target: Path) -> str:
 
 @contextlib.contextmanager
 def atomic_file(path: Path | str, mode: str = "wb", encoding: str | None = None
-                ) -> Iterator[IO]:  # type: ignore[type-arg]
+                ) -> Iterator[IO[Any]]:
     """Open a temporary file to fill; on a clean exit it replaces ``path`` atomically."""
     target = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=_temp_name(target), suffix=".tmp", dir=target.parent)

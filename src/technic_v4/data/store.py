@@ -275,7 +275,7 @@ class Store:
         """The current snapshot; the previous one while a writer holds the file."""
         pinned = getattr(self._local, "snap", None)
         if pinned is not None:
-            return pinned  # type: ignore[no-any-return]
+            return pinned
         key = self._state_key()
         snap = self._snapshot
         if snap is not None and snap.key == key:
