@@ -178,7 +178,7 @@ def test_a_second_writer_waits_and_says_so(built: Path, tmp_path: Path) -> None:
         assert status.returncode == 0, status.stderr
         assert json.loads(status.stdout)["last_session"] == str(END_1)
         release.touch()
-        out, err = cli.communicate(timeout=300)
+        _, err = cli.communicate(timeout=300)
         assert cli.returncode == 0, err
         _finish(holder)
     finally:
