@@ -265,6 +265,9 @@ class Store:
         sessions = np.asarray(rows["date"]).astype("datetime64[D]")
         sessions.setflags(write=False)
         snap = _Snapshot(key, meta, sessions)
+        if getattr(self._local, "con", None) is not None and \
+                getattr(self._local, "snap", None) is None:
+            return snap  # inside this thread's write transaction: not committed, not shared
         old = self._snapshot
         if old is None or snap.version >= old.version or snap.meta.get("store_id") != \
                 old.meta.get("store_id"):
