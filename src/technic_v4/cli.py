@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from technic_v4 import __version__
+from technic_v4 import __version__, fsio
 
 TABLE_COLUMNS = ("Rank", "Symbol", "Name", "Sector", "Close", "Return21D", "RSI14", "RSRating",
                  "TechRating", "Signal", "Entry", "Stop", "Target", "PositionSize")
@@ -184,13 +184,14 @@ def _write(df: Any, fmt: str, output: Path | None, rows: int) -> None:
         text = formats.to_json(df)
     elif fmt == "parquet":
         assert output is not None
-        df.to_parquet(output, index=False)
+        with fsio.atomic_file(output) as f:
+            df.to_parquet(f, index=False)
         click.echo(f"wrote {len(df)} rows to {output}", err=True)
         return
     else:
         text = _table(df, rows)
     if output is not None:
-        output.write_text(text)
+        fsio.write_text(output, text)
         click.echo(f"wrote {len(df)} rows to {output}", err=True)
     else:
         click.echo(text)
@@ -344,7 +345,7 @@ def bench(quick: bool, no_ray: bool, no_vendor: bool, big: int, output: Path) ->
 
     get_settings()  # a bad TECHNIC_* value fails here in one line, not inside a child process
     report = run_bench(quick=quick, big=big, ray=not no_ray, vendor=not no_vendor)
-    output.write_text(report)
+    fsio.write_text(output, report)
     click.echo(report)
     click.echo(f"wrote {output}", err=True)
 

@@ -57,10 +57,10 @@ def _market(path: Path, end: dt.date, epoch: dt.date = EPOCH, **kw: Any) -> Mark
 
 
 def _history(md: MarketData, syms: list[str]) -> pd.DataFrame:
-    return md.store._con.execute(
+    return md.store.fetch_df(
         "SELECT s.symbol, b.date, b.open, b.high, b.low, b.close, b.volume FROM bars b JOIN "
         "symbols s USING (sid) WHERE s.symbol IN (SELECT unnest(?)) ORDER BY 1, 2",
-        [syms]).df()
+        [syms])
 
 
 SHORT_EPOCH = dt.date(2026, 10, 1)  # ~31 sessions to END1: fewer sessions than 60 symbols

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -147,3 +148,20 @@ def test_session_on_or_before_first_supported() -> None:
     assert calendar.session_on_or_before(D(2000, 1, 3)) == D(2000, 1, 3)
     with pytest.raises(ValueError, match="before the first supported session"):
         calendar.session_on_or_before(D(2000, 1, 2))
+
+
+def test_cache_file_lives_under_the_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                             ) -> None:
+    from technic_v4.config import settings as settings_mod
+
+    monkeypatch.setenv("TECHNIC_DATA_DIR", str(tmp_path))
+    settings_mod.reset_settings()
+    calendar._table.cache_clear()
+    try:
+        sessions = calendar.all_sessions()
+        files = list((tmp_path / "calendar").glob("*.npz"))
+        assert len(files) == 1 and files[0].name.startswith("XNYS-")
+        calendar._table.cache_clear()  # a new process reads the file back: same sessions
+        np.testing.assert_array_equal(calendar.all_sessions(), sessions)
+    finally:
+        calendar._table.cache_clear()

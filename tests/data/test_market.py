@@ -35,9 +35,9 @@ def assert_panels_equal(a: Panel, b: Panel) -> None:
 
 
 def all_stored(md: MarketData) -> pd.DataFrame:
-    return md.store._con.execute(
+    return md.store.fetch_df(
         "SELECT sid, (date - DATE '1970-01-01') AS day, open, high, low, close, volume FROM bars "
-        "ORDER BY sid, date").df()
+        "ORDER BY sid, date")
 
 
 # -- panels against the store ------------------------------------------------------------------
@@ -56,9 +56,9 @@ def test_panel_equals_last_n_stored_bars(small_market: MarketData, as_of: dt.dat
     assert p.day.shape == (len(ref), n)
     assert p.as_of == as_of
 
-    bars = md.store._con.execute(
+    bars = md.store.fetch_df(
         "SELECT sid, (date - DATE '1970-01-01') AS day, open, high, low, close, volume FROM bars "
-        "WHERE date <= ? ORDER BY sid, date", [as_of]).df()
+        "WHERE date <= ? ORDER BY sid, date", [as_of])
     last_n = {sid: g for sid, g in bars.groupby("sid").tail(n).groupby("sid")}
     sess_days = (sessions_between(EPOCH, as_of) - EPOCH_DAY).astype(np.int64)
     kinds = {"gaps": 0, "halted": 0, "short": 0, "empty": 0}
@@ -309,8 +309,7 @@ def test_bad_vendor_rows_are_dropped_counted_never_stored(tmp_path: Path) -> Non
         np.testing.assert_allclose(dup["close"].to_numpy(), want_close, rtol=0, atol=0)
         assert (stored.loc[stored["sid"] == sid[zero_sym], "volume"] == 0).all()
         assert (stored["sid"] == sid[zero_sym]).sum() == n_of[zero_sym]
-        logged = md.store._con.execute("SELECT sum(rows_in), sum(rows_kept) FROM ingest_log"
-                                       ).fetchone()
+        logged = md.store.fetchall("SELECT sum(rows_in), sum(rows_kept) FROM ingest_log")[0]
         assert logged == (v.rows_in, v.rows_kept)
     finally:
         md.store.close()

@@ -162,7 +162,7 @@ def test_replacing_a_session_replaces_its_bars(store: Store) -> None:
     old_rows = b.take(np.flatnonzero(~np.isin(b.date, redo)))
     assert_frames(got, expected_frame(BarBatch.concat([old_rows, nb]), sid_of))
     np.testing.assert_array_equal(store.stored_sessions(), SESS)
-    rows = dict(store._con.execute("SELECT date, rows FROM sessions").fetchall())
+    rows = dict(store.fetchall("SELECT date, rows FROM sessions"))
     assert rows[dt.date(2025, 3, 6)] == 3
     assert rows[dt.date(2025, 3, 5)] == 4
     assert store.status()["bars"] == 38
@@ -185,9 +185,9 @@ def test_unknown_symbols_are_not_stored(store: Store) -> None:
     assert store.status()["symbols"] == 4
     assert len(store.reference()) == 4  # unknown symbols do not get a sid either
     # The ingest log records the drop.
-    logged = store._con.execute(
+    logged = store.fetchall(
         "SELECT first_session, last_session, n_sessions, rows_in, rows_kept, dropped "
-        "FROM ingest_log").fetchall()
+        "FROM ingest_log")
     assert len(logged) == 1
     first, last, n_sess, rows_in, rows_kept, dropped = logged[0]
     assert (first, last, n_sess) == (dt.date(2025, 3, 3), dt.date(2025, 3, 4), 2)
@@ -201,7 +201,7 @@ def test_session_without_bars_is_still_recorded(store: Store) -> None:
     b = make_bars(SYMS, SESS[:1])
     store.append_sessions(b, SESS[:2], report_for(b))  # session 2 had no rows at all
     np.testing.assert_array_equal(store.stored_sessions(), SESS[:2])
-    rows = dict(store._con.execute("SELECT date, rows FROM sessions").fetchall())
+    rows = dict(store.fetchall("SELECT date, rows FROM sessions"))
     assert rows == {SESS[0].astype(dt.date): 4, SESS[1].astype(dt.date): 0}
 
 
@@ -307,7 +307,13 @@ CHILD = textwrap.dedent("""
             return getattr(self._c, name)
 
 
-    store = Store(path)
+    class AnnouncingStore(Store):
+        def _open(self, read_only):
+            con = super()._open(read_only)
+            return con if read_only else Announcing(con)
+
+
+    store = AnnouncingStore(path)
     syms = store.reference()["Symbol"].to_numpy(object)[:n_sym]
     sess = sessions_between(dt.date.fromisoformat(start), dt.date(2040, 1, 1))[:n_sess]
     rng = np.random.default_rng(99)
@@ -316,7 +322,6 @@ CHILD = textwrap.dedent("""
     close = np.round(rng.uniform(5, 500, len(sym)), 2)
     b = BarBatch(sym, date, close, close * 1.01, close * 0.99, close, np.full(len(sym), 7.0))
     rep = ValidationReport(rows_in=len(b), rows_kept=len(b))
-    store._con = Announcing(store._con)
     print("writing", len(b), flush=True)
     store.append_sessions(b, sess, rep)
     print("done", flush=True)
@@ -401,9 +406,9 @@ def test_killed_write_leaves_store_consistent(tmp_path: Path, case: str) -> None
         assert new_rows == 0
         assert s.version == v0
         assert not np.isin(new_sess, stored).any()
-        counts = s._con.execute(
+        counts = s.fetchall(
             "SELECT s.rows, count(b.sid) FROM sessions s LEFT JOIN bars b ON b.date = s.date "
-            "GROUP BY s.date, s.rows").fetchall()
+            "GROUP BY s.date, s.rows")
         assert len(counts) == len(stored)
         assert all(r == c for r, c in counts)
         # The store is usable after the crash.
@@ -412,3 +417,79 @@ def test_killed_write_leaves_store_consistent(tmp_path: Path, case: str) -> None
         assert new_sess[0] in s.stored_sessions()
     finally:
         s.close()
+
+
+def test_replacing_bars_one_for_one_moves_version_and_content(store: Store) -> None:
+    store.upsert_reference(make_ref(SYMS))
+    b = make_bars(SYMS, SESS, seed=1)
+    store.append_sessions(b, SESS, report_for(b))
+    v, digest, counts = store.version, store.content(), store.status()
+    # A split re-fetch of two symbols: the same bars (count, dates), new prices.
+    redo = b.take(np.flatnonzero(np.isin(b.symbol, ["AAA", "BBB"])))
+    adjusted = BarBatch(redo.symbol, redo.date, *(getattr(redo, f) / 2 for f in FIELDS[:4]),
+                        redo.volume * 2)
+    first, last = SESS[0].astype(dt.date), SESS[-1].astype(dt.date)
+    assert store.replace_symbols(adjusted, ["AAA", "BBB"], first, last) == len(redo)
+    after = store.status()
+    assert {k: after[k] for k in ("bars", "symbols", "sessions")} == {
+        k: counts[k] for k in ("bars", "symbols", "sessions")}
+    assert store.version == v + 1
+    assert store.content() != digest
+    # Putting the old bars back restores the digest: it names the content, not the history.
+    store.replace_symbols(redo, ["AAA", "BBB"], first, last)
+    assert store.content() == digest
+
+
+def test_service_data_version_moves_on_a_one_for_one_replacement(tmp_path: Path) -> None:
+    from technic_v4.service.cache import DataVersion
+    from technic_v4.testing import make_market
+
+    md = make_market(tmp_path, n=40)
+    md.ensure_current()
+    dv = DataVersion(md)
+    before = dv.current()
+    sess = md.store.stored_sessions()
+    first, last = sess[0].astype(dt.date), sess[-1].astype(dt.date)
+    b = md.store.sessions_batch(first, last)
+    sym = str(b.symbol[0])
+    mine = b.take(np.flatnonzero(b.symbol == sym))
+    halved = BarBatch(mine.symbol, mine.date, *(getattr(mine, f) / 2 for f in FIELDS[:4]),
+                      mine.volume)
+    md.store.replace_symbols(halved, [sym], first, last)
+    assert dv.current() != before
+    md.close()
+
+
+def test_store_id_is_created_with_the_store_and_kept(tmp_path: Path) -> None:
+    s = Store(tmp_path / "a.duckdb")
+    sid = s.store_id
+    assert sid is not None and len(sid) == 32
+    s.upsert_reference(make_ref(SYMS))
+    s.close()
+    assert Store(tmp_path / "a.duckdb").store_id == sid
+    assert Store(tmp_path / "b.duckdb").store_id != sid
+
+
+def test_a_store_from_before_store_ids_gets_one_from_its_first_writer(tmp_path: Path) -> None:
+    import duckdb
+
+    from technic_v4.data.store import SCHEMA
+
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(SCHEMA)
+    con.execute("INSERT INTO meta VALUES ('version', '7')")
+    con.close()
+    s = Store(path)
+    assert s.version == 7 and s.store_id is not None
+
+
+def test_reading_pins_one_connection_for_several_reads(store: Store) -> None:
+    store.upsert_reference(make_ref(SYMS))
+    b = make_bars(SYMS, SESS)
+    store.append_sessions(b, SESS, report_for(b))
+    with store.reading():  # one pinned read-only connection: every read sees one version
+        v = store.version
+        assert len(store.load_range(SESS[0].astype(dt.date), SESS[-1].astype(dt.date))[
+            "sid"]) == len(b)
+        assert store.version == v

@@ -46,24 +46,24 @@ def test_each_fault_is_counted_once_per_row(faulty: tuple[MarketData, dict[str, 
 
 def test_bad_rows_never_reach_the_store(faulty: tuple[MarketData, dict[str, str]]) -> None:
     md, victims = faulty
-    con = md.store._con
-    bad = con.execute(
+    store = md.store
+    bad = store.fetchall(
         "SELECT count(*) FROM bars WHERE NOT (isfinite(open) AND isfinite(close) AND "
         "isfinite(high) AND isfinite(low)) OR open <= 0 OR close <= 0 OR low <= 0 OR high < low "
-        "OR close > high OR close < low OR open > high OR open < low").fetchone()
+        "OR close > high OR close < low OR open > high OR open < low")[0]
     assert bad == (0,)
-    dups = con.execute("SELECT count(*) FROM (SELECT sid, date FROM bars GROUP BY sid, date "
-                       "HAVING count(*) > 1)").fetchone()
+    dups = store.fetchall("SELECT count(*) FROM (SELECT sid, date FROM bars GROUP BY sid, date "
+                       "HAVING count(*) > 1)")[0]
     assert dups == (0,)
     # The duplicate's last copy (close x 1.01) won.
-    sid = con.execute("SELECT sid FROM symbols WHERE symbol = ?", [victims["duplicate"]]
-                      ).fetchone()
+    sid = store.fetchall("SELECT sid FROM symbols WHERE symbol = ?", [victims["duplicate"]]
+                      )[0]
     assert sid is not None
     clean = FaultyProvider({}, n_listings=120, seed=3, epoch=EPOCH, end=END)
     want = clean.bars_for_sessions([END])
     i = np.flatnonzero(want.symbol == victims["duplicate"])[0]
-    got = con.execute("SELECT close FROM bars WHERE sid = ? AND date = ?", [sid[0], END]
-                      ).fetchone()
+    got = store.fetchall("SELECT close FROM bars WHERE sid = ? AND date = ?", [sid[0], END]
+                      )[0]
     assert got is not None and got[0] == pytest.approx(want.close[i] * 1.01)
 
 
@@ -87,8 +87,9 @@ def test_missing_sessions_are_fetched_again(tmp_path: Path) -> None:
     md = make_market(tmp_path, n=60, epoch=EPOCH, end=dt.date(2026, 1, 5))
     md.ensure_current()
     before = set(md.store.stored_sessions().tolist())
-    md.store._con.execute("DELETE FROM sessions WHERE date = DATE '2025-12-01'")
-    md.store._con.execute("DELETE FROM bars WHERE date = DATE '2025-12-01'")
+    with md.store._transaction() as con:
+        con.execute("DELETE FROM sessions WHERE date = DATE '2025-12-01'")
+        con.execute("DELETE FROM bars WHERE date = DATE '2025-12-01'")
     rep = md.ensure_current()
     assert [str(d) for d in rep.sessions_fetched] == ["2025-12-01"]
     assert set(md.store.stored_sessions().tolist()) == before

@@ -4,8 +4,8 @@ Lookbacks in technic count sessions, never calendar days (the predecessor's "90 
 bars and an SMA200 that was always NaN).
 
 Building the calendar costs ~0.3 s (holiday rules), so the session list and close times are kept
-in a small ``.npz`` file in the user cache directory, rebuilt once a day or when the library
-version changes.
+in a small ``.npz`` file under ``TECHNIC_DATA_DIR`` (``calendar/``), rebuilt once a day or when
+the library version changes, and written atomically (``fsio``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from technic_v4 import fsio
+
 CALENDAR = "XNYS"
 _FIRST = "2000-01-03"
 
@@ -27,10 +29,10 @@ log = logging.getLogger(__name__)
 def _cache_file() -> Path:
     from importlib.metadata import version
 
-    from platformdirs import user_cache_dir
+    from technic_v4.config.settings import get_settings
 
     tag = f"{CALENDAR}-{version('exchange_calendars')}-{dt.date.today():%Y%m%d}"
-    return Path(user_cache_dir("technic", appauthor=False)) / "calendar" / f"{tag}.npz"
+    return Path(get_settings().data_dir) / "calendar" / f"{tag}.npz"
 
 
 def _build() -> tuple[np.ndarray, np.ndarray]:
@@ -58,10 +60,9 @@ def _table() -> tuple[np.ndarray, np.ndarray]:
     sessions, closes = _build()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, sessions=sessions.astype(np.int64), closes=closes)
-        tmp.replace(path)
-    except OSError as e:  # a read-only home still works, it just rebuilds each time
+        with fsio.atomic_file(path) as f:
+            np.savez(f, sessions=sessions.astype(np.int64), closes=closes)
+    except OSError as e:  # a read-only data dir still works, it just rebuilds each time
         log.debug("calendar cache not written to %s: %s", path, e)
     return sessions, closes
 

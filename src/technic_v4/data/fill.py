@@ -106,6 +106,26 @@ class FetchPlanner:
         if through is not None:
             last = min(last, through)
         want = calendar.sessions_between(self.provider.first_session(), last)
+        missing = np.setdiff1d(want, self.store.stored_sessions())
+        if self.store.read_only:  # a read-only data dir serves what it holds
+            why = f"not fetched: the local store at {self.store.path} is read-only"
+            rep.failed.update(dict.fromkeys((str(d) for d in missing), why))
+            return rep
+        if not (len(missing) or self._splits_due() or self._pending()):
+            return rep  # current: a pure reader, no writer lock
+        with self.store.writing():  # one writer across processes: waits (and says so)
+            return self._update_locked(last, want, rep, progress, on_progress)
+
+    def _splits_due(self) -> bool:
+        """Whether stored bars may predate a split (``_apply_splits`` has work to check)."""
+        stored = self.store.stored_sessions()
+        adjusted = self.store.get_meta(ADJUSTED)
+        return len(stored) > 0 and (adjusted or str(stored[0])) < str(stored[-1])
+
+    def _update_locked(self, last: dt.date, want: np.ndarray, rep: UpdateReport, progress: bool,
+                       on_progress: Callable[[int, int], None] | None) -> UpdateReport:
+        """:meth:`update` under the store's writer lock (another writer may have filled some
+        sessions while this one waited: they are re-read here)."""
         stored_before = self.store.stored_sessions()
         missing = np.setdiff1d(want, stored_before)
         if len(missing):

@@ -110,12 +110,7 @@ class MarketData:
 
     # -- reading --------------------------------------------------------------------------------
     def reference(self) -> pd.DataFrame:
-        key = ("reference", str(self.store.path), self.store.version)
-        ref = self.memory.get(key)
-        if ref is None:
-            ref = self.store.reference()
-            self.memory.put(key, ref, int(ref.memory_usage(deep=True).sum()))
-        return ref
+        return self.store.reference()  # cached by the store per (store_id, version)
 
     def resolve_as_of(self, as_of: dt.date | str | None) -> dt.date:
         """The session a request is about (see :meth:`resolve`)."""
@@ -171,9 +166,9 @@ class MarketData:
         if n_bars < 1:
             raise ConfigError("days", f"must be >= 1, got {n_bars}")
         n_bars = min(n_bars, max(1, self.max_bars()))
-        base = (str(self.store.path), self.store.version, as_of)
+        base = (str(self.store.path), *self.store.identity(), as_of)
         hit: Panel | None = self.memory.find(
-            lambda k: k[:3] == base and k[3] >= n_bars)
+            lambda k: k[:4] == base and k[4] >= n_bars)
         if hit is not None:
             p = hit.tail(n_bars)
             self._count(p, "memory", count_rows)
@@ -188,11 +183,14 @@ class MarketData:
                                 rows=len(adopted.symbols))
                 self._count(adopted, "redis", count_rows)
                 return adopted
-        version = self.store.version
-        loaded = self._panel_files.load(version, as_of, n_bars)
+        ident = self.store.identity()
+        loaded = self._panel_files.load(ident, as_of, n_bars)
         if loaded is None:
-            loaded = self._load_panel(as_of, n_bars)
-            self._panel_files.save(version, loaded)
+            with self.store.reading():  # every query of the build reads one store version
+                ident = self.store.identity()
+                loaded = self._load_panel(as_of, n_bars)
+            self._panel_files.save(ident, loaded)
+        base = (str(self.store.path), *ident, as_of)
         self.memory.put((*base, n_bars), loaded, loaded.nbytes, rows=len(loaded.symbols))
         if key is not None and self.l3 is not None:
             self.l3.put_panel(key, loaded)
@@ -216,8 +214,8 @@ class MarketData:
             raise ConfigError("days", f"must be >= 1, got {n_bars}")
         n_bars = min(n_bars, max(1, self.max_bars()))
         rows = np.asarray(rows, dtype=np.int64)
-        base = (str(self.store.path), self.store.version, as_of)
-        hit: Panel | None = self.memory.find(lambda k: k[:3] == base and k[3] >= n_bars)
+        base = (str(self.store.path), *self.store.identity(), as_of)
+        hit: Panel | None = self.memory.find(lambda k: k[:4] == base and k[4] >= n_bars)
         if hit is not None:
             p = hit.tail(n_bars).rows(rows)
             self._count(p, "memory")

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import shutil
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from numba import njit
+
+from technic_v4 import fsio
 
 FIELDS = ("open", "high", "low", "close", "volume")
 
@@ -184,8 +188,11 @@ class PanelFiles:
     """The last assembled panel of a store, kept beside it as raw ``.npy`` files.
 
     A new process maps them (``np.load(mmap_mode="r")``) instead of querying and assembling:
-    the store's derived data, keyed by the store's version, so any write makes it stale (and it
-    is replaced by the next load). One panel per store: the newest replaces the others.
+    the store's derived data, named by the store's identity ``(store_id, version)``, so any write
+    makes it stale and a new store at the same path (deleted and re-imported) never maps an old
+    panel. One panel per store: the newest replaces the others. Each panel is written into a
+    unique temporary folder and renamed into place (``fsio.atomic_dir``), so readers in other
+    processes see a whole panel or none; a read-only folder just skips the write.
     """
 
     def __init__(self, directory: Path) -> None:
@@ -194,11 +201,14 @@ class PanelFiles:
     def clear(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
 
-    def _dir(self, version: int, as_of: dt.date, n_bars: int) -> Path:
-        return self.directory / f"v{version}-{as_of}-{n_bars}"
+    def _dir(self, ident: tuple[str | None, int], as_of: dt.date, n_bars: int) -> Path:
+        return self.directory / f"{ident[0]}-v{ident[1]}-{as_of}-{n_bars}"
 
-    def load(self, version: int, as_of: dt.date, n_bars: int) -> Panel | None:
-        d = self._dir(version, as_of, n_bars)
+    def load(self, ident: tuple[str | None, int], as_of: dt.date, n_bars: int) -> Panel | None:
+        """The panel saved for this store identity, or None."""
+        if ident[0] is None:  # a store without an id (read-only, from before ids): never trust
+            return None
+        d = self._dir(ident, as_of, n_bars)
         if not (d / "complete").exists():
             return None
         try:
@@ -210,20 +220,39 @@ class PanelFiles:
         return Panel(symbols=np.asarray(arrays.pop("symbols"), dtype=object),
                      sids=np.asarray(arrays.pop("sids")), as_of=as_of, **arrays)
 
-    def save(self, version: int, p: Panel) -> None:
-        d = self._dir(version, p.as_of, p.close.shape[1])
-        tmp = d.with_name(d.name + ".tmp")
+    def save(self, ident: tuple[str | None, int], p: Panel) -> bool:
+        """Keep ``p`` for the store identity ``ident``; False when it could not be written."""
+        if ident[0] is None:
+            return False
+        d = self._dir(ident, p.as_of, p.close.shape[1])
+        if d.is_dir():
+            return True  # another process saved the same panel
+        folder = self.directory.parent
+        if not os.access(folder, os.W_OK) or (self.directory.exists()
+                                              and not os.access(self.directory, os.W_OK)):
+            log.debug("panel files not written: %s is read-only", self.directory)
+            return False
         try:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            for f in (*FIELDS, "day", "sids"):
-                np.save(tmp / f"{f}.npy", getattr(p, f))
-            np.save(tmp / "symbols.npy", p.symbols.astype(str))  # no pickle: a unicode array
-            (tmp / "complete").touch()
-            for old in self.directory.iterdir():
-                if old != tmp:
-                    shutil.rmtree(old, ignore_errors=True)
-            tmp.rename(d)
+            self.directory.mkdir(exist_ok=True)
+            with fsio.atomic_dir(d) as tmp:
+                for f in (*FIELDS, "day", "sids"):
+                    np.save(tmp / f"{f}.npy", getattr(p, f))
+                np.save(tmp / "symbols.npy", p.symbols.astype(str))  # no pickle: a unicode array
+                (tmp / "complete").touch()
         except OSError as e:  # a read-only or full disk only costs the next process a query
-            log.info("panel files not written to %s: %s", d, e)
-            shutil.rmtree(tmp, ignore_errors=True)
+            log.debug("panel files not written to %s: %s", d, e)
+            return False
+        for old in self.directory.iterdir():
+            if old != d and not self._in_progress(old):
+                shutil.rmtree(old, ignore_errors=True)
+        return True
+
+    @staticmethod
+    def _in_progress(path: Path) -> bool:
+        """Another writer's temporary folder (left alone unless a crash left it behind)."""
+        if not fsio.is_temporary(path):
+            return False
+        try:
+            return time.time() - path.stat().st_mtime < 3600
+        except OSError:
+            return False

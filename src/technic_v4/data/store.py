@@ -4,11 +4,23 @@ Tables
     symbols(sid, symbol, name, type, exchange, sector, industry, shares_outstanding, list_date)
     bars(sid, date, open, high, low, close, volume)      -- validated, adjusted daily bars
     sessions(date, rows, ingested_at)                     -- sessions whose grouped data is stored
-    meta(key, value)                                      -- provider, version counter
+    meta(key, value)                                      -- provider, store id, version counter
     ingest_log(logged_at, sessions, rows_in, rows_kept, dropped) -- what validation dropped, and why
 
 Writes are transactional: a batch of sessions is stored completely or not at all, so an
 interrupted write leaves the store as it was before it.
+
+One store, many processes
+    DuckDB lets one process write a file, or any number of processes read it, never both at
+    once. So no process keeps a connection open: every read opens a short read-only connection,
+    every write transaction a short read-write one. Writers (updates) first take a cross-process
+    lock (``<store>.lock``, from ``filelock``) for as long as their update runs, so two updates
+    take turns and the second logs that it is waiting. A read that meets a writer's connection
+    retries until that transaction has committed; a writer that meets readers retries the same
+    way (reads are short). Small things that every scan asks (version, store id, meta, stored
+    sessions, reference data) are kept in memory and re-read only when the store's files change
+    (``<store>.version``, rewritten after every write, and the database files' size and mtime);
+    while a writer holds the file they are served from the previous version.
 """
 
 from __future__ import annotations
@@ -16,8 +28,13 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import logging
+import os
 import threading
+import time
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +42,15 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from filelock import FileLock, Timeout
 
+from technic_v4 import fsio
 from technic_v4.data.bars import BarBatch, ValidationReport
 from technic_v4.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+LOCK_WAIT_S = 120.0  # how long a read (or a writer's connection) waits for the file
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS symbols (
@@ -44,74 +67,340 @@ CREATE TABLE IF NOT EXISTS ingest_log (
     rows_kept BIGINT, dropped VARCHAR);
 """
 
+_SET_META = ("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET "
+             "value = excluded.value")
 
-class Store:
-    """One DuckDB file. Thread-safe: every call takes the store's lock."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._con = duckdb.connect(str(self.path))
-            self._con.execute(SCHEMA)
-        except (duckdb.Error, OSError) as e:
-            raise StoreError(f"cannot open the local store at {self.path}: {e}. Set "
-                             "TECHNIC_DATA_DIR to a writable directory, or stop the other "
-                             "technic process that holds it.") from e
-        self._lock = threading.RLock()
+class _Busy(Exception):
+    """The file is held by another process's connection (internal: retried or served stale)."""
 
-    def close(self) -> None:
-        with self._lock:
-            self._con.close()
 
-    # -- metadata -------------------------------------------------------------------------------
-    def _meta(self, key: str) -> str | None:
-        # fetchall, not fetchone: an unfinished result blocks the connection for other threads.
-        rows = self._con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchall()
-        row = rows[0] if rows else None
-        return None if row is None else str(row[0])
+@dataclass
+class _Shared:
+    """Per database file, shared by every Store of this process on it."""
 
-    def get_meta(self, key: str) -> str | None:
-        with self._lock:
-            return self._meta(key)
+    lock: threading.RLock  # held while this process has a connection to the file open
+    writer: threading.RLock  # one writing thread per process at a time
+    file_lock: FileLock  # one writing process at a time
 
-    def set_meta(self, key: str, value: str) -> None:
-        with self._lock:
-            self._con.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET "
-                              "value = excluded.value", [key, value])
+
+_SHARED: dict[str, _Shared] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def _shared_for(path: Path) -> _Shared:
+    key = str(path.resolve())
+    with _SHARED_LOCK:
+        sh = _SHARED.get(key)
+        if sh is None:
+            sh = _SHARED[key] = _Shared(threading.RLock(), threading.RLock(),
+                                        FileLock(key + ".lock", thread_local=False))
+        return sh
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """What every scan asks of the store, read in one connection (one version)."""
+
+    key: tuple[Any, ...]  # the files' state it was read at
+    meta: dict[str, str]
+    sessions: np.ndarray
 
     @property
     def version(self) -> int:
-        """Increments on every write; part of every cache key built on this store."""
-        with self._lock:
-            v = self._meta("version")
-            return int(v) if v is not None else 0
+        v = self.meta.get("version")
+        return int(v) if v is not None else 0
+
+
+def _is_lock_conflict(e: duckdb.Error) -> bool:
+    msg = str(e)
+    return "Conflicting lock" in msg or "Could not set lock" in msg
+
+
+class Store:
+    """One DuckDB file, shared safely by threads and processes (see module docstring)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._hint = self.path.with_name(self.path.name + ".version")
+        self._local = threading.local()
+        self._snapshot: _Snapshot | None = None
+        self._ref: tuple[tuple[str | None, int], pd.DataFrame] | None = None
+        self._content: tuple[tuple[str | None, int], str] | None = None
+        try:
+            if not self.path.parent.exists():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._shared = _shared_for(self.path)
+            self.read_only = not self._writable()
+            if not self.path.exists():
+                if self.read_only:
+                    raise StoreError(f"no local store at {self.path}, and its folder is "
+                                     "read-only: set TECHNIC_DATA_DIR to a writable directory")
+                self._create()
+            elif self._snap().meta.get("store_id") is None and not self.read_only:
+                self._create()  # a store from before store ids: give it one
+        except (duckdb.Error, OSError) as e:
+            raise StoreError(f"cannot open the local store at {self.path}: {e}. Set "
+                             "TECHNIC_DATA_DIR to a writable directory.") from e
+
+    def _writable(self) -> bool:
+        folder = self.path.parent
+        if not os.access(folder, os.W_OK):
+            return False
+        return not self.path.exists() or os.access(self.path, os.W_OK)
+
+    def close(self) -> None:
+        """Forget what is cached (no connection stays open between calls)."""
+        self._snapshot = None
+        self._ref = None
+
+    # -- connections ---------------------------------------------------------------------------
+    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        """A connection to the file (one attempt); ``_Busy`` when another process holds it."""
+        try:
+            return duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.Error as e:
+            if _is_lock_conflict(e):
+                raise _Busy(str(e)) from e
+            raise
+
+    def _connect(self, read_only: bool, wait: bool = True) -> duckdb.DuckDBPyConnection:
+        """``_open`` retried while another process's connection holds the file."""
+        deadline = time.monotonic() + LOCK_WAIT_S
+        pause = 0.002
+        while True:
+            try:
+                return self._open(read_only)
+            except _Busy as e:
+                if not wait:
+                    raise
+                if time.monotonic() > deadline:
+                    raise StoreError(
+                        f"the local store at {self.path} stayed locked by another process for "
+                        f"{LOCK_WAIT_S:.0f} s ({e}); stop the process that holds it") from None
+                time.sleep(pause)
+                pause = min(pause * 1.5, 0.05)
+
+    @contextlib.contextmanager
+    def _read(self, wait: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The connection pinned by ``reading``/a transaction, else a short read-only one."""
+        pinned = getattr(self._local, "con", None)
+        if pinned is not None:
+            yield pinned
+            return
+        with self._shared.lock:
+            con = self._connect(read_only=True, wait=wait)
+            try:
+                yield con
+            finally:
+                con.close()
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Every read of this thread inside the block sees one version of the store (one
+        read-only connection; writers wait until the block ends, so keep it short)."""
+        if getattr(self._local, "con", None) is not None:
+            yield
+            return
+        try:
+            with self._shared.lock:
+                con = self._connect(read_only=True)
+                try:
+                    self._local.snap = self._load_snapshot(con, self._state_key())
+                    self._local.con = con
+                    yield
+                finally:
+                    self._local.con = None
+                    self._local.snap = None
+                    con.close()
+        except duckdb.Error as e:
+            raise StoreError(f"cannot read the local store at {self.path}: {e}") from e
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the cross-process writer lock (re-entrant). Waits, and says so, while another
+        process updates the store."""
+        if self.read_only:
+            raise StoreError(f"the local store at {self.path} is read-only: set "
+                             "TECHNIC_DATA_DIR to a writable directory to update it")
+        sh = self._shared
+        with sh.writer:
+            if not sh.file_lock.is_locked:
+                try:
+                    sh.file_lock.acquire(timeout=0)
+                except Timeout:
+                    log.warning("waiting for another process that is updating the store at %s",
+                                self.path)
+                    sh.file_lock.acquire()
+                    log.warning("the other update finished; continuing")
+                except OSError as e:
+                    raise StoreError(f"cannot lock the local store at {self.path} for writing: "
+                                     f"{e}; set TECHNIC_DATA_DIR to a writable directory") from e
+            else:
+                sh.file_lock.acquire()  # re-entrant: counts
+            try:
+                yield
+            finally:
+                sh.file_lock.release()
+
+    def _state_key(self) -> tuple[Any, ...]:
+        """Changes whenever the store's files do (cheap: a small read and two stats)."""
+
+        def stat(p: Path) -> tuple[int, int, int] | None:
+            try:
+                s = p.stat()
+            except FileNotFoundError:
+                return None
+            return (s.st_ino, s.st_size, s.st_mtime_ns)
+
+        try:
+            hint = self._hint.read_bytes()
+        except OSError:
+            hint = None
+        return (hint, stat(self.path), stat(self.path.with_name(self.path.name + ".wal")))
+
+    def _load_snapshot(self, con: duckdb.DuckDBPyConnection, key: tuple[Any, ...]) -> _Snapshot:
+        meta = {str(k): str(v) for k, v in con.execute("SELECT key, value FROM meta").fetchall()}
+        rows = con.execute("SELECT date FROM sessions ORDER BY date").fetchnumpy()
+        sessions = np.asarray(rows["date"]).astype("datetime64[D]")
+        sessions.setflags(write=False)
+        snap = _Snapshot(key, meta, sessions)
+        if getattr(self._local, "con", None) is not None and \
+                getattr(self._local, "snap", None) is None:
+            return snap  # inside this thread's write transaction: not committed, not shared
+        old = self._snapshot
+        if old is None or snap.version >= old.version or snap.meta.get("store_id") != \
+                old.meta.get("store_id"):
+            self._snapshot = snap
+        return snap
+
+    def _snap(self) -> _Snapshot:
+        """The current snapshot; the previous one while a writer holds the file."""
+        pinned = getattr(self._local, "snap", None)
+        if pinned is not None:
+            return pinned
+        key = self._state_key()
+        snap = self._snapshot
+        if snap is not None and snap.key == key:
+            return snap
+        try:
+            with self._read(wait=snap is None) as con:
+                return self._load_snapshot(con, key)
+        except _Busy:
+            assert snap is not None
+            return snap
+        except duckdb.Error as e:
+            raise StoreError(f"cannot read the local store at {self.path}: {e}") from e
+
+    def _create(self) -> None:
+        """Create the tables and the store id (both idempotent) under the writer lock."""
+        with self.writing(), self._shared.lock:
+            con = self._connect(read_only=False)
+            try:
+                con.execute(SCHEMA)
+                con.execute("INSERT INTO meta VALUES ('store_id', ?) ON CONFLICT (key) DO NOTHING",
+                            [uuid.uuid4().hex])
+            finally:
+                con.close()
+            self._wrote()
+
+    def _wrote(self) -> None:
+        """After a commit: tell every process (and this one) that the files changed."""
+        self._snapshot = None
+        try:
+            fsio.write_text(self._hint, f"{time.time_ns()} {os.getpid()}\n")
+        except OSError as e:  # readers still see the database files' size and mtime change
+            log.warning("could not write %s: %s", self._hint, e)
+
+    @contextlib.contextmanager
+    def _transaction(self, bump: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One write transaction (bumping ``version`` unless ``bump`` is false); rolled back
+        on any interruption, so the store is as it was before it."""
+        with self.writing(), self._shared.lock:
+            try:
+                con = self._connect(read_only=False)
+            except duckdb.Error as e:
+                raise StoreError(f"cannot write the local store at {self.path}: {e}") from e
+            self._local.con = con
+            try:
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    yield con
+                    if bump:
+                        con.execute(
+                            "INSERT INTO meta VALUES ('version', '1') ON CONFLICT (key) DO UPDATE "
+                            "SET value = CAST(CAST(meta.value AS BIGINT) + 1 AS VARCHAR)")
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+            finally:
+                self._local.con = None
+                con.close()
+                self._wrote()
+
+    # -- metadata -------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        return self._snap().meta.get(key)
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._transaction(bump=False) as con:
+            con.execute(_SET_META, [key, value])
+
+    @property
+    def version(self) -> int:
+        """Increments on every write of bars or reference data (within one store id)."""
+        return self._snap().version
+
+    @property
+    def store_id(self) -> str | None:
+        """Created with the store: a new file (even at the same path) has a new id."""
+        return self._snap().meta.get("store_id")
+
+    def identity(self) -> tuple[str | None, int]:
+        """``(store_id, version)`` of one snapshot: names the stored data exactly."""
+        snap = self._snap()
+        return snap.meta.get("store_id"), snap.version
 
     def stored_sessions(self) -> np.ndarray:
-        """Sessions whose data is stored, as sorted ``datetime64[D]``."""
-        with self._lock:
-            rows = self._con.execute("SELECT date FROM sessions ORDER BY date").fetchnumpy()
-        return np.asarray(rows["date"]).astype("datetime64[D]")
+        """Sessions whose data is stored, as sorted ``datetime64[D]`` (read-only array)."""
+        return self._snap().sessions
 
     def last_session(self) -> dt.date | None:
         s = self.stored_sessions()
         return None if len(s) == 0 else s[-1].astype(dt.date)
 
+    def fetchall(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        """A read-only query (for inspection and tests)."""
+        with self._read() as con:
+            return con.execute(sql, params or []).fetchall()
+
+    def fetch_df(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
+        """A read-only query as a DataFrame (for inspection and tests)."""
+        with self._read() as con:
+            return con.execute(sql, params or []).df()
+
     # -- reference data ------------------------------------------------------------------------
     def reference(self) -> pd.DataFrame:
-        """Reference data in sid order with the provider's column names."""
-        with self._lock:
-            df = self._con.execute(
-                "SELECT sid, symbol AS Symbol, name AS Name, type AS Type, exchange AS Exchange, "
-                "sector AS Sector, industry AS Industry, shares_outstanding AS SharesOutstanding, "
-                "list_date AS ListDate FROM symbols ORDER BY sid").df()
+        """Reference data in sid order with the provider's column names (shared: do not modify)."""
+        ident = self.identity()
+        cached = self._ref
+        if cached is not None and cached[0] == ident:
+            return cached[1]
+        with self.reading():
+            ident = self.identity()
+            with self._read() as con:
+                df = con.execute(
+                    "SELECT sid, symbol AS Symbol, name AS Name, type AS Type, exchange AS "
+                    "Exchange, sector AS Sector, industry AS Industry, shares_outstanding AS "
+                    "SharesOutstanding, list_date AS ListDate FROM symbols ORDER BY sid").df()
+        self._ref = (ident, df)
         return df
 
     def upsert_reference(self, ref: pd.DataFrame) -> None:
         """Insert new symbols (new sids) and update the attributes of known ones."""
-        with self._lock:
-            known = self._con.execute("SELECT symbol, sid FROM symbols").fetchall()
-            sid_of = dict(known)
+        with self._transaction() as con:
+            sid_of = dict(con.execute("SELECT symbol, sid FROM symbols").fetchall())
             next_sid = max(sid_of.values(), default=-1) + 1
             sids = []
             for s in ref["Symbol"]:
@@ -126,33 +415,9 @@ class Store:
                 "shares_outstanding": ref["SharesOutstanding"].astype(float),
                 "list_date": pd.to_datetime(ref["ListDate"]).dt.date,
             })
-            with self._transaction(ref_in=df) as con:
-                con.execute("DELETE FROM symbols WHERE sid IN (SELECT sid FROM ref_in)")
-                con.execute("INSERT INTO symbols SELECT * FROM ref_in")
-
-    @contextlib.contextmanager
-    def _transaction(self, **tables: Any) -> Iterator[duckdb.DuckDBPyConnection]:
-        """One write transaction (bumping ``version``) with ``tables`` registered as views;
-        rolled back on any interruption, so the store is as it was before it."""
-        with self._lock:
-            for name, table in tables.items():
-                self._con.register(name, table)
-            try:
-                self._con.execute("BEGIN TRANSACTION")
-                yield self._con
-                self._bump_version()
-                self._con.execute("COMMIT")
-            except BaseException:
-                self._con.execute("ROLLBACK")
-                raise
-            finally:
-                for name in tables:
-                    self._con.unregister(name)
-
-    def _bump_version(self) -> None:
-        self._con.execute(
-            "INSERT INTO meta VALUES ('version', '1') ON CONFLICT (key) DO UPDATE SET "
-            "value = CAST(CAST(meta.value AS BIGINT) + 1 AS VARCHAR)")
+            con.register("ref_in", df)
+            con.execute("DELETE FROM symbols WHERE sid IN (SELECT sid FROM ref_in)")
+            con.execute("INSERT INTO symbols SELECT * FROM ref_in")
 
     # -- bars -------------------------------------------------------------------------------------
     def append_sessions(self, batch: BarBatch, sessions: np.ndarray,
@@ -167,15 +432,15 @@ class Store:
         if stray.any():
             raise ValueError(f"{int(stray.sum())} bars fall outside the sessions being stored "
                              f"(first: {batch.date[stray][0]}); pass every session they cover")
-        with self._lock:
-            ref = self._con.execute("SELECT symbol, sid FROM symbols").fetchnumpy()
-            sid = pd.Index(ref["symbol"]).get_indexer(pd.Index(batch.symbol))
+        with self.writing():  # the reference read here is then the one the write sees
+            ref = self.reference()
+            sid = pd.Index(ref["Symbol"]).get_indexer(pd.Index(batch.symbol))
             known = sid >= 0
             if not known.all():
                 report.dropped["unknown_symbol"] = (report.dropped.get("unknown_symbol", 0)
                                                     + int((~known).sum()))
                 report.rows_kept -= int((~known).sum())
-            sid_arr = np.asarray(ref["sid"])[sid[known]].astype(np.int32)
+            sid_arr = ref["sid"].to_numpy(np.int32)[sid[known]]
             sub = batch.take(np.flatnonzero(known))
             order = np.lexsort((sid_arr, sub.date))  # date-major: zone maps prune by date
             tbl = pa.table({
@@ -191,7 +456,10 @@ class Store:
                 "ingested_at": pd.Timestamp.now(tz="UTC").tz_localize(None),
             })
             sess_tbl = pa.Table.from_pandas(sess_df, preserve_index=False)
-            with self._transaction(bars_in=tbl, sessions_in=sess_tbl) as con:
+            # The file is held only while the prepared tables are written.
+            with self._transaction() as con:
+                con.register("bars_in", tbl)
+                con.register("sessions_in", sess_tbl)
                 con.execute("DELETE FROM bars WHERE date IN (SELECT date FROM sessions_in)")
                 con.execute("DELETE FROM sessions WHERE date IN (SELECT date FROM sessions_in)")
                 con.execute("INSERT INTO bars SELECT * FROM bars_in")
@@ -200,72 +468,69 @@ class Store:
                     "INSERT INTO ingest_log VALUES (now(), ?, ?, ?, ?, ?, ?)",
                     [sessions[0].astype(dt.date), sessions[-1].astype(dt.date), len(sessions),
                      report.rows_in, report.rows_kept, json.dumps(report.dropped)])
-            return len(sub)
+        return len(sub)
 
     def append_arrow(self, table: pa.Table, sessions: np.ndarray) -> int:
         """Store already-validated bars (columns symbol, date, open..volume; e.g. shared by
         another instance through L3) for ``sessions`` in one transaction; DuckDB maps symbols to
         ids itself. Returns rows stored (rows of unknown symbols are not stored)."""
         sessions = np.unique(np.asarray(sessions, dtype="datetime64[D]"))
-        with self._lock:
-            sess_tbl = pa.table({"date": pa.array(sessions).cast(pa.date32())})
-            with self._transaction(arrow_in=table, sessions_in=sess_tbl) as con:
-                con.execute("DELETE FROM bars WHERE date IN (SELECT date FROM sessions_in)")
-                con.execute("DELETE FROM sessions WHERE date IN (SELECT date FROM sessions_in)")
-                n = con.execute(
-                    "INSERT INTO bars SELECT s.sid, a.date, a.open, a.high, a.low, a.close, "
-                    "a.volume FROM arrow_in a JOIN symbols s ON s.symbol = a.symbol "
-                    "ORDER BY a.date, s.sid").fetchall()[0][0]
-                con.execute(
-                    "INSERT INTO sessions SELECT a.date, count(*), now() FROM arrow_in a "
-                    "JOIN symbols s ON s.symbol = a.symbol GROUP BY a.date")
-            return int(n)
+        sess_tbl = pa.table({"date": pa.array(sessions).cast(pa.date32())})
+        with self._transaction() as con:
+            con.register("arrow_in", table)
+            con.register("sessions_in", sess_tbl)
+            con.execute("DELETE FROM bars WHERE date IN (SELECT date FROM sessions_in)")
+            con.execute("DELETE FROM sessions WHERE date IN (SELECT date FROM sessions_in)")
+            n = con.execute(
+                "INSERT INTO bars SELECT s.sid, a.date, a.open, a.high, a.low, a.close, "
+                "a.volume FROM arrow_in a JOIN symbols s ON s.symbol = a.symbol "
+                "ORDER BY a.date, s.sid").fetchall()[0][0]
+            con.execute(
+                "INSERT INTO sessions SELECT a.date, count(*), now() FROM arrow_in a "
+                "JOIN symbols s ON s.symbol = a.symbol GROUP BY a.date")
+        return int(n)
 
     def replace_symbols(self, batch: BarBatch, symbols: list[str], start: dt.date,
                         end: dt.date, meta: dict[str, str] | None = None) -> int:
         """Replace every bar of ``symbols`` in [start, end] by ``batch`` in one transaction
-        (re-fetched split-adjusted history); ``meta`` entries are written in the same one."""
-        with self._lock:
-            ref = self._con.execute("SELECT symbol, sid FROM symbols").fetchnumpy()
-            index = pd.Index(ref["symbol"])
-            pos = index.get_indexer(pd.Index(batch.symbol))
-            keep = np.flatnonzero(pos >= 0)
-            sid_of = np.asarray(ref["sid"])
-            targets = sid_of[index.get_indexer(pd.Index(symbols))]
-            tbl = pa.table({
-                "sid": pa.array(sid_of[pos[keep]].astype(np.int32)),
-                "date": pa.array(batch.date[keep]).cast(pa.date32()),
-                **{f: pa.array(getattr(batch, f)[keep]) for f in
-                   ("open", "high", "low", "close", "volume")},
-            })
-            targets_tbl = pa.table({"sid": pa.array(targets.astype(np.int32))})
-            with self._transaction(bars_in=tbl, targets=targets_tbl) as con:
-                con.execute("DELETE FROM bars WHERE sid IN (SELECT sid FROM targets) "
-                            "AND date BETWEEN ? AND ?", [start, end])
-                con.execute("INSERT INTO bars SELECT * FROM bars_in WHERE date BETWEEN ? AND ?",
-                            [start, end])
-                for k, v in (meta or {}).items():
-                    con.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO "
-                                "UPDATE SET value = excluded.value", [k, v])
-            return len(keep)
+        (re-fetched split-adjusted history); ``meta`` entries are written in the same one.
+        The version moves even when the new bars match the old ones one for one."""
+        tbl = pa.table({
+            "symbol": pa.array(np.asarray(batch.symbol).astype(str)),
+            "date": pa.array(batch.date).cast(pa.date32()),
+            **{f: pa.array(getattr(batch, f)) for f in ("open", "high", "low", "close", "volume")},
+        })
+        targets_tbl = pa.table({"symbol": pa.array([str(s) for s in symbols])})
+        with self._transaction() as con:
+            con.register("bars_in", tbl)
+            con.register("targets", targets_tbl)
+            con.execute("DELETE FROM bars WHERE sid IN (SELECT s.sid FROM symbols s JOIN targets t "
+                        "ON s.symbol = t.symbol) AND date BETWEEN ? AND ?", [start, end])
+            n = con.execute(
+                "INSERT INTO bars SELECT s.sid, a.date, a.open, a.high, a.low, a.close, a.volume "
+                "FROM bars_in a JOIN symbols s ON s.symbol = a.symbol "
+                "WHERE a.date BETWEEN ? AND ?", [start, end]).fetchall()[0][0]
+            for k, v in (meta or {}).items():
+                con.execute(_SET_META, [k, v])
+        return int(n)
 
     def bar_counts(self, symbols: list[str], start: dt.date, end: dt.date) -> dict[str, int]:
         """Stored bars per symbol in [start, end]."""
-        with self._lock:
-            self._con.register("wanted_syms", pa.table({"symbol": pa.array(symbols)}))
+        with self._read() as con:
+            con.register("wanted_syms", pa.table({"symbol": pa.array(symbols)}))
             try:
-                rows = self._con.execute(
+                rows = con.execute(
                     "SELECT s.symbol, count(*) FROM bars b JOIN symbols s USING (sid) "
                     "WHERE s.symbol IN (SELECT symbol FROM wanted_syms) AND b.date BETWEEN ? "
                     "AND ? GROUP BY s.symbol", [start, end]).fetchall()
             finally:
-                self._con.unregister("wanted_syms")
+                con.unregister("wanted_syms")
         return {str(k): int(v) for k, v in rows}
 
     def sessions_batch(self, start: dt.date, end: dt.date) -> BarBatch:
         """Stored bars of [start, end] as a BarBatch with ticker symbols (to share via L3)."""
-        with self._lock:
-            res = self._con.execute(
+        with self._read() as con:
+            res = con.execute(
                 "SELECT s.symbol, b.date, b.open, b.high, b.low, b.close, b.volume FROM bars b "
                 "JOIN symbols s USING (sid) WHERE b.date BETWEEN ? AND ?", [start, end]
             ).fetchnumpy()
@@ -276,37 +541,57 @@ class Store:
 
     def load_range(self, start: dt.date, end: dt.date) -> dict[str, np.ndarray]:
         """All bars with start <= date <= end: arrays sid, day (int days since 1970), OHLCV."""
-        with self._lock:
-            res = self._con.execute(
+        with self._read() as con:
+            res = con.execute(
                 "SELECT sid, (date - DATE '1970-01-01') AS day, open, high, low, close, volume "
                 "FROM bars WHERE date BETWEEN ? AND ?", [start, end]).fetchnumpy()
         return {k: np.asarray(v) for k, v in res.items()}
 
     def load_last_bars(self, sids: np.ndarray, end: dt.date, n: int) -> dict[str, np.ndarray]:
         """At least the last ``n`` bars up to ``end`` of each of ``sids`` (names with gaps)."""
-        with self._lock:
-            self._con.register("want", pa.table({"sid": pa.array(np.asarray(sids, np.int32))}))
+        with self._read() as con:
+            con.register("want", pa.table({"sid": pa.array(np.asarray(sids, np.int32))}))
             try:
                 # Every bar up to ``end`` of these few symbols; the panel keeps the last n (a
                 # window function here costs more than the rows it saves).
-                res = self._con.execute(
+                res = con.execute(
                     "SELECT sid, (date - DATE '1970-01-01') AS day, open, high, low, close, volume "
                     "FROM bars WHERE sid IN (SELECT sid FROM want) AND date <= ?",
                     [end]).fetchnumpy()
             finally:
-                self._con.unregister("want")
+                con.unregister("want")
         return {k: np.asarray(v) for k, v in res.items()}
 
+    def content(self) -> str:
+        """A digest of every stored bar and listing, independent of row order: equal stores
+        have equal digests, and any change of a stored value changes it (cached per version)."""
+        ident = self.identity()
+        if self._content is not None and self._content[0] == ident:
+            return self._content[1]
+        with self.reading():
+            ident = self.identity()
+            with self._read() as con:
+                bars, syms = con.execute(
+                    "SELECT (SELECT bit_xor(hash(s.symbol, b.date, b.open, b.high, b.low, "
+                    "b.close, b.volume)) FROM bars b JOIN symbols s USING (sid)), "
+                    "(SELECT bit_xor(hash(symbol, name, type, exchange, sector, industry, "
+                    "shares_outstanding, list_date)) FROM symbols)").fetchall()[0]
+        digest = f"{bars or 0:016x}{syms or 0:016x}"
+        self._content = (ident, digest)
+        return digest
+
     def status(self) -> dict[str, Any]:
-        with self._lock:
-            n_bars, n_sym = self._con.execute(
-                "SELECT count(*), count(DISTINCT sid) FROM bars").fetchall()[0]
-            first_last = self._con.execute("SELECT min(date), max(date), count(*) FROM sessions"
-                                           ).fetchall()[0]
-        return {"path": str(self.path), "bars": int(n_bars), "symbols": int(n_sym),
-                "first_session": first_last[0], "last_session": first_last[1],
-                "sessions": int(first_last[2]), "version": self.version,
-                "size_bytes": self.size_bytes()}
+        with self.reading():
+            snap = self._snap()
+            with self._read() as con:
+                n_bars, n_sym = con.execute(
+                    "SELECT count(*), count(DISTINCT sid) FROM bars").fetchall()[0]
+        s = snap.sessions
+        return {"path": str(self.path), "store_id": snap.meta.get("store_id"),
+                "bars": int(n_bars), "symbols": int(n_sym),
+                "first_session": s[0].astype(dt.date) if len(s) else None,
+                "last_session": s[-1].astype(dt.date) if len(s) else None,
+                "sessions": len(s), "version": snap.version, "size_bytes": self.size_bytes()}
 
     def size_bytes(self) -> int:
         wal = self.path.with_name(self.path.name + ".wal")

@@ -59,7 +59,8 @@ class DataVersion:
                 return self._cached[1], dict(self._cached[2])
         st = store.status()
         fp = json.dumps([self.market.provider.store_key, str(st["first_session"]),
-                         str(st["last_session"]), st["sessions"], st["bars"], st["symbols"]])
+                         str(st["last_session"]), st["sessions"], st["bars"], st["symbols"],
+                         store.content()])  # moves when bars are replaced one for one
         last = st["last_session"]
         version = f"{last or 'empty'}.{hashlib.sha256(fp.encode()).hexdigest()[:16]}"
         with self._lock:

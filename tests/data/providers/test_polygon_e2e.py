@@ -52,7 +52,7 @@ def test_polygon_fills_the_store_and_scans_like_the_synthetic_market(
         # The stored bars are the synthetic market's validated bars, row for row.
         kept, vr = validate(synth.bars_for_sessions(sessions))
         want = kept.to_frame().sort_values(["date", "symbol"]).reset_index(drop=True)
-        got = md.store._con.execute(SQL).df()
+        got = md.store.fetch_df(SQL)
         assert len(got) == len(want) > 0
         assert got["symbol"].tolist() == want["symbol"].tolist()
         np.testing.assert_array_equal(got["date"].to_numpy().astype("datetime64[D]"),
@@ -99,7 +99,7 @@ def test_a_split_after_the_store_was_filled_refetches_that_ticker(
                          "aggs_ticker": 1}
         kept, _ = validate(synth.bars_for_sessions(sessions))
         want = kept.to_frame().sort_values(["date", "symbol"]).reset_index(drop=True)
-        got = md.store._con.execute(SQL).df()
+        got = md.store.fetch_df(SQL)
         assert got["symbol"].tolist() == want["symbol"].tolist()
         np.testing.assert_array_equal(got["close"].to_numpy(), want["close"].to_numpy())
     finally:

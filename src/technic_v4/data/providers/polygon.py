@@ -62,6 +62,7 @@ import pandas as pd
 import tenacity
 from tenacity.wait import wait_base
 
+from technic_v4 import fsio
 from technic_v4.data.bars import BarBatch
 from technic_v4.data.calendar import latest_completed_session, sessions_between
 from technic_v4.data.providers import sic_gics
@@ -533,11 +534,9 @@ class PolygonProvider:
             return
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
             with self._lock:
                 text = json.dumps(cache, separators=(",", ":"))
-            tmp.write_text(text, encoding="utf-8")
-            tmp.replace(path)
+            fsio.write_text(path, text)
         except OSError as e:  # the cache is an optimisation: a read-only dir still works
             log.warning("Polygon reference cache not written to %s: %s", path, e)
 
