@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +36,7 @@ from technic_v4.errors import ConfigError, DataError, ProviderError
 log = logging.getLogger(__name__)
 
 _CHUNK_SESSIONS = 64  # sessions per store transaction during a fill
+_STALL_FLUSH_S = 1.0  # ... or fewer, when the next request has kept us waiting this long
 _ADJUSTED = "adjusted_through"  # meta key: the session the stored bars are split-adjusted through
 
 
@@ -271,7 +272,7 @@ class MarketData:
         """
         adjusted: list[dt.date] = []
         vendor_adjusted = self.provider.latest_session()
-        from rich.progress import Progress
+        from technic_v4.data.progress import abandon_on_error, fill_progress
 
         c = self._counters()
         total = len(missing)
@@ -299,7 +300,7 @@ class MarketData:
             adjusted.append(vendor_adjusted)
             pending.clear()
 
-        with Progress(transient=True, disable=not progress) as bar, contextlib.ExitStack() as stack:
+        with fill_progress(progress, self.provider) as bar, contextlib.ExitStack() as stack:
             task = bar.add_task(f"Storing {total} sessions", total=total)
             if self.l3 is not None:
                 shared = self.l3.get_session_tables(missing)
@@ -332,7 +333,10 @@ class MarketData:
             futures = [pool.submit(self.provider.bars_for_sessions,
                                    [d.astype(dt.date) for d in g]) for g in groups]
             stack.callback(pool.shutdown, wait=True, cancel_futures=True)
+            stack.push(abandon_on_error(pool, self.provider))  # Ctrl-C: exit promptly
             for sess, fut in zip(groups, futures, strict=True):
+                if pending and not wait([fut], timeout=_STALL_FLUSH_S).done:
+                    flush()  # a slow (rate-limited) vendor: an interrupt loses little
                 try:
                     batch = fut.result()
                 except ProviderError as e:
