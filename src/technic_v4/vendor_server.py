@@ -253,6 +253,11 @@ class VendorServer:
         with self._lock:
             self._faults.append(_Active(fault, fault.times))
 
+    def clear_faults(self) -> None:
+        """The vendor recovers: no more faults."""
+        with self._lock:
+            self._faults.clear()
+
     @property
     def listings(self) -> list[dict[str, Any]]:
         """Every listing as a Polygon ticker-details record, sorted by ticker."""
