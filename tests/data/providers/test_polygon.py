@@ -226,9 +226,9 @@ def test_details_are_refreshed_a_slice_a_day_oldest_first(vendor: Vendor,
         days.append(details_asked(srv))
         assert n // 7 <= len(days[-1]) <= -(-n // 7)  # no cliff: about n/7 every day
     # Within a week every ticker's details were refreshed exactly once ...
-    assert sorted(sum(days, [])) == sorted(p.reference()["Symbol"])
+    assert sorted(t for d in days for t in d) == sorted(p.reference()["Symbol"])
     # ... and on the eighth day the oldest entries (refreshed first) come round again.
-    oldest_first = sum((sorted(d) for d in days), [])
+    oldest_first = [t for d in days for t in sorted(d)]
     now[0] += 86_400
     p.reference()
     eighth = details_asked(srv)

@@ -150,7 +150,7 @@ def test_ctrl_c_stops_a_rate_limited_fill_promptly_and_a_rerun_resumes(
         assert statuses(srv) == [200] * 10  # the limiter holds the rest back: no 429
         t0 = time.monotonic()
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)  # not the ~50 s until the next slot
+        _, err = proc.communicate(timeout=30)  # not the ~50 s until the next slot
         stopped_in = time.monotonic() - t0
     finally:
         if proc.poll() is None:
