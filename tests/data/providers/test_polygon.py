@@ -501,8 +501,19 @@ def test_from_settings_reads_the_key_from_the_environment(monkeypatch: pytest.Mo
         assert p.base_url == s.polygon_base_url and p.max_retries == s.polygon_max_retries
         assert len(p.bars_for_sessions([DAY])) > 0  # the key from the environment is accepted
         assert KEY not in repr(p)
+        assert p.min_request_interval_s is None  # no TECHNIC_POLYGON_RPM: unlimited
     finally:
         p.close()
+    monkeypatch.setenv("TECHNIC_POLYGON_RPM", "5")
+    free = make_provider(Settings(data_provider="polygon", polygon_base_url=s.polygon_base_url))
+    try:
+        assert isinstance(free, PolygonProvider)
+        assert free.min_request_interval_s == pytest.approx(61 / 5)  # a minute and a second
+    finally:
+        free.close()
+    monkeypatch.setenv("TECHNIC_POLYGON_RPM", "0")
+    with pytest.raises(ValueError, match=r"(?i)polygon_rpm"):  # field or variable name
+        Settings()
 
 
 def test_store_key_sessions_and_defaults(vendor: Vendor, polygon: Polygon) -> None:
