@@ -597,6 +597,23 @@ def test_reference_faults_raise_one_line_and_keep_cached_details(
     pd.testing.assert_frame_equal(q.reference(), first)
 
 
+@pytest.mark.parametrize("text", [
+    '{"version": 1, "details": {"SPY": {"found": true}}}',  # an entry without its time
+    '{"version": 1, "details": {}, "tickers": {"at": "yesterday", "rows": []}}',
+    '{"version": 1, "details": {}, "tickers": {"at": 0, "rows": [{"name": "no ticker"}]}}',
+    '[1, 2, 3]', '{"version": 1, "det', ''])
+def test_a_damaged_reference_cache_is_ignored_not_a_crash(
+        text: str, synth: SyntheticProvider, vendor: Vendor, polygon: Polygon, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    srv = vendor()
+    p = polygon(srv)
+    cache_file = tmp_path / "polygon-cache" / f"{p.store_key}.reference.json"
+    cache_file.parent.mkdir(parents=True)
+    cache_file.write_text(text)
+    assert len(p.reference()) == len(synth.reference())
+    assert "ignoring" in caplog.text and "Polygon reference cache" in caplog.text
+
+
 def test_a_failed_refresh_keeps_that_tickers_previous_details(vendor: Vendor,
                                                               polygon: Polygon) -> None:
     srv = vendor()

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,7 @@ from technic_v4.data.progress import RateAwareTimeRemaining, fill_progress
 from technic_v4.data.providers.polygon import PolygonProvider
 from technic_v4.data.providers.synthetic import SyntheticProvider
 from technic_v4.data.store import Store
+from technic_v4.errors import ScanCancelled
 from technic_v4.testing import END
 from technic_v4.vendor_server import VendorServer
 
@@ -182,3 +184,26 @@ def test_ctrl_c_stops_a_rate_limited_fill_promptly_and_a_rerun_resumes(
         assert [d.astype(dt.date) for d in store.stored_sessions()] == want
     finally:
         store.close()
+
+
+def test_cancel_ends_a_wait_for_a_slot_without_a_request(vendor: Vendor,
+                                                         polygon: Polygon) -> None:
+    srv = vendor()
+    p = polygon(srv, rate_limit=1)  # one request a minute
+    p.bars_for_sessions(SESSIONS[:1])
+    got: list[ScanCancelled] = []
+
+    def second() -> None:
+        try:
+            p.bars_for_sessions(SESSIONS[1:2])  # waits about a minute for its slot ...
+        except ScanCancelled as e:
+            got.append(e)
+
+    t = threading.Thread(target=second)
+    t.start()
+    time.sleep(0.3)
+    p.cancel()  # ... unless the caller gives up
+    t.join(timeout=10)
+    assert not t.is_alive()
+    assert len(got) == 1 and "abandoned" in str(got[0])
+    assert srv.counts == {"grouped_daily": 1} and p.request_counts["grouped_daily"] == 1

@@ -96,6 +96,7 @@ DEFAULT_BASE_URL = "https://api.polygon.io"
 KEY_ENV_VARS = ("POLYGON_API_KEY", "MASSIVE_API_KEY")
 NY = "America/New_York"
 _CACHE_VERSION = 1
+_ABANDONED = "polygon: request abandoned because the caller was interrupted"
 
 # Polygon ticker type codes (GET /v3/reference/tickers/types) -> technic listing types.
 # Codes not listed (WARRANT, RIGHT, UNIT, BOND, SP, BASKET, LT, OTHER, ADRW, ADRR, AGEN, EQLK, IX
@@ -698,7 +699,7 @@ class PolygonProvider:
                 if left <= 0:
                     return
                 self._cancel.wait(left)
-        raise ScanCancelled("polygon: request abandoned because the caller was interrupted")
+        raise ScanCancelled(_ABANDONED)
 
     def _attempt(self, endpoint: str, url: str, params: dict[str, str] | None,
                  generation: int) -> httpx.Response:
@@ -708,7 +709,7 @@ class PolygonProvider:
             while (wait_s := self._rate.take()) > 0:
                 self._pause(wait_s, generation)
         if self._generation != generation:
-            self._pause(0.0, generation)  # raises: cancelled while waiting for a slot
+            raise ScanCancelled(_ABANDONED)
         self._count(endpoint)
         try:
             r = self._client.get(url, params=params)
