@@ -40,7 +40,12 @@ Behaviour for tests:
   ``"_details_404": True`` is listed but its details answer 404, as for a ticker delisted
   between the two calls (keys starting with ``_`` are never sent);
 - ``delay_s`` before every response; a request log (:attr:`VendorServer.requests`) and
-  counts by endpoint (:attr:`VendorServer.counts`).
+  counts by endpoint (:attr:`VendorServer.counts`);
+- ``rate_limit=(n, period_s)``: at most ``n`` requests in any ``period_s`` seconds (a sliding
+  window counting the requests it answered; the free tier is ``(5, 60.0)``), as the vendor
+  enforces it: a request beyond answers HTTP 429 with ``Retry-After`` (whole seconds until a
+  slot frees up), logged with fault ``"rate_limited"``. Assign :attr:`VendorServer.rate_limit`
+  to change it while running (None lifts it).
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ import json
 import math
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -71,7 +76,7 @@ ENDPOINTS = ("grouped_daily", "aggs_ticker", "tickers", "ticker_details", "split
 NY = "America/New_York"
 
 # What a fault does to a request (request faults) or to the rows of its response (row faults).
-REQUEST_FAULTS = ("rate_limit", "server_error", "malformed_json", "reset", "slow")
+REQUEST_FAULTS = ("rate_limit", "server_error", "forbidden", "malformed_json", "reset", "slow")
 ROW_FAULTS = ("duplicate_rows", "bad_prices", "missing_field")
 FAULT_KINDS = REQUEST_FAULTS + ROW_FAULTS
 
@@ -90,6 +95,7 @@ class Fault:
 
     - ``rate_limit``: HTTP 429 with ``Retry-After: retry_after``;
     - ``server_error``: HTTP ``status`` (default 503);
+    - ``forbidden``: HTTP 403 ``NOT_AUTHORIZED``, as for an endpoint the key's plan lacks;
     - ``malformed_json``: HTTP 200 with a truncated JSON body;
     - ``reset``: the connection is closed without a response;
     - ``slow``: the response waits ``delay_s`` first (longer than a client timeout: a timeout);
@@ -163,8 +169,11 @@ class VendorServer:
                  aggs_page_size: int = 50_000,
                  splits: Sequence[tuple[str, dt.date, float, float]] = (),
                  extra_listings: Sequence[Mapping[str, Any]] = (),
-                 next_url_base: str | None = None, host: str = "127.0.0.1") -> None:
+                 next_url_base: str | None = None, host: str = "127.0.0.1",
+                 rate_limit: tuple[int, float] | None = None) -> None:
         self.provider = provider
+        self.rate_limit = rate_limit
+        self._answered: deque[float] = deque()  # monotonic times of requests inside the window
         self.api_key = api_key
         self.delay_s = delay_s
         self.holidays = {np.datetime64(d, "D") for d in holidays}
@@ -243,6 +252,11 @@ class VendorServer:
     def add_fault(self, fault: Fault) -> None:
         with self._lock:
             self._faults.append(_Active(fault, fault.times))
+
+    def clear_faults(self) -> None:
+        """The vendor recovers: no more faults."""
+        with self._lock:
+            self._faults.clear()
 
     @property
     def listings(self) -> list[dict[str, Any]]:
@@ -348,6 +362,14 @@ class VendorServer:
             self._send(h, endpoint, path, 404, {"status": "NOT_FOUND", "request_id": self._rid(),
                                                 "message": "Not found"})
             return
+        wait_s = self._over_rate_limit()
+        if wait_s is not None:
+            self._send(h, endpoint, path, 429, {
+                "status": "ERROR", "request_id": self._rid(),
+                "error": "You've exceeded the maximum requests per minute, please wait or "
+                         "upgrade your subscription to continue."},
+                headers={"Retry-After": str(max(1, math.ceil(wait_s)))}, fault="rate_limited")
+            return
         req_fault, row_faults = self._take_faults(endpoint, key)
         if req_fault is not None and self._apply_request_fault(h, endpoint, path, req_fault):
             return
@@ -373,6 +395,22 @@ class VendorServer:
         if p == ["v3", "reference", "splits"]:
             return "splits", None, self._splits
         return "unknown", None, None
+
+    def _over_rate_limit(self) -> float | None:
+        """None when this request fits the rate limit (and counts it), else the seconds until
+        a slot frees up."""
+        with self._lock:
+            limit = self.rate_limit
+            if limit is None:
+                return None
+            n, period = limit
+            now = time.monotonic()
+            while self._answered and self._answered[0] <= now - period:
+                self._answered.popleft()
+            if len(self._answered) >= n:
+                return self._answered[-n] + period - now
+            self._answered.append(now)
+            return None
 
     def _take_faults(self, endpoint: str, key: str | None) -> tuple[Fault | None, list[Fault]]:
         req: Fault | None = None
@@ -404,6 +442,11 @@ class VendorServer:
                 "status": "ERROR", "request_id": self._rid(),
                 "error": "You've exceeded the maximum requests per minute."},
                 headers={"Retry-After": str(f.retry_after)}, fault=f.kind)
+        elif f.kind == "forbidden":
+            self._send(h, endpoint, path, 403, {
+                "status": "NOT_AUTHORIZED", "request_id": self._rid(),
+                "message": "You are not entitled to this data. Please upgrade your plan at "
+                           "https://polygon.io/pricing"}, fault=f.kind)
         elif f.kind == "server_error":
             self._send(h, endpoint, path, f.status, {"status": "ERROR",
                                                      "request_id": self._rid(),

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     fetch_concurrency: int = Field(default=8, ge=1, le=64,
                                    description="Vendor requests in flight while filling.")
     polygon_max_retries: int = Field(default=5, ge=0, le=20)
+    polygon_rpm: int | None = Field(default=None, ge=1, le=1_000_000,
+                                    description="Vendor requests per minute at most (the free "
+                                    "tier allows 5); unset = unlimited.")
     files_path: Path | None = Field(default=None, description="CSV/Parquet bars: a file (long "
                                     "table with a symbol column) or a directory (one file per "
                                     "symbol).")

@@ -22,7 +22,7 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHUNK_SESSIONS = 64  # sessions per store transaction during a fill
+_STALL_FLUSH_S = 1.0  # ... or fewer, when the next request has kept us waiting this long
 ADJUSTED = "adjusted_through"  # meta key: the session the stored bars are split-adjusted through
 BACKFILL = "backfill_pending"  # meta key: JSON list of symbols whose history is still to fetch
 
@@ -326,7 +327,7 @@ class FetchPlanner:
         """
         adjusted: list[dt.date] = []
         vendor_adjusted = self.provider.latest_session()
-        from rich.progress import Progress
+        from technic_v4.data.progress import abandon_on_error, fill_progress
 
         c = self._counters()
         total = len(missing)
@@ -354,7 +355,7 @@ class FetchPlanner:
             adjusted.append(vendor_adjusted)
             pending.clear()
 
-        with Progress(transient=True, disable=not progress) as bar, contextlib.ExitStack() as stack:
+        with fill_progress(progress, self.provider) as bar, contextlib.ExitStack() as stack:
             task = bar.add_task(f"Storing {total} sessions", total=total)
             if self.l3 is not None:
                 shared = self.l3.get_session_tables(missing)
@@ -387,7 +388,10 @@ class FetchPlanner:
             futures = [pool.submit(self.provider.bars_for_sessions,
                                    [d.astype(dt.date) for d in g]) for g in groups]
             stack.callback(pool.shutdown, wait=True, cancel_futures=True)
+            stack.push(abandon_on_error(pool, self.provider))  # Ctrl-C: exit promptly
             for sess, fut in zip(groups, futures, strict=True):
+                if pending and not wait([fut], timeout=_STALL_FLUSH_S).done:
+                    flush()  # a slow (rate-limited) vendor: an interrupt loses little
                 try:
                     batch = fut.result()
                 except ProviderError as e:

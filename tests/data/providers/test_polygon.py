@@ -4,10 +4,12 @@ reference data and its cache, splits, and a key that never leaks."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import math
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -181,6 +183,13 @@ def test_reference_pages_and_maps_back_to_the_synthetic_market(synth: SyntheticP
             assert pd.isna(gi)
 
 
+def details_asked(srv: VendorServer) -> list[str]:
+    """Tickers whose details the server was asked for, in order (then the log is cleared)."""
+    out = [r.path.rsplit("/", 1)[-1] for r in srv.requests if r.endpoint == "ticker_details"]
+    srv.reset_log()
+    return out
+
+
 def test_reference_is_cached_with_a_ttl(vendor: Vendor, polygon: Polygon,
                                         tmp_path: object) -> None:
     srv = vendor(page_size=20)
@@ -188,7 +197,8 @@ def test_reference_is_cached_with_a_ttl(vendor: Vendor, polygon: Polygon,
     p = polygon(srv, clock=lambda: now[0])
     first = p.reference()
     cold = p.request_counts
-    assert cold["tickers"] == math.ceil(len(first) / 20) and cold["ticker_details"] == len(first)
+    n = len(first)
+    assert cold["tickers"] == math.ceil(n / 20) and cold["ticker_details"] == n
     again = p.reference()
     assert p.request_counts == cold  # no tickers, no details requests
     pd.testing.assert_frame_equal(first, again)
@@ -196,15 +206,45 @@ def test_reference_is_cached_with_a_ttl(vendor: Vendor, polygon: Polygon,
     q = polygon(srv, clock=lambda: now[0])
     pd.testing.assert_frame_equal(q.reference(), first)
     assert q.request_counts == counts()
-    # After a day the list is refreshed; details (7 days) are not.
+    # After a day the list is refreshed, and a seventh of the details (not all of them).
     now[0] += 86_400 + 1
-    q.reference()
-    assert q.request_counts == counts(tickers=cold["tickers"])
-    # After a week both are.
-    now[0] += 7 * 86_400
-    q.reference()
-    assert q.request_counts == counts(tickers=2 * cold["tickers"],
-                                      ticker_details=cold["ticker_details"])
+    pd.testing.assert_frame_equal(q.reference(), first)
+    assert q.request_counts == counts(tickers=cold["tickers"], ticker_details=n // 7)
+
+
+def test_details_are_refreshed_a_slice_a_day_oldest_first(vendor: Vendor,
+                                                          polygon: Polygon) -> None:
+    srv = vendor()
+    now = [5_000_000.0]
+    p = polygon(srv, clock=lambda: now[0])
+    n = len(p.reference())
+    assert sorted(details_asked(srv)) == sorted(p.reference()["Symbol"])
+    days: list[list[str]] = []
+    for _day in range(7):
+        now[0] += 86_400
+        p.reference()
+        days.append(details_asked(srv))
+        assert n // 7 <= len(days[-1]) <= -(-n // 7)  # no cliff: about n/7 every day
+    # Within a week every ticker's details were refreshed exactly once ...
+    assert sorted(t for d in days for t in d) == sorted(p.reference()["Symbol"])
+    # ... and on the eighth day the oldest entries (refreshed first) come round again.
+    oldest_first = [t for d in days for t in sorted(d)]
+    now[0] += 86_400
+    p.reference()
+    eighth = details_asked(srv)
+    assert n // 7 <= len(eighth) <= -(-n // 7)
+    assert sorted(eighth) == sorted(oldest_first[:len(eighth)])
+    # Hourly calls add up to the same slice a day, none of them a cliff.
+    asked: list[str] = []
+    for _ in range(24):
+        now[0] += 3_600
+        p.reference()
+        asked += details_asked(srv)
+    assert n // 7 - 1 <= len(asked) <= -(-n // 7) + 1
+    # After a month away every entry is older than a week: all are refreshed, once.
+    now[0] += 30 * 86_400
+    p.reference()
+    assert sorted(details_asked(srv)) == sorted(p.reference()["Symbol"])
 
 
 def test_details_only_for_new_tickers(synth: SyntheticProvider, vendor: Vendor,
@@ -216,10 +256,13 @@ def test_details_only_for_new_tickers(synth: SyntheticProvider, vendor: Vendor,
     srv.add_listing({"ticker": "NEWCO", "name": "Newco Inc.", "type": "CS",
                      "primary_exchange": "XNAS", "sic_code": "7372",
                      "share_class_shares_outstanding": 5e7, "list_date": "2026-11-19"})
+    srv.reset_log()
     now[0] += 86_400
     ref = p.reference()
     assert len(ref) == n + 1
-    assert p.request_counts == counts(tickers=2, ticker_details=n + 1)
+    asked = details_asked(srv)  # NEWCO's details at once, and the day's slice of the others
+    assert "NEWCO" in asked and len(asked) == 1 + n // 7
+    assert p.request_counts == counts(tickers=2, ticker_details=n + 1 + n // 7)
     row = ref.set_index("Symbol").loc["NEWCO"]
     assert (row["Type"], row["Sector"], row["Industry"]) == (gics.COMMON_STOCK,
                                                              "Information Technology", "Software")
@@ -458,8 +501,19 @@ def test_from_settings_reads_the_key_from_the_environment(monkeypatch: pytest.Mo
         assert p.base_url == s.polygon_base_url and p.max_retries == s.polygon_max_retries
         assert len(p.bars_for_sessions([DAY])) > 0  # the key from the environment is accepted
         assert KEY not in repr(p)
+        assert p.min_request_interval_s is None  # no TECHNIC_POLYGON_RPM: unlimited
     finally:
         p.close()
+    monkeypatch.setenv("TECHNIC_POLYGON_RPM", "5")
+    free = make_provider(Settings(data_provider="polygon", polygon_base_url=s.polygon_base_url))
+    try:
+        assert isinstance(free, PolygonProvider)
+        assert free.min_request_interval_s == pytest.approx(61 / 5)  # a minute and a second
+    finally:
+        free.close()
+    monkeypatch.setenv("TECHNIC_POLYGON_RPM", "0")
+    with pytest.raises(ValueError, match=r"(?i)polygon_rpm"):  # field or variable name
+        Settings()
 
 
 def test_store_key_sessions_and_defaults(vendor: Vendor, polygon: Polygon) -> None:
@@ -501,16 +555,75 @@ def test_details_failures_are_tolerated_then_retried(vendor: Vendor, polygon: Po
         strict.reference()
 
 
-def test_a_stale_ticker_list_beats_an_outage(vendor: Vendor, polygon: Polygon,
-                                             caplog: pytest.LogCaptureFixture) -> None:
+REFERENCE_FAULTS = {
+    "tickers 5xx": Fault("tickers", "server_error", times=None),
+    "tickers 403": Fault("tickers", "forbidden", times=None),
+    "tickers timeout": Fault("tickers", "slow", delay_s=1.0, times=None),
+    "tickers reset": Fault("tickers", "reset", times=None),
+    "tickers bad JSON": Fault("tickers", "malformed_json", times=None),
+    "details 403": Fault("ticker_details", "forbidden", times=None),
+    "details 5xx": Fault("ticker_details", "server_error", status=502, times=None),
+    "details timeout": Fault("ticker_details", "slow", delay_s=1.0, times=None),
+}
+
+
+@pytest.mark.parametrize("fault", REFERENCE_FAULTS.values(), ids=REFERENCE_FAULTS.keys())
+def test_reference_faults_raise_one_line_and_keep_cached_details(
+        fault: Fault, vendor: Vendor, polygon: Polygon, tmp_path: Path) -> None:
+    srv = vendor()
+    now = [0.0]
+    p = polygon(srv, clock=lambda: now[0], max_retries=1, timeout_s=0.3,
+                max_details_failures=3)
+    first = p.reference()
+    cache_file = tmp_path / "polygon-cache" / f"{p.store_key}.reference.json"
+    before = json.loads(cache_file.read_text())["details"]
+    now[0] += 8 * 86_400  # the list is stale and every entry's details are due
+    srv.add_fault(fault)
+    with pytest.raises(ProviderError) as ei:
+        p.reference()
+    msg = str(ei.value)
+    assert "\n" not in msg and msg.startswith(f"polygon {fault.endpoint}")
+    assert all(KEY not in str(e) for e in _chain(ei.value))
+    if fault.kind == "forbidden":
+        assert "HTTP 403" in msg and "POLYGON_API_KEY" in msg
+    # Nothing cached was dropped: every ticker keeps its details, new or previous.
+    after = json.loads(cache_file.read_text())["details"]
+    assert set(after) == set(before)
+    assert all(after[t] == before[t] or after[t]["at"] == now[0] for t in before)
+    # Once the vendor recovers, the reference is whole again (from a new process too).
+    srv.clear_faults()
+    pd.testing.assert_frame_equal(p.reference(), first)
+    q = polygon(srv, clock=lambda: now[0])
+    pd.testing.assert_frame_equal(q.reference(), first)
+
+
+@pytest.mark.parametrize("text", [
+    '{"version": 1, "details": {"SPY": {"found": true}}}',  # an entry without its time
+    '{"version": 1, "details": {}, "tickers": {"at": "yesterday", "rows": []}}',
+    '{"version": 1, "details": {}, "tickers": {"at": 0, "rows": [{"name": "no ticker"}]}}',
+    '[1, 2, 3]', '{"version": 1, "det', ''])
+def test_a_damaged_reference_cache_is_ignored_not_a_crash(
+        text: str, synth: SyntheticProvider, vendor: Vendor, polygon: Polygon, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    srv = vendor()
+    p = polygon(srv)
+    cache_file = tmp_path / "polygon-cache" / f"{p.store_key}.reference.json"
+    cache_file.parent.mkdir(parents=True)
+    cache_file.write_text(text)
+    assert len(p.reference()) == len(synth.reference())
+    assert "ignoring" in caplog.text and "Polygon reference cache" in caplog.text
+
+
+def test_a_failed_refresh_keeps_that_tickers_previous_details(vendor: Vendor,
+                                                              polygon: Polygon) -> None:
     srv = vendor()
     now = [0.0]
     p = polygon(srv, clock=lambda: now[0], max_retries=0)
-    first = p.reference()
-    srv.add_fault(Fault("tickers", "server_error", times=None))
-    now[0] += 2 * 86_400
-    pd.testing.assert_frame_equal(p.reference(), first)
-    assert "using the cached list" in caplog.text
-    fresh = polygon(srv, max_retries=0, cache_dir=None)
-    with pytest.raises(RetryableProviderError, match="tickers"):
-        fresh.reference()
+    first = p.reference().set_index("Symbol")
+    sym = str(first["SharesOutstanding"].dropna().index[0])
+    assert pd.notna(first.loc[sym, "Sector"])
+    now[0] += 8 * 86_400
+    srv.add_fault(Fault("ticker_details", "server_error", key=sym, times=None))
+    ref = p.reference().set_index("Symbol")
+    assert p.details_failed == [sym] and sym in details_asked(srv)
+    pd.testing.assert_series_equal(ref.loc[sym], first.loc[sym])

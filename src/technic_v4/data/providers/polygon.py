@@ -23,6 +23,15 @@ What the provider does with what the vendor sends:
 - A grouped day without ``results`` (or with ``resultsCount`` 0: a holiday, or no data yet) is an
   empty batch for that day, recorded in :attr:`PolygonProvider.empty_sessions`.
 - Bar dates come from ``t`` (ms since the epoch, UTC) converted to the New York date.
+- ``rate_limit`` requests per ``rate_period_s`` (``TECHNIC_POLYGON_RPM``: the free tier allows 5
+  a minute) are spread by a sliding-window limiter (pyrate-limiter) shared by every thread of the
+  provider: a request waits for a slot before it is sent, so the vendor never has to answer 429.
+  The window is ``rate_slack_s`` (1 s) longer than the vendor's, because the vendor counts a
+  request when it arrives, a little after the limiter let it go. Waiting for a slot is neither
+  an error nor a retry (no attempt is used up, nothing is logged).
+- :meth:`PolygonProvider.cancel` abandons the calls in flight (Ctrl-C during a fill): their
+  waits for a slot or a backoff end at once with :class:`ScanCancelled`; a request already on
+  the wire ends within ``timeout_s``. Calls made afterwards are unaffected.
 - Transient faults (HTTP 429 — honouring ``Retry-After`` —, 5xx, timeouts, connection errors)
   are retried by tenacity with exponential backoff and jitter, at most ``max_retries`` times;
   then :class:`RetryableProviderError`. Other 4xx and malformed JSON raise
@@ -31,13 +40,20 @@ What the provider does with what the vendor sends:
   configured host), and is scrubbed from every message: it never appears in an exception, a log
   line or a repr.
 - Reference data (the tickers list and per-ticker details) is cached in a JSON file under
-  ``cache_dir`` so that it costs requests once, not per scan: the list for ``tickers_ttl``
-  (default 1 day, so that new listings appear the day they trade) and each ticker's details for
-  ``details_ttl`` (default 7 days); details are requested only for tickers without a fresh
-  cached entry, and only for listings of a type technic scans (not warrants, rights, units ...).
-  When the list cannot be refreshed because of a transient fault, the cached list is used (with
-  a warning). A ticker whose details fail transiently keeps no sector or shares for now and is
-  asked again next time; more than ``max_details_failures`` such tickers abort the refresh.
+  ``cache_dir`` so that it costs requests once, not per scan. The list is refreshed after
+  ``tickers_ttl`` (default 1 day, so that new listings appear the day they trade). Details are
+  requested only for listings of a type technic scans (not warrants, rights, units ...): at once
+  for a ticker without cached details, and otherwise a slice at a time, oldest first, so that
+  every cached entry is refreshed once per ``details_ttl`` (default 7 days) without a weekly
+  cliff: a call refreshes ``floor(n * elapsed / details_ttl)`` of the ``n`` cached entries, the
+  fraction left over carried to the next call (about n/7 a day when called daily).
+- Reference failures raise, so that the caller keeps its previous reference data and says so:
+  the ticker list failing (5xx or timeouts after retries, 403, bad JSON) raises
+  :class:`ProviderError`. A ticker whose details fail transiently keeps its previously cached
+  details (or, if new, no sector or shares for now) and is asked again next time; more than
+  ``max_details_failures`` such tickers raise :class:`RetryableProviderError`, and any other
+  details fault (403 ...) raises at once. Details fetched before a failure stay cached. Every
+  message is one line, without the key.
 """
 
 from __future__ import annotations
@@ -60,6 +76,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import tenacity
+from pyrate_limiter import InMemoryBucket, Rate, RateItem
 from tenacity.wait import wait_base
 
 from technic_v4 import fsio
@@ -67,7 +84,7 @@ from technic_v4.data.bars import BarBatch
 from technic_v4.data.calendar import latest_completed_session, sessions_between
 from technic_v4.data.providers import sic_gics
 from technic_v4.data.providers.base import REFERENCE_COLUMNS, SPLIT_COLUMNS
-from technic_v4.errors import ConfigError, ProviderError, RetryableProviderError
+from technic_v4.errors import ConfigError, ProviderError, RetryableProviderError, ScanCancelled
 from technic_v4.universe import gics
 
 if TYPE_CHECKING:
@@ -80,6 +97,7 @@ DEFAULT_BASE_URL = "https://api.polygon.io"
 KEY_ENV_VARS = ("POLYGON_API_KEY", "MASSIVE_API_KEY")
 NY = "America/New_York"
 _CACHE_VERSION = 1
+_ABANDONED = "polygon: request abandoned because the caller was interrupted"
 
 # Polygon ticker type codes (GET /v3/reference/tickers/types) -> technic listing types.
 # Codes not listed (WARRANT, RIGHT, UNIT, BOND, SP, BASKET, LT, OTHER, ADRW, ADRR, AGEN, EQLK, IX
@@ -176,6 +194,30 @@ class _Backoff(wait_base):
         return wait_s
 
 
+class _RateLimit:
+    """At most ``limit`` requests in any ``window_s`` (a sliding-window log from pyrate-limiter),
+    shared by every thread of a provider. Taking a slot never blocks: :meth:`take` says how long
+    to wait, so that the caller's wait can be interrupted."""
+
+    def __init__(self, limit: int, window_s: float) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self._bucket = InMemoryBucket([Rate(limit, max(1, round(window_s * 1000)))])
+        self._lock = threading.Lock()  # put and waiting must see the same state
+
+    def take(self) -> float:
+        """0.0 when a slot was taken, else the seconds until one frees up."""
+        with self._lock:
+            now = int(time.monotonic() * 1000)
+            item = RateItem("polygon", now)
+            if self._bucket.put(item):
+                self._bucket.leak(now)  # forget requests older than the window
+                return 0.0
+            wait_ms = self._bucket.waiting(item)
+        assert isinstance(wait_ms, int)  # an in-memory bucket is synchronous
+        return max(wait_ms, 1) / 1000
+
+
 def _retry_after_s(value: str | None) -> float | None:
     """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
     if value is None:
@@ -229,8 +271,10 @@ class PolygonProvider:
                  tickers_ttl: dt.timedelta = dt.timedelta(days=1),
                  details_ttl: dt.timedelta = dt.timedelta(days=7),
                  details_workers: int = 8, max_details_failures: int = 10,
+                 rate_limit: int | None = None, rate_period_s: float = 60.0,
+                 rate_slack_s: float = 1.0,
                  clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] | None = None) -> None:
         if not api_key or not api_key.strip():
             raise ConfigError(KEY_ENV_VARS[0], "the Polygon API key is empty")
         url = httpx.URL(base_url)
@@ -238,6 +282,9 @@ class PolygonProvider:
             raise ConfigError("polygon_base_url", f"must be an http(s) URL, got {base_url!r}")
         if max_retries < 0:
             raise ConfigError("polygon_max_retries", f"must be >= 0, got {max_retries}")
+        if rate_limit is not None and (rate_limit < 1 or rate_period_s <= 0):
+            raise ConfigError("polygon_rpm", f"must be >= 1 request per {rate_period_s:g} s, got "
+                              f"{rate_limit}")
         self._key = _Secret(api_key.strip())
         self.base_url = str(url).rstrip("/")
         self._base_path = url.path.rstrip("/")
@@ -253,7 +300,12 @@ class PolygonProvider:
         self.max_details_failures = max_details_failures
         self._clock = clock
         self._wait = _Backoff(backoff_s, max_backoff_s, max_retry_after_s)
-        self._sleep = sleep
+        self._sleep = sleep  # None: a pause that cancel() interrupts
+        self._rate = (None if rate_limit is None
+                      else _RateLimit(rate_limit, rate_period_s + max(0.0, rate_slack_s)))
+        # cancel() bumps the generation; calls that started before it stop waiting.
+        self._cancel = threading.Condition()
+        self._generation = 0
         self._lock = threading.Lock()
         self._counts: dict[str, int] = dict.fromkeys(ENDPOINTS, 0)
         # What was dropped or missing, for the caller's report.
@@ -285,7 +337,8 @@ class PolygonProvider:
                               "MASSIVE_API_KEY)")
         return cls(key, base_url=settings.polygon_base_url, timeout_s=settings.polygon_timeout_s,
                    max_retries=settings.polygon_max_retries, cache_dir=Path(settings.data_dir),
-                   history_start=settings.polygon_history_start)
+                   history_start=settings.polygon_history_start,
+                   rate_limit=settings.polygon_rpm)
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def close(self) -> None:
@@ -300,6 +353,18 @@ class PolygonProvider:
 
     def __repr__(self) -> str:
         return f"PolygonProvider(base_url={self.base_url!r}, api_key='***')"
+
+    def cancel(self) -> None:
+        """Abandon the calls in flight (see the module docstring); later calls run normally."""
+        with self._cancel:
+            self._generation += 1
+            self._cancel.notify_all()
+
+    @property
+    def min_request_interval_s(self) -> float | None:
+        """Seconds per request the rate limit allows on average (None: unlimited); progress
+        bars use it for an ETA the limiter can keep."""
+        return None if self._rate is None else self._rate.window_s / self._rate.limit
 
     # -- provider interface ------------------------------------------------------------------------
     @property
@@ -390,27 +455,38 @@ class PolygonProvider:
         now = self._clock()
         tick = cache.get("tickers")
         if tick is None or now - float(tick["at"]) >= self.tickers_ttl.total_seconds():
-            try:
-                tick = {"at": now, "rows": self._fetch_tickers()}
-            except RetryableProviderError as e:
-                if tick is None:
-                    raise
-                # A vendor outage should not stop a scan that has yesterday's list.
-                age = (now - float(tick["at"])) / 86_400
-                log.warning("polygon tickers: %s; using the cached list (%.1f days old)", e, age)
-            else:
-                cache["tickers"] = tick
-                listed = {r["ticker"] for r in tick["rows"]}
-                cache["details"] = {t: d for t, d in cache["details"].items() if t in listed}
-                self._save_cache(cache)
+            tick = {"at": now, "rows": self._fetch_tickers()}  # a failure raises: see module doc
+            cache["tickers"] = tick
+            listed = {r["ticker"] for r in tick["rows"]}
+            cache["details"] = {t: d for t, d in cache["details"].items() if t in listed}
+            self._save_cache(cache)
         rows: list[dict[str, Any]] = tick["rows"]
         details: dict[str, dict[str, Any]] = cache["details"]
-        ttl = self.details_ttl.total_seconds()
-        todo = [r["ticker"] for r in rows if technic_type(r.get("type"), r.get("name")) is not None
-                and (r["ticker"] not in details or now - float(details[r["ticker"]]["at"]) >= ttl)]
+        wanted = [r["ticker"] for r in rows
+                  if technic_type(r.get("type"), r.get("name")) is not None]
+        due, mark = self._details_slice(cache, wanted, now)
+        todo = [t for t in wanted if t not in details] + due
         if todo:
             self._fetch_details(todo, cache)
+        if mark != cache.get("details_slice_at"):  # only once the slice was refreshed
+            cache["details_slice_at"] = mark
+            self._save_cache(cache)
         return self._reference_frame(rows, cache["details"])
+
+    def _details_slice(self, cache: dict[str, Any], wanted: list[str], now: float
+                       ) -> tuple[list[str], float]:
+        """The cached details due for a refresh now, the oldest ``floor(n * elapsed / ttl)``
+        (see the module docstring), and the new ``details_slice_at`` mark: advanced by the time
+        those entries account for, so that the remainder carries over to the next call."""
+        details: dict[str, dict[str, Any]] = cache["details"]
+        cached = sorted((float(details[t]["at"]), t) for t in wanted if t in details)
+        ttl = self.details_ttl.total_seconds()
+        mark = cache.get("details_slice_at")
+        if not cached or ttl <= 0 or not isinstance(mark, int | float) or mark > now:
+            return [], now
+        n = len(cached)
+        due = min(n, int(n * (now - mark) / ttl))
+        return [t for _, t in cached[:due]], (now if due == n else mark + due * ttl / n)
 
     # -- reference internals -------------------------------------------------------------------
     def _fetch_tickers(self) -> list[dict[str, Any]]:
@@ -482,6 +558,10 @@ class PolygonProvider:
                 if unsaved >= 500:  # an interrupted first fetch keeps what it got
                     self._save_cache(cache)
                     unsaved = 0
+        except BaseException:  # Ctrl-C above all: do not wait for queued or waiting requests
+            pool.shutdown(wait=False, cancel_futures=True)
+            self.cancel()
+            raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             self.details_failed = failed
@@ -521,8 +601,11 @@ class PolygonProvider:
         if path is not None and path.exists():
             try:
                 got = json.loads(path.read_text(encoding="utf-8"))
-                if got.get("version") == _CACHE_VERSION and isinstance(got.get("details"), dict):
+                if _valid_cache(got):
                     cache = got
+                else:
+                    log.warning("ignoring Polygon reference cache %s: not version %d of its "
+                                "format", path, _CACHE_VERSION)
             except (OSError, ValueError, AttributeError) as e:
                 log.warning("ignoring unreadable Polygon reference cache %s: %s", path, e)
         self._reference_cache = cache
@@ -598,14 +681,34 @@ class PolygonProvider:
 
     # -- HTTP ------------------------------------------------------------------------------------
     def _scrub(self, text: str) -> str:
-        return text.replace(self._key.get(), "***")
+        """``text`` without the API key, on one line."""
+        return " ".join(text.replace(self._key.get(), "***").split())
 
     def _count(self, endpoint: str) -> None:
         with self._lock:
             self._counts[endpoint] = self._counts.get(endpoint, 0) + 1
 
-    def _attempt(self, endpoint: str, url: str, params: dict[str, str] | None) -> httpx.Response:
-        """One real request; transient failures raise :class:`_Transient` for tenacity."""
+    def _pause(self, seconds: float, generation: int) -> None:
+        """Sleep ``seconds``, or raise :class:`ScanCancelled` as soon as :meth:`cancel` is
+        called by another thread."""
+        deadline = time.monotonic() + seconds
+        with self._cancel:
+            while self._generation == generation:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._cancel.wait(left)
+        raise ScanCancelled(_ABANDONED)
+
+    def _attempt(self, endpoint: str, url: str, params: dict[str, str] | None,
+                 generation: int) -> httpx.Response:
+        """One real request (after a rate-limit slot); transient failures raise
+        :class:`_Transient` for tenacity."""
+        if self._rate is not None:
+            while (wait_s := self._rate.take()) > 0:
+                self._pause(wait_s, generation)
+        if self._generation != generation:
+            raise ScanCancelled(_ABANDONED)
         self._count(endpoint)
         try:
             r = self._client.get(url, params=params)
@@ -627,13 +730,15 @@ class PolygonProvider:
                   allow_404: bool = False) -> dict[str, Any] | None:
         """GET with bounded retries; the decoded JSON object (None for an allowed 404)."""
         path = url.split("?", 1)[0]
+        generation = self._generation
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(_Transient),
             stop=tenacity.stop_after_attempt(self.max_retries + 1),
-            wait=self._wait, sleep=self._sleep, reraise=True,
+            wait=self._wait, reraise=True,
+            sleep=self._sleep or (lambda s: self._pause(s, generation)),
             before_sleep=self._before_sleep(endpoint, path))
         try:
-            r = retrying(self._attempt, endpoint, url, params)
+            r = retrying(self._attempt, endpoint, url, params, generation)
         except _Transient as e:
             raise RetryableProviderError(
                 f"polygon {endpoint} {path}: {e.detail}, still failing after "
@@ -712,6 +817,20 @@ def _user_agent() -> str:
     from technic_v4 import __version__
 
     return f"technic/{__version__}"
+
+
+def _valid_cache(got: object) -> bool:
+    """Whether a decoded reference cache has the shape this version writes."""
+    if not isinstance(got, dict) or got.get("version") != _CACHE_VERSION:
+        return False
+    details, tick = got.get("details"), got.get("tickers")
+    if not isinstance(details, dict) or not all(
+            isinstance(d, dict) and isinstance(d.get("at"), int | float) for d in details.values()):
+        return False
+    return tick is None or (isinstance(tick, dict) and isinstance(tick.get("at"), int | float)
+                            and isinstance(tick.get("rows"), list)
+                            and all(isinstance(r, dict) and isinstance(r.get("ticker"), str)
+                                    for r in tick["rows"]))
 
 
 def _str_or_none(x: object) -> str | None:
