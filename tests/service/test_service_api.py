@@ -60,7 +60,7 @@ def test_health_and_version(serve: Serve, market: MarketData) -> None:
     assert body["status"] == "ok"
     st = body["store"]
     assert st["state"] == "ready"
-    assert st["path"] == str(market.store.path)
+    assert "path" not in st and str(market.settings.data_dir) not in h.text  # no key: no paths
     assert st["last_session"] == str(END)
     assert st["symbols"] == market.store.status()["symbols"] > 0
     assert "redis" not in body  # not configured
@@ -71,6 +71,12 @@ def test_health_and_version(serve: Serve, market: MarketData) -> None:
     assert r.status_code == 404 and r.json()["error"] == "not_found"
     o = s.client.get("/v1/options").json()
     assert "Information Technology" in o["sectors"] and o["stages"] == list(STAGES)
+    keyed = serve(market, settings=market.settings.model_copy(update={"api_key": "k-1"}))
+    mine = keyed.client.get("/health", headers={"X-API-Key": "k-1"}).json()
+    assert mine["store"]["path"] == str(market.store.path)
+    for headers in ({}, {"X-API-Key": "wrong"}):
+        other = keyed.client.get("/health", headers=headers)
+        assert other.status_code == 200 and str(market.settings.data_dir) not in other.text
 
 
 # -- scan lifecycle ------------------------------------------------------------------------

@@ -119,7 +119,7 @@ def test_parse_config() -> None:
 
 
 def test_redact_url() -> None:
-    assert redact_url("redis://u:secret@h:6380/2") == "redis://h:6380/2"
+    assert redact_url("redis://u:secret@h:6380/2") == "redis://***@h:6380/2"
 
 
 def test_technic_serve_process(tmp_path: Path) -> None:
