@@ -93,12 +93,17 @@ class Job:
     def _status(self) -> dict[str, Any]:
         base = f"/v1/scan/{self.id}"
         d: dict[str, Any] = {
-            "id": self.id, "state": self.state, "key": self.key,
-            "data_version": self.data_version,
+            # Once done: the key and version of the data the scan read (a job submitted while
+            # the store was behind is keyed "pending:<session>" until then).
+            "id": self.id, "state": self.state,
+            "key": self.key if self.outcome is None else self.outcome.key,
+            "data_version": self.data_version if self.outcome is None
+            else self.outcome.data_version,
             "config": self.config.model_dump(mode="json"),
             "created_at": _iso(self.created), "started_at": _iso(self.started),
             "finished_at": _iso(self.finished), "progress": self.progress.snapshot(),
             "requests": self.requests, "cancel_requests": self.cancels,
+            "watchers": len(self.listeners),
             "source": self.source,
             "rows": None if self.outcome is None else len(self.outcome),
             "message": None if self.outcome is None else self.outcome.message,
