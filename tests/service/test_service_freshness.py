@@ -15,7 +15,7 @@ from service_support import AdvancingProvider, Running, Serve
 from technic_v4.data.calendar import sessions_between
 from technic_v4.data.market import MarketData
 from technic_v4.service.app import ServiceOptions
-from technic_v4.testing import END, EPOCH, RedisServer, make_market
+from technic_v4.testing import END, EPOCH, FaultyProvider, RedisServer, make_market
 
 N = 150
 BODY = {"max_symbols": 60, "top_n": 20}
@@ -99,5 +99,29 @@ def test_running_service_picks_up_a_new_session_on_its_own(serve: Serve, tmp_pat
         assert s.service.jobs.computations == 0  # no request was needed
         st = s.scan(BODY)
         assert st["source"] == "computed" and _as_of(s, st) == str(DAY2)
+    finally:
+        md.store.close()
+
+
+def test_a_session_the_vendor_has_not_published_keeps_the_caches(serve: Serve,
+                                                                 tmp_path: Path) -> None:
+    """The provider names a latest session whose bars are not out yet: after an update tried
+    it, the store counts as current for the refresh interval and results come from the cache
+    (not one vendor attempt per request)."""
+    prov = FaultyProvider({}, empty_sessions=[DAY2], n_listings=N, seed=7, epoch=EPOCH,
+                          end=DAY2)
+    md = make_market(tmp_path / "m", n=N, provider=prov)
+    try:
+        md.ensure_current()
+        assert md.store.last_session() == DAY1
+        s = serve(md, options=ServiceOptions(max_running_scans=1, max_queued_scans=0,
+                                             max_jobs=1, refresh_interval_s=3600))
+        first = s.scan(BODY)
+        assert first["source"] == "computed" and _as_of(s, first) == str(DAY1)
+        s.scan(OTHER)  # BODY's job leaves the job table; its result stays in memory
+        tries = prov.request_counts["grouped_daily"]
+        again = s.client.post("/v1/scan", json=BODY).json()
+        assert again["served_by"] == "memory" and again["key"] == first["key"]
+        assert prov.request_counts["grouped_daily"] == tries
     finally:
         md.store.close()

@@ -164,7 +164,7 @@ class Service:
                                    on_change=self.health.changed)
         self.health.freshness = self.freshness
         self.jobs.behind = self.freshness.behind
-        self.jobs.on_store_change = self.health.changed
+        self.jobs.on_store_change = self.store_changed
         self.metrics.bind(market, self.jobs.active, lambda: len(self.jobs.jobs()))
         self.universes: dict[tuple[str, str], dict[str, Any]] = {}  # (data version, as-of)
         self.draining: asyncio.Event | None = None  # set on the event loop at start-up
@@ -196,6 +196,11 @@ class Service:
             raise busy(e) from None
         except ShuttingDown as e:
             raise ApiError(503, "shutting_down", str(e), headers={"Retry-After": "5"}) from None
+
+    def store_changed(self) -> None:
+        """A scan ended (its update may have changed the store)."""
+        self.freshness.attempted()
+        self.health.changed()
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop

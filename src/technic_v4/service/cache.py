@@ -65,8 +65,12 @@ class DataVersion:
                          str(st["last_session"]), st["sessions"], st["bars"], st["symbols"]])
         last = st["last_session"]
         version = f"{last or 'empty'}.{hashlib.sha256(fp.encode()).hexdigest()[:16]}"
-        with self._lock:
-            self._cached = (int(st["version"]), version, dict(st))
+        # Store.status reads its version after the counts: a write in between would pair the
+        # old counts with the new version and pin them in this cache. Cache only a status
+        # whose version is the one read before it.
+        if int(st["version"]) == v:
+            with self._lock:
+                self._cached = (v, version, dict(st))
         return version, st
 
     def current(self) -> str:

@@ -301,8 +301,8 @@ class JobManager:
             if not (over_count or over_bytes):
                 break
             del self._jobs[j.id]
-            if self._by_key.get(j.key) is j:
-                del self._by_key[j.key]
+            for k in [k for k, v in self._by_key.items() if v is j]:  # its key and any alias
+                del self._by_key[k]
             total = held()
 
     # -- cancellation ------------------------------------------------------------------------

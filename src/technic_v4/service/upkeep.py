@@ -4,7 +4,10 @@
 vendor request (``provider.latest_session()`` is a calendar computation or a pinned date), so
 every scan submission can ask it before keying its job and result: a store that is behind never
 serves yesterday's result from the job table or the result cache. A background thread checks
-every ``refresh_interval_s`` and brings the store current when it is behind.
+every ``refresh_interval_s`` and brings the store current when it is behind. When an update
+could not get the provider's latest session (not published yet, a vendor fault), the store is
+taken as current until ``refresh_interval_s`` has passed, so requests keep their caches instead
+of each asking the vendor again.
 
 :class:`Health` holds the status ``/health`` reports, refreshed by a background thread and
 after every store change, so ``/health`` answers from memory: never waiting on Redis, the store,
@@ -40,12 +43,31 @@ class Freshness:
         self.error: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._attempt: tuple[dt.date, float] | None = None  # (target, time.monotonic())
 
-    def behind(self) -> dt.date | None:
-        """The provider's latest session when the store does not have it yet, else None."""
+    def _target(self) -> dt.date | None:
         latest = self.market.provider.latest_session()
         last = self.data_version.status()[1]["last_session"]
         return latest if last is None or last < latest else None
+
+    def behind(self) -> dt.date | None:
+        """The provider's latest session when the store does not have it yet and no update
+        tried to get it within the interval, else None."""
+        target = self._target()
+        a = self._attempt
+        if target is not None and a is not None and a[0] == target and \
+                time.monotonic() - a[1] < self.interval_s:
+            return None
+        return target
+
+    def attempted(self) -> None:
+        """An update just ran (a scan's or ours): if the store is still behind, remember it."""
+        try:
+            target = self._target()
+        except Exception:  # the next check asks again; never fail the caller (a scan's end)
+            log.exception("checking whether the store is current failed")
+            target = None
+        self._attempt = None if target is None else (target, time.monotonic())
 
     def update(self) -> None:
         """Fetch what the store lacks (errors are kept for /health; scans retry the update)."""
@@ -61,6 +83,7 @@ class Freshness:
             log.exception("bringing the store up to date failed")
         finally:
             self.updating = False
+            self.attempted()
             self.on_change()
 
     def start(self, update_now: bool) -> None:
@@ -69,7 +92,7 @@ class Freshness:
                 self.update()
             while not self._stop.wait(self.interval_s):
                 try:
-                    due = self.behind() is not None
+                    due = self._target() is not None
                 except Exception:  # e.g. a store being replaced: try again next interval
                     log.exception("checking whether the store is current failed")
                     continue
