@@ -3,6 +3,7 @@ test folder has one): the real app served by uvicorn on a loopback port."""
 
 from __future__ import annotations
 
+import datetime as dt
 import socket
 import threading
 from collections.abc import Callable
@@ -12,6 +13,8 @@ from typing import Any
 import httpx
 import uvicorn
 
+from technic_v4.data.calendar import sessions_between
+from technic_v4.data.providers.synthetic import SyntheticProvider
 from technic_v4.service.app import Service
 from technic_v4.testing import free_port
 
@@ -91,3 +94,12 @@ class Gate:
 
 
 Serve = Callable[..., Running]
+
+
+class AdvancingProvider(SyntheticProvider):
+    """The synthetic market whose latest session moves forward when told (a new session
+    closing at the vendor while a service runs)."""
+
+    def advance(self, end: dt.date) -> None:
+        self.end = end
+        self.sessions = sessions_between(self.epoch, end)

@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import math
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,12 +18,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from service_support import Gate, Serve
 
-from technic_v4 import __version__, pipeline
+from technic_v4 import __version__, formats, pipeline
 from technic_v4.config.scan import ScanConfig
 from technic_v4.data.market import MarketData
 from technic_v4.pipeline import COLUMNS, STAGES
+from technic_v4.service import queries
 from technic_v4.service.app import ServiceOptions
 from technic_v4.service.loadcheck import run_load
+from technic_v4.service.results import Outcome
 from technic_v4.testing import END
 
 CFG = {"max_symbols": 120, "top_n": 25}
@@ -60,7 +63,7 @@ def test_health_and_version(serve: Serve, market: MarketData) -> None:
     assert body["status"] == "ok"
     st = body["store"]
     assert st["state"] == "ready"
-    assert st["path"] == str(market.store.path)
+    assert "path" not in st and str(market.settings.data_dir) not in h.text  # no key: no paths
     assert st["last_session"] == str(END)
     assert st["symbols"] == market.store.status()["symbols"] > 0
     assert "redis" not in body  # not configured
@@ -71,6 +74,12 @@ def test_health_and_version(serve: Serve, market: MarketData) -> None:
     assert r.status_code == 404 and r.json()["error"] == "not_found"
     o = s.client.get("/v1/options").json()
     assert "Information Technology" in o["sectors"] and o["stages"] == list(STAGES)
+    keyed = serve(market, settings=market.settings.model_copy(update={"api_key": "k-1"}))
+    mine = keyed.client.get("/health", headers={"X-API-Key": "k-1"}).json()
+    assert mine["store"]["path"] == str(market.store.path)
+    for headers in ({}, {"X-API-Key": "wrong"}):
+        other = keyed.client.get("/health", headers=headers)
+        assert other.status_code == 200 and str(market.settings.data_dir) not in other.text
 
 
 # -- scan lifecycle ------------------------------------------------------------------------
@@ -112,11 +121,11 @@ def test_scan_lifecycle_progress_json_and_csv_equal_python_api(serve: Serve,
     for csv in (s.client.get(st["links"]["csv"]),
                 s.client.get(st["links"]["results"], headers={"Accept": "text/csv"})):
         assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
-        assert csv.text == expected.to_csv(index=False)
+        assert csv.text == formats.to_csv(expected)  # what `technic scan --format csv` writes
         back = pd.read_csv(io.StringIO(csv.text))
         assert list(back.columns) == list(COLUMNS)
-        np.testing.assert_array_equal(back["TechRating"].to_numpy(),
-                                      expected["TechRating"].to_numpy())
+        np.testing.assert_allclose(back["TechRating"].to_numpy(),
+                                   expected["TechRating"].to_numpy(), rtol=1e-9)
     r = s.client.get(st["links"]["results"], params={"format": "xml"})
     assert r.status_code == 422 and r.json()["field"] == "format" and "json, csv" in r.text
     etag = res.headers["etag"]
@@ -469,3 +478,33 @@ def test_point_in_time_scan(serve: Serve, market: MarketData) -> None:
     res = s.client.get(st["links"]["results"]).json()
     assert res["as_of"] == str(dt.date(2026, 7, 2))
     _assert_rows_equal(res["rows"], _python_frame(market, body))
+
+
+def test_docs_are_self_hosted_and_declare_the_api_key(serve: Serve, market: MarketData) -> None:
+    s = serve(market, settings=market.settings.model_copy(update={"api_key": "k-2"}))
+    r = s.client.get("/docs")  # the shell is open; it asks for the key to read the spec
+    assert r.status_code == 200 and "script-src 'self'" in r.headers["content-security-policy"]
+    srcs = re.findall(r'(?:src|href)="([^"]+)"', r.text)
+    assert "/docs-assets/swagger-ui-bundle.js" in srcs and "/static/docs.js" in srcs
+    assert all(u.startswith("/") for u in srcs) and "<script>" not in r.text  # no inline code
+    for u in srcs:
+        assert s.client.get(u).status_code == 200, u
+    assert s.client.get("/openapi.json").status_code == 401
+    spec = s.client.get("/openapi.json", headers={"X-API-Key": "k-2"}).json()
+    scheme = spec["components"]["securitySchemes"]["APIKeyHeader"]
+    assert (scheme["type"], scheme["in"], scheme["name"]) == ("apiKey", "header", "X-API-Key")
+    assert spec["paths"]["/v1/scan"]["post"]["security"] == [{"APIKeyHeader": []}]
+    assert "security" not in spec["paths"]["/health"]["get"]
+
+
+def test_universe_counts_listings_without_a_list_date(market: MarketData) -> None:
+    """As the pipeline's universe stage does: only a listing dated after the session is out."""
+    ref = market.reference().head(6).copy()
+    ref["ListDate"] = pd.to_datetime(["2020-01-02", None, "2026-12-01", None, "2026-11-20",
+                                      "2026-11-23"])
+    frame = pd.DataFrame({"Symbol": ref["Symbol"]})
+    stages = [{"stage": "pre_screen", "in": 4, "out": 3, "seconds": 0.1, "dropped": {"x": 1}}]
+    out = Outcome(frame, "m", {"as_of": "2026-11-20", "stages": stages}, "k", "v")
+    u = queries.universe_summary(ref, out)
+    assert u["listings"] == 4 and sum(u["by_type"].values()) == 4
+    assert u["pre_screen"] == {"in": 4, "passed": 3, "dropped": {"x": 1}}

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from service_support import Serve
+from service_support import Gate, Serve
 
 from technic_v4.data.market import MarketData
 
@@ -127,9 +127,12 @@ def test_page_scan_sort_filter_chart(serve: Serve, market: MarketData, browser: 
 
 def test_page_with_api_key(serve: Serve, market: MarketData, browser: Any) -> None:
     """With TECHNIC_API_KEY set the page asks for the key and sends it as a header (also on
-    the progress stream); it never puts it in a URL."""
+    the progress stream); it never puts it in a URL. The scan is held until the page follows
+    it, so it always has a progress stream to open (a scan already done when the page got its
+    answer would need none)."""
     key = "page-key-7f3a"
-    s = serve(market, settings=market.settings.model_copy(update={"api_key": key}))
+    gate = Gate()
+    s = serve(market, settings=market.settings.model_copy(update={"api_key": key}), hook=gate)
     page = browser.new_page()
     urls: list[str] = []
     page.on("request", lambda r: urls.append(r.url))
@@ -142,8 +145,29 @@ def test_page_with_api_key(serve: Serve, market: MarketData, browser: Any) -> No
     page.click("#key-form button")
     page.wait_for_selector('#sectors[data-ready="1"]')
     page.fill("#max-symbols", "50")
-    page.click("#run")
+    with page.expect_request(lambda r: r.url.endswith("/events")):
+        page.click("#run")
+    gate.release.set()
     page.wait_for_selector('#status[data-state="done"]', timeout=30_000)
     assert page.locator("#table tbody tr").count() > 0
     assert streamed == [key]
     assert not any(key in u for u in urls)
+
+
+def test_docs_render_under_the_content_security_policy(serve: Serve, market: MarketData,
+                                                       browser: Any) -> None:
+    """Swagger UI at /docs from this origin only, with no CSP violation or script error."""
+    s = serve(market)
+    page = browser.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+            if m.type == "error" else None)
+    page.on("request", lambda r: problems.append(f"off-host request {r.url}")
+            if not r.url.startswith(s.url) else None)
+    page.goto(s.url + "/docs")
+    page.wait_for_selector(".swagger-ui .info .title", timeout=30_000)
+    assert "technic" in page.inner_text(".swagger-ui .info .title")
+    assert page.locator(".swagger-ui .opblock").count() >= 10
+    assert page.locator(".swagger-ui button.authorize").count() == 1  # the X-API-Key scheme
+    assert not problems, problems

@@ -18,7 +18,7 @@ from technic_v4.config.scan import ScanConfig
 from technic_v4.data.market import MarketData
 from technic_v4.pipeline import STAGES
 from technic_v4.service.app import ApiError, parse_config
-from technic_v4.service.cache import canonical_config, redact_url, result_key
+from technic_v4.service.cache import canonical_config, result_key
 from technic_v4.service.progress import Progress, Throughput
 from technic_v4.service.results import Outcome
 from technic_v4.testing import free_port
@@ -116,10 +116,6 @@ def test_parse_config() -> None:
     assert e.value.field == "body"
     with pytest.raises(ApiError):
         parse_config(b"[" * 100_000)
-
-
-def test_redact_url() -> None:
-    assert redact_url("redis://u:secret@h:6380/2") == "redis://h:6380/2"
 
 
 def test_technic_serve_process(tmp_path: Path) -> None:

@@ -73,6 +73,12 @@ class Settings(BaseSettings):
         "completed NYSE session). Pin it for reproducible runs.",
     )
     memory_cache_mb: int = Field(default=1024, ge=0, description="L1 memory cache bound (MiB).")
+    refresh_interval_s: float = Field(
+        default=60.0, gt=0, description="How often `technic serve` checks in the background "
+        "whether the provider has a session the store lacks, and fetches it.")
+    memory_budget_mb: int = Field(
+        default=2048, ge=1, description="Memory the service lets heavy requests (scans, long or "
+        "point-in-time symbol histories) take at once, by estimate; beyond it: HTTP 429.")
     progress: bool = Field(default=True, description="Progress bars on stderr for slow steps.")
 
 

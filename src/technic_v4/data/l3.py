@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from technic_v4.data.bars import BarBatch
 from technic_v4.data.panel import FIELDS, Panel
+from technic_v4.data.providers.base import REFERENCE_COLUMNS, SPLIT_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,14 @@ def _dumps(table: pa.Table) -> bytes:
 
 def _loads(data: bytes) -> pa.Table:
     return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+
+
+def _frame(t: pa.Table, columns: tuple[str, ...]) -> pd.DataFrame:
+    """A small frame technic wrote: it has ``columns`` (anything else is not ours)."""
+    missing = set(columns) - set(t.column_names)
+    if missing:
+        raise ValueError(f"columns {t.column_names} lack {sorted(missing)}")
+    return t.to_pandas()
 
 
 class _Corrupt(Exception):
@@ -88,7 +97,7 @@ class RedisLayer:
                 if not self._warned:
                     self._warned = True
                     log.warning("Redis L3 at %s failed (%s: %s); going on without it for %.0f s "
-                                "at a time", _redact(self.url), what, type(e).__name__,
+                                "at a time", redact_url(self.url), what, type(e).__name__,
                                 self.cooldown_s)
             return default
 
@@ -105,7 +114,8 @@ class RedisLayer:
         value is not what technic writes: a shared cache must never fail a scan."""
         try:
             return fn(_loads(data))
-        except (pa.ArrowException, KeyError, ValueError, TypeError) as e:
+        except (pa.ArrowException, KeyError, ValueError, TypeError, AttributeError,
+                IndexError) as e:
             with self._lock:
                 self.errors += 1
                 self.misses += 1
@@ -184,14 +194,14 @@ class RedisLayer:
     def get_reference(self, session: dt.date) -> pd.DataFrame | None:
         """Reference data as of ``session`` (keyed by it: listings change as sessions pass)."""
         return self._get_one("reference", f"{self.prefix}reference:{session}",
-                             lambda t: t.to_pandas())
+                             lambda t: _frame(t, REFERENCE_COLUMNS))
 
     def put_reference(self, ref: pd.DataFrame, session: dt.date) -> None:
         self._put_frame("reference", f"{self.prefix}reference:{session}", ref)
 
     def get_splits(self, since: dt.date, through: dt.date) -> pd.DataFrame | None:
         return self._get_one("splits", f"{self.prefix}splits:{since}:{through}",
-                             lambda t: t.to_pandas())
+                             lambda t: _frame(t, SPLIT_COLUMNS))
 
     def put_splits(self, since: dt.date, through: dt.date, splits: pd.DataFrame) -> None:
         self._put_frame("splits", f"{self.prefix}splits:{since}:{through}", splits.astype(object))
@@ -208,6 +218,8 @@ class RedisLayer:
         meta = t.schema.metadata or {}
         n, n_bars = t.num_rows, int(meta[b"n_bars"])
         as_of = dt.date.fromisoformat(meta[b"as_of"].decode())
+        if n_bars < 1 or set(t.column_names) != {"symbol", "sid", *FIELDS, "day"}:
+            raise ValueError(f"not a panel: n_bars {n_bars}, columns {t.column_names}")
 
         def grid(name: str, dtype: Any) -> np.ndarray:
             flat = t.column(name).combine_chunks().flatten().to_numpy(zero_copy_only=False)
@@ -244,14 +256,28 @@ class RedisLayer:
         return int(self._call("clear", run, 0))
 
     def stats(self) -> dict[str, Any]:
-        return {"url": _redact(self.url), "available": self.available, "hits": self.hits,
+        return {"url": redact_url(self.url), "available": self.available, "hits": self.hits,
                 "misses": self.misses, "errors": self.errors, "bytes_read": self.bytes_read,
                 "bytes_written": self.bytes_written}
 
 
-def _redact(url: str) -> str:
-    """The URL without a password."""
-    if "@" in url:
-        scheme, rest = url.split("://", 1) if "://" in url else ("", url)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
+def redact_url(url: str) -> str:
+    """``url`` without credentials, in every form redis-py accepts: ``user:pass@`` (a password
+    may itself hold ``@``), ``?password=`` in the query, ``unix://`` paths. The one redaction
+    used for logs, ``technic cache stats`` and ``/health``."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable Redis URL>"
+    if parts.fragment or "@" in parts.path:  # an unescaped '/', '?' or '#' in a password
+        return f"{parts.scheme}://***"
+    host = parts.netloc.rpartition("@")[2]  # userinfo ends at the last '@'
+    user = "***@" if "@" in parts.netloc else ""
+    query = urlencode([(k, "***" if k.lower() in _SECRET_PARAMS else v)
+                       for k, v in parse_qsl(parts.query, keep_blank_values=True)], safe="*")
+    return f"{parts.scheme}://{user}{host}{parts.path}" + (f"?{query}" if query else "")
+
+
+_SECRET_PARAMS = frozenset({"password", "username", "user"})

@@ -3,7 +3,8 @@
 ``create_app(market, settings, options)`` builds an app around one MarketData (tests inject a
 small market; ``run`` uses the process-wide ``data_engine.market()``). Routes:
 
-    GET  /health                      store and Redis status (never needs the API key)
+    GET  /health                      store and Redis status (never needs the API key; answered
+                                      from a status refreshed in the background)
     GET  /version                     technic and library versions
     GET  /v1/options                  valid sectors, industries, types, columns, stages, defaults
     POST /v1/scan                     ScanConfig JSON -> 202 + job (shared when identical)
@@ -16,6 +17,10 @@ small market; ``run`` uses the process-wide ``data_engine.market()``). Routes:
     GET  /v1/universe                 listings by sector and type, pre-screen outcome
     GET  /metrics                     Prometheus text format
     GET  /                            the web page (static files in ``service/static``)
+    GET  /docs                        Swagger UI, self-hosted (assets of ``fastapi-offline``)
+
+Routes are thin: the answers come from ``queries.py`` (plain functions of a MarketData) and
+``jobs.py``; heavy work passes ``admission.py`` (shared slots and a memory budget).
 """
 
 from __future__ import annotations
@@ -23,22 +28,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import hmac
 import json
 import logging
+import math
 import re
 import sys
-import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from importlib import metadata
+from importlib import metadata, resources
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
-import pandas as pd
-from fastapi import FastAPI, Query, Request
+import uvicorn
+from fastapi import FastAPI, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, Response, StreamingResponse
+from fastapi.security import APIKeyHeader
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -48,14 +54,15 @@ from technic_v4.config.scan import ScanConfig
 from technic_v4.config.settings import Settings
 from technic_v4.data.market import MarketData
 from technic_v4.errors import ConfigError, DataError
-from technic_v4.indicators import kernels
 from technic_v4.pipeline import COLUMNS, STAGES
-from technic_v4.service import models
+from technic_v4.service import models, queries
+from technic_v4.service.admission import Admission, Busy, TooLarge
 from technic_v4.service.cache import ResultCache
 from technic_v4.service.guard import Guard
-from technic_v4.service.jobs import TERMINAL, Busy, Job, JobManager, ProgressHook, ShuttingDown
+from technic_v4.service.jobs import TERMINAL, Job, JobManager, ProgressHook, ShuttingDown
 from technic_v4.service.metrics import CONTENT_TYPE, ServiceMetrics
-from technic_v4.service.results import column_values, dumps
+from technic_v4.service.results import dumps
+from technic_v4.service.upkeep import Freshness, Health
 from technic_v4.universe import gics
 
 log = logging.getLogger("technic_v4.service")
@@ -65,7 +72,18 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8502
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _TICKER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-]{0,14}$")
-_SMA = (20, 50, 200)
+API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False,
+                              description="Needed when the service runs with TECHNIC_API_KEY.")
+KEYED = [Security(API_KEY_HEADER)]  # declares the scheme in OpenAPI; Guard checks the key
+
+
+def _docs_assets() -> Path | None:
+    """Swagger UI's files as the ``fastapi-offline`` package ships them (None: not installed)."""
+    try:
+        path = Path(str(resources.files("fastapi_offline") / "static"))
+    except ModuleNotFoundError:
+        return None
+    return path if (path / "swagger-ui-bundle.js").exists() else None
 
 
 @dataclass(frozen=True)
@@ -86,6 +104,9 @@ class ServiceOptions:
     max_wait_seconds: float = 60.0  # bound of ?wait= long polls and /v1/universe's wait
     allowed_hosts: tuple[str, ...] | None = None  # Host header check (DNS rebinding)
     warm_store: bool = False  # bring the store up to date in the background at start-up
+    refresh_interval_s: float | None = None  # background freshness check (default: setting)
+    memory_budget_mb: int | None = None  # heavy requests' memory (default: setting)
+    health_interval_s: float = 2.0  # background refresh of /health's status
 
 
 class ApiError(Exception):
@@ -96,6 +117,16 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.field = status, code, message, field
         self.headers = headers or {}
         self.extra = extra or {}
+
+
+DOCS_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>technic API</title>
+<link rel="icon" href="/static/favicon.svg">
+<link rel="stylesheet" href="/docs-assets/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/docs-assets/swagger-ui-bundle.js"></script>
+<script src="/static/docs.js"></script></body></html>
+"""
 
 
 def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -117,14 +148,26 @@ class Service:
                                  on_lookup=self.metrics.on_lookup,
                                  on_error=self.metrics.on_redis_error,
                                  max_bytes=options.result_cache_mb << 20)
+        budget = options.memory_budget_mb or settings.memory_budget_mb
+        self.admission = Admission(options.max_running_scans, budget << 20)
         self.jobs = JobManager(market, self.cache, self.metrics,
                                max_running=options.max_running_scans,
                                max_queued=options.max_queued_scans, max_jobs=options.max_jobs,
                                max_result_bytes=options.max_result_mb << 20,
-                               progress_interval=options.progress_interval, hook=hook)
+                               progress_interval=options.progress_interval, hook=hook,
+                               admission=self.admission)
+        self.health = Health(market, self.jobs.data_version, self.cache,
+                             settings.data_provider, options.health_interval_s)
+        self.freshness = Freshness(market, self.jobs.data_version,
+                                   options.refresh_interval_s or settings.refresh_interval_s,
+                                   on_change=self.health.changed)
+        self.health.freshness = self.freshness
+        self.jobs.behind = self.freshness.behind
+        self.jobs.on_store_change = self.store_changed
         self.metrics.bind(market, self.jobs.active, lambda: len(self.jobs.jobs()))
-        self.warm_error: str | None = None
-        self.warming = False
+        self.universes: dict[tuple[str, str], dict[str, Any]] = {}  # (data version, as-of)
+        self.draining: asyncio.Event | None = None  # set on the event loop at start-up
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def job(self, job_id: str) -> Job:
         job = self.jobs.get(job_id)
@@ -134,7 +177,7 @@ class Service:
         return job
 
     def submit(self, config: ScanConfig) -> tuple[Job, str]:
-        """Validate what needs the store (as-of), then submit; runs in a worker thread."""
+        """Validate what needs the store (as-of, memory), then submit; runs in a worker thread."""
         if config.as_of_date is not None:
             try:
                 self.market.resolve_as_of(config.as_of_date)
@@ -143,22 +186,43 @@ class Service:
             except DataError:
                 pass  # empty store: the scan fills it first
         try:
+            self.admission.check(self.jobs.cost(config), "this scan")
+        except TooLarge as e:
+            raise ApiError(422, "invalid_request", str(e), "lookback_days") from None
+        try:
             return self.jobs.submit(config)
         except Busy as e:
-            raise ApiError(429, "too_many_scans", str(e),
-                           headers={"Retry-After": str(e.retry_after)}) from None
+            raise busy(e) from None
         except ShuttingDown as e:
             raise ApiError(503, "shutting_down", str(e), headers={"Retry-After": "5"}) from None
 
-    def warm(self) -> None:
-        try:
-            rep = self.market.ensure_current(progress=False)
-            log.info("store current: %d sessions fetched", len(rep.sessions_fetched))
-        except Exception as e:  # reported by /health; scans retry the update
-            self.warm_error = f"{type(e).__name__}: {e}"
-            log.exception("bringing the store up to date failed")
-        finally:
-            self.warming = False
+    def store_changed(self) -> None:
+        """A scan ended (its update may have changed the store)."""
+        self.freshness.attempted()
+        self.health.changed()
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.draining = asyncio.Event()
+        self.health.start()
+        self.freshness.start(update_now=self.options.warm_store)
+
+    def drain(self) -> None:
+        """The server is stopping (SIGTERM): long polls and event streams answer now, new
+        scans get 503. Thread-safe (called from a signal handler)."""
+        self.jobs.drain()
+        if self._loop is not None and self.draining is not None:
+            self._loop.call_soon_threadsafe(self.draining.set)
+
+    def stop(self) -> None:
+        self.freshness.stop()
+        self.jobs.shutdown()
+        self.health.stop()
+        self.cache.close()
+
+
+def busy(e: Busy, code: str = "too_many_scans") -> ApiError:
+    return ApiError(429, code, str(e), headers={"Retry-After": str(e.retry_after)})
 
 
 def parse_config(body: bytes) -> ScanConfig:
@@ -167,8 +231,15 @@ def parse_config(body: bytes) -> ScanConfig:
     def no_constants(name: str) -> Any:
         raise ValueError(f"{name} is not a number JSON allows")
 
+    def finite(text: str) -> float:
+        v = float(text)
+        if not math.isfinite(v):  # 1e999 overflows to infinity: as invalid as NaN
+            raise ValueError(f"{text} is out of the range of a float64")
+        return v
+
     try:
-        obj = json.loads(body, parse_constant=no_constants) if body.strip() else {}
+        obj = json.loads(body, parse_constant=no_constants, parse_float=finite) \
+            if body.strip() else {}
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise ApiError(422, "invalid_request", f"body: not valid JSON ({e})", "body") from None
     if not isinstance(obj, dict):
@@ -202,14 +273,14 @@ def create_app(market: MarketData | None = None, settings: Settings | None = Non
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if opts.warm_store:
-            svc.warming = True
-            threading.Thread(target=svc.warm, name="technic-warm", daemon=True).start()
+        svc.start(asyncio.get_running_loop())
+        await asyncio.to_thread(svc.health.ready.wait, 5.0)  # /health has a status at once
         yield
-        await run_in_threadpool(svc.jobs.shutdown)
-        svc.cache.close()
+        svc.drain()
+        await asyncio.to_thread(svc.stop)
 
-    app = FastAPI(title="technic", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="technic", version=__version__, lifespan=lifespan, docs_url=None,
+                  redoc_url=None,
                   description="Full-market stock scanner: scans as jobs with progress, results "
                   "as JSON/CSV, symbol charts, Prometheus metrics.")
     app.state.service = svc
@@ -240,38 +311,19 @@ def create_app(market: MarketData | None = None, settings: Settings | None = Non
                      dict(e.headers) if e.headers else None)
 
     # -- service -----------------------------------------------------------------------------
-    @app.get("/health", tags=["service"])
-    def health() -> Response:
-        body: dict[str, Any] = {"status": "ok", "version": __version__}
-        try:
-            version, s = svc.jobs.data_version.status()
-            s["size_bytes"] = md.store.size_bytes()
-            body["store"] = {
-                "state": "updating" if svc.warming else
-                         "ready" if s["last_session"] is not None else "empty",
-                "path": s["path"], "last_session": s["last_session"],
-                "first_session": s["first_session"], "sessions": s["sessions"],
-                "symbols": s["symbols"], "bars": s["bars"], "size_bytes": s["size_bytes"],
-                "version": s["version"], "data_version": version,
-                "provider": st.data_provider,
-            }
-            if svc.warm_error:
-                body["store"]["update_error"] = svc.warm_error
-                body["status"] = "degraded"
-        except Exception as e:  # health must answer, and say what is wrong
-            log.exception("store status failed")
-            return _json({"status": "down", "version": __version__,
-                          "store": {"state": "unavailable", "error": f"{type(e).__name__}: {e}"}},
-                         503)
-        redis = svc.cache.redis_status()
-        if redis is not None:
-            body["redis"] = redis
-            if redis["status"] != "up":
-                body["status"] = "degraded"
-        body["jobs"] = svc.jobs.active()
-        return _json(body)
+    key_bytes = st.api_key.encode() if st.api_key else None
 
-    @app.get("/version", tags=["service"])
+    @app.get("/health", tags=["service"])
+    async def health(request: Request) -> Response:
+        """From memory (refreshed in the background): never waits on Redis, the store, a job
+        or the thread pool. Filesystem paths only for a request carrying the API key."""
+        given = request.headers.get("x-api-key")
+        private = key_bytes is not None and given is not None and hmac.compare_digest(
+            given.encode(), key_bytes)
+        body, code = svc.health.body(svc.jobs.active(), private)
+        return _json(body, code)
+
+    @app.get("/version", tags=["service"], dependencies=KEYED)
     def version() -> Response:
         pkgs = {}
         for p in ("fastapi", "uvicorn", "numpy", "pandas", "duckdb", "pyarrow", "numba"):
@@ -280,11 +332,11 @@ def create_app(market: MarketData | None = None, settings: Settings | None = Non
         return _json({"name": "technic", "version": __version__, "api": "v1",
                       "python": sys.version.split()[0], "packages": pkgs})
 
-    @app.get("/metrics", tags=["service"])
+    @app.get("/metrics", tags=["service"], dependencies=KEYED)
     def metrics() -> Response:
         return Response(svc.metrics.render(), media_type=CONTENT_TYPE)
 
-    @app.get("/v1/options", tags=["scan"])
+    @app.get("/v1/options", tags=["scan"], dependencies=KEYED)
     def options_() -> Response:
         return _json({"sectors": gics.SECTORS, "industries": gics.SECTOR_INDUSTRIES,
                       "types": gics.TYPES, "default_types": gics.DEFAULT_TYPES,
@@ -295,6 +347,7 @@ def create_app(market: MarketData | None = None, settings: Settings | None = Non
     scan_schema = ScanConfig.model_json_schema()
 
     @app.post("/v1/scan", status_code=202, tags=["scan"], response_model=models.SubmitResponse,
+              dependencies=KEYED,
               responses={422: {"model": models.ErrorBody}, 429: {"model": models.ErrorBody}},
               openapi_extra={"requestBody": {"required": False, "content": {
                   "application/json": {"schema": scan_schema}}}})
@@ -309,7 +362,7 @@ def create_app(market: MarketData | None = None, settings: Settings | None = Non
         body["served_by"] = served
         return _json(body, 202, {"Location": f"/v1/scan/{job.id}"})
 
-    @app.get("/v1/scans", tags=["scan"])
+    @app.get("/v1/scans", tags=["scan"], dependencies=KEYED)
     def list_scans(limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> Response:
         jobs = sorted(svc.jobs.jobs(), key=lambda j: j.created, reverse=True)[:limit]
         out = []
@@ -319,7 +372,8 @@ def create_app(market: MarketData | None = None, settings: Settings | None = Non
                                           "source", "requests", "config", "links")})
         return _json({"scans": out})
 
-    @app.get("/v1/scan/{job_id}", tags=["scan"], response_model=models.JobStatus)
+    @app.get("/v1/scan/{job_id}", tags=["scan"], response_model=models.JobStatus,
+             dependencies=KEYED)
     async def status(job_id: str, wait: Annotated[float, Query(
             ge=0, description="Seconds to wait for the scan to finish (long poll).")] = 0
     ) -> Response:
@@ -331,19 +385,21 @@ def create_app(market: MarketData | None = None, settings: Settings | None = Non
         try:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + wait
-            while snap["state"] not in TERMINAL:
+            while snap["state"] not in TERMINAL and not draining():
                 left = deadline - loop.time()
                 if left <= 0:
                     break
                 try:
-                    _, snap = await asyncio.wait_for(q.get(), left)
+                    event, snap = await asyncio.wait_for(q.get(), left)
                 except TimeoutError:
+                    break
+                if event == "shutdown":
                     break
         finally:
             job.unsubscribe(q)
         return _json(job.status() if snap["state"] not in TERMINAL else snap)
 
-    @app.delete("/v1/scan/{job_id}", tags=["scan"], status_code=202)
+    @app.delete("/v1/scan/{job_id}", tags=["scan"], status_code=202, dependencies=KEYED)
     def cancel(job_id: str) -> Response:
         job = svc.job(job_id)
         if not svc.jobs.cancel(job):
@@ -351,7 +407,7 @@ def create_app(market: MarketData | None = None, settings: Settings | None = Non
                            f"({job.state})", extra={"state": job.state})
         return _json(job.status(), 202)
 
-    @app.get("/v1/scan/{job_id}/results", tags=["scan"],
+    @app.get("/v1/scan/{job_id}/results", tags=["scan"], dependencies=KEYED,
              responses={200: {"model": models.ResultsBody,
                               "content": {"text/csv": {}}}})
     async def results(job_id: str, request: Request,
@@ -384,7 +440,7 @@ def create_app(market: MarketData | None = None, settings: Settings | None = Non
         data = out.json_bytes() if out.encoded else await run_in_threadpool(out.json_bytes)
         return Response(data, media_type="application/json", headers=headers)
 
-    @app.get("/v1/scan/{job_id}/events", tags=["scan"],
+    @app.get("/v1/scan/{job_id}/events", tags=["scan"], dependencies=KEYED,
              responses={200: {"content": {"text/event-stream": {}}}})
     async def events(job_id: str) -> StreamingResponse:
         job = svc.job(job_id)
@@ -395,6 +451,9 @@ def create_app(market: MarketData | None = None, settings: Settings | None = Non
             try:
                 state = snap["state"]
                 yield _sse(seq, state if state in TERMINAL else "progress", snap)
+                if state not in TERMINAL and draining():
+                    yield _sse(seq + 1, "shutdown", job.status())
+                    return
                 while state not in TERMINAL:
                     try:
                         event, payload = await asyncio.wait_for(q.get(), opts.heartbeat_seconds)
@@ -404,6 +463,8 @@ def create_app(market: MarketData | None = None, settings: Settings | None = Non
                     seq += 1
                     state = payload["state"]
                     yield _sse(seq, event, payload)
+                    if event == "shutdown":  # the final event: the server is stopping
+                        return
             finally:
                 job.unsubscribe(q)
 
@@ -412,10 +473,15 @@ def create_app(market: MarketData | None = None, settings: Settings | None = Non
                                           "X-Accel-Buffering": "no"})
 
     # -- symbols and universe ----------------------------------------------------------------
-    @app.get("/v1/symbol/{ticker}", tags=["data"])
+    def draining() -> bool:
+        return svc.draining is not None and svc.draining.is_set()
+
+    @app.get("/v1/symbol/{ticker}", tags=["data"], dependencies=KEYED,
+             responses={429: {"model": models.ErrorBody}})
     def symbol(ticker: str,
-               days: Annotated[int, Query(ge=20, le=2000,
-                                          description="Bars (sessions) to return.")] = 300,
+               days: Annotated[int, Query(ge=20, le=queries.MAX_DAYS,
+                                          description="Bars (sessions) to return.")]
+               = queries.DEFAULT_DAYS,
                as_of: Annotated[dt.date | None, Query(description="Last session (default: the "
                                 "scan's, else the newest stored).")] = None,
                job: Annotated[str | None, Query(
@@ -425,93 +491,110 @@ def create_app(market: MarketData | None = None, settings: Settings | None = Non
                            "(letters, digits, '.', '-'; at most 15)", "ticker")
         sym = ticker.upper()
         scan_job = svc.job(job) if job is not None else None
-        with md.request():
-            ref = md.reference()
-            row_i = pd.Index(ref["Symbol"]).get_indexer([sym])[0]
-            if row_i < 0:
-                raise ApiError(404, "unknown_symbol", f"unknown ticker {sym!r}: not among the "
-                               f"{len(ref):,} listings of the local store")
-            found = svc.jobs.latest_row(sym, job)
-            if as_of is None and scan_job is not None and scan_job.outcome is not None:
-                as_of = dt.date.fromisoformat(str(scan_job.outcome.as_of))
-            try:
-                day = md.resolve_as_of(as_of)
-            except ConfigError as e:
-                raise ApiError(422, "invalid_request", str(e), "as_of") from None
-            except DataError as e:
-                raise ApiError(503, "store_empty", str(e)) from None
-            panel = md.panel(day, days + max(_SMA) - 1)
-            if panel.day[row_i, -1] < 0:
-                raise ApiError(404, "no_bars", f"{sym} has no bars up to {day}")
-            frame = panel.frame(int(row_i))
-        close = frame["Close"].to_numpy(np.float64)
-        ind = {f"SMA{p}": kernels.sma(close, p) if len(close) else close for p in _SMA}
-        up, mid, lo = kernels.bbands(close, 20, 2.0, 2.0)
-        ind.update({"BBUpper": up, "BBMiddle": mid, "BBLower": lo})
-        keep = slice(max(len(frame) - days, 0), None)
-        hist = frame.iloc[keep]
-        info = ref.iloc[row_i]
-        body: dict[str, Any] = {
-            "symbol": sym, "name": info["Name"], "sector": info["Sector"],
-            "industry": info["Industry"], "type": info["Type"], "exchange": info["Exchange"],
-            "as_of": str(day), "bars": len(hist),
-            "history": {"date": [str(d.date()) for d in hist.index],
-                        **{c.lower(): column_values(hist[c]) for c in hist.columns}},
-            "indicators": {k: column_values(pd.Series(v[keep])) for k, v in ind.items()},
-            "scan": None,
-        }
+        if as_of is None and scan_job is not None and scan_job.outcome is not None:
+            as_of = dt.date.fromisoformat(str(scan_job.outcome.as_of))
+        try:  # one listing's bars (never a whole-market panel): no slot or budget needed
+            body = queries.symbol_history(md, sym, days, as_of)
+        except queries.UnknownSymbol as e:
+            code = "no_bars" if "no bars" in str(e) else "unknown_symbol"
+            raise ApiError(404, code, str(e)) from None
+        except ConfigError as e:
+            raise ApiError(422, "invalid_request", str(e), "as_of") from None
+        except DataError as e:
+            raise ApiError(503, "store_empty", str(e)) from None
+        body["scan"] = None
+        found = svc.jobs.latest_row(sym, job)
         if found is not None:
             j, row = found
             assert j.outcome is not None
             body["scan"] = {"id": j.id, "as_of": j.outcome.as_of, "row": row}
         return _json(body)
 
-    @app.get("/v1/universe", tags=["data"])
-    def universe(as_of: Annotated[dt.date | None, Query(
+    @app.get("/v1/universe", tags=["data"], dependencies=KEYED)
+    async def universe(as_of: Annotated[dt.date | None, Query(
             description="Point-in-time universe (default: the newest session).")] = None
     ) -> Response:
-        job, served = svc.submit(ScanConfig(as_of_date=as_of))
-        if not job.finished_event.wait(opts.max_wait_seconds) or job.outcome is None:
+        """The default scan's universe; awaits the scan without holding a worker thread, and
+        is cached per (data version, as-of)."""
+        job, served = await run_in_threadpool(svc.submit, ScanConfig(as_of_date=as_of))
+        q, snap = job.subscribe()
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + opts.max_wait_seconds
+            while snap["state"] not in TERMINAL and not draining():
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                try:
+                    event, snap = await asyncio.wait_for(q.get(), left)
+                except TimeoutError:
+                    break
+                if event == "shutdown":
+                    break
+        finally:
+            job.unsubscribe(q)
+        out = job.outcome
+        if out is None:
             raise ApiError(503 if not job.terminal else 500, "scan_unavailable",
                            f"the default scan {job.id} is {job.state}; retry shortly",
                            headers={"Retry-After": "5"}, extra={"scan": job.id})
-        out = job.outcome
-        ref = md.reference()
-        day = np.datetime64(out.as_of or "NaT", "D")
-        listed = ref[pd.to_datetime(ref["ListDate"]).to_numpy("datetime64[D]") <= day]
-        stages = {s["stage"]: s for s in out.stats["stages"]}
+        ck = (out.data_version, str(as_of))
+        summary = svc.universes.get(ck)
+        if summary is None:
+            ref = await run_in_threadpool(md.reference)
+            summary = queries.universe_summary(ref, out)
+            svc.universes = {k: v for k, v in svc.universes.items() if k[0] == ck[0]}
+            svc.universes[ck] = summary
+        return _json({**summary, "scan": {"id": job.id, "served_by": served,
+                                          "config": out.stats.get("config")}})
 
-        def counts(col: str) -> dict[str, int]:
-            vc = listed[col].fillna("(none)").value_counts()
-            return {str(k): int(v) for k, v in sorted(vc.items())}
-
-        pre = stages.get("pre_screen", {"in": 0, "out": 0, "dropped": {}})
-        sf = stages.get("smart_filter", {"in": 0, "out": 0, "dropped": {}})
-        return _json({
-            "as_of": out.as_of, "scan": {"id": job.id, "served_by": served,
-                                         "config": out.stats.get("config")},
-            "listings": len(listed), "by_sector": counts("Sector"), "by_type": counts("Type"),
-            "smart_filter": {"in": sf["in"], "kept": sf["out"], "dropped": sf["dropped"]},
-            "pre_screen": {"in": pre["in"], "passed": pre["out"], "dropped": pre["dropped"]},
-            "rows": len(out), "stages": out.stats["stages"],
-        })
-
-    # -- web page ----------------------------------------------------------------------------
+    # -- web page and API docs ---------------------------------------------------------------
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
+    # Swagger UI from files served here (the page's Content-Security-Policy allows only this
+    # origin, and FastAPI's default page loads it from a CDN with an inline script).
+    assets = _docs_assets()
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> Response:
+        if assets is None:
+            raise ApiError(404, "not_found", "API docs need the fastapi-offline package "
+                           "(the service extra); /openapi.json has the API description")
+        return HTMLResponse(DOCS_HTML, headers={"Cache-Control": "no-cache"})
+
+    if assets is not None:
+        app.mount("/docs-assets", StaticFiles(directory=assets), name="docs-assets")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(Guard, api_key=st.api_key, max_body_bytes=opts.max_body_bytes,
                        allowed_hosts=opts.allowed_hosts)
     return app
 
 
+class _DrainingServer(uvicorn.Server):
+    """uvicorn that, on SIGTERM/SIGINT, first lets long polls and event streams answer (they
+    would otherwise hold the graceful shutdown until its timeout and then be cut)."""
+
+    def __init__(self, config: uvicorn.Config, service: Service) -> None:
+        super().__init__(config)
+        self.service = service
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        self.service.drain()
+        super().handle_exit(sig, frame)
+
+
+def serve_app(app: FastAPI, host: str, port: int, log_level: str = "info") -> None:
+    """Serve ``app`` (from :func:`create_app`) until SIGTERM/SIGINT, draining first."""
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, server_header=False,
+                            timeout_graceful_shutdown=5)
+    _DrainingServer(config, app.state.service).run()
+
+
 def run(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, max_scans: int | None = None,
         log_level: str = "info") -> None:
     """``technic serve``: the process-wide market and settings, served by uvicorn."""
-    import uvicorn
-
     from technic_v4.config.settings import get_settings
 
     settings = get_settings()
@@ -524,5 +607,4 @@ def run(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, max_scans: int | 
     if max_scans is not None:
         kw["max_running_scans"] = max_scans
     app = create_app(data_engine.market(), settings, ServiceOptions(**kw))
-    uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False,
-                timeout_graceful_shutdown=5)
+    serve_app(app, host, port, log_level)

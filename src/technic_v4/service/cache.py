@@ -4,7 +4,9 @@ The key is a SHA-256 over technic's version, the canonical config (set-valued fi
 the data version, a fingerprint of the store's *content* (dataset, first/last session, sessions,
 bars, symbols): two instances whose stores hold the same market compute the same key, so one
 instance serves what another computed. Redis holds Arrow IPC bytes (see ``results.py``), never
-pickle; a Redis outage degrades to the in-process layer and is reported by ``/health``.
+pickle; a Redis outage degrades to the in-process layer and is reported by ``/health``. Like the
+L3 layer, a failure turns the shared layer off for ``cooldown_s`` (a hung Redis costs one socket
+timeout per cooldown, not one per request); a value that does not decode is a miss.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ import hashlib
 import json
 import logging
 import threading
+import time
 from collections import OrderedDict
 from typing import Any
-from urllib.parse import urlsplit
 
 from technic_v4 import __version__
 from technic_v4.config.scan import ScanConfig
+from technic_v4.data.l3 import redact_url
 from technic_v4.data.market import MarketData
 from technic_v4.service.results import Outcome
 
@@ -63,20 +66,16 @@ class DataVersion:
                          store.content()])  # moves when bars are replaced one for one
         last = st["last_session"]
         version = f"{last or 'empty'}.{hashlib.sha256(fp.encode()).hexdigest()[:16]}"
-        with self._lock:
-            self._cached = (int(st["version"]), version, dict(st))
+        # Store.status reads its version after the counts: a write in between would pair the
+        # old counts with the new version and pin them in this cache. Cache only a status
+        # whose version is the one read before it.
+        if int(st["version"]) == v:
+            with self._lock:
+                self._cached = (v, version, dict(st))
         return version, st
 
     def current(self) -> str:
         return self.status()[0]
-
-
-def redact_url(url: str) -> str:
-    """A Redis URL without credentials (for /health and logs)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 class ResultCache:
@@ -84,8 +83,8 @@ class ResultCache:
     ``redis`` (shared, with a TTL)."""
 
     def __init__(self, entries: int, redis_url: str | None, prefix: str, ttl_seconds: int,
-                 on_lookup: Any = None, on_error: Any = None, max_bytes: int = 256 << 20
-                 ) -> None:
+                 on_lookup: Any = None, on_error: Any = None, max_bytes: int = 256 << 20,
+                 cooldown_s: float = 30.0) -> None:
         self.entries = entries
         self.max_bytes = max_bytes
         self.prefix = prefix
@@ -97,6 +96,9 @@ class ResultCache:
         self.redis_url = redis_url
         self._redis: Any = None
         self._redis_ok = True
+        self.cooldown_s = cooldown_s
+        self._down_until = 0.0
+        self._last_error: str | None = None
         if redis_url:
             import redis
 
@@ -125,8 +127,15 @@ class ResultCache:
     def _rkey(self, key: str) -> str:
         return f"{self.prefix}result:{key}"
 
+    @property
+    def redis_available(self) -> bool:
+        """False while backing off after a failure."""
+        return self._redis is not None and time.monotonic() >= self._down_until
+
     def get_redis(self, key: str) -> Outcome | None:
-        if self._redis is None:
+        if not self.redis_available:
+            if self._redis is not None:
+                self._count("redis", False)
             return None
         try:
             raw = self._redis.get(self._rkey(key))
@@ -152,7 +161,7 @@ class ResultCache:
         return out
 
     def put_redis(self, out: Outcome) -> bool:
-        if self._redis is None:
+        if not self.redis_available:
             return False
         try:
             self._redis.set(self._rkey(out.key), out.to_arrow(), ex=self.ttl)
@@ -163,30 +172,38 @@ class ResultCache:
         return True
 
     def redis_status(self) -> dict[str, Any] | None:
+        """Ping Redis (blocks up to the socket timeout: call it off the event loop); a success
+        ends a back-off early, a failure starts one."""
         if self._redis is None or self.redis_url is None:
             return None
         try:
             up = bool(self._redis.ping())
-            err = None
         except Exception as e:  # noqa: BLE001 - reported as "down" with the reason
-            up, err = False, f"{type(e).__name__}: {e}"
+            self._failed("ping", e, count=False)
+            up = False
+        else:
+            self._recovered()
         d: dict[str, Any] = {"url": redact_url(self.redis_url), "status": "up" if up else "down"}
-        if err:
-            d["error"] = err
+        if not up and self._last_error:
+            d["error"] = self._last_error
         return d
 
-    def _failed(self, op: str, e: Exception) -> None:
-        if self._on_error is not None:
+    def _failed(self, op: str, e: Exception, count: bool = True) -> None:
+        if count and self._on_error is not None:
             self._on_error(op)
+        self._last_error = f"{type(e).__name__}: {e}"
+        self._down_until = time.monotonic() + self.cooldown_s
         if self._redis_ok:
-            log.warning("Redis %s failed (%s: %s); serving from this process until it is back",
-                        op, type(e).__name__, e)
+            log.warning("Redis at %s: %s failed (%s); serving from this process, retrying in "
+                        "%.0f s", redact_url(self.redis_url or ""), op, self._last_error,
+                        self.cooldown_s)
         self._redis_ok = False
 
     def _recovered(self) -> None:
         if not self._redis_ok:
             log.warning("Redis is reachable again")
         self._redis_ok = True
+        self._down_until = 0.0
 
     def _count(self, layer: str, hit: bool) -> None:
         if self._on_lookup is not None:

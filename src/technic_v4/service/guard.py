@@ -3,9 +3,10 @@ pass through untouched).
 
 1. Host check (when ``allowed_hosts`` is set): a loopback-bound service answers only to its own
    names, so a web page cannot reach it through DNS rebinding.
-2. API key (when set): every path but the open ones (``/health`` and the static web page shell,
-   which holds no data and asks the user for the key) needs ``X-API-Key``, compared in constant
-   time. The key is never logged or echoed.
+2. API key (when set): every path but the open ones (``/health``, the static web page shell,
+   which holds no data and asks the user for the key, and the Swagger UI shell, which asks for
+   it to fetch ``/openapi.json``) needs ``X-API-Key``, compared in constant time. The key is never logged or
+   echoed.
 3. Request body limit: ``Content-Length`` over the limit, or a streamed body growing past it,
    gets 413 before the application reads it.
 4. Security headers on every response.
@@ -24,8 +25,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-OPEN_PATHS = frozenset({"/health", "/", "/index.html", "/favicon.ico"})
-OPEN_PREFIXES = ("/static/",)
+OPEN_PATHS = frozenset({"/health", "/", "/index.html", "/favicon.ico", "/docs"})
+OPEN_PREFIXES = ("/static/", "/docs-assets/")
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),

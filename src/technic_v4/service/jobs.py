@@ -3,8 +3,13 @@
 - One job per distinct (config, data version) at a time: an identical request while a job is
   queued, running or retained as done joins it (``served_by="shared"``); a result in the result
   cache becomes a job that is done at once (``"memory"`` / ``"redis"``).
-- At most ``max_running`` scans run at once (worker threads) and ``max_queued`` more wait;
-  beyond that :class:`Busy` (HTTP 429 with Retry-After).
+- The key is taken *after* deciding whether the store is current: when the provider has a
+  session the store lacks, the job is keyed by that target session (``pending:<session>``),
+  skips the result cache, and its scan brings the store current first; the result is then
+  cached under the data version it read. Yesterday's result is never served after a new session.
+- A shared job counts its requesters; ``cancel`` stops it only when every one has cancelled.
+- At most ``max_queued`` jobs wait; beyond that :class:`Busy` (HTTP 429 with Retry-After).
+  A worker runs a scan once the shared :class:`Admission` has a slot and memory for it.
 - Finished jobs are retained up to ``max_jobs``; the oldest finished ones are evicted first.
 - Listeners (SSE streams, long polls) receive events through their own asyncio loop.
 """
@@ -28,6 +33,7 @@ from technic_v4 import pipeline
 from technic_v4.config.scan import ScanConfig
 from technic_v4.data.market import MarketData
 from technic_v4.errors import ConfigError, ScanCancelled, TechnicError
+from technic_v4.service.admission import Admission, Busy, estimate_bytes
 from technic_v4.service.cache import DataVersion, ResultCache, result_key
 from technic_v4.service.metrics import ServiceMetrics
 from technic_v4.service.progress import Progress, Throughput
@@ -39,14 +45,7 @@ TERMINAL = frozenset({"done", "failed", "cancelled"})
 ProgressHook = Callable[[str, str, int, int], None]  # (job_id, stage, done, total)
 
 
-class Busy(Exception):
-    """Every scan slot is taken; retry after ``retry_after`` seconds."""
-
-    def __init__(self, retry_after: int, active: int) -> None:
-        super().__init__(f"{active} scans are queued or running, the most this service takes; "
-                         f"retry in {retry_after} s")
-        self.retry_after = retry_after
-        self.active = active
+__all__ = ["TERMINAL", "Busy", "Job", "JobManager", "ProgressHook", "ShuttingDown"]
 
 
 class ShuttingDown(Exception):
@@ -73,6 +72,7 @@ class Job:
     outcome: Outcome | None = None
     error: dict[str, Any] | None = None
     requests: int = 1
+    cancels: int = 0  # requesters that asked to cancel; the job stops when all have
     future: Future[None] | None = None
     cancel_event: threading.Event = field(default_factory=threading.Event)
     finished_event: threading.Event = field(default_factory=threading.Event)
@@ -93,12 +93,18 @@ class Job:
     def _status(self) -> dict[str, Any]:
         base = f"/v1/scan/{self.id}"
         d: dict[str, Any] = {
-            "id": self.id, "state": self.state, "key": self.key,
-            "data_version": self.data_version,
+            # Once done: the key and version of the data the scan read (a job submitted while
+            # the store was behind is keyed "pending:<session>" until then).
+            "id": self.id, "state": self.state,
+            "key": self.key if self.outcome is None else self.outcome.key,
+            "data_version": self.data_version if self.outcome is None
+            else self.outcome.data_version,
             "config": self.config.model_dump(mode="json"),
             "created_at": _iso(self.created), "started_at": _iso(self.started),
             "finished_at": _iso(self.finished), "progress": self.progress.snapshot(),
-            "requests": self.requests, "source": self.source,
+            "requests": self.requests, "cancel_requests": self.cancels,
+            "watchers": len(self.listeners),
+            "source": self.source,
             "rows": None if self.outcome is None else len(self.outcome),
             "message": None if self.outcome is None else self.outcome.message,
             "error": self.error,
@@ -136,12 +142,20 @@ class Job:
         with self.lock:
             self.listeners[:] = [(lp, x) for lp, x in self.listeners if x is not q]
 
+    def announce_shutdown(self) -> None:
+        """Tell every listener the server is stopping (they answer with the status now)."""
+        with self.lock:
+            self._publish_locked("shutdown")
+            self.listeners.clear()
+
 
 class JobManager:
     def __init__(self, market: MarketData, cache: ResultCache, metrics: ServiceMetrics, *,
                  max_running: int, max_queued: int, max_jobs: int,
                  max_result_bytes: int = 512 << 20, progress_interval: float = 0.1,
-                 hook: ProgressHook | None = None) -> None:
+                 hook: ProgressHook | None = None, admission: Admission | None = None,
+                 behind: Callable[[], dt.date | None] | None = None,
+                 on_store_change: Callable[[], None] | None = None) -> None:
         if max_running < 1 or max_queued < 0 or max_jobs < max_running + max_queued:
             raise ConfigError("service", "need max_running >= 1, max_queued >= 0 and max_jobs "
                               ">= max_running + max_queued")
@@ -154,6 +168,9 @@ class JobManager:
         self.max_result_bytes = max_result_bytes
         self.progress_interval = progress_interval
         self.hook = hook
+        self.admission = admission or Admission(max_running, 1 << 62)
+        self.behind = behind
+        self.on_store_change = on_store_change
         self.throughput = Throughput()
         self.data_version = DataVersion(market)
         self._jobs: OrderedDict[str, Job] = OrderedDict()
@@ -206,19 +223,23 @@ class JobManager:
         """The job serving ``config`` and how: computed / shared / memory / redis."""
         if self._closing:
             raise ShuttingDown("the service is shutting down")
-        version = self.data_version.current()
+        target = self.behind() if self.behind is not None else None
+        version = f"pending:{target}" if target is not None else self.data_version.current()
         key = result_key(config, version)
         with self._lock:
             job = self._joinable(key)
             if job is not None:
                 return job, "shared"
-        out = self.cache.get_memory(key)
-        source = "memory"
-        if out is None:
-            out = self.cache.get_redis(key)
-            source = "redis"
-            if out is not None:
-                self.cache.put_memory(out)
+        out: Outcome | None = None
+        source = "computed"
+        if target is None:  # a cached result is only as current as the store
+            out = self.cache.get_memory(key)
+            source = "memory"
+            if out is None:
+                out = self.cache.get_redis(key)
+                source = "redis"
+                if out is not None:
+                    self.cache.put_memory(out)
         with self._lock:
             job = self._joinable(key)
             if job is not None:
@@ -238,7 +259,9 @@ class JobManager:
             n_active = act["queued"] + act["running"]
             if n_active >= self.max_running + self.max_queued:
                 self.metrics.requests.labels("rejected").inc()
-                raise Busy(self.retry_after(), n_active)
+                retry = self.retry_after()
+                raise Busy(f"{n_active} scans are queued or running, the most this service "
+                           f"takes; retry in {retry} s", retry, n_active)
             job = self._new_job(key, config, version, "computed")
             self.metrics.requests.labels("computed").inc()
             job.future = self._pool.submit(self._run, job)
@@ -278,16 +301,21 @@ class JobManager:
             if not (over_count or over_bytes):
                 break
             del self._jobs[j.id]
-            if self._by_key.get(j.key) is j:
-                del self._by_key[j.key]
+            for k in [k for k, v in self._by_key.items() if v is j]:  # its key and any alias
+                del self._by_key[k]
             total = held()
 
     # -- cancellation ------------------------------------------------------------------------
     def cancel(self, job: Job) -> bool:
-        """Ask ``job`` to stop; False when it had already finished."""
+        """One requester of ``job`` withdraws; the job stops once every requester has (a shared
+        job keeps running for the others). False when it had already finished."""
         with self._lock, job.lock:
             if job.terminal:
                 return False
+            job.cancels = min(job.cancels + 1, job.requests)
+            if job.cancels < job.requests and not self._closing:
+                job._publish_locked("progress")
+                return True
             job.cancel_event.set()
             if self._by_key.get(job.key) is job:
                 del self._by_key[job.key]
@@ -296,7 +324,26 @@ class JobManager:
         return True
 
     # -- the worker --------------------------------------------------------------------------
+    def cost(self, config: ScanConfig) -> int:
+        """Estimated peak bytes of scanning ``config`` (see ``admission.py``): the panel is
+        loaded for every listing, whatever ``max_symbols`` keeps."""
+        try:
+            _, st = self.data_version.status()
+            listings = len(self.market.reference())
+            sessions = int(st["sessions"]) or config.lookback_days
+        except Exception:  # noqa: BLE001 - an unreadable store: the scan reports it
+            return 0
+        return estimate_bytes(listings, min(config.lookback_days, sessions))
+
     def _run(self, job: Job) -> None:
+        with self.admission.enter(self.cost(job.config), job.cancel_event.is_set) as entered:
+            if not entered:
+                with job.lock:
+                    self._finish_locked(job, "cancelled", None, None)
+                return
+            self._run_admitted(job)
+
+    def _run_admitted(self, job: Job) -> None:
         with job.lock:
             if job.cancel_event.is_set():
                 self._finish_locked(job, "cancelled", None, None)
@@ -347,6 +394,8 @@ class JobManager:
         out = Outcome(res.frame, res.message, res.stats, key, version)
         self.cache.put_memory(out)
         self.cache.put_redis(out)
+        if self.on_store_change is not None:
+            self.on_store_change()
         with self._lock:
             if key != job.key:
                 self._by_key.setdefault(key, job)
@@ -373,6 +422,13 @@ class JobManager:
         job.finished_event.set()
 
     # -- lifecycle ---------------------------------------------------------------------------
+    def drain(self) -> None:
+        """The server is stopping: take no new scans, answer every waiting client now."""
+        self._closing = True
+        for j in self.jobs():
+            if not j.terminal:
+                j.announce_shutdown()
+
     def shutdown(self) -> None:
         """Cancel every active scan and wait for the workers."""
         self._closing = True

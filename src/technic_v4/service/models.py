@@ -51,6 +51,9 @@ class JobStatus(BaseModel):
     finished_at: str | None
     progress: ScanProgress
     requests: int = Field(description="Submissions served by this job (shared computation).")
+    cancel_requests: int = Field(description="Requesters that cancelled; the job stops when "
+                                 "every requester has.")
+    watchers: int = Field(description="Clients following it now (event streams, long polls).")
     source: Source = Field(description="computed here, or taken from a cache layer.")
     rows: int | None = None
     message: str | None = None

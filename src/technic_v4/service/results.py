@@ -2,8 +2,8 @@
 
 JSON follows the Python API exactly: every column of ``pipeline.COLUMNS`` in order, floats as
 Python's shortest round-trip repr (so a client parses the very same float64), NaN/inf -> null,
-dates as ``YYYY-MM-DD``. CSV is ``frame.to_csv(index=False)``, byte for byte what
-``technic scan --format csv`` writes. Between instances a result travels as Arrow IPC (never
+dates as ``YYYY-MM-DD``. CSV is ``formats.to_csv`` (floats to 10 significant digits), byte for
+byte what ``technic scan --format csv`` writes. Between instances a result travels as Arrow IPC (never
 pickle): the frame as a record batch, message and stats as JSON in the schema metadata.
 """
 
@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+
+from technic_v4 import formats
 
 _META_KEY = b"technic.result"
 FORMAT_VERSION = 1
@@ -126,7 +128,7 @@ class Outcome:
     def csv_bytes(self) -> bytes:
         with self._lock:
             if self._csv is None:
-                self._csv = self.frame.to_csv(index=False).encode()
+                self._csv = formats.to_csv(self.frame).encode()
             return self._csv
 
     def row(self, symbol: str) -> dict[str, Any] | None:
@@ -154,19 +156,50 @@ class Outcome:
 
     @classmethod
     def from_arrow(cls, data: bytes) -> Outcome:
-        """Decode :meth:`to_arrow`; raises ``ValueError`` on anything else."""
+        """Decode :meth:`to_arrow`; raises ``ValueError`` on anything else (truncated bytes,
+        a foreign Arrow stream, metadata of the wrong shape): a shared cache holds whatever
+        anyone wrote, and a bad value must be a miss, never an error."""
         try:
             table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
-        except pa.ArrowInvalid as e:
+        except (pa.ArrowException, OSError) as e:
             raise ValueError(f"not a technic result (Arrow IPC): {e}") from e
         meta_raw = (table.schema.metadata or {}).get(_META_KEY)
         if meta_raw is None:
             raise ValueError("not a technic result: no technic.result metadata")
-        meta = json.loads(meta_raw)
-        if meta.get("format") != FORMAT_VERSION:
-            raise ValueError(f"technic result format {meta.get('format')!r} is not "
-                             f"{FORMAT_VERSION}")
-        frame = table.to_pandas()
+        try:
+            meta = json.loads(meta_raw)
+        except (UnicodeDecodeError, ValueError) as e:
+            raise ValueError(f"technic result metadata is not JSON: {e}") from e
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
+            raise ValueError(f"technic result format is not {FORMAT_VERSION}")
+        _check_meta(meta)
+        if "Symbol" not in table.column_names:
+            raise ValueError("technic result without a Symbol column")
+        try:
+            frame = table.to_pandas()
+        except (pa.ArrowException, TypeError, ValueError) as e:
+            raise ValueError(f"technic result frame does not convert: {e}") from e
         frame.attrs["stats"] = meta["stats"]
-        return cls(frame, str(meta["message"]), dict(meta["stats"]), str(meta["key"]),
-                   str(meta["data_version"]))
+        return cls(frame, meta["message"], dict(meta["stats"]), meta["key"],
+                   meta["data_version"])
+
+
+def _check_meta(meta: dict[str, Any]) -> None:
+    """The metadata's shape as :meth:`Outcome.to_arrow` writes it and the service reads it."""
+    for k in ("message", "key", "data_version"):
+        if not isinstance(meta.get(k), str):
+            raise ValueError(f"technic result metadata: {k} is not a string")
+    stats = meta.get("stats")
+    if not isinstance(stats, dict):
+        raise ValueError("technic result metadata: stats is not an object")
+    stages = stats.get("stages", [])
+    ok = isinstance(stages, list) and all(
+        isinstance(s, dict) and isinstance(s.get("stage"), str)
+        and isinstance(s.get("seconds"), int | float) and not isinstance(s.get("seconds"), bool)
+        and isinstance(s.get("in", 0), int) and isinstance(s.get("out", 0), int)
+        and isinstance(s.get("dropped", {}), dict) for s in stages)
+    if not ok:
+        raise ValueError("technic result metadata: stats.stages is not a list of stages")
+    as_of = stats.get("as_of")
+    if as_of is not None and not isinstance(as_of, str):
+        raise ValueError("technic result metadata: stats.as_of is not a date string")
