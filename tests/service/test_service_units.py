@@ -13,7 +13,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from technic_v4 import pipeline
+from technic_v4 import formats, pipeline
 from technic_v4.config.scan import ScanConfig
 from technic_v4.data.market import MarketData
 from technic_v4.pipeline import STAGES
@@ -83,7 +83,7 @@ def test_outcome_arrow_round_trip_is_exact(small_market: MarketData) -> None:
     pd.testing.assert_frame_equal(back.frame, res.frame)
     assert back.message == res.message and back.key == out.key
     assert back.json_bytes() == out.json_bytes()
-    assert back.csv_bytes() == out.csv_bytes() == res.frame.to_csv(index=False).encode()
+    assert back.csv_bytes() == out.csv_bytes() == formats.to_csv(res.frame).encode()
     with pytest.raises(ValueError, match="Arrow IPC"):
         Outcome.from_arrow(b"\x80\x04not arrow")
     with pytest.raises(ValueError, match=r"technic\.result"):
