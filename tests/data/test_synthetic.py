@@ -284,7 +284,7 @@ def test_no_price_is_pinned(default_closes: np.ndarray) -> None:
         run = np.where(same, run + 1, np.where(have, 0, run))
         longest = np.maximum(longest, run)
         prev = np.where(have, row, prev)
-    assert longest.max() < 10
+    assert longest.max() < 10  # never more than ten equal closes in a row
     hi, lo = np.nanmax(c, axis=0), np.nanmin(c, axis=0)
     wide = hi > 1.5 * lo
     assert wide.sum() > 1000
