@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from technic_v4 import data_engine
 from technic_v4.data.market import MarketData
@@ -17,6 +19,15 @@ from technic_v4.testing import (
     RedisServer,
     make_market,
 )
+
+# Hypothesis: every run searches new examples (no example database: nothing hides in a folder);
+# a failure prints a @reproduce_failure blob. HYPOTHESIS_PROFILE=fixed derandomizes every
+# property test, for a run that must repeat exactly. Property tests may also pin a derandomized
+# pass of their own (tests/indicators/test_kernels.py runs both).
+hypothesis_settings.register_profile("search", database=None, deadline=None, print_blob=True)
+hypothesis_settings.register_profile("fixed", parent=hypothesis_settings.get_profile("search"),
+                                     derandomize=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "search"))
 
 
 @pytest.fixture(autouse=True)

@@ -89,14 +89,34 @@ def test_cold_fill_counts_vendor_rows_and_requests(tmp_path: object) -> None:
         md.store.close()
 
 
-def test_settings_use_ray_is_exposed() -> None:
-    from technic_v4.config.settings import settings
+def test_settings_use_ray_is_exposed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``settings.use_ray = True`` (the seed's line) reaches the next scan of the front door: here
+    without Ray's backend importable, so the scan runs locally and says why."""
+    import sys
 
-    assert settings.use_ray is False
-    settings.use_ray = True
-    assert settings.use_ray is True
-    with pytest.raises(ValueError):
-        settings.max_workers = 0
+    from technic_v4.config.settings import settings
+    from technic_v4.execution import reset_ray_failure
+
+    monkeypatch.setenv("TECHNIC_SYNTHETIC_LISTINGS", "60")
+    monkeypatch.setenv("TECHNIC_SYNTHETIC_EPOCH", "2025-09-02")
+    monkeypatch.setenv("TECHNIC_SYNTHETIC_END", "2026-11-20")
+    monkeypatch.setitem(sys.modules, "technic_v4.execution.ray_backend", None)  # not installed
+    data_engine.set_market(None)
+    reset_ray_failure()
+    try:
+        cfg = ScanConfig(min_history=30, lookback_days=60)
+        df, msg = run_scan(cfg)
+        assert df.attrs["stats"]["execution"]["fallback_reason"] is None  # Ray not asked for
+        settings.use_ray = True
+        df, msg = run_scan(cfg)
+        ex = df.attrs["stats"]["execution"]
+        assert ex["backend"] == "local" and "ray is not installed" in ex["fallback_reason"]
+        assert "ray is not installed" in msg and len(df) > 0
+        with pytest.raises(ValueError):
+            settings.max_workers = 0
+    finally:
+        data_engine.set_market(None)
+        reset_ray_failure()
 
 
 def test_history_batch_counts_only_what_was_asked(seed_api: MarketData) -> None:

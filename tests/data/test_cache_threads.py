@@ -14,19 +14,20 @@ def test_memory_cache_reads_during_writes() -> None:
     cache = MemoryCache(max_bytes=10_000)
     stop = threading.Event()
     errors: list[BaseException] = []
+    written = [0]
 
     def writer() -> None:
-        i = 0
         while not stop.is_set():
-            cache.put(i, object(), nbytes=100, rows=1)  # evicts as it goes
-            i += 1
+            cache.put(written[0], object(), nbytes=100, rows=1)  # evicts as it goes
+            written[0] += 1
 
     t = threading.Thread(target=writer)
     t.start()
     try:
         for _ in range(20_000):
             try:
-                assert cache.nbytes <= 10_000 and cache.rows >= 0 and len(cache) >= 0
+                # Each entry is 100 bytes and 1 row: the byte bound is 100 entries.
+                assert cache.nbytes <= 10_000 and cache.rows <= 100 and len(cache) <= 100
             except RuntimeError as e:  # "OrderedDict mutated during iteration"
                 errors.append(e)
                 break
@@ -34,6 +35,9 @@ def test_memory_cache_reads_during_writes() -> None:
         stop.set()
         t.join()
     assert errors == []
+    assert written[0] > 100  # it did evict while being read ...
+    assert (len(cache), cache.rows, cache.nbytes) == (100, 100, 10_000)  # ... and stays full
+    assert cache.get(written[0] - 1) is not None and cache.get(written[0] - 101) is None
 
 
 def test_stats_during_concurrent_scans(small_market: MarketData) -> None:

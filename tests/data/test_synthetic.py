@@ -223,3 +223,70 @@ def test_sessions_are_the_nyse_sessions() -> None:
     np.testing.assert_array_equal(p.sessions, sessions_between(SHORT_EPOCH, END))
     assert p.first_session() == dt.date(2026, 6, 1)
     assert p.latest_session() == END
+
+
+# -- price levels and returns inside what US listings show ------------------------------------
+# The bounds are the README's ("Data providers"). Real US listings: apart from BRK.A the highest
+# close is NVR's (< $10,000), about 20 of ~5,000 common stocks trade above $1,000, one-year
+# returns above +1,000 % are rare and the 2020-21 meme stocks topped out around +5,000 %.
+
+
+@pytest.fixture(scope="module")
+def default_closes() -> np.ndarray:
+    """Validated closes of the default embedded market as a (session, listing) matrix, NaN where
+    a listing has no bar."""
+    p = SyntheticProvider(end=END)  # the default listings, seed and epoch
+    kept, _ = validate(all_bars(p))
+    col, names = pd.factorize(kept.symbol)
+    closes = np.full((len(p.sessions), len(names)), np.nan)
+    closes[np.searchsorted(p.sessions, kept.date), col] = kept.close
+    return closes
+
+
+def test_price_levels_stay_in_the_range_of_us_listings(default_closes: np.ndarray) -> None:
+    c = default_closes
+    assert np.nanmax(c) <= 10_000.0
+    assert np.nanmin(c) >= 0.01
+    live = np.isfinite(c).sum(axis=1)
+    above = (c > 1_000.0).sum(axis=1)
+    assert (above <= 0.01 * live).all()  # at most a handful on any session ...
+    assert above[-1] >= 1  # ... and a handful there is
+
+
+def test_one_year_returns_stay_in_the_range_of_us_listings(default_closes: np.ndarray) -> None:
+    ret = default_closes[252:] / default_closes[:-252] - 1.0  # every 252-session window
+    ret = ret[np.isfinite(ret)]
+    assert len(ret) > 1_000_000
+    assert ret.max() <= 50.0  # +5,000 %
+    assert ret.min() >= -0.995
+    assert (ret > 10.0).mean() <= 0.0005  # above +1,000 %: rare
+    assert np.median(ret) > -0.2  # the typical name does not melt away
+
+
+def test_daily_moves_mostly_within_50_percent(default_closes: np.ndarray) -> None:
+    move = default_closes[1:] / default_closes[:-1] - 1.0
+    move = move[np.isfinite(move)]
+    assert (np.abs(move) > 0.5).mean() <= 0.0005
+
+
+def test_no_price_is_pinned(default_closes: np.ndarray) -> None:
+    """A clipped price shows as a name repeating one close session after session, or coming back
+    to exactly its extreme close again and again. (Halted names have no bars, so no repeats; a
+    SPAC moving by cents around $10 revisits its extremes, so only names whose range spans more
+    than half their low count there.)"""
+    c = default_closes
+    longest = np.zeros(c.shape[1], dtype=int)
+    run = np.zeros(c.shape[1], dtype=int)
+    prev = c[0]
+    for row in c[1:]:
+        have = np.isfinite(row)
+        same = have & (row == prev)
+        run = np.where(same, run + 1, np.where(have, 0, run))
+        longest = np.maximum(longest, run)
+        prev = np.where(have, row, prev)
+    assert longest.max() < 10  # never more than ten equal closes in a row
+    hi, lo = np.nanmax(c, axis=0), np.nanmin(c, axis=0)
+    wide = hi > 1.5 * lo
+    assert wide.sum() > 1000
+    assert (c == hi)[:, wide].sum(axis=0).max() <= 3
+    assert (c == lo)[:, wide].sum(axis=0).max() <= 3

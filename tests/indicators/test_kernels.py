@@ -33,7 +33,11 @@ SMA = talib.MA_Type.SMA  # BBANDS matype 0
 N_ROWS = 40
 N_BARS = 400
 
-HYPOTHESIS = settings(max_examples=60, deadline=None, derandomize=True, database=None)
+# Each property runs twice: on a fixed set of examples (the same every run, so a CI failure
+# repeats) and as a search for new ones (a failure prints the example and a @reproduce_failure
+# blob). Both bounded: ~60 examples each.
+FIXED = settings(max_examples=60, deadline=None, derandomize=True, database=None)
+SEARCH = settings(max_examples=60, deadline=None, database=None)
 
 # Typical periods plus the edge cases TA-Lib accepts.
 SMA_EMA_PERIODS = [1, 2, 3, 5, 9, 12, 14, 20, 21, 26, 50, 200]
@@ -433,6 +437,20 @@ def test_fma_is_fused() -> None:
 # Properties (hypothesis) and independent brute-force references
 # ---------------------------------------------------------------------------------------
 
+def fixed_and_search(**strategies: st.SearchStrategy[Any]
+                     ) -> Callable[[Callable[..., None]], Callable[[str], None]]:
+    """A property test run as two pytest cases, ``[fixed]`` (FIXED) and ``[search]`` (SEARCH)."""
+    def wrap(prop: Callable[..., None]) -> Callable[[str], None]:
+        @pytest.mark.parametrize("examples", ["fixed", "search"])
+        def test(examples: str) -> None:
+            run = FIXED if examples == "fixed" else SEARCH
+            run(given(**strategies)(prop))()
+
+        test.__name__, test.__doc__ = prop.__name__, prop.__doc__
+        return test
+    return wrap
+
+
 _VALUES = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False, allow_subnormal=False)
 
 
@@ -448,8 +466,7 @@ def _rows(draw: st.DrawFn, n_inputs: int = 1, max_len: int = 120) -> list[FloatA
     return out
 
 
-@HYPOTHESIS
-@given(rows=_rows(), period=st.integers(1, 30))
+@fixed_and_search(rows=_rows(), period=st.integers(1, 30))
 def test_property_single_input_matches_talib(rows: list[FloatArray], period: int) -> None:
     (x,) = rows
     _assert_exact(K.sma(x, period), (talib.SMA(x, period),))
@@ -461,8 +478,7 @@ def test_property_single_input_matches_talib(rows: list[FloatArray], period: int
         _assert_exact(K.bbands(x, period, 2.0, 1.5), talib.BBANDS(x, period, 2.0, 1.5, SMA))
 
 
-@HYPOTHESIS
-@given(rows=_rows(), fast=st.integers(2, 15), slow=st.integers(2, 30), signal=st.integers(1, 10))
+@fixed_and_search(rows=_rows(), fast=st.integers(2, 15), slow=st.integers(2, 30), signal=st.integers(1, 10))
 def test_property_macd_matches_talib(
     rows: list[FloatArray], fast: int, slow: int, signal: int
 ) -> None:
@@ -470,8 +486,7 @@ def test_property_macd_matches_talib(
     _assert_exact(K.macd(x, fast, slow, signal), talib.MACD(x, fast, slow, signal))
 
 
-@HYPOTHESIS
-@given(rows=_rows(n_inputs=3), period=st.integers(1, 25))
+@fixed_and_search(rows=_rows(n_inputs=3), period=st.integers(1, 25))
 def test_property_hlc_matches_talib(rows: list[FloatArray], period: int) -> None:
     # Independent arrays: TA-Lib's arithmetic does not assume low <= close <= high.
     h, lo, c = rows
@@ -485,8 +500,7 @@ def test_property_hlc_matches_talib(rows: list[FloatArray], period: int) -> None
         _assert_exact(K.dmi(h, lo, c, period), ref)
 
 
-@HYPOTHESIS
-@given(rows=_rows(max_len=200), period=st.integers(2, 40))
+@fixed_and_search(rows=_rows(max_len=200), period=st.integers(2, 40))
 def test_property_brute_force_windows(rows: list[FloatArray], period: int) -> None:
     (x,) = rows
     # max / min of a window are exact operations: compare exactly.
@@ -526,8 +540,7 @@ def _ema_reference(x: FloatArray, period: int) -> FloatArray:
     return out
 
 
-@HYPOTHESIS
-@given(x=arrays(np.float64, st.integers(0, 80), elements=_VALUES), period=st.integers(1, 20))
+@fixed_and_search(x=arrays(np.float64, st.integers(0, 80), elements=_VALUES), period=st.integers(1, 20))
 def test_property_ema_equals_python_reference(x: FloatArray, period: int) -> None:
     np.testing.assert_array_equal(K.ema(x, period), _ema_reference(x, period))
 

@@ -11,7 +11,8 @@ What it models, so that every stage of a scan has something to do:
 - a heavy-tailed market-cap distribution from micro-caps to mega-caps, penny stocks, illiquid names;
 - listing types: common stock, ADR, ETF (incl. leveraged and inverse), SPAC, preferred;
 - IPOs after the epoch (some with only weeks of history) and halted names whose bars stop;
-- a few broken rows: zero volume, missing sessions, and invalid prices that validation must drop.
+- a few broken rows: zero volume, missing sessions, and invalid prices that validation must drop;
+- price levels and one-year returns inside what US listings show (bounds in README).
 """
 
 from __future__ import annotations
@@ -39,6 +40,14 @@ _SECTOR_P = np.array([0.05, 0.11, 0.05, 0.05, 0.13, 0.17, 0.14, 0.14, 0.05, 0.06
 _SYL = ("ar", "ax", "bel", "cor", "dyn", "el", "fin", "gen", "hal", "ion", "jet", "kor", "lum",
         "mar", "nov", "or", "pra", "quan", "ros", "sol", "tek", "ul", "ver", "wex", "xen", "yor",
         "zen", "tri", "via", "lo")
+# Price levels stay inside what US listings show (README, "Data providers", has the bounds and
+# the test data/test_synthetic.py checks them). A name whose log price leaves [_LOG_LOW, its
+# log_high] is pulled back (_KAPPA_OUT per session per unit of log distance) and its own moves are
+# damped; inside, a weak pull (_KAPPA, half-life ~170 sessions) towards where its market exposure
+# alone would have taken it keeps the levels from spreading without bound as the years pass.
+# No price is ever clipped: a clip pins a name at the bound for weeks.
+_LOG_LOW, _LOG_HIGH = np.log(0.05), np.log(800.0)
+_KAPPA, _KAPPA_OUT = 0.004, 0.05
 _SUFFIX = ("Inc.", "Corp.", "Holdings Inc.", "Group Inc.", "Technologies Inc.", "Co.", "plc",
            "Ltd.", "Systems Inc.", "Partners LP")
 
@@ -153,13 +162,23 @@ class SyntheticProvider:
         log_p0[penny] = rng.uniform(np.log(0.05), np.log(0.95), penny.sum())
         log_p0[types == gics.SPAC] = np.log(10.0) + rng.normal(0, 0.02, (types == gics.SPAC).sum())
         log_p0[pfd] = np.log(25.0) + rng.normal(0, 0.1, pfd.sum())
+        # Draws added later come from a stream of their own, so the draws of `rng` (and hence the
+        # listings, dates and halts) stay what they were.
+        extra = np.random.default_rng([self.seed, 2])
+        # Funds trade at $8-$600; a handful of large caps at $1,000-$4,500 (as NVR, AZO, BKNG).
+        log_p0[is_fund] = np.clip(log_p0[is_fund], np.log(8.0), np.log(600.0))
+        pricey = (types == gics.COMMON_STOCK) & (log_mcap > 10.0) & (extra.random(n) < 0.02)
+        log_p0[pricey] = extra.uniform(np.log(1000.0), np.log(4500.0), n)[pricey]
         log_p0[0] = np.log(380.0)
+        log_high = np.maximum(_LOG_HIGH, log_p0 + 0.4)
         shares = np.round(mcap / np.exp(log_p0), -3)
         # Daily idiosyncratic vol: small caps and pennies are wilder.
         base_vol = np.clip(0.011 + 0.012 * (10.0 - log_mcap) + rng.lognormal(-4.6, 0.5, n), 0.006,
                            0.12)
-        base_vol[types == gics.SPAC] = 0.002
+        base_vol[types == gics.SPAC] = 0.003
         base_vol[pfd] = 0.004
+        # Funds are diversified: only tracking error and theme on top of their market exposure.
+        base_vol[is_fund] = np.clip(extra.lognormal(np.log(0.006), 0.4, n)[is_fund], 0.003, 0.02)
         base_vol[0] = 0.0
         beta = np.clip(rng.normal(1.0, 0.35, n), 0.1, 2.2)
         beta[types == gics.LEVERAGED_ETF] = 3.0
@@ -190,8 +209,8 @@ class SyntheticProvider:
         return {
             "symbol": symbols, "name": _names(rng, symbols, types, sector), "type": types,
             "exchange": exchange, "sector": sector, "industry": industry, "sector_idx": sector_idx,
-            "shares": shares, "log_p0": log_p0, "base_vol": base_vol, "beta": beta,
-            "sector_load": sector_load, "turnover": turnover, "mean_revert": mean_revert,
+            "shares": shares, "log_p0": log_p0, "log_high": log_high, "base_vol": base_vol,
+            "beta": beta, "sector_load": sector_load, "turnover": turnover, "mean_revert": mean_revert,
             "list_day": list_day, "halt_day": halt_day,
         }
 
@@ -204,18 +223,22 @@ class SyntheticProvider:
         cur = self._cursor
         if cur is not None and cur["t"] <= min(wanted):
             t0 = cur["t"]
-            logp, anchor, var, mu = (cur[k].copy() for k in ("logp", "anchor", "var", "mu"))
-            mvar, svar, prev_close = cur["mvar"], cur["svar"].copy(), cur["prev_close"].copy()
+            logp, var, mu = (cur[k].copy() for k in ("logp", "var", "mu"))
+            mkt, mvar = cur["mkt"], cur["mvar"]
+            svar, prev_close = cur["svar"].copy(), cur["prev_close"].copy()
         else:
             t0 = 0
             logp = p["log_p0"].copy()
-            anchor = logp.copy()
+            mkt = 0.0  # the market factor's cumulative log move since the epoch
             var = p["base_vol"] ** 2
             mu = np.zeros(n)
             mvar = 0.009**2
             svar = np.full(len(gics.SECTORS), 0.006**2)
             prev_close = np.exp(logp)
         a, b = 0.08, 0.90
+        # Pull towards the market-implied level (see _KAPPA): strong for the mean-reverting cohort.
+        kappa = np.where(p["mean_revert"], 0.04, _KAPPA)
+        kappa[p["type"] == gics.SPAC] = 0.05  # a SPAC trades near its trust value
         out: list[BarBatch] = []
         sym = p["symbol"]
         for t in range(t0, last + 1):
@@ -227,16 +250,24 @@ class SyntheticProvider:
             m = np.sqrt(mvar) * m_eps
             sec = np.sqrt(svar) * s_eps
             idio = np.sqrt(var) * eps
-            r = (0.0003 * p["beta"] + p["beta"] * m + p["sector_load"] * sec[p["sector_idx"]]
-                 + idio + mu - np.where(p["mean_revert"], 0.04, 0.0) * (logp - anchor))
+            home = p["log_p0"] + p["beta"] * mkt
+            out_of_range = np.maximum(logp - p["log_high"], 0.0) - np.maximum(_LOG_LOW - logp, 0.0)
+            damp = 1.0 / (1.0 + 4.0 * np.abs(out_of_range))  # its own moves shrink out of range
+            r = (p["beta"] * (0.0003 + m) + damp * (p["sector_load"] * sec[p["sector_idx"]]
+                                                    + idio + mu)
+                 - kappa * (logp - home) - _KAPPA_OUT * out_of_range)
             r[0] = 0.0004 + m
-            r = np.clip(r, -0.6, 0.6)
+            # Squash rather than clip: daily log moves stay within +-0.6 without a pile-up there.
+            r = 0.6 * np.tanh(r / 0.6)
+            mkt += 0.0003 + m
             mvar = 0.009**2 * (1 - a - b) + a * m**2 + b * mvar
             svar = 0.006**2 * (1 - a - b) + a * sec**2 + b * svar
-            var = p["base_vol"] ** 2 * (1 - a - b) + a * idio**2 + b * var
+            # Clustering up to 3x a name's usual volatility: with Student-t shocks an uncapped
+            # GARCH now and then explodes to 30x, which no listing shows for months on end.
+            var = np.minimum(p["base_vol"] ** 2 * (1 - a - b) + a * idio**2 + b * var,
+                             9.0 * p["base_vol"] ** 2)
             mu = 0.985 * mu + rng.normal(0.0, 0.00018, n)
-            anchor = anchor + 0.0003
-            logp = np.clip(logp + r, np.log(0.02), np.log(50_000.0))
+            logp = logp + r
             close = np.exp(logp)
             if t not in wanted:
                 prev_close = close
@@ -265,7 +296,7 @@ class SyntheticProvider:
             keep = np.flatnonzero(live)
             out.append(BarBatch(sym[keep], np.full(len(keep), day), o[keep], h[keep], lo[keep],
                                 c[keep], volume[keep]))
-        self._cursor = {"t": last + 1, "logp": logp, "anchor": anchor, "var": var, "mu": mu,
+        self._cursor = {"t": last + 1, "logp": logp, "mkt": mkt, "var": var, "mu": mu,
                         "mvar": mvar, "svar": svar, "prev_close": prev_close}
         return BarBatch.concat(out)
 
