@@ -21,8 +21,9 @@ import contextlib
 import datetime as dt
 import json
 import logging
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -385,11 +386,20 @@ class FetchPlanner:
             workers = self.settings.fetch_concurrency if group == 1 else 1
             pool = ThreadPoolExecutor(max_workers=max(1, workers),
                                       thread_name_prefix="technic-fetch")
-            futures = [pool.submit(self.provider.bars_for_sessions,
-                                   [d.astype(dt.date) for d in g]) for g in groups]
             stack.callback(pool.shutdown, wait=True, cancel_futures=True)
             stack.push(abandon_on_error(pool, self.provider))  # Ctrl-C: exit promptly
-            for sess, fut in zip(groups, futures, strict=True):
+
+            def submit(g: np.ndarray) -> Future[BarBatch]:
+                return pool.submit(self.provider.bars_for_sessions, [d.astype(dt.date) for d in g])
+
+            # A bounded window of requests in flight: fetched batches wait in memory only until
+            # they are stored, never the whole fill at once.
+            ahead = 2 * max(1, workers)
+            futures = deque(submit(g) for g in groups[:ahead])
+            for i, sess in enumerate(groups):
+                fut = futures.popleft()
+                if i + ahead < len(groups):
+                    futures.append(submit(groups[i + ahead]))
                 if pending and not wait([fut], timeout=_STALL_FLUSH_S).done:
                     flush()  # a slow (rate-limited) vendor: an interrupt loses little
                 try:
