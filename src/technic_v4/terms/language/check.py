@@ -142,7 +142,19 @@ class Checker:
         return self.derived("not", "bool", f"(not {child(x, tf)})", (x,), tf, node.span)
 
     def binary(self, node: Binary, tf: str) -> Term:
-        a, b = self.check(node.left, tf), self.check(node.right, tf)
+        # Down the left spine without recursion: a chain `a + b + c + …` is as long as the text
+        # allows, while its operands nest at most MAX_DEPTH deep.
+        spine: list[Binary] = []
+        left: Node = node
+        while isinstance(left, Binary):
+            spine.append(left)
+            left = left.left
+        acc = self.check(left, tf)
+        for b in reversed(spine):
+            acc = self.combine(b, acc, self.check(b.right, tf), tf)
+        return acc
+
+    def combine(self, node: Binary, a: Term, b: Term, tf: str) -> Term:
         op = node.op
         kind: Kind
         if op in ("and", "or"):

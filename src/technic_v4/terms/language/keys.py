@@ -80,9 +80,15 @@ class Term:
 
     def walk(self) -> Iterator[Term]:
         """This term and every term under it, children before parents."""
-        for a in self.args:
-            yield from a.walk()
-        yield self
+        # Iterative: a long chain `a + b + c + …` is a deep tree.
+        stack: list[tuple[Term, bool]] = [(self, False)]
+        while stack:
+            term, expanded = stack.pop()
+            if expanded:
+                yield term
+            else:
+                stack.append((term, True))
+                stack.extend((a, False) for a in reversed(term.args))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Term) and other.key == self.key

@@ -60,6 +60,12 @@ def _meta_span(meta: Any) -> Span:
                 meta.end_pos)
 
 
+def _between(a: Node, b: Node) -> Span:
+    """The span between two operands (where the keyword `and` / `or` stands)."""
+    return Span(a.span.end_line, a.span.end_column, b.span.line, b.span.column, a.span.end,
+                b.span.start)
+
+
 def _unescape(body: str) -> str:
     return re.sub(r"\\(.)", r"\1", body)
 
@@ -108,20 +114,33 @@ class _Build(Transformer[Token, Node]):
     def not_(self, meta: Any, ch: list[Node]) -> Node:
         return self._node(Unary("not", ch[0], _meta_span(meta)), ch[0])
 
-    def _binary(self, meta: Any, op: str, left: Node, right: Node, op_span: Span) -> Node:
-        return self._node(Binary(op, left, right, _meta_span(meta), op_span), left, right)
+    def _chain(self, operands: list[Node], ops: list[tuple[str, Span]]) -> Node:
+        # Fold left; the chain counts as one level above its deepest operand.
+        d = 1 + max(self.depth.get(id(c), 1) for c in operands)
+        node = operands[0]
+        for (op, op_span), right in zip(ops, operands[1:], strict=True):
+            first = operands[0].span
+            span = Span(first.line, first.column, right.span.end_line, right.span.end_column,
+                        first.start, right.span.end)
+            node = Binary(op, node, right, span, op_span)
+        if d > limits.MAX_DEPTH:
+            raise ScreenError(self.field, _too_deep(), self.text, node.span)
+        self.depth[id(node)] = d
+        return node
 
-    def arith(self, meta: Any, ch: list[Any]) -> Node:
-        return self._binary(meta, str(ch[1]), ch[0], ch[2], _tok_span(ch[1]))
+    def sum(self, meta: Any, ch: list[Any]) -> Node:
+        return self._chain(ch[::2], [(str(t), _tok_span(t)) for t in ch[1::2]])
+
+    product = sum
 
     def compare(self, meta: Any, ch: list[Any]) -> Node:
-        return self._binary(meta, str(ch[1]), ch[0], ch[2], _tok_span(ch[1]))
+        return self._chain([ch[0], ch[2]], [(str(ch[1]), _tok_span(ch[1]))])
 
-    def and_(self, meta: Any, ch: list[Node]) -> Node:
-        return self._binary(meta, "and", ch[0], ch[1], _meta_span(meta))
+    def and_expr(self, meta: Any, ch: list[Node]) -> Node:
+        return self._chain(ch, [("and", _between(ch[i], ch[i + 1])) for i in range(len(ch) - 1)])
 
-    def or_(self, meta: Any, ch: list[Node]) -> Node:
-        return self._binary(meta, "or", ch[0], ch[1], _meta_span(meta))
+    def or_expr(self, meta: Any, ch: list[Node]) -> Node:
+        return self._chain(ch, [("or", _between(ch[i], ch[i + 1])) for i in range(len(ch) - 1)])
 
     def in_(self, meta: Any, ch: list[Node | None]) -> Node:
         options = tuple(c for c in ch[1:] if c is not None)

@@ -78,9 +78,16 @@ def compile(text: str, field: str = "where", want: Kind | None = None) -> Screen
 
 
 def _conjuncts(term: Term) -> list[Term]:
-    if term.op == "and" and term.timeframe == "daily":
-        return [*_conjuncts(term.args[0]), *_conjuncts(term.args[1])]
-    return [term]
+    """The operands of the top-level ``and`` chain, left to right."""
+    out: list[Term] = []
+    stack = [term]
+    while stack:
+        t = stack.pop()
+        if t.op == "and" and t.timeframe == "daily":
+            stack.extend((t.args[1], t.args[0]))
+        else:
+            out.append(t)
+    return out
 
 
 __all__ = ["Clause", "Screen", "ScreenError", "compile"]
