@@ -11,7 +11,7 @@ scan (at least the longest need), so a value is reproducible; how close it is to
 seeded EMA is a property of that window, which the engine documents, not of the term.
 
 TA-Lib's default periods are the defaults here (``sma()`` is ``sma(close,30)``, ``bb_upper()`` is
-``bb_upper(close,5,2)``); ``x`` defaults to ``close`` where TA-Lib takes one series.
+``bb_upper(close,20,2)``); ``x`` defaults to ``close`` where TA-Lib takes one series.
 
 ``ta.<name>(…)`` reaches every other TA-Lib function through TA-Lib's abstract API, resolved on
 use; that needs the optional ``ta-lib`` package (:func:`ta_function`). The 61 candlestick patterns
@@ -130,8 +130,8 @@ _add(
              "money flow index", talib="MFI", implicit=(*_HLC, "volume")),
     Function("willr", (_n(14),), "number", _lb(lambda p: p["n"] - 1), _MOM,
              "Williams' %R", talib="WILLR", implicit=_HLC),
-    Function("obv", (), "number", lambda p: 0, "volume", "on-balance volume", talib="OBV",
-             implicit=("close", "volume")),
+    Function("obv", (_x(),), "number", lambda p: 0, "volume", "on-balance volume of x",
+             talib="OBV", implicit=("volume",)),
 )
 _MACD = (_x(), _n(12, name="fast"), _n(26, name="slow"), _n(9, 1, name="signal"))
 
@@ -144,7 +144,7 @@ for _name, _out in (("macd", "macd"), ("macd_signal", "macdsignal"), ("macd_hist
     _add(Function(_name, _MACD, "number", _macd_lookback, _MOM,
                   f"MACD ({_out}): EMA(fast) - EMA(slow), signal EMA of it, histogram",
                   talib="MACD", output=_out))
-_BB = (_x(), _n(5), Param("k", "number", 2.0))
+_BB = (_x(), _n(20), Param("k", "number", 2.0))
 for _name, _out in (("bb_upper", "upperband"), ("bb_middle", "middleband"),
                     ("bb_lower", "lowerband")):
     _add(Function(_name, _BB, "number", _lb(lambda p: p["n"] - 1), "volatility",
