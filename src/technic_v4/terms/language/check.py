@@ -201,8 +201,14 @@ class Checker:
         if x.type == "string":
             raise self.error("x[n] needs a number or a condition; strings do not change "
                              "between sessions", node.operand.span)
-        if n == 0:
+        if n == 0 or x.op == "const":  # a literal has no history: 5[3] is 5
             return x
+        if x.op == "index":  # close[1][2] is close[3]
+            n += int(x.param["n"])  # type: ignore[arg-type]
+            x = x.args[0]
+            if n > limits.MAX_WINDOW:
+                raise self.error(f"the offset in x[n] adds up to more than "
+                                 f"{limits.MAX_WINDOW:,}", node.span)
         if x.latest:
             raise self.error(f"`{x.key}` exists for the latest session only; x[n] needs a "
                              "series (use the function, e.g. rsi(close,14)[1])", node.operand.span)
