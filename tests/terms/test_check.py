@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 
 from technic_v4.pipeline import COLUMNS
@@ -186,3 +188,5 @@ def test_error_shape_for_http() -> None:
                  "end_column": 13, "caret": "close > smaa(5)\n        ^^^^",
                  "suggestions": ["sma"]}
     assert isinstance(e, ValueError)  # ConfigError is a ValueError too
+    back = pickle.loads(pickle.dumps(e))
+    assert str(back) == str(e) and back.caret == e.caret and back.suggestions == e.suggestions

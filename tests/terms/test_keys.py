@@ -66,7 +66,9 @@ def test_keys_are_valid_screens_with_the_same_key() -> None:
     for text in ["Sma( Close ,50 ) > RSI14 * 2 and not sector == 'X'",
                  "weekly(close > sma(30)) or monthly(rsi() < 30)",
                  'sector in ("B","A") and -close[3] / 2 >= -1.5e-3',
-                 "ta.aroon(14).aroonup > 70 and cdl_engulfing() != 0"]:
+                 "ta.aroon(14).aroonup > 70 and cdl_engulfing() != 0",
+                 "crossed_above(1, bars_since(close == open)) and sma(2[3], 4) > 1",
+                 'rank(5, by="sector") > 1']:
         k = key(text)
         assert key(k) == k
 

@@ -302,7 +302,8 @@ class Checker:
               output: str | None = None) -> Term:
         args: list[Term] = []
         values: list[tuple[str, ParamValue]] = []
-        items: list[str] = []
+        items: list[tuple[str, str]] = []  # (parameter, text) in catalogue order
+        keyword = {p.name for p in params if p.keyword_only}
         for p in params:
             given = bound.get(p.name)
             if p.kind in ("series", "condition"):
@@ -320,19 +321,24 @@ class Checker:
                                      f"`{fname}` needs its history (use the function, e.g. "
                                      "rsi(close,14))", t.span)
                 args.append(t)
-                items.append(child(t, tf))
+                items.append((p.name, child(t, tf)))
                 continue
             v = self.param(p, given, fname)
             values.append((p.name, v))
             if p.keyword_only:
                 if v is not None:
-                    items.append(f"{p.name}={literal(v)}")
+                    items.append((p.name, f"{p.name}={literal(v)}"))
             else:
-                items.append(literal(v))
+                items.append((p.name, literal(v)))
         lb = int(lookback(dict(values)))
         if lb < 0:
             raise self.error(f"TA-Lib rejects these parameters of `{fname}`", node.span)
-        body = f"{fname}({','.join(items)})" + (f".{output}" if output else "")
+        if any(a.op == "const" for a in args):
+            # `sma(1,5)` would re-read as sma(close,1,5): a literal series is spelled by name
+            texts = [t if n in keyword else f"{n}={t}" for n, t in items]
+        else:
+            texts = [t for _, t in items]
+        body = f"{fname}({','.join(texts)})" + (f".{output}" if output else "")
         return self.derived("call", returns, body, tuple(args), tf, node.span,
                             params=tuple(values), name=fname, output=output, extra=lb)
 

@@ -28,6 +28,10 @@ class ScreenError(ConfigError):
         self.suggestions = suggestions
         self.caret = caret(text, span)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Picklable (jobs, Ray tasks) although the constructor takes more than the message.
+        return (ScreenError, (self.field, self.reason, self.text, self.span, self.suggestions))
+
     def as_dict(self) -> dict[str, Any]:
         return {"field": self.field, "message": str(self), "line": self.line,
                 "column": self.column, "end_line": self.span.end_line,
