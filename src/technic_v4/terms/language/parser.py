@@ -1,8 +1,9 @@
 """Text → syntax tree, with lark (LALR, grammar in ``grammar.lark``). Never eval/exec.
 
-The tree is built while parsing (lark's inline transformer: no recursion, so deep input cannot
-overflow the stack), the nesting depth is counted on the way and bounded by
-:data:`~technic_v4.terms.language.limits.MAX_DEPTH`; every error is a
+lark builds its parse tree without recursion; its depth is bounded before the tree is transformed
+(recursively) into :mod:`.ast` nodes, and the transformer counts nesting exactly against
+:data:`~technic_v4.terms.language.limits.MAX_DEPTH` (parentheses, calls, ``not`` and ``-`` each
+add a level; a chain ``a and b and c`` is one). Every error is a
 :class:`~technic_v4.terms.language.errors.ScreenError` with the position at fault.
 """
 
