@@ -113,6 +113,17 @@ def test_cache_clear_store_deletes_the_file(tmp_path: Path) -> None:
     assert data_engine._market is None
 
 
+def test_a_damaged_store_is_deleted_by_cache_clear_store(tmp_path: Path) -> None:
+    """The error names the fix, and the fix works without opening the damaged file."""
+    env, fragment = _fault_env("broken store", tmp_path)
+    _assert_one_line(_technic(["data", "status"], env), fragment)
+    r = _technic(["cache", "clear", "--store"], env)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["store_deleted"].endswith(STORE)
+    r = _technic(["data", "status"], env)
+    assert r.returncode == 0 and json.loads(r.stdout)["bars"] == 0, r.stderr
+
+
 # -- one clear line for every mistake, in a real process ----------------------------------------
 
 EXE = [sys.executable, "-m", "technic_v4.cli"]
@@ -137,7 +148,8 @@ def _fault_env(fault: str, tmp_path: Path) -> tuple[dict[str, str], str]:
             "TECHNIC_MAX_WORKERS=abc: Input should be a valid integer"
     if fault == "broken store":
         (data / STORE).write_bytes(b"not a database\n" * 100)
-        return {"TECHNIC_DATA_DIR": str(data)}, "not a valid DuckDB database file"
+        return {"TECHNIC_DATA_DIR": str(data)}, \
+            "is damaged (not a DuckDB database): delete it with `technic cache clear --store`"
     if fault == "files without path":
         return {"TECHNIC_DATA_DIR": str(data), "TECHNIC_DATA_PROVIDER": "files"}, \
             "needs TECHNIC_FILES_PATH"

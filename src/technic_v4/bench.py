@@ -58,9 +58,8 @@ for n in args["sizes"]:
                            "hit_rate": st["counters"]["hit_rate"]}
 if args.get("history"):
     from technic_v4.history import scan_history
-    from technic_v4.data import calendar
     md = data_engine.market()
-    sess = calendar.sessions_between(md.provider.first_session(), md.store.last_session())
+    sess = md.sessions(md.store.last_session())
     dates = [d.astype(object) for d in sess[-args["history"] * 5::5]]
     t = time.perf_counter(); h = scan_history(ScanConfig(), dates); hs = time.perf_counter() - t
     out["history"] = {"dates": len(dates), "seconds": hs, "rows": len(h),

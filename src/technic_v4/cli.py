@@ -279,19 +279,29 @@ def cache_clear(redis_too: bool, store_too: bool) -> None:
     """Clear caches: memory and the panel files always; Redis and the local store when
     asked."""
     from technic_v4 import data_engine
+    from technic_v4.config.settings import get_settings
+    from technic_v4.data.market import delete_store, store_path
+    from technic_v4.data.providers.factory import make_provider
 
-    md = data_engine.market()
-    md.clear_memory()
-    md.clear_panel_files()
-    out: dict[str, Any] = {"memory": "cleared", "panel_files": "cleared"}
+    out: dict[str, Any] = {}
     if redis_too:
+        md = data_engine.market()
         out["redis_keys_deleted"] = md.l3.clear() if md.l3 is not None else "no Redis configured"
-    if store_too:
-        path = md.store.path
+    if store_too:  # without opening it: a damaged store must be deletable too
+        current = data_engine.current_market()
+        if current is not None:
+            path = current.store.path
+        else:
+            settings = get_settings()
+            path = store_path(settings, make_provider(settings))
         data_engine.set_market(None)
-        for p in (path, path.with_name(path.name + ".wal")):
-            p.unlink(missing_ok=True)
-        out["store_deleted"] = str(path)
+        delete_store(path)  # its panel files with it
+        out.update(memory="cleared", panel_files="cleared", store_deleted=str(path))
+    else:
+        md = data_engine.market()
+        md.clear_memory()
+        md.clear_panel_files()
+        out.update(memory="cleared", panel_files="cleared")
     click.echo(json.dumps(out, indent=2))
 
 

@@ -29,6 +29,12 @@ def market() -> MarketData:
         return _market
 
 
+def current_market() -> MarketData | None:
+    """The process-wide MarketData if one exists (never creates one)."""
+    with _lock:
+        return _market
+
+
 def set_market(md: MarketData | None) -> None:
     """Replace (or with None, forget) the process-wide MarketData, closing the old store."""
     global _market

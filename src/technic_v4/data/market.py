@@ -54,6 +54,25 @@ class AsOf:
     note: str | None  # set when ``session`` is not the requested one
 
 
+def store_path(settings: Settings, provider: Provider) -> Path:
+    """Where the local store of ``provider``'s dataset lives (one DuckDB file per dataset)."""
+    return Path(settings.data_dir) / f"{provider.store_key}.duckdb"
+
+
+def panel_dir(store: Path) -> Path:
+    """The folder of panel files kept beside a store."""
+    return store.with_name(store.stem + ".panels")
+
+
+def delete_store(path: Path) -> None:
+    """Delete a store and everything kept beside it, without opening it (a damaged file too)."""
+    import shutil
+
+    for p in (path, path.with_name(path.name + ".wal"), path.with_name(path.name + ".version")):
+        p.unlink(missing_ok=True)
+    shutil.rmtree(panel_dir(path), ignore_errors=True)
+
+
 class MarketData:
     """The data path of one process (see module docstring)."""
 
@@ -61,9 +80,9 @@ class MarketData:
                  store: Store | None = None) -> None:
         self.settings = settings or get_settings()
         self.provider = provider or make_provider(self.settings)
-        self.store = store or Store(Path(self.settings.data_dir) / f"{self.provider.store_key}.duckdb")
+        self.store = store or Store(store_path(self.settings, self.provider))
         self.memory = MemoryCache(self.settings.memory_cache_mb * 1024 * 1024)
-        self._panel_files = PanelFiles(self.store.path.with_name(self.store.path.stem + ".panels"))
+        self._panel_files = PanelFiles(panel_dir(self.store.path))
         self.l3: RedisLayer | None = None
         if self.settings.redis_url:
             from technic_v4.data.l3 import RedisLayer

@@ -162,6 +162,10 @@ class Store:
         except duckdb.Error as e:
             if _is_lock_conflict(e):
                 raise _Busy(str(e)) from e
+            if "not a valid DuckDB database" in str(e):
+                raise StoreError(f"the local store at {self.path} is damaged (not a DuckDB "
+                                 "database): delete it with `technic cache clear --store`; the "
+                                 "next scan or update rebuilds it") from e
             raise
 
     def _connect(self, read_only: bool, wait: bool = True) -> duckdb.DuckDBPyConnection:
