@@ -58,9 +58,9 @@ from technic_v4.indicators.kernels import (
     _JIT_OPTIONS,
     _TA_EPSILON,
     _fill_nan,
-    _fma,
     _first_valid,
     _first_valid3,
+    _fma,
     _true_range,
 )
 
