@@ -220,6 +220,8 @@ def test_period_outside_talibs_range_is_a_config_error() -> None:
     bars = make_bars(1, n_rows=3, n_bars=10)
     with pytest.raises(ConfigError, match="n must be in"):
         IMPLS["cci"](bars, (), {"n": 1})
+    with pytest.raises(ConfigError, match="k must be in"):
+        IMPLS["bb_upper"](bars, (bars.close,), {"n": 5, "k": float("nan")})
 
 
 _HYPO = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -144,6 +144,8 @@ def _macd(which: int) -> Impl:
 def _bbands(which: int) -> Impl:
     def impl(bars: BarsLike, series: tuple[np.ndarray, ...], params: Mapping[str, Any]) -> Any:
         dev = float(params["k"])
+        if not -3e37 <= dev <= 3e37:  # TA-Lib's range for the deviation multipliers
+            raise ConfigError("where", f"k must be in [-3e37, 3e37], got {dev}")
         return k.bbands(_panel(series[0]), _period(params, "n", 2), dev, dev)[which]
 
     return impl
