@@ -96,6 +96,7 @@ class Evaluator:
         self.ref = ref
         self.columns = columns or {}
         self.timeframe = timeframe
+        self._real = bars.day >= 0
         self.computed: Counter[str] = Counter()
         self._cache: dict[str, np.ndarray] = {}
         self._static: set[str] = set()  # keys whose value is one column valid for every bar
@@ -193,8 +194,10 @@ class Evaluator:
         with np.errstate(all="ignore"):
             if t.op == "neg":
                 out = np.negative(args[0])
-            elif t.op == "not":
+            elif t.op == "not":  # a padding bar is not a session: nothing holds there
                 out = np.logical_not(args[0])
+                if not static:
+                    out &= self._real[:, self.width - w:]
             elif t.op in ("and", "or"):
                 out = (np.logical_and if t.op == "and" else np.logical_or)(*args)
             elif t.op in _ARITH:
@@ -263,8 +266,6 @@ class Evaluator:
         n = int(t.param["n"])  # type: ignore[arg-type]
         x = t.args[0]
         v = self._eval(x, min(self.width, w + n))
-        if self._is_static(x):
-            return v, True
         full = self._full(v, min(self.width, w + n), x)
         return np.ascontiguousarray(shift(full, n)[:, full.shape[1] - w:]), False
 
@@ -299,12 +300,18 @@ class Evaluator:
         return np.ascontiguousarray(out[:, out.shape[1] - valid:]), False
 
     def _full(self, v: Any, width: int, t: Term) -> np.ndarray:
-        """A materialised (N, width) array of a value (static values broadcast)."""
+        """A materialised (N, width) array of a value; a static value is broadcast over the
+        row's real bars (NaN / False on padding, where the row has no session)."""
         if isinstance(v, np.ndarray) and v.shape == (self.n, width):
             return v
         dtype = np.float64 if t.type == "number" else (bool if t.type == "bool" else object)
-        return np.ascontiguousarray(np.broadcast_to(np.asarray(v, dtype=dtype),
-                                                    (self.n, width)))
+        out = np.ascontiguousarray(np.broadcast_to(np.asarray(v, dtype=dtype), (self.n, width)))
+        real = self._real[:, self.width - width:]
+        if t.type == "bool":
+            out &= real
+        elif t.type == "number":
+            out[~real] = np.nan
+        return out
 
     def _col(self, v: Any) -> np.ndarray:
         """A value as an (N, k) array (a literal becomes one column)."""
