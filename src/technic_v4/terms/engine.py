@@ -36,14 +36,16 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 
 from technic_v4.errors import ConfigError
 from technic_v4.terms.catalog import FUNCTIONS
-from technic_v4.terms.kernels import IMPLS, Bars, Impl
+from technic_v4.terms.kernels import IMPLS, Bars
+from technic_v4.terms.kernels.indicators import ta_impl
+from technic_v4.terms.kernels.timeframes import Timeframe, resample
 from technic_v4.terms.kernels.windows import LOCAL, shift
 from technic_v4.terms.language.keys import DAILY, Term
 from technic_v4.terms.language.screen import Screen
@@ -68,14 +70,6 @@ _COMPARE = {"<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater
             "==": np.equal, "!=": np.not_equal}
 _ARITH = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide}
 _ELEMENTWISE = frozenset({"neg", "not", "in", *_COMPARE, *_ARITH, "and", "or"})
-
-
-def _ta_impl(name: str, output: str | None) -> Impl:
-    try:
-        from technic_v4.terms.kernels.indicators import ta_impl
-    except ImportError as e:  # TODO(lead): remove at merge (the module exists then)
-        raise ConfigError("where", f"`ta.{name}` is not available yet") from e
-    return ta_impl(name, output)
 
 
 class Evaluator:
@@ -290,7 +284,7 @@ class Evaluator:
             width = self.width
         args = tuple(self._full(self._eval(a, width), width, a) for a in t.args)
         bars = self.bars if width == self.width else _tail(self.bars, width)
-        impl = _ta_impl(name[3:], t.output) if name.startswith("ta.") else IMPLS.get(name)
+        impl = ta_impl(name[3:], t.output) if name.startswith("ta.") else IMPLS.get(name)
         if impl is None:
             raise ConfigError("where", f"`{name}` has no implementation yet")
         out = np.asarray(impl(bars, args, params))
@@ -344,10 +338,8 @@ class Evaluator:
     def _sub(self, timeframe: str, back: int) -> Evaluator:
         key = (timeframe, back)
         if key not in self._subs:
-            from technic_v4.terms.kernels.timeframes import resample
-
             bars = self.bars if back == 0 else _head(self.bars, self.width - back)
-            self._subs[key] = Evaluator(resample(bars, timeframe), self.ref, None, timeframe)
+            self._subs[key] = Evaluator(resample(bars, cast(Timeframe, timeframe)), self.ref, None, timeframe)
         return self._subs[key]
 
 
