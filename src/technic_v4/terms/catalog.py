@@ -282,8 +282,8 @@ _add(
 FUNCTIONS: dict[str, Function] = {f.name: f for f in _FUNCTIONS}
 CHART_PATTERNS = tuple(f.name for f in _FUNCTIONS if f.group == _CP)
 
-TALIB_HINT = ("TA-Lib long-tail functions need the ta-lib package: install it in this checkout "
-              "with pip install -e '.[talib]'")
+TALIB_HINT = ("TA-Lib functions and candlesticks need the ta-lib package (a dependency of "
+              "technic): reinstall technic, e.g. pip install -e .")
 
 
 def _talib_abstract() -> Any:
