@@ -55,18 +55,13 @@ Impl = Callable[[Bars, tuple[np.ndarray, ...], Mapping[str, Any]], np.ndarray]
 
 IMPLS: dict[str, Impl] = {}
 
+# Below the definitions above, which these modules import.
+from technic_v4.terms.kernels import candles as _candles  # noqa: E402
 from technic_v4.terms.kernels import indicators as _indicators  # noqa: E402
+from technic_v4.terms.kernels import patterns as _patterns  # noqa: E402
 from technic_v4.terms.kernels import windows as _windows  # noqa: E402
 
-IMPLS.update(_windows.IMPLS)
-IMPLS.update(_indicators.IMPLS)
-
-# TODO(lead): remove at merge -- every module exists then; import them unguarded like windows.
-for _module in ("candles", "patterns"):
-    try:
-        _mod = __import__(f"technic_v4.terms.kernels.{_module}", fromlist=["IMPLS"])
-    except ImportError:  # TODO(lead): remove at merge
-        continue
-    IMPLS.update(_mod.IMPLS)
+for _module in (_windows, _indicators, _candles, _patterns):
+    IMPLS.update(_module.IMPLS)
 
 __all__ = ["IMPLS", "Bars", "Impl"]
