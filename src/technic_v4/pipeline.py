@@ -359,7 +359,7 @@ def _frame(ref: pd.DataFrame, idx: np.ndarray, sel: np.ndarray, mcap: np.ndarray
             data[c] = p[c][sel]
     data["Signal"] = sig[sel]
     data["Rank"] = np.arange(1, len(sel) + 1, dtype=np.int64)
-    data["Rationale"] = np.array([sc.rationale(cols, s, sig, i) for i in sel], dtype=object)
+    data["Rationale"] = sc.rationales(cols, s, sig, sel)
     data["Type"] = r["Type"].to_numpy(object)
     data["Exchange"] = r["Exchange"].to_numpy(object)
     data["LastDate"] = cols["LastDay"][sel].astype("datetime64[D]") if "LastDay" in cols \
