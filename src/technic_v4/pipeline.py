@@ -342,12 +342,17 @@ def evaluate(config: ScanConfig, ref: pd.DataFrame, panel: Panel, as_of: dt.date
 def _frame(ref: pd.DataFrame, idx: np.ndarray, sel: np.ndarray, mcap: np.ndarray,
            cols: dict[str, np.ndarray], s: dict[str, np.ndarray], sig: np.ndarray,
            p: dict[str, np.ndarray]) -> pd.DataFrame:
-    r = ref.iloc[idx[sel]]
-    data: dict[str, Any] = {
-        "Symbol": r["Symbol"].to_numpy(object), "Name": r["Name"].to_numpy(object),
-        "Sector": r["Sector"].to_numpy(object), "Industry": r["Industry"].to_numpy(object),
-        "MarketCap": mcap[idx[sel]],
-    }
+    at = idx[sel]
+
+    def text(name: str) -> Any:
+        # Reference strings already in pandas' default string dtype are taken as they are
+        # (no round trip through Python objects); others become that dtype as before.
+        a = ref[name].array
+        return a.take(at) if a.dtype == _TEXT else a.to_numpy(object)[at]
+
+    data: dict[str, Any] = {"Symbol": text("Symbol"), "Name": text("Name"),
+                            "Sector": text("Sector"), "Industry": text("Industry"),
+                            "MarketCap": mcap[at]}
     for c in COLUMNS:
         if c in data:
             continue
@@ -360,12 +365,15 @@ def _frame(ref: pd.DataFrame, idx: np.ndarray, sel: np.ndarray, mcap: np.ndarray
     data["Signal"] = sig[sel]
     data["Rank"] = np.arange(1, len(sel) + 1, dtype=np.int64)
     data["Rationale"] = sc.rationales(cols, s, sig, sel)
-    data["Type"] = r["Type"].to_numpy(object)
-    data["Exchange"] = r["Exchange"].to_numpy(object)
+    data["Type"] = text("Type")
+    data["Exchange"] = text("Exchange")
     data["LastDate"] = cols["LastDay"][sel].astype("datetime64[D]") if "LastDay" in cols \
         else np.full(len(sel), np.datetime64("NaT"), dtype="datetime64[D]")
     data["Bars"] = cols["Bars"][sel].astype(np.int64)
     return pd.DataFrame(data, columns=list(COLUMNS))
+
+
+_TEXT = pd.StringDtype(na_value=np.nan)  # what pandas infers for an object array of str
 
 
 def _stats(config: ScanConfig, as_of: dt.date, stages: list[Stage], data: MarketData,

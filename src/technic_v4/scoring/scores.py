@@ -140,21 +140,29 @@ def signal(cols: Columns, scores: Columns, allow_shorts: bool) -> np.ndarray:
     return sig
 
 
-_TREND_TEXT = ("uptrend above SMA50/200", "downtrend below SMA50/200",
-               "under 200 bars of history", "mixed trend")
-_STR = np.dtypes.StringDType()
+_TREND_TEXT = np.array([": uptrend above SMA50/200", ": downtrend below SMA50/200",
+                        ": under 200 bars of history", ": mixed trend"], dtype=object)
+_MACD_TEXT = np.array(["", ", MACD rising", ", MACD falling"], dtype=object)
 
 
 def _formatted(x: np.ndarray, spec: str, prefix: str, suffix: str, mask: np.ndarray
                ) -> np.ndarray:
-    """``prefix + format(x, spec) + suffix`` where ``mask`` holds, "" elsewhere; each distinct
-    value (by its bits, so -0.0 and NaN keep their own spelling) is formatted once."""
-    out = np.full(len(x), "", dtype=_STR)
+    """``prefix + format(x, spec) + suffix`` where ``mask`` holds, "" elsewhere (object array).
+
+    Each distinct value is formatted once, distinct by its bits (so -0.0 and NaN keep their
+    own spelling). For ``.0f`` the values are first rounded with ``np.rint``: both round the
+    exact binary value half to even and keep the sign, so ``format(rint(x), ".0f")`` is
+    ``format(x, ".0f")`` and a hundred distinct ratings cost a hundred calls, not thousands.
+    """
+    out = np.full(len(x), "", dtype=object)
     if mask.any():
-        bits, inv = np.unique(np.ascontiguousarray(x[mask], dtype=np.float64).view(np.int64),
+        v = x[mask]
+        if spec == ".0f":
+            v = np.rint(v)
+        bits, inv = np.unique(np.ascontiguousarray(v, dtype=np.float64).view(np.int64),
                               return_inverse=True)
-        text = [prefix + format(v, spec) + suffix for v in bits.view(np.float64).tolist()]
-        out[mask] = np.array(text, dtype=_STR)[inv]
+        text = [prefix + format(u, spec) + suffix for u in bits.view(np.float64).tolist()]
+        out[mask] = np.array(text, dtype=object)[inv]
     return out
 
 
@@ -167,42 +175,37 @@ def rationales(cols: Columns, scores: Columns, sig: np.ndarray, rows: np.ndarray
     bars / mixed), ``RS n`` when RSRating is known, ``RSI n overbought|oversold`` at >= 70 or
     <= 30, ``near 52-week high`` within 3 %, ``volume k.kx average`` at >= 1.5x,
     ``volatile (ATR k.k%)`` at >= 6 %, ``MACD rising|falling`` by the histogram's sign.
-    Built column-wise: each part is one array operation over the rows.
+    Built column-wise: each part is one array of ready strings, joined once per row.
     """
     rows = np.asarray(rows, dtype=np.int64)
     n = len(rows)
-    if n == 0:
-        return np.empty(0, dtype=object)
 
     def col(d: Columns, name: str) -> np.ndarray:
         return np.asarray(d[name], dtype=np.float64)[rows]
 
     c, sma50, sma200 = col(cols, "Close"), col(cols, "SMA50"), col(cols, "SMA200")
+    rs, rsi, tr = col(scores, "RSRating"), col(cols, "RSI14"), col(scores, "TechRating")
+    pfh, surge, atrp = col(cols, "PctFromHigh52W"), col(cols, "VolumeSurge"), col(cols, "ATRPct")
+    hist = col(cols, "MACDHist")
     with np.errstate(invalid="ignore"):
         f200, f50 = np.isfinite(sma200), np.isfinite(sma50)
         up = f200 & (c > sma200) & f50 & (sma50 > sma200)
         down = f200 & (c < sma200) & f50 & (sma50 < sma200)
         trend = np.where(up, 0, np.where(down, 1, np.where(~f200, 2, 3)))
-        rs = col(scores, "RSRating")
-        rsi = col(cols, "RSI14")
-        hot, cold = np.isfinite(rsi) & (rsi >= 70), np.isfinite(rsi) & (rsi <= 30)
-        pfh = col(cols, "PctFromHigh52W")
-        surge = col(cols, "VolumeSurge")
-        atrp = col(cols, "ATRPct")
-        hist = col(cols, "MACDHist")
-        near = np.isfinite(pfh) & (pfh > -3)
-        loud = np.isfinite(surge) & (surge >= 1.5)
-        wild = np.isfinite(atrp) & (atrp >= 6)
         macd = np.where(np.isfinite(hist), np.where(hist > 0, 1, 2), 0)
-    text = np.asarray(sig, dtype=object)[rows].astype(_STR)
-    text = text + ": " + np.array(_TREND_TEXT, dtype=_STR)[trend]
-    text = text + _formatted(rs, ".0f", ", RS ", "", np.isfinite(rs))
-    text = text + _formatted(rsi, ".0f", ", RSI ", " overbought", hot)
-    text = text + _formatted(rsi, ".0f", ", RSI ", " oversold", cold)
-    text = text + np.where(near, ", near 52-week high", "").astype(_STR)
-    text = text + _formatted(surge, ".1f", ", volume ", "x average", loud)
-    text = text + _formatted(atrp, ".1f", ", volatile (ATR ", "%)", wild)
-    text = text + np.array(["", ", MACD rising", ", MACD falling"], dtype=_STR)[macd]
-    tr = col(scores, "TechRating")
-    text = text + _formatted(tr, ".0f", "; TechRating ", ".", np.ones(n, dtype=bool))
-    return text.astype(object)
+        parts = [
+            np.asarray(sig, dtype=object)[rows],
+            _TREND_TEXT[trend],
+            _formatted(rs, ".0f", ", RS ", "", np.isfinite(rs)),
+            _formatted(rsi, ".0f", ", RSI ", " overbought", np.isfinite(rsi) & (rsi >= 70)),
+            _formatted(rsi, ".0f", ", RSI ", " oversold", np.isfinite(rsi) & (rsi <= 30)),
+            np.where(np.isfinite(pfh) & (pfh > -3), ", near 52-week high", ""),
+            _formatted(surge, ".1f", ", volume ", "x average",
+                       np.isfinite(surge) & (surge >= 1.5)),
+            _formatted(atrp, ".1f", ", volatile (ATR ", "%)", np.isfinite(atrp) & (atrp >= 6)),
+            _MACD_TEXT[macd],
+            _formatted(tr, ".0f", "; TechRating ", ".", np.ones(n, dtype=bool)),
+        ]
+    out = np.empty(n, dtype=object)
+    out[:] = ["".join(t) for t in zip(*(p.tolist() for p in parts), strict=True)]
+    return out
