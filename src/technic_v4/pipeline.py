@@ -276,14 +276,13 @@ def evaluate(config: ScanConfig, ref: pd.DataFrame, panel: Panel, as_of: dt.date
 
     # 6. indicators ---------------------------------------------------------------------
     t = time.perf_counter()
-    sub = panel.rows(rows)
     done = [0]
 
     def on_chunk(k: int) -> None:
         done[0] += k
         tick("indicators", done[0], len(rows))
 
-    cols = compute(sub, backend, on_chunk=on_chunk)
+    cols = compute(panel, backend, on_chunk=on_chunk, rows=rows)
     execution = backend.describe()
     if backend.fallback_reason:
         notes.append(backend.fallback_reason)

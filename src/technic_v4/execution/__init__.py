@@ -1,7 +1,7 @@
 """Execution backends for the indicator stage: local threads, or Ray.
 
-Both run the same pure function (``indicators.compute.kernel_columns``) over coarse row chunks of
-the panel and return identical results; the choice only changes where the chunks run.
+Both run the same pure function (``indicators.compute.chunk_columns``) over coarse row chunks of
+the scanned rows and return identical results; the choice only changes where the chunks run.
 
     get_backend(settings)  -> LocalBackend (threads, ``max_workers``)
                             | RayBackend   (``use_ray``; falls back to local, once, with a reason)
@@ -33,8 +33,10 @@ class Backend(Protocol):
     fallback_reason: str | None
 
     def run_chunks(self, fn: ChunkFn, arrays: Sequence[np.ndarray],
-                   on_chunk: Callable[[int], None] | None = None) -> list[Columns]:
-        """``fn(*[a[lo:hi] for a in arrays])`` for row chunks covering every row, in order."""
+                   on_chunk: Callable[[int], None] | None = None,
+                   shared: Sequence[np.ndarray] = ()) -> list[Columns]:
+        """``fn(*[a[lo:hi] for a in arrays], *shared)`` for row chunks covering every row, in
+        order; ``shared`` arrays are passed whole to every chunk (never copied per chunk)."""
         ...
 
     def describe(self) -> dict[str, Any]:
@@ -65,7 +67,8 @@ class LocalBackend:
         self.threads_used = 0
 
     def run_chunks(self, fn: ChunkFn, arrays: Sequence[np.ndarray],
-                   on_chunk: Callable[[int], None] | None = None) -> list[Columns]:
+                   on_chunk: Callable[[int], None] | None = None,
+                   shared: Sequence[np.ndarray] = ()) -> list[Columns]:
         n = len(arrays[0])
         parts = spans(n, min(self.workers, max(1, n // self.MIN_ROWS_PER_CHUNK)))
         results: list[Columns | None] = [None] * len(parts)
@@ -76,7 +79,7 @@ class LocalBackend:
         def run(i: int) -> None:
             lo, hi = parts[i]
             try:
-                results[i] = fn(*(np.ascontiguousarray(a[lo:hi]) for a in arrays))
+                results[i] = fn(*(np.ascontiguousarray(a[lo:hi]) for a in arrays), *shared)
                 names.add(threading.current_thread().name)
             except Exception as e:  # noqa: BLE001 - re-raised in the calling thread below
                 errors.append(e)
