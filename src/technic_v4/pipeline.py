@@ -212,7 +212,7 @@ def evaluate(config: ScanConfig, ref: pd.DataFrame, panel: Panel, as_of: dt.date
     stages.append(st)
     st = Stage("smart_filter", st.n_out, 0)
     reasons = [("type " + ty, (ref["Type"] == ty).to_numpy())
-               for ty in sorted(set(ref["Type"].dropna()) - set(config.types))]
+               for ty in sorted(set(ref["Type"].dropna().unique()) - set(config.types))]
     reasons.append(("type unknown", ref["Type"].isna().to_numpy()))
     if config.sectors is not None:
         reasons.append(("sector not selected", ~ref["Sector"].isin(config.sectors).to_numpy()))

@@ -39,12 +39,14 @@ Columns = dict[str, np.ndarray]
 # whole chunk at once, and never allocate panel-sized temporaries).
 BLOCK_ROWS = 128
 FIELDS = ("open", "high", "low", "close", "volume", "day")
+VOLUME_BARS = 21  # the volume columns' window: the last bar and the 20 before it
 
 
 def block_columns(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray,
                   v: np.ndarray, day: np.ndarray) -> Columns:
     """Every indicator column for one block of rows (pure; each row's values depend on that
-    row's bars only, so any split of the rows gives the same values)."""
+    row's bars only, so any split of the rows gives the same values). ``v`` may hold only the
+    last :data:`VOLUME_BARS` bars."""
     out: Columns = dict(k.scan_last(o, h, lo, c))
     close = np.ascontiguousarray(c[:, -1])
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -95,6 +97,8 @@ def compute(panel: Panel, backend: Backend | None = None,
     backend = backend or LocalBackend(1)
     picked = np.arange(len(panel.symbols)) if rows is None else np.asarray(rows, np.int64)
     fields = tuple(np.asarray(getattr(panel, f)) for f in FIELDS)
+    # Volume columns look at the last 21 bars only (VolumeSurge, DollarVolume20): read no more.
+    fields = (*fields[:4], fields[4][:, -VOLUME_BARS:], fields[5])
     if len(picked) == 0:
         return chunk_columns(picked, *fields)
     parts = backend.run_chunks(chunk_columns, (picked,), on_chunk, shared=fields)
