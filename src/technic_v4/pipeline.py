@@ -342,12 +342,13 @@ def _frame(ref: pd.DataFrame, idx: np.ndarray, sel: np.ndarray, mcap: np.ndarray
            cols: dict[str, np.ndarray], s: dict[str, np.ndarray], sig: np.ndarray,
            p: dict[str, np.ndarray]) -> pd.DataFrame:
     at = idx[sel]
+    inferred = pd.StringDtype(na_value=np.nan)  # what pandas makes of an object array of str
 
     def text(name: str) -> Any:
-        # Reference strings already in pandas' default string dtype are taken as they are
-        # (no round trip through Python objects); others become that dtype as before.
+        # Reference strings already in that dtype are taken as they are (no round trip
+        # through Python objects); others become that dtype as before.
         a = ref[name].array
-        return a.take(at) if a.dtype == _TEXT else a.to_numpy(object)[at]
+        return a.take(at) if a.dtype == inferred else a.to_numpy(object)[at]
 
     data: dict[str, Any] = {"Symbol": text("Symbol"), "Name": text("Name"),
                             "Sector": text("Sector"), "Industry": text("Industry"),
@@ -370,9 +371,6 @@ def _frame(ref: pd.DataFrame, idx: np.ndarray, sel: np.ndarray, mcap: np.ndarray
         else np.full(len(sel), np.datetime64("NaT"), dtype="datetime64[D]")
     data["Bars"] = cols["Bars"][sel].astype(np.int64)
     return pd.DataFrame(data, columns=list(COLUMNS))
-
-
-_TEXT = pd.StringDtype(na_value=np.nan)  # what pandas infers for an object array of str
 
 
 def _stats(config: ScanConfig, as_of: dt.date, stages: list[Stage], data: MarketData,
