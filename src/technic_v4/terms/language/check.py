@@ -47,7 +47,9 @@ FIELDS: dict[str, Kind] = {
 _COLUMN_ALIASES = {"close": "close", "volume": "volume", "marketcap": "market_cap",
                    "sector": "sector", "industry": "industry", "type": "type",
                    "exchange": "exchange", "symbol": "symbol"}
-_NOT_SCREENABLE = {"LastDate"}  # a date: no date literals in the language yet
+# LastDate: a date (no date literals in the language yet). Rank, Rationale, Matched, Failed:
+# made by the output and screen stages from the screen's own result, so never its input.
+_NOT_SCREENABLE = {"LastDate", "Rank", "Rationale", "Matched", "Failed"}
 _COMPARE = ("<", "<=", ">", ">=", "==", "!=")
 _ARITH = ("+", "-", "*", "/")
 _KIND_WORD = {"number": "a number", "bool": "a condition (true/false)", "string": "a string"}
