@@ -32,7 +32,16 @@ class ScreenSpec:
     sort: Screen | None
     sort_column: str | None
     bars: int  # daily sessions the longest term needs (1 without a screen)
-    longest: Term | None  # that term (named when the store holds fewer sessions)
+    parts: tuple[tuple[str, Screen], ...]  # (field, its screen): preset, where, columns, sort_by
+
+    def longest(self) -> tuple[str, Term] | None:
+        """The field and term needing the most sessions (named when the store holds fewer)."""
+        best: tuple[str, Term] | None = None
+        for name, s in self.parts:
+            for t in s.terms:
+                if best is None or t.sessions > best[1].sessions:
+                    best = (name, t)
+        return best
 
     @property
     def active(self) -> bool:
@@ -93,8 +102,13 @@ def spec(where: str | None, preset: str | None, columns: tuple[tuple[str, str], 
             sort_column = hit[0]
         else:
             sort = compile(sort_by, "sort_by", "number")
-    screens = [s for s in (w, sort, *(c for _, c in cols)) if s is not None]
-    terms = [t for s in screens for t in s.terms]
-    longest = max(terms, key=lambda t: t.sessions, default=None)
-    bars = max((s.bars for s in screens), default=1)
-    return ScreenSpec(w, cols, sort, sort_column, bars, longest)
+    parts: list[tuple[str, Screen]] = []
+    if preset is not None:
+        parts.append(("preset", compile(get_preset(preset).expression, "preset", "bool")))
+    if where is not None:
+        parts.append(("where", compile(where, "where", "bool")))
+    parts.extend((f"columns.{n}", c) for n, c in cols)
+    if sort is not None:
+        parts.append(("sort_by", sort))
+    bars = max((s.bars for _, s in parts), default=1)
+    return ScreenSpec(w, cols, sort, sort_column, bars, tuple(parts))

@@ -130,6 +130,10 @@ class Checker:
             return Term("column", canon, kind, canon, latest=True, span=node.span)
         if low in FUNCTIONS:
             raise self.error(f"`{low}` is a function: call it, e.g. `{low}()`", node.span)
+        made_later = {c.lower(): c for c in _NOT_SCREENABLE}
+        if low in made_later:
+            raise self.error(f"`{made_later[low]}` is an output column made after the screen "
+                             "(or a date); it cannot be screened", node.span)
         names = [*FIELDS, *(c for c, _ in cols.values()), *FUNCTIONS]
         raise self.error(f"unknown name `{node.name}`", node.span, _closest(node.name, names))
 
