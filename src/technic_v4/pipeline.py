@@ -449,8 +449,11 @@ def screen(config: ScanConfig, sub: Panel, ref: pd.DataFrame,
         from technic_v4.terms.engine import Evaluator, clause_mask
         from technic_v4.terms.kernels import Bars
 
-        ev = Evaluator(Bars(sub.open, sub.high, sub.low, sub.close, sub.volume, sub.day), ref,
-                       builtin)
+        ev = Evaluator(Bars.of(sub), ref, builtin)
+        # Every root first: a key shared by where, columns and sort is computed once.
+        ev.plan([*(() if spec.where is None else (c.term for c in spec.where.clauses)),
+                 *(c.term for _, c in spec.columns),
+                 *(() if spec.sort is None else (spec.sort.term,))])
         if spec.where is not None:
             texts = [" ".join(c.text.split()) for c in spec.where.clauses]
             held = np.asarray(clause_mask(spec.where, ev), dtype=bool).reshape(n, len(texts))
@@ -581,7 +584,10 @@ def _message(frame: pd.DataFrame, stats: dict[str, Any], reg: sc.Regime, as_of: 
     pre = stages["pre_screen"]
     msg = (f"Scanned {pre['out']:,} of {stages['universe']['in']:,} listings as of {as_of} "
            f"in {stats['seconds']:.2f}s (smart filter kept {stages['smart_filter']['out']:,}, "
-           f"pre-screen kept {pre['out']:,} of {pre['in']:,}); {len(frame):,} rows: {sigs}; "
+           f"pre-screen kept {pre['out']:,} of {pre['in']:,}"
+           + (f", screen kept {scr['out']:,}" if (scr := stages.get("screen")) is not None
+              and scr["in"] != scr["out"] else "")
+           + f"); {len(frame):,} rows: {sigs}; "
            f"regime {reg.label}; hit rate {c['hit_rate']:.1f}%, {c['api_calls_total']} API calls.")
     if len(frame) == 0:
         top = sorted(((v, k) for st in stats["stages"] for k, v in st["dropped"].items()),
