@@ -233,48 +233,53 @@ for _pat, (_look, _pen) in CANDLESTICKS.items():
                   f"TA-Lib CDL{_pat.upper()}: +100 bullish, -100 bearish, 0 none",
                   talib=f"CDL{_pat.upper()}", implicit=("open", "high", "low", "close")))
 
-# --- chart patterns (definitions and kernels arrive with the evaluator; lookbacks provisional) ---
+# --- chart patterns: definitions in terms/kernels/patterns.py and README "Chart patterns"; each
+# lookback is the bars before the latest one its definition reads. -----------------------------
 _CP = "chart patterns"
 _OHLCV = ("open", "high", "low", "close", "volume")
 _add(
     Function("nr7", (), "bool", lambda p: 6, _CP,
-             "today's high-low range is the narrowest of the last 7 sessions", implicit=_OHLCV),
+             "today's high-low range is strictly the narrowest of the last 7 sessions",
+             implicit=_OHLCV),
     Function("inside_bar", (), "bool", lambda p: 1, _CP,
-             "today's high and low lie inside yesterday's", implicit=_OHLCV),
+             "today's high and low lie inside yesterday's, with a smaller range",
+             implicit=_OHLCV),
     Function("gap_up", (Param("pct", "number", 0.0),), "bool", lambda p: 1, _CP,
              "today's low is more than pct percent above yesterday's high", implicit=_OHLCV),
-    Function("pocket_pivot", (_n(10, 1),), "bool", _lb(lambda p: p["n"]), _CP,
-             "an up day whose volume beats every down day's volume of the prior n sessions",
+    Function("pocket_pivot", (_n(10, 1),), "bool", _lb(lambda p: p["n"] + 1), _CP,
+             "an up close on volume above every down close's volume of the prior n sessions",
              implicit=_OHLCV),
     Function("new_high", (_n(252, 1),), "bool", _lb(lambda p: p["n"] - 1), _CP,
              "today's high is the highest of the last n sessions", implicit=_OHLCV),
     Function("consolidation", (_n(20), Param("max_range_pct", "number", 10.0)), "bool",
              _lb(lambda p: p["n"] - 1), _CP,
-             "the last n sessions trade within max_range_pct percent (high to low)",
-             implicit=_OHLCV),
+             "the last n sessions trade within max_range_pct percent (highest high to lowest "
+             "low, of the highest high)", implicit=_OHLCV),
     Function("breakout", (_n(20), Param("volume_mult", "number", 1.5)), "bool",
              _lb(lambda p: max(p["n"], 50)), _CP,
-             "close above the prior n sessions' highest high on volume >= volume_mult × its "
-             "50-session average", implicit=_OHLCV),
-    Function("darvas_breakout", (), "bool", lambda p: 251, _CP,
-             "close above the top of a Darvas box formed near the 52-week high",
-             implicit=_OHLCV),
+             "close above the prior n sessions' highest high on volume >= volume_mult × the "
+             "prior 50 sessions' average", implicit=_OHLCV),
+    Function("darvas_breakout", (), "bool", lambda p: 252, _CP,
+             "close above a Darvas box: top at the prior 52-week high (unbroken for 4+ "
+             "sessions), bottom held for 3+ sessions", implicit=_OHLCV),
     Function("flat_base", (_n(5, 1, "weeks"), Param("max_depth_pct", "number", 15.0)), "bool",
-             _lb(lambda p: 5 * p["weeks"] + 4), _CP,
-             "a base of at least `weeks` weeks no deeper than max_depth_pct percent",
+             _lb(lambda p: 10 * p["weeks"] - 1), _CP,
+             "the last `weeks` weeks no deeper than max_depth_pct percent, after a 20 % advance",
              implicit=_OHLCV),
-    Function("vcp", (_n(3, 2, "contractions"), Param("max_depth_pct", "number", 35.0)), "bool",
-             lambda p: 199, _CP,
-             "volatility contraction pattern: successively shallower pullbacks in an uptrend "
-             "(close above SMA200)", implicit=_OHLCV),
+    Function("vcp", (_n(3, 2, "contractions"), Param("max_depth_pct", "number", 35.0),
+                     _n(10, 2)), "bool",
+             _lb(lambda p: max(199, p["contractions"] * p["n"] - 1)), _CP,
+             "volatility contraction pattern: `contractions` stretches of n sessions, each "
+             "shallower than the one before, volume drying up, close above SMA200",
+             implicit=_OHLCV),
     Function("cup_with_handle", (_n(65, 7, "max_weeks"), Param("max_depth_pct", "number", 33.0),
                                  Param("handle_depth_pct", "number", 12.0)), "bool",
-             _lb(lambda p: 5 * p["max_weeks"] + 4), _CP,
-             "O'Neil's cup (7 to max_weeks weeks, at most max_depth_pct deep) and a shallow "
-             "handle", implicit=_OHLCV),
+             _lb(lambda p: 5 * p["max_weeks"] + 25), _CP,
+             "O'Neil's cup (7 to max_weeks weeks, at most max_depth_pct deep) and a handle of "
+             "1 to 5 weeks in its upper half, at most handle_depth_pct deep", implicit=_OHLCV),
     Function("high_tight_flag", (Param("gain_pct", "number", 100.0),
                                  Param("flag_depth_pct", "number", 25.0)), "bool",
-             lambda p: 64, _CP,
+             lambda p: 65, _CP,
              "a gain of gain_pct percent in at most 8 weeks, then a flag of 3-5 weeks no deeper "
              "than flag_depth_pct", implicit=_OHLCV),
 )
@@ -282,8 +287,8 @@ _add(
 FUNCTIONS: dict[str, Function] = {f.name: f for f in _FUNCTIONS}
 CHART_PATTERNS = tuple(f.name for f in _FUNCTIONS if f.group == _CP)
 
-TALIB_HINT = ("TA-Lib long-tail functions need the ta-lib package: install it in this checkout "
-              "with pip install -e '.[talib]'")
+TALIB_HINT = ("TA-Lib functions and candlesticks need the ta-lib package (a dependency of "
+              "technic): reinstall technic, e.g. pip install -e .")
 
 
 def _talib_abstract() -> Any:
