@@ -245,8 +245,11 @@ def evaluate(config: ScanConfig, ref: pd.DataFrame, panel: Panel, as_of: dt.date
     stages.append(st)
     st, p = plans_stage(config, cols, sig)
     stages.append(st)
-    st, scr = screen(config, long_panel.rows(rows), ref.iloc[idx].reset_index(drop=True),
-                     builtin_columns(ref, idx, mcap, cols, s, sig, p))
+    if config.screen().active:
+        st, scr = screen(config, long_panel.rows(rows), ref.iloc[idx].reset_index(drop=True),
+                         builtin_columns(ref, idx, mcap, cols, s, sig, p))
+    else:  # no screen: nothing to copy or evaluate
+        st, scr = no_screen(len(idx))
     stages.append(st)
     st, frame = output(config, ref, idx, mcap, cols, s, sig, p, scr)
     stages.append(st)
@@ -480,6 +483,12 @@ def screen(config: ScanConfig, sub: Panel, ref: pd.DataFrame,
     st.n_out = int(keep.sum())
     st.seconds = time.perf_counter() - t
     return st, Screened(keep, matched, failed, user, sort_key)
+
+
+def no_screen(n: int) -> tuple[Stage, Screened]:
+    """Stage 9 for a scan without where, columns or sort_by: every row passes, Matched empty."""
+    return Stage("screen", n, n), Screened(np.ones(n, dtype=bool), np.full(n, "", dtype=object),
+                                           None, {}, None)
 
 
 _DTYPE = {"number": np.float64, "bool": np.bool_, "string": object}

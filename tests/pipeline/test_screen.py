@@ -214,3 +214,17 @@ def test_universe_and_smart_filter_stages_alone() -> None:
     st, alive = pipeline.smart_filter(ScanConfig(sectors=["Financials"]), ref, alive, notes)
     assert alive.tolist() == [False, False, False]
     assert st.dropped == {"sector not selected": 2}
+
+
+def test_history_scans_apply_the_screen_at_each_date(small_market: MarketData) -> None:
+    from technic_v4.history import scan_history
+
+    cfg = ScanConfig(where="close > sma(close, 350)", columns={"Hi": "highest(high, 5)"},
+                     top_n=20)
+    dates = [dt.date(2026, 10, 1), dt.date(2026, 11, 20)]
+    hist = scan_history(cfg, dates, data=small_market)
+    for day in dates:
+        one = scan(cfg.model_copy(update={"as_of_date": day}), small_market).frame
+        got = hist[hist["AsOf"] == pd.Timestamp(day)].drop(columns="AsOf")
+        assert len(one) > 0
+        pd.testing.assert_frame_equal(got.reset_index(drop=True), one, check_dtype=False)
