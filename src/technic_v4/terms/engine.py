@@ -36,14 +36,16 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 
 from technic_v4.errors import ConfigError
 from technic_v4.terms.catalog import FUNCTIONS
-from technic_v4.terms.kernels import IMPLS, Bars, Impl
+from technic_v4.terms.kernels import IMPLS, Bars
+from technic_v4.terms.kernels.indicators import ta_impl
+from technic_v4.terms.kernels.timeframes import Timeframe, resample
 from technic_v4.terms.kernels.windows import LOCAL, shift
 from technic_v4.terms.language.keys import DAILY, Term
 from technic_v4.terms.language.screen import Screen
@@ -70,14 +72,6 @@ _ARITH = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide}
 _ELEMENTWISE = frozenset({"neg", "not", "in", *_COMPARE, *_ARITH, "and", "or"})
 
 
-def _ta_impl(name: str, output: str | None) -> Impl:
-    try:
-        from technic_v4.terms.kernels.indicators import ta_impl
-    except ImportError as e:  # TODO(lead): remove at merge (the module exists then)
-        raise ConfigError("where", f"`ta.{name}` is not available yet") from e
-    return ta_impl(name, output)
-
-
 class Evaluator:
     """Evaluates terms over one panel; every distinct key is computed once.
 
@@ -96,6 +90,7 @@ class Evaluator:
         self.ref = ref
         self.columns = columns or {}
         self.timeframe = timeframe
+        self._real = bars.day >= 0
         self.computed: Counter[str] = Counter()
         self._cache: dict[str, np.ndarray] = {}
         self._static: set[str] = set()  # keys whose value is one column valid for every bar
@@ -193,8 +188,10 @@ class Evaluator:
         with np.errstate(all="ignore"):
             if t.op == "neg":
                 out = np.negative(args[0])
-            elif t.op == "not":
+            elif t.op == "not":  # a padding bar is not a session: nothing holds there
                 out = np.logical_not(args[0])
+                if not static:
+                    out &= self._real[:, self.width - w:]
             elif t.op in ("and", "or"):
                 out = (np.logical_and if t.op == "and" else np.logical_or)(*args)
             elif t.op in _ARITH:
@@ -263,8 +260,6 @@ class Evaluator:
         n = int(t.param["n"])  # type: ignore[arg-type]
         x = t.args[0]
         v = self._eval(x, min(self.width, w + n))
-        if self._is_static(x):
-            return v, True
         full = self._full(v, min(self.width, w + n), x)
         return np.ascontiguousarray(shift(full, n)[:, full.shape[1] - w:]), False
 
@@ -289,7 +284,7 @@ class Evaluator:
             width = self.width
         args = tuple(self._full(self._eval(a, width), width, a) for a in t.args)
         bars = self.bars if width == self.width else _tail(self.bars, width)
-        impl = _ta_impl(name[3:], t.output) if name.startswith("ta.") else IMPLS.get(name)
+        impl = ta_impl(name[3:], t.output) if name.startswith("ta.") else IMPLS.get(name)
         if impl is None:
             raise ConfigError("where", f"`{name}` has no implementation yet")
         out = np.asarray(impl(bars, args, params))
@@ -299,12 +294,18 @@ class Evaluator:
         return np.ascontiguousarray(out[:, out.shape[1] - valid:]), False
 
     def _full(self, v: Any, width: int, t: Term) -> np.ndarray:
-        """A materialised (N, width) array of a value (static values broadcast)."""
+        """A materialised (N, width) array of a value; a static value is broadcast over the
+        row's real bars (NaN / False on padding, where the row has no session)."""
         if isinstance(v, np.ndarray) and v.shape == (self.n, width):
             return v
         dtype = np.float64 if t.type == "number" else (bool if t.type == "bool" else object)
-        return np.ascontiguousarray(np.broadcast_to(np.asarray(v, dtype=dtype),
-                                                    (self.n, width)))
+        out = np.ascontiguousarray(np.broadcast_to(np.asarray(v, dtype=dtype), (self.n, width)))
+        real = self._real[:, self.width - width:]
+        if t.type == "bool":
+            out &= real
+        elif t.type == "number":
+            out[~real] = np.nan
+        return out
 
     def _col(self, v: Any) -> np.ndarray:
         """A value as an (N, k) array (a literal becomes one column)."""
@@ -337,10 +338,8 @@ class Evaluator:
     def _sub(self, timeframe: str, back: int) -> Evaluator:
         key = (timeframe, back)
         if key not in self._subs:
-            from technic_v4.terms.kernels.timeframes import resample
-
             bars = self.bars if back == 0 else _head(self.bars, self.width - back)
-            self._subs[key] = Evaluator(resample(bars, timeframe), self.ref, None, timeframe)
+            self._subs[key] = Evaluator(resample(bars, cast(Timeframe, timeframe)), self.ref, None, timeframe)
         return self._subs[key]
 
 

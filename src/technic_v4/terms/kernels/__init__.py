@@ -55,12 +55,14 @@ Impl = Callable[[Bars, tuple[np.ndarray, ...], Mapping[str, Any]], np.ndarray]
 
 IMPLS: dict[str, Impl] = {}
 
+from technic_v4.terms.kernels import indicators as _indicators  # noqa: E402
 from technic_v4.terms.kernels import windows as _windows  # noqa: E402
 
 IMPLS.update(_windows.IMPLS)
+IMPLS.update(_indicators.IMPLS)
 
 # TODO(lead): remove at merge -- every module exists then; import them unguarded like windows.
-for _module in ("indicators", "candles", "patterns"):
+for _module in ("candles", "patterns"):
     try:
         _mod = __import__(f"technic_v4.terms.kernels.{_module}", fromlist=["IMPLS"])
     except ImportError:  # TODO(lead): remove at merge
