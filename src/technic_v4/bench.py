@@ -56,6 +56,21 @@ for n in args["sizes"]:
                            "listings": pre["in"], "scanned": pre["out"], "rows": len(df),
                            "api_calls": st["counters"]["api_calls_total"],
                            "hit_rate": st["counters"]["hit_rate"]}
+if args.get("stages"):
+    # The default scan (stock types, default filters), warm: total and each stage's seconds.
+    import statistics
+    run_scan(ScanConfig())
+    times, stages = [], {}
+    for _ in range(args["stages"]):
+        t = time.perf_counter(); df, _ = run_scan(ScanConfig())
+        times.append(time.perf_counter() - t)
+        st = df.attrs["stats"]
+        for s in st["stages"]:
+            stages.setdefault(s["stage"], []).append(s["seconds"])
+        stages.setdefault("panel load", []).append(st["panel_seconds"])
+    out["default"] = {"warm_s": statistics.median(times), "min_s": min(times), "rows": len(df),
+                      "repeats": len(times),
+                      "stages": {k: statistics.median(v) for k, v in stages.items()}}
 if args.get("history"):
     from technic_v4.history import scan_history
     from technic_v4.data import calendar
@@ -226,7 +241,8 @@ def run_bench(quick: bool = False, listings: int = 6200, big: int = 50_000,
         cli = ["-m", "technic_v4.cli", "scan", "--format", "csv", "-o", str(Path(tmp) / "o.csv")]
         res["cold_process_s"], _ = _child(env, cli)
         res["warm_process_s"] = [_child(env, cli)[0] for _ in range(proc_repeats)]
-        args = {"sizes": list(SIZES), "repeats": repeats, "baseline": True, "history": 24}
+        args = {"sizes": list(SIZES), "repeats": repeats, "baseline": True, "history": 24,
+                "stages": 3 * repeats}
         _, res["std"] = _child(env, ["-c", _CHILD, json.dumps(args)])
         if ray:
             env_ray = {**env, "TECHNIC_USE_RAY": "true"}
@@ -269,6 +285,13 @@ def report(res: dict[str, Any]) -> str:
             f"| max_symbols={n:,} | {r['listings']:,} | {r['scanned']:,} | {r['rows']:,} | "
             f"{r['l1_cold_s']:.3f} | {r['warm_s']:.3f} | {r['listings'] / r['warm_s']:,.0f} | "
             f"{r['api_calls']} | {r['hit_rate']:.1f}% |")
+    if "default" in std:
+        d = std["default"]
+        out += ["", f"Default scan (`ScanConfig()`: stock types, default filters; {d['rows']:,} "
+                f"rows), warm, in-process: median {d['warm_s'] * 1e3:.1f} ms (best "
+                f"{d['min_s'] * 1e3:.1f} ms) of {d['repeats']}; each stage's median:", "",
+                "| stage | ms |", "|---|---:|"]
+        out += [f"| {name} | {sec * 1e3:.2f} |" for name, sec in d["stages"].items()]
     out += ["", "| measurement | result |", "|---|---:|",
             f"| cold: empty store, `technic scan` process (builds the store, then scans) | "
             f"{res['cold_process_s']:.2f} s |",

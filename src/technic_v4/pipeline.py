@@ -239,7 +239,7 @@ def evaluate(config: ScanConfig, ref: pd.DataFrame, panel: Panel, as_of: dt.date
     stages.append(st)
     st, idx, rows = pre_screen(config, panel, idx, row_of, mcap, sess_days, notes)
     stages.append(st)
-    st, cols, execution = indicators(panel.rows(rows), backend, stages.tick, notes)
+    st, cols, execution = indicators(panel, rows, backend, stages.tick, notes)
     stages.append(st)
     st, s, sig, reg = scores(config, cols, panel, bench_close, notes)
     stages.append(st)
@@ -276,7 +276,7 @@ def smart_filter(config: ScanConfig, ref: pd.DataFrame, alive: np.ndarray, notes
     t = time.perf_counter()
     st = Stage("smart_filter", int(alive.sum()), 0)
     reasons = [("type " + ty, (ref["Type"] == ty).to_numpy())
-               for ty in sorted(set(ref["Type"].dropna()) - set(config.types))]
+               for ty in sorted(set(ref["Type"].dropna().unique()) - set(config.types))]
     reasons.append(("type unknown", ref["Type"].isna().to_numpy()))
     if config.sectors is not None:
         reasons.append(("sector not selected", ~ref["Sector"].isin(config.sectors).to_numpy()))
@@ -350,18 +350,19 @@ def pre_screen(config: ScanConfig, panel: Panel, idx: np.ndarray, row_of: np.nda
     return st, idx, rows
 
 
-def indicators(sub: Panel, backend: Backend, tick: Callable[[str, int, int], None],
-               notes: list[str]) -> tuple[Stage, dict[str, np.ndarray], dict[str, Any]]:
-    """Stage 6: the built-in indicator columns over the survivors' panel ``sub``."""
+def indicators(panel: Panel, rows: np.ndarray, backend: Backend,
+               tick: Callable[[str, int, int], None], notes: list[str]
+               ) -> tuple[Stage, dict[str, np.ndarray], dict[str, Any]]:
+    """Stage 6: the built-in indicator columns over the survivors' rows of ``panel``."""
     t = time.perf_counter()
-    n = len(sub.symbols)
+    n = len(rows)
     done = [0]
 
     def on_chunk(k: int) -> None:
         done[0] += k
         tick("indicators", done[0], n)
 
-    cols = compute(sub, backend, on_chunk=on_chunk)
+    cols = compute(panel, backend, on_chunk=on_chunk, rows=rows)
     execution = backend.describe()
     if backend.fallback_reason:
         notes.append(backend.fallback_reason)
@@ -542,12 +543,18 @@ def output(config: ScanConfig, ref: pd.DataFrame, idx: np.ndarray, mcap: np.ndar
 def _frame(ref: pd.DataFrame, idx: np.ndarray, sel: np.ndarray, mcap: np.ndarray,
            cols: dict[str, np.ndarray], s: dict[str, np.ndarray], sig: np.ndarray,
            p: dict[str, np.ndarray]) -> pd.DataFrame:
-    r = ref.iloc[idx[sel]]
-    data: dict[str, Any] = {
-        "Symbol": r["Symbol"].to_numpy(object), "Name": r["Name"].to_numpy(object),
-        "Sector": r["Sector"].to_numpy(object), "Industry": r["Industry"].to_numpy(object),
-        "MarketCap": mcap[idx[sel]],
-    }
+    at = idx[sel]
+    inferred = pd.StringDtype(na_value=np.nan)  # what pandas makes of an object array of str
+
+    def text(name: str) -> Any:
+        # Reference strings already in that dtype are taken as they are (no round trip
+        # through Python objects); others become that dtype as before.
+        a = ref[name].array
+        return a.take(at) if a.dtype == inferred else a.to_numpy(object)[at]
+
+    data: dict[str, Any] = {"Symbol": text("Symbol"), "Name": text("Name"),
+                            "Sector": text("Sector"), "Industry": text("Industry"),
+                            "MarketCap": mcap[at]}
     for c in COLUMNS:
         if c in data:
             continue
@@ -559,9 +566,9 @@ def _frame(ref: pd.DataFrame, idx: np.ndarray, sel: np.ndarray, mcap: np.ndarray
             data[c] = p[c][sel]
     data["Signal"] = sig[sel]
     data["Rank"] = np.arange(1, len(sel) + 1, dtype=np.int64)
-    data["Rationale"] = np.array([sc.rationale(cols, s, sig, i) for i in sel], dtype=object)
-    data["Type"] = r["Type"].to_numpy(object)
-    data["Exchange"] = r["Exchange"].to_numpy(object)
+    data["Rationale"] = sc.rationales(cols, s, sig, sel)
+    data["Type"] = text("Type")
+    data["Exchange"] = text("Exchange")
     data["LastDate"] = cols["LastDay"][sel].astype("datetime64[D]") if "LastDay" in cols \
         else np.full(len(sel), np.datetime64("NaT"), dtype="datetime64[D]")
     data["Bars"] = cols["Bars"][sel].astype(np.int64)

@@ -71,3 +71,51 @@ def test_every_indicator_equals_talib(scanned: pd.DataFrame, seed_api: MarketDat
         assert _close(got["RealizedVol20"], float(np.std(lr, ddof=1) * np.sqrt(252) * 100))
         assert _close(got["Return21D"], (c[-1] / c[-22] - 1) * 100)
     assert checked == 15 * len(scanned)
+
+
+def _same_bits(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert a[key].dtype == b[key].dtype and a[key].tobytes() == b[key].tobytes(), key
+
+
+def test_compute_reads_rows_in_place_with_the_values_of_a_copied_panel(
+        full_market: MarketData, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scan computes its rows where they lie in the whole-market panel, block by block
+    and chunk by chunk: every column is bit-identical to computing on a copy of those rows
+    (the issue-8 way) and does not depend on the block size, the workers or the row order."""
+    from technic_v4.execution import LocalBackend
+    from technic_v4.indicators import compute as cm
+
+    panel = full_market.panel(full_market.resolve_as_of(None), 300)
+    rng = np.random.default_rng(3)
+    rows = rng.permutation(len(panel.symbols))[: len(panel.symbols) * 2 // 3]
+    copied = cm.compute(panel.rows(rows), LocalBackend(1))
+    assert len(copied["Close"]) == len(rows) > cm.BLOCK_ROWS * 4
+    # The copy goes through the same per-block code: pin it to one block for the reference.
+    monkeypatch.setattr(cm, "BLOCK_ROWS", len(rows))
+    whole = cm.compute(panel.rows(rows), LocalBackend(1))
+    _same_bits(copied, whole)
+    for block in (1, 7, 128):
+        monkeypatch.setattr(cm, "BLOCK_ROWS", block)
+        for workers in (1, 2, 3):
+            _same_bits(cm.compute(panel, LocalBackend(workers), rows=rows), whole)
+    monkeypatch.undo()
+    everything = cm.compute(panel, LocalBackend(2))
+    _same_bits({k: v[rows] for k, v in everything.items()}, whole)
+    # Independent references: the public kernels over the copied rows' whole series, and
+    # plain numpy over all rows at once.
+    from technic_v4.indicators import kernels as k
+
+    sub = panel.rows(rows)
+    _, minus, adx = k.dmi(sub.high, sub.low, sub.close, 14)
+    upper = k.bbands(sub.close, 20, 2.0, 2.0)[0]
+    want = {"SMA200": k.sma(sub.close, 200), "RSI14": k.rsi(sub.close, 14),
+            "MACDHist": k.macd(sub.close, 12, 26, 9)[2], "ADX14": adx, "MinusDI14": minus,
+            "BBUpper": upper, "ATR14": k.atr(sub.high, sub.low, sub.close, 14)}
+    _same_bits({key: whole[key] for key in want}, {key: v[:, -1] for key, v in want.items()})
+    _same_bits({"DollarVolume20": whole["DollarVolume20"], "High52W": whole["High52W"]},
+               {"DollarVolume20": (sub.close[:, -20:] * sub.volume[:, -20:]).mean(axis=1),
+                "High52W": np.fmax.reduce(sub.high[:, -252:], axis=1)})
+    empty = cm.compute(panel, LocalBackend(2), rows=np.array([], dtype=np.int64))
+    assert empty.keys() == whole.keys() and all(len(v) == 0 for v in empty.values())

@@ -100,7 +100,7 @@ def test_rationale_names_the_reasons() -> None:
     cols["ATR14"] = np.array([1.0])
     s = sc.score(cols, sc.Regime("BULL", "NORMAL", 1, 1, 1, 1, 1))
     sig = sc.signal(cols, s, False)
-    text = sc.rationale(cols, s, sig, 0)
+    text = sc.rationales(cols, s, sig, np.array([0]))[0]
     assert text.startswith(sig[0] + ":")
     for part in ("uptrend", "RSI 75 overbought", "volume 2.5x", "near 52-week high"):
         assert part in text

@@ -1,7 +1,7 @@
 """Execution backends for the indicator stage: local threads, or Ray.
 
-Both run the same pure function (``indicators.compute.kernel_columns``) over coarse row chunks of
-the panel and return identical results; the choice only changes where the chunks run.
+Both run the same pure function (``indicators.compute.chunk_columns``) over coarse row chunks of
+the scanned rows and return identical results; the choice only changes where the chunks run.
 
     get_backend(settings)  -> LocalBackend (threads, ``max_workers``)
                             | RayBackend   (``use_ray``; falls back to local, once, with a reason)
@@ -33,8 +33,10 @@ class Backend(Protocol):
     fallback_reason: str | None
 
     def run_chunks(self, fn: ChunkFn, arrays: Sequence[np.ndarray],
-                   on_chunk: Callable[[int], None] | None = None) -> list[Columns]:
-        """``fn(*[a[lo:hi] for a in arrays])`` for row chunks covering every row, in order."""
+                   on_chunk: Callable[[int], None] | None = None,
+                   shared: Sequence[np.ndarray] = ()) -> list[Columns]:
+        """``fn(*[a[lo:hi] for a in arrays], *shared)`` for row chunks covering every row, in
+        order; ``shared`` arrays are passed whole to every chunk (never copied per chunk)."""
         ...
 
     def describe(self) -> dict[str, Any]:
@@ -48,14 +50,18 @@ def spans(n: int, chunks: int) -> list[tuple[int, int]]:
 
 
 class LocalBackend:
-    """One thread per chunk, ``workers`` chunks (the kernels release the GIL).
+    """``workers`` threads share the chunks (the kernels release the GIL).
 
-    ``threads_used`` records the distinct threads that really ran chunks in the last call, so
-    the ``max_workers`` setting is observable rather than assumed.
+    There are a few chunks per thread: thread ``i`` runs chunk ``i`` first, then each thread
+    takes the next chunk nobody has taken, so a thread that gets less CPU (a busy machine)
+    leaves its share to the others instead of making everyone wait for it. ``threads_used``
+    records the distinct threads that really ran chunks in the last call, so the
+    ``max_workers`` setting is observable rather than assumed.
     """
 
     name = "local"
     MIN_ROWS_PER_CHUNK = 128
+    CHUNKS_PER_WORKER = 4
 
     def __init__(self, workers: int, fallback_reason: str | None = None) -> None:
         if workers < 1:
@@ -65,35 +71,51 @@ class LocalBackend:
         self.threads_used = 0
 
     def run_chunks(self, fn: ChunkFn, arrays: Sequence[np.ndarray],
-                   on_chunk: Callable[[int], None] | None = None) -> list[Columns]:
+                   on_chunk: Callable[[int], None] | None = None,
+                   shared: Sequence[np.ndarray] = ()) -> list[Columns]:
         n = len(arrays[0])
-        parts = spans(n, min(self.workers, max(1, n // self.MIN_ROWS_PER_CHUNK)))
+        chunks = 1 if self.workers == 1 else self.workers * self.CHUNKS_PER_WORKER
+        parts = spans(n, min(chunks, max(1, n // self.MIN_ROWS_PER_CHUNK)))
+        n_threads = min(self.workers, len(parts))
         results: list[Columns | None] = [None] * len(parts)
         errors: list[Exception] = []
         names: set[str] = set()  # thread idents get reused once a thread ends; names do not
-        done: queue.Queue[int] = queue.Queue()
+        done: queue.Queue[int | None] = queue.Queue()  # rows of a finished chunk; None: exit
+        free = itertools.count(n_threads)  # the next chunk nobody has taken
+        take = threading.Lock()
+        stop = threading.Event()  # the caller gave up (cancelled): take no more chunks
 
         def run(i: int) -> None:
-            lo, hi = parts[i]
             try:
-                results[i] = fn(*(np.ascontiguousarray(a[lo:hi]) for a in arrays))
-                names.add(threading.current_thread().name)
-            except Exception as e:  # noqa: BLE001 - re-raised in the calling thread below
-                errors.append(e)
+                while i < len(parts) and not errors and not stop.is_set():
+                    lo, hi = parts[i]
+                    try:
+                        results[i] = fn(*(np.ascontiguousarray(a[lo:hi]) for a in arrays),
+                                        *shared)
+                        names.add(threading.current_thread().name)
+                    except Exception as e:  # noqa: BLE001 - re-raised in the calling thread
+                        errors.append(e)
+                    done.put(hi - lo)
+                    with take:
+                        i = next(free)
             finally:
-                done.put(hi - lo)
+                done.put(None)
 
         threads = [threading.Thread(target=run, args=(i,), name=f"technic-ind-{i}")
-                   for i in range(len(parts))]
+                   for i in range(n_threads)]
         for t in threads:
             t.start()
         try:
             # Progress (and the cancel check behind it) runs in the calling thread only.
-            for _ in parts:
+            running = n_threads
+            while running:
                 rows = done.get()
-                if on_chunk is not None and not errors:
+                if rows is None:
+                    running -= 1
+                elif on_chunk is not None and not errors:
                     on_chunk(rows)
         finally:
+            stop.set()
             for t in threads:
                 t.join()
         if errors:

@@ -20,8 +20,9 @@ _init_lock = threading.Lock()
 
 
 @ray.remote
-def _run_chunk(fn: ChunkFn, lo: int, hi: int, *arrays: np.ndarray) -> Columns:
-    return fn(*(np.ascontiguousarray(a[lo:hi]) for a in arrays))
+def _run_chunk(fn: ChunkFn, lo: int, hi: int, n_sliced: int, *arrays: np.ndarray) -> Columns:
+    return fn(*(np.ascontiguousarray(a[lo:hi]) for a in arrays[:n_sliced]),
+              *arrays[n_sliced:])
 
 
 class RayBackend:
@@ -48,11 +49,12 @@ class RayBackend:
         return cls(cpus, settings.ray_address)
 
     def run_chunks(self, fn: ChunkFn, arrays: Sequence[np.ndarray],
-                   on_chunk: Callable[[int], None] | None = None) -> list[Columns]:
+                   on_chunk: Callable[[int], None] | None = None,
+                   shared: Sequence[np.ndarray] = ()) -> list[Columns]:
         n = len(arrays[0])
-        refs = [ray.put(a) for a in arrays]  # once per panel, shared by every task
+        refs = [ray.put(a) for a in (*arrays, *shared)]  # once per panel, shared by every task
         parts = spans(n, max(1, min(2 * self.workers, n // self.MIN_ROWS_PER_TASK)))
-        futures = [_run_chunk.remote(fn, lo, hi, *refs) for lo, hi in parts]
+        futures = [_run_chunk.remote(fn, lo, hi, len(arrays), *refs) for lo, hi in parts]
         self.tasks_last = len(futures)
         out = ray.get(futures)
         if on_chunk is not None:

@@ -1,7 +1,8 @@
 """Panel -> the scan's indicator columns (values at each row's last bar).
 
-Every indicator runs once over the whole panel with the array kernels in ``kernels``; rows are
-split into chunks that run on a thread pool (the kernels release the GIL). Each indicator declares
+Every indicator runs over the scanned rows of the panel with the array kernels in ``kernels``;
+rows are split into chunks that run on a thread pool (the kernels release the GIL), and each
+chunk reads its rows from the panel in blocks small enough to stay in cache. Each indicator declares
 the history it needs (``LOOKBACK``), so a scan asks the store for enough bars.
 
 Units: every ``*Pct``, ``Return*``, ``BBWidth``, ``RealizedVol20`` and ``VolumeSurge``-free ratio
@@ -33,56 +34,78 @@ SWING = 10  # bars of the swing low/high used by trade plans
 Columns = dict[str, np.ndarray]
 
 
-def _last(a: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(a[:, -1])
+# Rows per block: a block's bars and the kernels' scratch arrays (~2 MB) stay in cache and are
+# reused block after block, where a whole chunk at once allocates (and page-faults) panel-sized
+# temporaries. Measured on the 6,000-listing market, one thread: 128-512 rows run the kernels
+# ~30 % faster than the whole 3,863 rows at once; 32 rows lose it again to per-call overhead.
+BLOCK_ROWS = 128
+FIELDS = ("open", "high", "low", "close", "volume", "day")
+VOLUME_BARS = 21  # the volume columns' window: the last bar and the 20 before it
 
 
-def kernel_columns(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray,
-                      v: np.ndarray) -> Columns:
-    """All kernel-based columns for one chunk of rows (pure; runs on any backend)."""
+def block_columns(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray,
+                  v: np.ndarray, day: np.ndarray) -> Columns:
+    """Every indicator column for one block of rows (pure; each row's values depend on that
+    row's bars only, so any split of the rows gives the same values). ``v`` may hold only the
+    last :data:`VOLUME_BARS` bars."""
     out: Columns = dict(k.scan_last(o, h, lo, c))
+    close = np.ascontiguousarray(c[:, -1])
     with np.errstate(divide="ignore", invalid="ignore"):
         logret = np.log(c[:, -21:][:, 1:] / c[:, -21:][:, :-1])
         # NaN unless all 20 returns exist (fewer than 21 bars).
         out["RealizedVol20"] = (np.std(logret, axis=1, ddof=1) * np.sqrt(252.0) * 100.0
                                 if logret.shape[1] == 20 else np.full(len(c), np.nan))
-    return out
-
-
-def compute(panel: Panel, backend: Backend | None = None,
-            on_chunk: Callable[[int], None] | None = None) -> Columns:
-    """Indicator columns for every row of ``panel`` (see module docstring for units)."""
-    backend = backend or LocalBackend(1)
-    c = panel.close
-    out: Columns = {}
-    if len(panel.symbols):
-        arrays = tuple(getattr(panel, f) for f in ("open", "high", "low", "close", "volume"))
-        parts = backend.run_chunks(kernel_columns, arrays, on_chunk)
-        for key in parts[0]:
-            out[key] = np.concatenate([p[key] for p in parts])
-    else:
-        out = kernel_columns(*(np.empty((0, 1)),) * 5)
-
-    close = _last(c)
-    out["Close"] = close
-    out["Volume"] = _last(panel.volume)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out["DollarVolume20"] = dollar_volume20(c, panel.volume)
+        out["Close"] = close
+        out["Volume"] = np.ascontiguousarray(v[:, -1])
+        out["DollarVolume20"] = dollar_volume20(c, v)
         for hzn in RETURN_HORIZONS:
             out[f"Return{hzn}D"] = _ret(c, hzn) * 100.0
         out["ATRPct"] = out["ATR14"] / close * 100.0
         out["BBWidth"] = (out["BBUpper"] - out["BBLower"]) / out["BBMiddle"] * 100.0
-        out["High52W"] = _nanreduce(np.fmax, panel.high[:, -WEEKS52:])
-        out["Low52W"] = _nanreduce(np.fmin, panel.low[:, -WEEKS52:])
+        out["High52W"] = _nanreduce(np.fmax, h[:, -WEEKS52:])
+        out["Low52W"] = _nanreduce(np.fmin, lo[:, -WEEKS52:])
         out["PctFromHigh52W"] = (close / out["High52W"] - 1.0) * 100.0
-        prev_vol = panel.volume[:, -21:-1]
-        out["VolumeSurge"] = panel.volume[:, -1] / prev_vol.mean(axis=1)
-        out["SwingLow"] = _nanreduce(np.fmin, panel.low[:, -SWING:])
-        out["SwingHigh"] = _nanreduce(np.fmax, panel.high[:, -SWING:])
+        out["VolumeSurge"] = v[:, -1] / v[:, -21:-1].mean(axis=1)
+        out["SwingLow"] = _nanreduce(np.fmin, lo[:, -SWING:])
+        out["SwingHigh"] = _nanreduce(np.fmax, h[:, -SWING:])
         out["RSScore"] = rs_score(c)
-    out["Bars"] = panel.n_bars.astype(np.float64)
-    out["LastDay"] = panel.day[:, -1].astype(np.int64)
+    out["Bars"] = (day >= 0).sum(axis=1).astype(np.float64)
+    out["LastDay"] = day[:, -1].astype(np.int64)
     return out
+
+
+def chunk_columns(rows: np.ndarray, *fields: np.ndarray) -> Columns:
+    """:func:`block_columns` for ``rows`` of the whole panel's ``fields`` (:data:`FIELDS`),
+    gathered block by block: no copy of the chunk is ever made (runs on any backend)."""
+    if len(rows) <= BLOCK_ROWS:
+        return block_columns(*(f[rows] for f in fields))
+    out: Columns = {}
+    for lo in range(0, len(rows), BLOCK_ROWS):
+        r = rows[lo:lo + BLOCK_ROWS]
+        for key, x in block_columns(*(f[r] for f in fields)).items():
+            if key not in out:
+                out[key] = np.empty(len(rows), dtype=x.dtype)
+            out[key][lo:lo + len(r)] = x
+    return out
+
+
+def compute(panel: Panel, backend: Backend | None = None,
+            on_chunk: Callable[[int], None] | None = None,
+            rows: np.ndarray | None = None) -> Columns:
+    """Indicator columns for ``rows`` of ``panel`` (every row by default), in that order (see
+    the module docstring for units). The rows are read where they are: the panel is never
+    copied (a memory-mapped panel is read block by block by the chunks' threads)."""
+    backend = backend or LocalBackend(1)
+    picked = np.arange(len(panel.symbols)) if rows is None else np.asarray(rows, np.int64)
+    fields = tuple(np.asarray(getattr(panel, f)) for f in FIELDS)
+    # Volume columns look at the last 21 bars only (VolumeSurge, DollarVolume20): read no more.
+    fields = (*fields[:4], fields[4][:, -VOLUME_BARS:], fields[5])
+    if len(picked) == 0:
+        return chunk_columns(picked, *fields)
+    parts = backend.run_chunks(chunk_columns, (picked,), on_chunk, shared=fields)
+    if len(parts) == 1:
+        return parts[0]
+    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
 
 def dollar_volume20(close: np.ndarray, volume: np.ndarray) -> np.ndarray:

@@ -140,35 +140,72 @@ def signal(cols: Columns, scores: Columns, allow_shorts: bool) -> np.ndarray:
     return sig
 
 
-def rationale(cols: Columns, scores: Columns, sig: np.ndarray, i: int) -> str:
-    """A short sentence naming the main reasons for row ``i``'s signal."""
-    c = cols["Close"][i]
-    parts: list[str] = []
-    sma50, sma200 = cols["SMA50"][i], cols["SMA200"][i]
-    if np.isfinite(sma200) and c > sma200 and np.isfinite(sma50) and sma50 > sma200:
-        parts.append("uptrend above SMA50/200")
-    elif np.isfinite(sma200) and c < sma200 and np.isfinite(sma50) and sma50 < sma200:
-        parts.append("downtrend below SMA50/200")
-    elif not np.isfinite(sma200):
-        parts.append("under 200 bars of history")
-    else:
-        parts.append("mixed trend")
-    rs = scores["RSRating"][i]
-    if np.isfinite(rs):
-        parts.append(f"RS {rs:.0f}")
-    rsi = cols["RSI14"][i]
-    if np.isfinite(rsi) and (rsi >= 70 or rsi <= 30):
-        parts.append(f"RSI {rsi:.0f} {'overbought' if rsi >= 70 else 'oversold'}")
-    pfh = cols["PctFromHigh52W"][i]
-    if np.isfinite(pfh) and pfh > -3:
-        parts.append("near 52-week high")
-    surge = cols["VolumeSurge"][i]
-    if np.isfinite(surge) and surge >= 1.5:
-        parts.append(f"volume {surge:.1f}x average")
-    atrp = cols["ATRPct"][i]
-    if np.isfinite(atrp) and atrp >= 6:
-        parts.append(f"volatile (ATR {atrp:.1f}%)")
-    hist = cols["MACDHist"][i]
-    if np.isfinite(hist):
-        parts.append("MACD rising" if hist > 0 else "MACD falling")
-    return f"{sig[i]}: " + ", ".join(parts) + f"; TechRating {scores['TechRating'][i]:.0f}."
+_TREND_TEXT = np.array([": uptrend above SMA50/200", ": downtrend below SMA50/200",
+                        ": under 200 bars of history", ": mixed trend"], dtype=object)
+_MACD_TEXT = np.array(["", ", MACD rising", ", MACD falling"], dtype=object)
+
+
+def _formatted(x: np.ndarray, spec: str, prefix: str, suffix: str, mask: np.ndarray
+               ) -> np.ndarray:
+    """``prefix + format(x, spec) + suffix`` where ``mask`` holds, "" elsewhere (object array).
+
+    Each distinct value is formatted once, distinct by its bits (so -0.0 and NaN keep their
+    own spelling). For ``.0f`` the values are first rounded with ``np.rint``: both round the
+    exact binary value half to even and keep the sign, so ``format(rint(x), ".0f")`` is
+    ``format(x, ".0f")`` and a hundred distinct ratings cost a hundred calls, not thousands.
+    """
+    out = np.full(len(x), "", dtype=object)
+    if mask.any():
+        v = x[mask]
+        if spec == ".0f":
+            v = np.rint(v)
+        bits, inv = np.unique(np.ascontiguousarray(v, dtype=np.float64).view(np.int64),
+                              return_inverse=True)
+        text = [prefix + format(u, spec) + suffix for u in bits.view(np.float64).tolist()]
+        out[mask] = np.array(text, dtype=object)[inv]
+    return out
+
+
+def rationales(cols: Columns, scores: Columns, sig: np.ndarray, rows: np.ndarray
+               ) -> np.ndarray:
+    """A short sentence per row of ``rows`` naming the main reasons for its signal (object
+    array of str), e.g. ``"Long: uptrend above SMA50/200, RS 87, MACD rising; TechRating 71."``.
+
+    Parts, in order: the trend (close and SMA50 both above SMA200 / both below / under 200
+    bars / mixed), ``RS n`` when RSRating is known, ``RSI n overbought|oversold`` at >= 70 or
+    <= 30, ``near 52-week high`` within 3 %, ``volume k.kx average`` at >= 1.5x,
+    ``volatile (ATR k.k%)`` at >= 6 %, ``MACD rising|falling`` by the histogram's sign.
+    Built column-wise: each part is one array of ready strings, joined once per row.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    n = len(rows)
+
+    def col(d: Columns, name: str) -> np.ndarray:
+        return np.asarray(d[name], dtype=np.float64)[rows]
+
+    c, sma50, sma200 = col(cols, "Close"), col(cols, "SMA50"), col(cols, "SMA200")
+    rs, rsi, tr = col(scores, "RSRating"), col(cols, "RSI14"), col(scores, "TechRating")
+    pfh, surge, atrp = col(cols, "PctFromHigh52W"), col(cols, "VolumeSurge"), col(cols, "ATRPct")
+    hist = col(cols, "MACDHist")
+    with np.errstate(invalid="ignore"):
+        f200, f50 = np.isfinite(sma200), np.isfinite(sma50)
+        up = f200 & (c > sma200) & f50 & (sma50 > sma200)
+        down = f200 & (c < sma200) & f50 & (sma50 < sma200)
+        trend = np.where(up, 0, np.where(down, 1, np.where(~f200, 2, 3)))
+        macd = np.where(np.isfinite(hist), np.where(hist > 0, 1, 2), 0)
+        parts = [
+            np.asarray(sig, dtype=object)[rows],
+            _TREND_TEXT[trend],
+            _formatted(rs, ".0f", ", RS ", "", np.isfinite(rs)),
+            _formatted(rsi, ".0f", ", RSI ", " overbought", np.isfinite(rsi) & (rsi >= 70)),
+            _formatted(rsi, ".0f", ", RSI ", " oversold", np.isfinite(rsi) & (rsi <= 30)),
+            np.where(np.isfinite(pfh) & (pfh > -3), ", near 52-week high", ""),
+            _formatted(surge, ".1f", ", volume ", "x average",
+                       np.isfinite(surge) & (surge >= 1.5)),
+            _formatted(atrp, ".1f", ", volatile (ATR ", "%)", np.isfinite(atrp) & (atrp >= 6)),
+            _MACD_TEXT[macd],
+            _formatted(tr, ".0f", "; TechRating ", ".", np.ones(n, dtype=bool)),
+        ]
+    out = np.empty(n, dtype=object)
+    out[:] = ["".join(t) for t in zip(*(p.tolist() for p in parts), strict=True)]
+    return out
