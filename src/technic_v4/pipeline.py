@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from technic_v4.config.scan import ScanConfig
+from technic_v4.config.screen import clause_text
 from technic_v4.data.market import MarketData
 from technic_v4.data.panel import Panel
 from technic_v4.errors import ConfigError, ScanCancelled
@@ -459,7 +460,7 @@ def screen(config: ScanConfig, sub: Panel, ref: pd.DataFrame,
                  *(c.term for _, c in spec.columns),
                  *(() if spec.sort is None else (spec.sort.term,))])
         if spec.where is not None:
-            texts = [" ".join(c.text.split()) for c in spec.where.clauses]
+            texts = [clause_text(c.text) for c in spec.where.clauses]
             held = np.asarray(clause_mask(spec.where, ev), dtype=bool).reshape(n, len(texts))
             n_failed = (~held).sum(axis=1)
             keep = n_failed <= config.near_miss

@@ -52,6 +52,14 @@ class ScreenSpec:
         return self.sort is not None or self.sort_column is not None
 
 
+_COMMENT = re.compile(r'("(?:[^"\\]|\\.)*")|#[^\n]*')
+
+
+def clause_text(text: str) -> str:
+    """A clause as Matched/Failed show it: its source without comments, blanks collapsed."""
+    return " ".join(_COMMENT.sub(lambda m: m.group(1) or "", text).split())
+
+
 def check_column_name(name: str, builtin: tuple[str, ...]) -> None:
     if not isinstance(name, str) or not _IDENT.match(name):
         raise ConfigError(f"columns.{name}", "a column name must be an identifier (letters, "
@@ -79,8 +87,9 @@ def where_text(where: str | None, preset: str | None) -> str | None:
 
 def _conjunct(text: str, field: str) -> str:
     s = compile(text, field, "bool")
-    # A trailing comment would swallow the `and` that follows: a newline ends it.
-    return f"({text}\n)" if s.term.op == "or" else f"{text}\n"
+    # A trailing comment would swallow what follows: a newline ends it.
+    end = "\n" if "#" in text else ""
+    return f"({text}{end})" if s.term.op == "or" else f"{text}\n"
 
 
 @lru_cache(maxsize=1024)

@@ -100,6 +100,7 @@ def validate_screen(obj: Any) -> dict[str, Any]:
     expression's canonical key, type and sessions of history, the where's top-level clauses.
     Raises ConfigError (a ScreenError with line, column and caret for an expression)."""
     from technic_v4.config.scan import ScanConfig
+    from technic_v4.config.screen import clause_text
     from technic_v4.terms.language import Screen
 
     if not isinstance(obj, dict):
@@ -117,7 +118,7 @@ def validate_screen(obj: Any) -> dict[str, Any]:
                            "preset": config.preset, "bars": spec.bars}
     if spec.where is not None:
         out["where"] = {**desc(spec.where), "clauses": [
-            {"text": " ".join(c.text.split()), "key": c.key} for c in spec.where.clauses]}
+            {"text": clause_text(c.text), "key": c.key} for c in spec.where.clauses]}
     out["columns"] = {name: desc(s) for name, s in spec.columns}
     if spec.sort is not None:
         out["sort_by"] = desc(spec.sort)
