@@ -88,6 +88,7 @@ def test_scan_422_carries_line_column_caret(serve: Serve, market: MarketData) ->
     e = r.json()
     assert e["field"] == "where" and (e["line"], e["column"]) == (1, 8)
     assert e["caret"] == "sector > 3\n       ^"
+    assert e["detail"] == f"{e['message']}\nsector > 3\n       ^"
     assert e["suggestions"] == []
     # More history than stored: 422 at submit, naming the term.
     n = market.max_bars() + 1

@@ -263,6 +263,7 @@ def config_error(e: ConfigError) -> ApiError:
     """422 naming the field; an expression error adds line, column, caret and suggestions."""
     if isinstance(e, ScreenError):
         extra = {k: v for k, v in e.as_dict().items() if k not in ("field", "message")}
+        extra["detail"] = f"{e}\n{e.caret}"  # the message with the caret block, to print as is
         return ApiError(422, "invalid_expression", str(e), e.field, extra=extra)
     return ApiError(422, "invalid_request", str(e), e.field)
 
