@@ -24,6 +24,16 @@ def _one_line(text: str) -> str:
     return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
+def _error_text(e: Exception) -> str:
+    """One line naming the field; for a screen expression, the source line with carets under
+    the fault after it."""
+    text = _one_line(str(e))
+    caret = getattr(e, "caret", None)
+    if isinstance(caret, str):
+        text += "\n" + "\n".join("  " + line for line in caret.split("\n"))
+    return text
+
+
 class _Technic(click.Group):
     """The ``technic`` group: every command's errors become one line on stderr, exit status 1.
 
@@ -42,7 +52,7 @@ class _Technic(click.Group):
         except TechnicError as e:
             if ctx.params.get("debug"):
                 raise
-            raise click.ClickException(_one_line(str(e))) from e
+            raise click.ClickException(_error_text(e)) from e
         except Exception as e:
             if ctx.params.get("debug"):
                 raise
@@ -97,17 +107,31 @@ def main(verbose: int, debug: bool) -> None:
               help="Rows shown by the table format (0 = all).")
 @click.option("--stats", "show_stats", is_flag=True, help="Print the scan statistics as JSON "
               "on stderr.")
+@click.option("--where", help='Keep rows where this screen holds, e.g. "close > sma(close,50) '
+              'and RSI14 < 30" (README "Screen language").')
+@click.option("--column", "columns", multiple=True, metavar="NAME=EXPR",
+              help="An extra output column (repeatable), e.g. --column 'Gap=open/close[1]-1'.")
+@click.option("--sort", "sort_by", help="Sort by this expression or --column name instead of "
+              "TechRating (descending).")
+@click.option("--preset", help="A preset screen (technic screens list); combined with --where "
+              "by and.")
+@click.option("--near-miss", "near_miss", type=int, default=0, show_default=True,
+              help="Also keep rows failing at most K where clauses (column Failed).")
 def scan(max_symbols: int | None, sectors: tuple[str, ...], industries: tuple[str, ...],
          types: tuple[str, ...], symbols: str | None, top_n: int | None,
          as_of: dt.datetime | None, min_rating: float, only_tradeable: bool, allow_shorts: bool,
          lookback_days: int | None, fmt: str, output: Path | None, rows: int,
-         show_stats: bool) -> None:
+         show_stats: bool, where: str | None, columns: tuple[str, ...], sort_by: str | None,
+         preset: str | None, near_miss: int) -> None:
     """Scan the market and print a ranked table of trade candidates."""
     from technic_v4.scanner_core import ScanConfig, run_scan
 
     kw: dict[str, Any] = {"max_symbols": max_symbols, "top_n": top_n,
                           "min_tech_rating": min_rating, "only_tradeable": only_tradeable,
-                          "allow_shorts": allow_shorts}
+                          "allow_shorts": allow_shorts, "where": where, "sort_by": sort_by,
+                          "preset": preset, "near_miss": near_miss}
+    if columns:
+        kw["columns"] = _columns(columns)
     if sectors:
         kw["sectors"] = sectors
     if industries:
@@ -129,6 +153,17 @@ def scan(max_symbols: int | None, sectors: tuple[str, ...], industries: tuple[st
     click.echo(msg, err=True)
     if show_stats:
         click.echo(json.dumps(df.attrs["stats"], indent=2, default=str), err=True)
+
+
+def _columns(specs: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for spec in specs:
+        name, eq, expr = spec.partition("=")
+        if not eq or not name.strip():
+            raise click.ClickException(f"--column {spec!r}: expected NAME=EXPR, e.g. "
+                                       "--column 'Gap=open/close[1]-1'")
+        out[name.strip()] = expr
+    return out
 
 
 class _Progress:
@@ -201,14 +236,20 @@ def _table(df: Any, rows: int) -> str:
     from rich.console import Console
     from rich.table import Table
 
+    from technic_v4.pipeline import COLUMNS
+
     show = df if rows == 0 else df.head(rows)
     t = Table(show_lines=False, header_style="bold")
-    for c in TABLE_COLUMNS:
-        t.add_column(c, justify="left" if c in ("Symbol", "Name", "Sector", "Signal") else "right",
-                     no_wrap=c != "Name", max_width=24 if c == "Name" else None)
-    for r in show.itertuples(index=False):
-        d = r._asdict()
-        t.add_row(*(_fmt(c, d[c]) for c in TABLE_COLUMNS))
+    # A screen's columns follow the usual ones: the user's, then Failed and Matched if any.
+    extra = [c for c in df.columns if c not in COLUMNS and c != "Failed"]
+    screen = [c for c in ("Failed", "Matched") if c in df.columns and (df[c] != "").any()]
+    cols = [*TABLE_COLUMNS, *extra, *screen]
+    for c in cols:
+        t.add_column(c, justify="left" if c in ("Symbol", "Name", "Sector", "Signal", *screen)
+                     else "right", no_wrap=c not in ("Name", *screen),
+                     max_width=24 if c == "Name" else 40 if c in screen else None)
+    for r in show[cols].itertuples(index=False, name=None):
+        t.add_row(*(_fmt(c, v) for c, v in zip(cols, r, strict=True)))
     console = Console(width=200, file=io.StringIO())
     console.print(t)
     out = console.file.getvalue()  # type: ignore[attr-defined]
@@ -227,6 +268,34 @@ def _fmt(col: str, v: Any) -> str:
     if isinstance(v, float):
         return f"{v:,.2f}"
     return str(v)
+
+
+@main.group()
+def screens() -> None:
+    """Preset screens (plain expression files in technic_v4/terms/presets)."""
+
+
+@screens.command("list")
+def screens_list() -> None:
+    """Every preset: id, name, description and its expression."""
+    from technic_v4.terms.presets import presets
+
+    for p in presets().values():
+        click.echo(f"{p.id}  ({p.name})\n  {p.description}\n"
+                   + "\n".join("    " + line for line in p.expression.splitlines()) + "\n")
+
+
+@screens.command("show")
+@click.argument("name")
+def screens_show(name: str) -> None:
+    """One preset: its header and expression, and the sessions of history it needs."""
+    from technic_v4.terms.language import compile
+    from technic_v4.terms.presets import preset
+
+    p = preset(name)
+    s = compile(p.expression, "preset", "bool")
+    click.echo(f"# id: {p.id}\n# name: {p.name}\n# description: {p.description}\n"
+               f"# source: {p.source}\n# sessions needed: {s.bars}\n{p.expression}")
 
 
 @main.group()

@@ -1,6 +1,7 @@
 """Historical scans: the same scan at many as-of sessions, from one panel load.
 
-The panel is loaded once, as of the last date, with ``lookback_days`` plus the span of the dates
+The panel is loaded once, as of the last date, with ``lookback_days`` (or the bars the screen
+needs, if more) plus the span of the dates
 in bars; each date's view is cut from it (``Panel.at``), which equals loading that date from the
 store. Dates are split into groups; with ``use_ray`` each group is one Ray task (the panel goes
 into the object store once) - the case where a cluster pays off, since dates are independent.
@@ -32,7 +33,7 @@ def _evaluate_dates(config: ScanConfig, ref: pd.DataFrame, panel: Panel,
     for day in days:
         stages = _Stages(None, None)
         notes: list[str] = []
-        view = panel.at(day, config.lookback_days)
+        view = panel.at(day, config.bars_needed)
         bench = None
         if config.lookback_days < REGIME_BARS and len(spy):
             bench = panel.rows(spy).at(day, REGIME_BARS).close[0]
@@ -63,9 +64,11 @@ def scan_history(config: ScanConfig, dates: Sequence[dt.date | str],
         sess = data.sessions(last)
         span = int((sess > np.datetime64(days[0], "D")).sum())
         ref = data.reference()
-        from technic_v4.pipeline import REGIME_BARS
+        from technic_v4.pipeline import REGIME_BARS, check_bars
 
-        panel = data.panel(last, max(config.lookback_days, REGIME_BARS) + span)
+        # A screen needing more sessions than stored before the first date: an error naming it.
+        check_bars(config, min(data.max_bars(), len(data.sessions(days[0]))), days[0])
+        panel = data.panel(last, max(config.bars_needed, REGIME_BARS) + span)
         sess_days = sess.astype(np.int64)
         backend = get_backend(data.settings)
         n_groups = groups or max(1, min(len(days), 2 * backend.workers))

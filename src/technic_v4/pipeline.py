@@ -9,7 +9,13 @@
     6. indicators   2D kernels over the survivors' panel (TA-Lib exact)
     7. scores       regime (SPY), sub-scores, TechRating, RSRating, Signal, Rationale
     8. plans        entry / stop / target / reward-risk / position size
-    9. output       min_tech_rating, only_tradeable, sort by TechRating, Rank, top_n
+    9. screen       the screen language: where / preset (Matched, near_miss and Failed),
+                    the user's columns and sort key, one term Evaluator over the survivors
+   10. output       min_tech_rating, only_tradeable, sort by TechRating (or sort_by), Rank,
+                    top_n
+
+Stages 2-10 are functions (:func:`universe` … :func:`output`) that :func:`evaluate` chains; each
+returns its :class:`Stage` (counts and reasons) and what the next stage needs.
 
 ``scanner_core.run_scan`` is the seed's front door to :func:`scan`.
 """
@@ -26,9 +32,10 @@ import numpy as np
 import pandas as pd
 
 from technic_v4.config.scan import ScanConfig
+from technic_v4.config.screen import clause_text
 from technic_v4.data.market import MarketData
 from technic_v4.data.panel import Panel
-from technic_v4.errors import ScanCancelled
+from technic_v4.errors import ConfigError, ScanCancelled
 from technic_v4.execution import Backend, LocalBackend, get_backend
 from technic_v4.indicators.compute import compute, dollar_volume20
 from technic_v4.plans import SHORT_SIGNALS, plans
@@ -48,9 +55,12 @@ COLUMNS = (
     "Rationale",
     # extras
     "Type", "Exchange", "LastDate", "Bars",
+    # the screen: the where clauses each row met ("" without a where)
+    "Matched",
 )
+# With near_miss > 0 a "Failed" column follows Matched; the scan's user columns come last.
 _STRING_COLUMNS = {"Symbol", "Name", "Sector", "Industry", "Signal", "Rationale", "Type",
-                   "Exchange"}
+                   "Exchange", "Matched", "Failed"}
 
 Progress = Callable[[str, int, int], None]
 
@@ -75,9 +85,16 @@ class ScanResult:
     stats: dict[str, Any]
 
 
-def empty_frame() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=object if c in _STRING_COLUMNS else "float64")
-                         for c in COLUMNS})
+def empty_frame(config: ScanConfig | None = None) -> pd.DataFrame:
+    """No rows, with every column a scan of ``config`` returns (``COLUMNS`` by default)."""
+    frame = pd.DataFrame({c: pd.Series(dtype=object if c in _STRING_COLUMNS else "float64")
+                          for c in COLUMNS})
+    if config is not None:
+        if config.near_miss:
+            frame["Failed"] = pd.Series(dtype=object)
+        for name, col in config.screen().columns:
+            frame[name] = pd.Series(dtype=_DTYPE[col.type])
+    return frame
 
 
 def _drop(stage: Stage, mask: np.ndarray, reasons: list[tuple[str, np.ndarray]]) -> np.ndarray:
@@ -93,7 +110,7 @@ def _drop(stage: Stage, mask: np.ndarray, reasons: list[tuple[str, np.ndarray]])
 
 
 STAGES = ("update", "universe", "smart_filter", "max_symbols", "pre_screen", "indicators",
-          "scores", "plans", "output")
+          "scores", "plans", "screen", "output")
 
 
 class _Stages(list[Stage]):
@@ -152,7 +169,7 @@ def scan(config: ScanConfig, data: MarketData, progress: Progress | None = None,
                          "next update retries them")
         empty = config.max_symbols == 0
         if empty:
-            frame = empty_frame()
+            frame = empty_frame(config)
             msg = (f"Nothing scanned: max_symbols=0 asks for no listings (as of {as_of}); "
                    "use max_symbols=None for the whole market.")
             stats = _stats(config, as_of, stages, data, counters, None, t_start, notes, upd)
@@ -164,9 +181,10 @@ def scan(config: ScanConfig, data: MarketData, progress: Progress | None = None,
                 # No symbol has more bars than the store has sessions: the load is capped.
                 notes.append(f"lookback_days={config.lookback_days} is more than the {bound} "
                              f"stored sessions: loaded {bound}")
-            panel = data.panel(as_of, config.lookback_days)
-            panel_seconds = time.perf_counter() - t
             sess_days = data.sessions(as_of).astype(np.int64)
+            check_bars(config, min(bound, len(sess_days)), as_of)
+            panel = data.panel(as_of, config.bars_needed)
+            panel_seconds = time.perf_counter() - t
             backend = get_backend(data.settings) if max_workers is None else \
                 LocalBackend(max_workers)
             bench_close = None
@@ -188,19 +206,59 @@ def scan(config: ScanConfig, data: MarketData, progress: Progress | None = None,
 
 
 
+def check_bars(config: ScanConfig, stored: int, as_of: dt.date) -> None:
+    """A screen term needing more sessions than the store holds up to ``as_of`` is an error
+    naming the field and the term (``lookback_days`` alone is capped with a note instead)."""
+    spec = config.screen()
+    hit = spec.longest()
+    if spec.bars > stored and hit is not None:
+        field, term = hit
+        raise ConfigError(field, f"`{term.key}` needs {term.sessions} sessions of history; "
+                          f"the store holds {stored} up to {as_of}")
+
+
 def evaluate(config: ScanConfig, ref: pd.DataFrame, panel: Panel, as_of: dt.date,
              sess_days: np.ndarray, backend: Backend, stages: _Stages, notes: list[str],
              bench_close: np.ndarray | None = None
              ) -> tuple[pd.DataFrame, sc.Regime, dict[str, Any]]:
-    """Stages 2-9 on data already loaded: pure computation, no I/O (runs on Ray as is).
+    """Stages 2-10 on data already loaded: pure computation, no I/O (runs on Ray as is).
 
-    ``panel`` holds every listing of ``ref`` (any row order) as of ``as_of``; ``sess_days``
-    are the sessions up to ``as_of`` (days since 1970) for the staleness check;
-    ``bench_close`` is SPY's close history for the regime when the panel is shorter than
-    ``REGIME_BARS``.
+    ``panel`` holds every listing of ``ref`` (any row order) as of ``as_of``, with at least
+    ``config.bars_needed`` bars when the store has them; stages 4-9 see its last
+    ``lookback_days`` bars (the built-in columns never depend on the screen), the screen stage
+    all of them. ``sess_days`` are the sessions up to ``as_of`` (days since 1970) for the
+    staleness check; ``bench_close`` is SPY's close history for the regime when the panel is
+    shorter than ``REGIME_BARS``.
     """
-    tick = stages.tick
-    # 2-3. universe and smart filter -----------------------------------------------------
+    long_panel = panel
+    panel = panel.tail(config.lookback_days)
+    st, alive = universe(ref, as_of)
+    stages.append(st)
+    st, alive = smart_filter(config, ref, alive, notes)
+    stages.append(st)
+    st, idx, row_of, mcap = max_symbols(config, ref, panel, alive)
+    stages.append(st)
+    st, idx, rows = pre_screen(config, panel, idx, row_of, mcap, sess_days, notes)
+    stages.append(st)
+    st, cols, execution = indicators(panel, rows, backend, stages.tick, notes)
+    stages.append(st)
+    st, s, sig, reg = scores(config, cols, panel, bench_close, notes)
+    stages.append(st)
+    st, p = plans_stage(config, cols, sig)
+    stages.append(st)
+    if config.screen().active:
+        st, scr = screen(config, long_panel.rows(rows), ref.iloc[idx].reset_index(drop=True),
+                         builtin_columns(ref, idx, mcap, cols, s, sig, p))
+    else:  # no screen: nothing to copy or evaluate
+        st, scr = no_screen(len(idx))
+    stages.append(st)
+    st, frame = output(config, ref, idx, mcap, cols, s, sig, p, scr)
+    stages.append(st)
+    return frame, reg, execution
+
+
+def universe(ref: pd.DataFrame, as_of: dt.date) -> tuple[Stage, np.ndarray]:
+    """Stage 2: every listing the store knows, as of ``as_of`` (a bool mask over ``ref``)."""
     t = time.perf_counter()
     n_all = len(ref)
     st = Stage("universe", n_all, 0)
@@ -209,8 +267,15 @@ def evaluate(config: ScanConfig, ref: pd.DataFrame, panel: Panel, as_of: dt.date
     alive = _drop(st, np.ones(n_all, dtype=bool),
                   [("listed after as-of", list_date > np.datetime64(as_of, "D"))])
     st.n_out = int(alive.sum())
-    stages.append(st)
-    st = Stage("smart_filter", st.n_out, 0)
+    st.seconds = time.perf_counter() - t
+    return st, alive
+
+
+def smart_filter(config: ScanConfig, ref: pd.DataFrame, alive: np.ndarray, notes: list[str]
+                 ) -> tuple[Stage, np.ndarray]:
+    """Stage 3: listing types, sectors, industries, explicit symbols."""
+    t = time.perf_counter()
+    st = Stage("smart_filter", int(alive.sum()), 0)
     reasons = [("type " + ty, (ref["Type"] == ty).to_numpy())
                for ty in sorted(set(ref["Type"].dropna().unique()) - set(config.types))]
     reasons.append(("type unknown", ref["Type"].isna().to_numpy()))
@@ -227,9 +292,15 @@ def evaluate(config: ScanConfig, ref: pd.DataFrame, panel: Panel, as_of: dt.date
     alive = _drop(st, alive, reasons)
     st.n_out = int(alive.sum())
     st.seconds = time.perf_counter() - t
-    stages.append(st)
+    return st, alive
 
-    # 4. snapshot + max_symbols ---------------------------------------------------------
+
+def max_symbols(config: ScanConfig, ref: pd.DataFrame, panel: Panel, alive: np.ndarray
+                ) -> tuple[Stage, np.ndarray, np.ndarray, np.ndarray]:
+    """Stage 4: order the survivors by market cap at as-of and keep the first N.
+
+    Returns the stage, the survivors (positions in ``ref``, in that order), each listing's
+    panel row (``row_of``, by ``ref`` position) and market cap (by ``ref`` position)."""
     t = time.perf_counter()
     row_of = pd.Index(panel.sids).get_indexer(ref["sid"].to_numpy())
     close_last = panel.close[row_of, -1]
@@ -244,11 +315,16 @@ def evaluate(config: ScanConfig, ref: pd.DataFrame, panel: Panel, as_of: dt.date
         idx = idx[: config.max_symbols]
         st.n_out = len(idx)
     st.seconds = time.perf_counter() - t
-    stages.append(st)
+    return st, idx, row_of, mcap
 
-    # 5. pre-screen -----------------------------------------------------------------------
+
+def pre_screen(config: ScanConfig, panel: Panel, idx: np.ndarray, row_of: np.ndarray,
+               mcap: np.ndarray, sess_days: np.ndarray, notes: list[str]
+               ) -> tuple[Stage, np.ndarray, np.ndarray]:
+    """Stage 5: cheap checks on the latest bars. Returns the survivors and their panel rows."""
     t = time.perf_counter()
     rows = row_of[idx]
+    close_last = panel.close[rows, -1]
     nb = panel.n_bars[rows]
     last_day = panel.day[rows, -1]
     stale = len(sess_days) - 1 - (np.searchsorted(sess_days, last_day, side="right") - 1)
@@ -259,7 +335,7 @@ def evaluate(config: ScanConfig, ref: pd.DataFrame, panel: Panel, as_of: dt.date
         (f"stale: last bar > {config.max_stale_sessions} sessions before as-of",
          stale > config.max_stale_sessions),
         (f"history < {config.min_history} sessions", nb < config.min_history),
-        (f"price < {config.min_price:g}", ~(close_last[idx] >= config.min_price)),
+        (f"price < {config.min_price:g}", ~(close_last >= config.min_price)),
         (f"20-session dollar volume < {config.min_dollar_volume:,.0f}",
          ~(dv20 >= config.min_dollar_volume)),
         # Unknown market cap (no shares outstanding in the reference data) is not screened.
@@ -272,24 +348,34 @@ def evaluate(config: ScanConfig, ref: pd.DataFrame, panel: Panel, as_of: dt.date
     idx, rows = idx[keep], rows[keep]
     st.n_out = len(idx)
     st.seconds = time.perf_counter() - t
-    stages.append(st)
+    return st, idx, rows
 
-    # 6. indicators ---------------------------------------------------------------------
+
+def indicators(panel: Panel, rows: np.ndarray, backend: Backend,
+               tick: Callable[[str, int, int], None], notes: list[str]
+               ) -> tuple[Stage, dict[str, np.ndarray], dict[str, Any]]:
+    """Stage 6: the built-in indicator columns over the survivors' rows of ``panel``."""
     t = time.perf_counter()
+    n = len(rows)
     done = [0]
 
     def on_chunk(k: int) -> None:
         done[0] += k
-        tick("indicators", done[0], len(rows))
+        tick("indicators", done[0], n)
 
     cols = compute(panel, backend, on_chunk=on_chunk, rows=rows)
     execution = backend.describe()
     if backend.fallback_reason:
         notes.append(backend.fallback_reason)
-    stages.append(Stage("indicators", len(idx), len(idx), time.perf_counter() - t))
+    return Stage("indicators", n, n, time.perf_counter() - t), cols, execution
 
-    # 7. scores ---------------------------------------------------------------------------
+
+def scores(config: ScanConfig, cols: dict[str, np.ndarray], panel: Panel,
+           bench_close: np.ndarray | None, notes: list[str]
+           ) -> tuple[Stage, dict[str, np.ndarray], np.ndarray, sc.Regime]:
+    """Stage 7: the regime (from SPY in ``panel`` or ``bench_close``), scores and signals."""
     t = time.perf_counter()
+    n = len(cols["Close"])
     bench = np.flatnonzero(panel.symbols == BENCHMARK)
     if bench_close is None and len(bench):
         bench_close = panel.close[bench[0]]
@@ -303,39 +389,156 @@ def evaluate(config: ScanConfig, ref: pd.DataFrame, panel: Panel, as_of: dt.date
                          "SIDEWAYS")
     s = sc.score(cols, reg)
     sig = sc.signal(cols, s, config.allow_shorts)
-    stages.append(Stage("scores", len(idx), len(idx), time.perf_counter() - t))
+    return Stage("scores", n, n, time.perf_counter() - t), s, sig, reg
 
-    # 8. plans ----------------------------------------------------------------------------
+
+def plans_stage(config: ScanConfig, cols: dict[str, np.ndarray], sig: np.ndarray
+                ) -> tuple[Stage, dict[str, np.ndarray]]:
+    """Stage 8: entry / stop / target / reward-risk / position size."""
     t = time.perf_counter()
     p = plans(cols, sig, account_size=float(config.account_size),
               risk_pct=float(config.risk_pct), target_rr=float(config.target_rr),
               min_stop_atr=float(config.min_stop_atr), max_stop_atr=float(config.max_stop_atr),
               max_adv_pct=float(config.max_adv_pct))
-    stages.append(Stage("plans", len(idx), len(idx), time.perf_counter() - t))
+    n = len(sig)
+    return Stage("plans", n, n, time.perf_counter() - t), p
 
-    # 9. output ---------------------------------------------------------------------------
+
+def builtin_columns(ref: pd.DataFrame, idx: np.ndarray, mcap: np.ndarray,
+                    cols: dict[str, np.ndarray], s: dict[str, np.ndarray], sig: np.ndarray,
+                    p: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The built-in output columns a screen may read, for every survivor (``idx`` order),
+    by their spelling in ``COLUMNS`` (not Rank, Rationale, Matched, Failed: made later)."""
+    r = ref.iloc[idx]
+    out: dict[str, np.ndarray] = {c: r[c].to_numpy(object) for c in
+                                  ("Symbol", "Name", "Sector", "Industry", "Type", "Exchange")}
+    out["MarketCap"] = mcap[idx]
+    for src in (cols, s, p):
+        for c in COLUMNS:
+            if c in src and c not in out:
+                out[c] = src[c]
+    out["Signal"] = sig
+    out["Bars"] = cols["Bars"].astype(np.float64)
+    return out
+
+
+@dataclass
+class Screened:
+    """What the screen stage hands the output stage, by survivor (``idx`` order)."""
+
+    keep: np.ndarray  # bool: the row passed (or failed at most near_miss clauses)
+    matched: np.ndarray  # object: the clauses that held, "; "-joined ("" without a where)
+    failed: np.ndarray | None  # object: the clauses that failed (only with near_miss)
+    columns: dict[str, np.ndarray]  # the user's columns, in their order
+    sort_key: np.ndarray | None  # float64: replaces TechRating as the sort key
+
+
+def screen(config: ScanConfig, sub: Panel, ref: pd.DataFrame,
+           builtin: dict[str, np.ndarray]) -> tuple[Stage, Screened]:
+    """Stage 9: the scan's ``where``/``preset``, ``columns`` and ``sort_by`` over the survivors.
+
+    ``sub`` holds the survivors' rows with every bar the screen needs, ``ref`` their reference
+    rows and ``builtin`` their built-in columns (:func:`builtin_columns`). One Evaluator serves
+    where, columns and sort key, so every distinct term is computed once. A row failing the
+    where counts under its first failing top-level clause (``where: <clause>``)."""
     t = time.perf_counter()
-    st = Stage("output", len(idx), 0)
+    spec = config.screen()
+    n = len(sub.symbols)
+    st = Stage("screen", n, n)
+    keep = np.ones(n, dtype=bool)
+    matched = np.full(n, "", dtype=object)
+    failed: np.ndarray | None = None
+    user: dict[str, np.ndarray] = {}
+    sort_key: np.ndarray | None = None
+    if spec.active and n:
+        from technic_v4.terms.engine import Evaluator, clause_mask
+        from technic_v4.terms.kernels import Bars
+
+        ev = Evaluator(Bars.of(sub), ref, builtin)
+        # Every root first: a key shared by where, columns and sort is computed once.
+        ev.plan([*(() if spec.where is None else (c.term for c in spec.where.clauses)),
+                 *(c.term for _, c in spec.columns),
+                 *(() if spec.sort is None else (spec.sort.term,))])
+        if spec.where is not None:
+            texts = [clause_text(c.text) for c in spec.where.clauses]
+            held = np.asarray(clause_mask(spec.where, ev), dtype=bool).reshape(n, len(texts))
+            n_failed = (~held).sum(axis=1)
+            keep = n_failed <= config.near_miss
+            first = np.argmin(held, axis=1)  # the first failing clause of each failing row
+            for j, text in enumerate(texts):
+                k = int((~keep & (first == j)).sum())
+                if k:
+                    st.dropped[f"where: {text}"] = k
+            matched = _joined(held, texts)
+            if config.near_miss:
+                failed = _joined(~held, texts)
+        for name, col in spec.columns:
+            user[name] = ev.latest(col.term)
+        if spec.sort is not None:
+            sort_key = np.asarray(ev.latest(spec.sort.term), dtype=np.float64)
+        elif spec.sort_column is not None:
+            sort_key = np.asarray(user[spec.sort_column], dtype=np.float64)
+    elif spec.active:  # no survivors: empty columns of the right kind
+        user = {name: np.empty(0, dtype=_DTYPE[col.type]) for name, col in spec.columns}
+        failed = np.empty(0, dtype=object) if config.near_miss else None
+        sort_key = np.empty(0) if spec.sort_by_set else None
+    st.n_out = int(keep.sum())
+    st.seconds = time.perf_counter() - t
+    return st, Screened(keep, matched, failed, user, sort_key)
+
+
+def no_screen(n: int) -> tuple[Stage, Screened]:
+    """Stage 9 for a scan without where, columns or sort_by: every row passes, Matched empty."""
+    return Stage("screen", n, n), Screened(np.ones(n, dtype=bool), np.full(n, "", dtype=object),
+                                           None, {}, None)
+
+
+_DTYPE = {"number": np.float64, "bool": np.bool_, "string": object}
+
+
+def _joined(mask: np.ndarray, texts: list[str]) -> np.ndarray:
+    """Per row, the texts whose column in ``mask`` is true, "; "-joined (one join per distinct
+    pattern, not per row)."""
+    if mask.shape[0] == 0:
+        return np.empty(0, dtype=object)
+    patterns, inverse = np.unique(mask, axis=0, return_inverse=True)
+    words = np.array(["; ".join(t for t, m in zip(texts, pat, strict=True) if m)
+                      for pat in patterns], dtype=object)
+    return words[np.asarray(inverse).reshape(-1)]
+
+
+def output(config: ScanConfig, ref: pd.DataFrame, idx: np.ndarray, mcap: np.ndarray,
+           cols: dict[str, np.ndarray], s: dict[str, np.ndarray], sig: np.ndarray,
+           p: dict[str, np.ndarray], scr: Screened) -> tuple[Stage, pd.DataFrame]:
+    """Stage 10: min_tech_rating, only_tradeable, sort (TechRating or sort_by), Rank, top_n."""
+    t = time.perf_counter()
+    alive = np.flatnonzero(scr.keep)
+    st = Stage("output", len(alive), 0)
     tradeable = np.isin(sig, ("Strong Long", "Long", *(SHORT_SIGNALS if config.allow_shorts
                                                         else ()))) \
         & np.isfinite(p["Entry"]) & (np.nan_to_num(p["PositionSize"]) >= 1)
-    out_keep = _drop(st, np.ones(len(idx), dtype=bool), [
+    out_keep = _drop(st, scr.keep, [
         (f"TechRating < {config.min_tech_rating:g}", s["TechRating"] < config.min_tech_rating),
         ("not tradeable (signal or size)", ~tradeable if config.only_tradeable
          else np.zeros(len(idx), dtype=bool)),
     ])
     sel = np.flatnonzero(out_keep)
     sym = ref["Symbol"].to_numpy(object)[idx]
-    order = np.lexsort((sym[sel].astype(str), -s["TechRating"][sel]))
+    key = s["TechRating"] if scr.sort_key is None else scr.sort_key
+    order = np.lexsort((sym[sel].astype(str), -key[sel]))  # NaN keys last
     sel = sel[order]
     if config.top_n is not None and len(sel) > config.top_n:
         st.dropped[f"beyond top_n={config.top_n}"] = len(sel) - config.top_n
         sel = sel[: config.top_n]
     st.n_out = len(sel)
     frame = _frame(ref, idx, sel, mcap, cols, s, sig, p)
+    frame["Matched"] = scr.matched[sel]
+    if scr.failed is not None:
+        frame["Failed"] = scr.failed[sel]
+    for name, values in scr.columns.items():
+        frame[name] = values[sel]
     st.seconds = time.perf_counter() - t
-    stages.append(st)
-    return frame, reg, execution
+    return st, frame
 
 
 def _frame(ref: pd.DataFrame, idx: np.ndarray, sel: np.ndarray, mcap: np.ndarray,
@@ -398,7 +601,10 @@ def _message(frame: pd.DataFrame, stats: dict[str, Any], reg: sc.Regime, as_of: 
     pre = stages["pre_screen"]
     msg = (f"Scanned {pre['out']:,} of {stages['universe']['in']:,} listings as of {as_of} "
            f"in {stats['seconds']:.2f}s (smart filter kept {stages['smart_filter']['out']:,}, "
-           f"pre-screen kept {pre['out']:,} of {pre['in']:,}); {len(frame):,} rows: {sigs}; "
+           f"pre-screen kept {pre['out']:,} of {pre['in']:,}"
+           + (f", screen kept {scr['out']:,}" if (scr := stages.get("screen")) is not None
+              and scr["in"] != scr["out"] else "")
+           + f"); {len(frame):,} rows: {sigs}; "
            f"regime {reg.label}; hit rate {c['hit_rate']:.1f}%, {c['api_calls_total']} API calls.")
     if len(frame) == 0:
         top = sorted(((v, k) for st in stats["stages"] for k, v in st["dropped"].items()),

@@ -32,7 +32,7 @@ def test_run_scan_returns_frame_and_one_line_message(seed_api: MarketData) -> No
     stats = df.attrs["stats"]
     assert [s["stage"] for s in stats["stages"]] == [
         "update", "universe", "smart_filter", "max_symbols", "pre_screen", "indicators",
-        "scores", "plans", "output"]
+        "scores", "plans", "screen", "output"]
 
 
 def test_every_stage_accounts_for_every_listing(small_market: MarketData) -> None:

@@ -171,3 +171,61 @@ def test_docs_render_under_the_content_security_policy(serve: Serve, market: Mar
     assert page.locator(".swagger-ui .opblock").count() >= 10
     assert page.locator(".swagger-ui button.authorize").count() == 1  # the X-API-Key scheme
     assert not problems, problems
+
+
+def test_page_screen_box_validates_as_you_type_and_presets_run(
+        serve: Serve, market: MarketData, browser: Any) -> None:
+    """Typing a bad expression shows the caret under the character at fault; a preset (with
+    a where) runs and its rows show their Matched clauses."""
+    from playwright.sync_api import expect
+
+    s = serve(market)
+    page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    # The browser logs each 422 answer of the validator; nothing else may be logged.
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+            if m.type in ("error", "warning") and "status of 422" not in m.text else None)
+    page.goto(s.url + "/")
+    page.wait_for_selector('#preset[data-ready="1"]')
+    assert page.locator("#preset option").count() == 13  # (none) and the 12 presets
+
+    page.locator("#where").press_sequentially("close > smaa(50)", delay=5)
+    page.wait_for_selector('#where-check[data-state="error"]')
+    lines = page.inner_text("#where-check").split("\n")
+    assert lines[:2] == ["close > smaa(50)", "        ^^^^"]
+    assert "did you mean `sma`?" in lines[2]
+    assert page.get_attribute("#where", "aria-invalid") == "true"
+    # The carets sit under "smaa" on the screen, not only in the text.
+    x = page.evaluate("""() => {
+        const node = document.getElementById('where-check').firstChild;
+        const at = (i) => { const r = document.createRange(); r.setStart(node, i);
+                            r.setEnd(node, i + 1); return r.getBoundingClientRect().left; };
+        const text = node.textContent, caret = text.indexOf('^');
+        return [at(8), at(caret)];
+    }""")
+    assert abs(x[0] - x[1]) < 1.0, x
+
+    page.fill("#where", "RSI14 < 90")
+    page.wait_for_selector('#where-check[data-state="ok"]')
+    assert "1 clause" in page.inner_text("#where-check")
+    page.select_option("#preset", "minervini_trend_template")
+    expect(page.locator("#where-check")).to_contain_text("11 clauses")
+    assert "close > sma(close, 150) and close > sma(close, 200)" in \
+        page.inner_text("#preset-expr")
+    page.fill("#max-symbols", "200")
+    page.click("#run")
+    page.wait_for_selector('#status[data-state="done"]', timeout=30_000)
+    body = {"max_symbols": 200, "where": "RSI14 < 90", "preset": "minervini_trend_template"}
+    api = s.client.post("/v1/scan", json=body)
+    assert api.json()["served_by"] == "shared"
+    rows = s.client.get(api.json()["links"]["results"]).json()["rows"]
+    assert len(rows) > 0
+    symbols = page.eval_on_selector_all('#table tbody td[data-col="Symbol"]',
+                                        "tds => tds.map(td => td.dataset.value)")
+    assert symbols == [r["Symbol"] for r in rows]
+    matched = page.eval_on_selector_all('#table tbody td[data-col="Matched"]',
+                                        "tds => tds.map(td => td.dataset.value)")
+    assert matched == [r["Matched"] for r in rows]
+    assert all(m.endswith("RSRating >= 70; RSI14 < 90") for m in matched)
+    assert not problems, problems

@@ -6,6 +6,7 @@ import pickle
 
 import pytest
 
+from technic_v4.errors import ConfigError
 from technic_v4.pipeline import COLUMNS
 from technic_v4.terms.language import ScreenError, compile, limits
 
@@ -49,10 +50,16 @@ def test_fields_and_columns_are_case_insensitive() -> None:
 
 def test_every_output_column_is_a_name() -> None:
     for c in COLUMNS:
-        if c == "LastDate":  # a date: no date literals yet
+        if c in ("LastDate", "Rank", "Rationale", "Matched"):  # a date, or made after the screen
             continue
         s = compile(c, want=None)
         assert s.term.op in ("field", "column")
+
+
+@pytest.mark.parametrize("name", ["Rationale", "Matched", "Failed", "LastDate"])
+def test_columns_made_after_the_screen_cannot_be_screened(name: str) -> None:
+    with pytest.raises(ConfigError, match=f"`{name}` is an output column made after the screen"):
+        compile(f"{name} == \"x\"")
 
 
 @pytest.mark.parametrize(("text", "message", "column", "width"), [

@@ -7,13 +7,16 @@ the valid values. Unknown fields are errors (a typo must not silently scan with 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from technic_v4.errors import ConfigError
 from technic_v4.universe import gics
+
+if TYPE_CHECKING:
+    from technic_v4.config.screen import ScreenSpec
 
 Number = pydantic.StrictFloat | pydantic.StrictInt
 
@@ -59,6 +62,19 @@ class ScanConfig(BaseModel):
     max_stop_atr: Number = Field(default=3.0, gt=0, le=20)
     max_adv_pct: Number = Field(default=1.0, gt=0, le=100,
                                 description="Position cap, % of 20-session dollar volume.")
+    # Screen (the screen language; README "Screen language")
+    where: str | None = Field(default=None, description="Keep rows where this condition holds, "
+                              'e.g. "close > sma(close, 50) and RSI14 < 30".')
+    columns: dict[str, str] | None = Field(
+        default=None, description="Extra output columns: name -> expression, appended in "
+        "this order after the built-in columns.")
+    sort_by: str | None = Field(default=None, description="Sort by this expression or user "
+                                "column instead of TechRating (descending; ties by Symbol).")
+    preset: str | None = Field(default=None, description="A preset screen's id (technic "
+                               "screens list); combined with where by and.")
+    near_miss: pydantic.StrictInt = Field(
+        default=0, ge=0, description="Also keep rows failing at most this many top-level "
+        "where clauses (the Failed column names them).")
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -112,6 +128,65 @@ class ScanConfig(BaseModel):
     @classmethod
     def _symbols(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
         return None if v is None else tuple(s.strip().upper() for s in v)
+
+    @field_validator("where", "sort_by", mode="before")
+    @classmethod
+    def _text(cls, v: Any) -> Any:
+        # Canonical: surrounding blanks dropped, an empty expression means none.
+        return (v.strip() or None) if isinstance(v, str) else v
+
+    @field_validator("preset", mode="before")
+    @classmethod
+    def _preset(cls, v: Any) -> Any:
+        if not isinstance(v, str) or not v.strip():
+            return None if isinstance(v, str) else v
+        from technic_v4.terms.presets import preset
+
+        return preset(v).id  # unknown: ConfigError with the closest ids
+
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _columns(cls, v: Any) -> Any:
+        if isinstance(v, list | tuple):  # [[name, expr], ...] as the canonical dump lists them
+            v = {p[0]: p[1] for p in v if isinstance(p, list | tuple) and len(p) == 2}
+        if not isinstance(v, dict):
+            return v
+        from technic_v4.config.screen import MAX_COLUMNS, check_column_name
+        from technic_v4.pipeline import COLUMNS
+
+        if len(v) > MAX_COLUMNS:
+            raise ConfigError("columns", f"at most {MAX_COLUMNS} columns, got {len(v)}")
+        seen: dict[str, str] = {}
+        out: dict[str, str] = {}
+        for name, expr in v.items():
+            check_column_name(name, COLUMNS)
+            if name.casefold() in seen:
+                raise ConfigError(f"columns.{name}", f"the same name as column "
+                                  f"{seen[name.casefold()]!r} (names are case-insensitive)")
+            seen[name.casefold()] = name
+            if not isinstance(expr, str) or not expr.strip():
+                raise ConfigError(f"columns.{name}", "needs an expression (a non-empty string)")
+            out[name] = expr.strip()
+        return out or None
+
+    @model_validator(mode="after")
+    def _screen(self) -> ScanConfig:
+        """Compile the screen now, so a bad expression fails where the request enters."""
+        if self.near_miss and self.where is None and self.preset is None:
+            raise ConfigError("near_miss", "needs a where or a preset (it counts their clauses)")
+        self.screen()
+        return self
+
+    def screen(self) -> ScreenSpec:
+        """The compiled screen (cached by its text)."""
+        from technic_v4.config.screen import spec
+
+        return spec(self.where, self.preset, tuple((self.columns or {}).items()), self.sort_by)
+
+    @property
+    def bars_needed(self) -> int:
+        """Sessions the scan loads per symbol: lookback_days or what the screen needs."""
+        return max(self.lookback_days, self.screen().bars)
 
     @model_validator(mode="after")
     def _consistent(self) -> ScanConfig:

@@ -8,6 +8,8 @@ small market; ``run`` uses the process-wide ``data_engine.market()``). Routes:
     GET  /version                     technic and library versions
     GET  /v1/options                  valid sectors, industries, types, columns, stages, defaults
     POST /v1/scan                     ScanConfig JSON -> 202 + job (shared when identical)
+    POST /v1/screens/validate         check where/columns/sort_by/preset: keys, clauses, bars
+    GET  /v1/screens/presets          the preset screens and their expressions
     GET  /v1/scans                    retained jobs, newest first
     GET  /v1/scan/{id}[?wait=S]       state and multi-stage progress (long-poll with ``wait``)
     GET  /v1/scan/{id}/results        JSON (default) or CSV (?format=csv or Accept: text/csv)
@@ -54,7 +56,7 @@ from technic_v4.config.scan import ScanConfig
 from technic_v4.config.settings import Settings
 from technic_v4.data.market import MarketData
 from technic_v4.errors import ConfigError, DataError
-from technic_v4.pipeline import COLUMNS, STAGES
+from technic_v4.pipeline import COLUMNS, STAGES, check_bars
 from technic_v4.service import models, queries
 from technic_v4.service.admission import Admission, Busy, TooLarge
 from technic_v4.service.cache import ResultCache
@@ -63,6 +65,7 @@ from technic_v4.service.jobs import TERMINAL, Job, JobManager, ProgressHook, Shu
 from technic_v4.service.metrics import CONTENT_TYPE, ServiceMetrics
 from technic_v4.service.results import dumps
 from technic_v4.service.upkeep import Freshness, Health
+from technic_v4.terms.language import ScreenError
 from technic_v4.universe import gics
 
 log = logging.getLogger("technic_v4.service")
@@ -178,9 +181,12 @@ class Service:
 
     def submit(self, config: ScanConfig) -> tuple[Job, str]:
         """Validate what needs the store (as-of, memory), then submit; runs in a worker thread."""
-        if config.as_of_date is not None:
+        if config.as_of_date is not None or config.screen().bars > 1:
             try:
-                self.market.resolve_as_of(config.as_of_date)
+                day = self.market.resolve_as_of(config.as_of_date)
+                # A screen term needing more history than stored: 422 now, not a failed job.
+                check_bars(config, min(self.market.max_bars(),
+                                       len(self.market.sessions(day))), day)
             except ConfigError as e:
                 raise ApiError(422, "invalid_request", str(e), e.field) from None
             except DataError:
@@ -248,9 +254,18 @@ def parse_config(body: bytes) -> ScanConfig:
     try:
         return ScanConfig(**obj)
     except ConfigError as e:
-        raise ApiError(422, "invalid_request", str(e), e.field) from None
+        raise config_error(e) from None
     except (TypeError, ValueError) as e:
         raise ApiError(422, "invalid_request", f"body: {e}", "body") from None
+
+
+def config_error(e: ConfigError) -> ApiError:
+    """422 naming the field; an expression error adds line, column, caret and suggestions."""
+    if isinstance(e, ScreenError):
+        extra = {k: v for k, v in e.as_dict().items() if k not in ("field", "message")}
+        extra["detail"] = f"{e}\n{e.caret}"  # the message with the caret block, to print as is
+        return ApiError(422, "invalid_expression", str(e), e.field, extra=extra)
+    return ApiError(422, "invalid_request", str(e), e.field)
 
 
 def _sse(seq: int, event: str, payload: dict[str, Any]) -> bytes:
@@ -342,6 +357,27 @@ def create_app(market: MarketData | None = None, settings: Settings | None = Non
                       "types": gics.TYPES, "default_types": gics.DEFAULT_TYPES,
                       "columns": COLUMNS, "stages": STAGES,
                       "defaults": ScanConfig().model_dump(mode="json")})
+
+    # -- screens -----------------------------------------------------------------------------
+    @app.post("/v1/screens/validate", tags=["screens"], dependencies=KEYED,
+              responses={422: {"model": models.ErrorBody}})
+    async def validate_screen(request: Request) -> Response:
+        """Check where / columns / sort_by / preset as a scan would: canonical keys, clauses,
+        sessions needed; 422 with field, line, column, caret and suggestions."""
+        try:
+            obj = json.loads(await request.body() or b"{}")
+        except (UnicodeDecodeError, ValueError, RecursionError) as e:
+            raise ApiError(422, "invalid_request", f"body: not valid JSON ({e})",
+                           "body") from None
+        try:
+            return _json(queries.validate_screen(obj))
+        except ConfigError as e:
+            raise config_error(e) from None
+
+    @app.get("/v1/screens/presets", tags=["screens"], dependencies=KEYED)
+    def screen_presets() -> Response:
+        """The preset screens: id, name, description, source, expression, sessions needed."""
+        return _json({"presets": queries.preset_list()})
 
     # -- scans -------------------------------------------------------------------------------
     scan_schema = ScanConfig.model_json_schema()

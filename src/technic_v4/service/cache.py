@@ -36,6 +36,9 @@ def canonical_config(config: ScanConfig) -> dict[str, Any]:
     for f in _SET_FIELDS:
         if d.get(f) is not None:
             d[f] = sorted(d[f])
+    if d.get("columns") is not None:
+        # Their order is the output's: pairs, so the sorted-keys dump keeps it.
+        d["columns"] = [[k, v] for k, v in d["columns"].items()]
     return d
 
 

@@ -330,10 +330,10 @@ class JobManager:
         try:
             _, st = self.data_version.status()
             listings = len(self.market.reference())
-            sessions = int(st["sessions"]) or config.lookback_days
+            sessions = int(st["sessions"]) or config.bars_needed
         except Exception:  # noqa: BLE001 - an unreadable store: the scan reports it
             return 0
-        return estimate_bytes(listings, min(config.lookback_days, sessions))
+        return estimate_bytes(listings, min(config.bars_needed, sessions))
 
     def _run(self, job: Job) -> None:
         with self.admission.enter(self.cost(job.config), job.cancel_event.is_set) as entered:

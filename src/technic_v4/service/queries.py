@@ -90,3 +90,48 @@ def universe_summary(ref: pd.DataFrame, out: Outcome) -> dict[str, Any]:
         "pre_screen": {"in": pre["in"], "passed": pre["out"], "dropped": pre["dropped"]},
         "rows": len(out), "stages": out.stats["stages"],
     }
+
+
+SCREEN_FIELDS = ("where", "columns", "sort_by", "preset")
+
+
+def validate_screen(obj: Any) -> dict[str, Any]:
+    """Check a screen as a scan would (``where``, ``columns``, ``sort_by``, ``preset``): each
+    expression's canonical key, type and sessions of history, the where's top-level clauses.
+    Raises ConfigError (a ScreenError with line, column and caret for an expression)."""
+    from technic_v4.config.scan import ScanConfig
+    from technic_v4.config.screen import clause_text
+    from technic_v4.terms.language import Screen
+
+    if not isinstance(obj, dict):
+        raise ConfigError("body", "expected a JSON object with where, columns, sort_by, preset")
+    extra = sorted(set(obj) - set(SCREEN_FIELDS))
+    if extra:
+        raise ConfigError(extra[0], f"unknown field; valid fields: {', '.join(SCREEN_FIELDS)}")
+    config = ScanConfig(**{k: v for k, v in obj.items() if v is not None})
+    spec = config.screen()
+
+    def desc(s: Screen) -> dict[str, Any]:
+        return {"key": s.term.key, "type": s.type, "bars": s.bars}
+
+    out: dict[str, Any] = {"valid": True, "where": None, "columns": {}, "sort_by": None,
+                           "preset": config.preset, "bars": spec.bars}
+    if spec.where is not None:
+        out["where"] = {**desc(spec.where), "clauses": [
+            {"text": clause_text(c.text), "key": c.key} for c in spec.where.clauses]}
+    out["columns"] = {name: desc(s) for name, s in spec.columns}
+    if spec.sort is not None:
+        out["sort_by"] = desc(spec.sort)
+    elif spec.sort_column is not None:
+        out["sort_by"] = {"column": spec.sort_column}
+    return out
+
+
+def preset_list() -> list[dict[str, Any]]:
+    """Every preset: id, name, description, source, expression and sessions needed."""
+    from technic_v4.terms.language import compile
+    from technic_v4.terms.presets import presets
+
+    return [{"id": p.id, "name": p.name, "description": p.description, "source": p.source,
+             "expression": p.expression,
+             "bars": compile(p.expression, "preset", "bool").bars} for p in presets().values()]

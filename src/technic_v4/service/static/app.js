@@ -7,7 +7,9 @@ const COLUMNS = [
   ["Close", "num", 2], ["Return21D", "num", 1], ["RSI14", "num", 1], ["RSRating", "num", 0],
   ["TechRating", "num", 1], ["Signal", "text"], ["Entry", "num", 2], ["Stop", "num", 2],
   ["Target", "num", 2], ["RewardRisk", "num", 2], ["PositionSize", "num", 0],
+  ["Matched", "text"],
 ];
+const VALIDATE_DELAY_MS = 300;  // debounce of the as-you-type check
 const MAX_ROWS_SHOWN = 1000;
 const TERMINAL = new Set(["done", "failed", "cancelled"]);
 const COLORS = {
@@ -84,6 +86,68 @@ async function loadOptions() {
   sel.dataset.ready = "1";
 }
 
+async function loadPresets() {
+  const { presets } = await (await api("/v1/screens/presets")).json();
+  state.presets = Object.fromEntries(presets.map((p) => [p.id, p]));
+  const sel = $("preset");
+  sel.replaceChildren(new Option("(none)", ""), ...presets.map((p) => {
+    const o = new Option(p.name, p.id);
+    o.title = p.description;
+    return o;
+  }));
+  sel.dataset.ready = "1";
+}
+
+/* ---- the screen box: validate as you type ---------------------------------------------- */
+function screenFields() {
+  const out = {};
+  const where = $("where").value.trim();
+  if (where) out.where = where;
+  if ($("preset").value) out.preset = $("preset").value;
+  return out;
+}
+
+function scheduleCheck() {
+  clearTimeout(state.checkTimer);
+  state.checkTimer = setTimeout(checkScreen, VALIDATE_DELAY_MS);
+}
+
+/* Ask /v1/screens/validate; an error shows its caret block under the box (a later answer
+   wins: each check has a sequence number). */
+async function checkScreen() {
+  const seq = (state.checkSeq = (state.checkSeq || 0) + 1);
+  const el = $("where-check");
+  const preset = state.presets && state.presets[$("preset").value];
+  $("preset-expr").textContent = preset ? `${preset.description}\n${preset.expression}` : "";
+  const body = screenFields();
+  if (!body.where) {
+    $("where").removeAttribute("aria-invalid");
+    el.dataset.state = "empty";
+    el.textContent = "";
+    if (!body.preset) return;
+  }
+  let text, st;
+  try {
+    const r = await api("/v1/screens/validate", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    const v = await r.json();
+    const n = v.where ? v.where.clauses.length : 0;
+    st = "ok";
+    text = `✓ ${n} clause${n === 1 ? "" : "s"} · needs ${v.bars} sessions of history`;
+  } catch (err) {
+    const b = (err && err.body) || {};
+    st = "error";
+    text = b.caret ? `${b.caret}\n${b.message}` : (b.message || String(err));
+  }
+  if (seq !== state.checkSeq) return;  // a newer check is on its way
+  el.dataset.state = st;
+  el.textContent = text;
+  if (st === "error") $("where").setAttribute("aria-invalid", "true");
+  else $("where").removeAttribute("aria-invalid");
+}
+
 /* ---- running a scan -------------------------------------------------------------------- */
 function scanBody() {
   const body = {};
@@ -96,7 +160,7 @@ function scanBody() {
   if (sectors.length) body.sectors = sectors;
   if ($("only-tradeable").checked) body.only_tradeable = true;
   if ($("allow-shorts").checked) body.allow_shorts = true;
-  return body;
+  return Object.assign(body, screenFields());
 }
 
 async function runScan(ev) {
@@ -257,7 +321,9 @@ function renderTable() {
     for (const [col, kind, digits] of COLUMNS) {
       const td = document.createElement("td");
       td.dataset.col = col;
-      if (kind === "text") td.className = col === "Name" ? "text name" : "text";
+      if (kind === "text") {
+        td.className = col === "Name" ? "text name" : col === "Matched" ? "text matched" : "text";
+      }
       if (col === "Symbol") {
         const b = document.createElement("button");
         b.type = "button";
@@ -268,7 +334,7 @@ function renderTable() {
       } else {
         td.textContent = fmt(r[col], digits);
         if (col === "Signal" && r.Signal) td.classList.add(`sig-${r.Signal.replace(/\s+/g, "-")}`);
-        if (col === "Name") td.title = r.Name || "";
+        if (col === "Name" || col === "Matched") td.title = r[col] || "";
       }
       td.dataset.value = r[col] === null || r[col] === undefined ? "" : String(r[col]);
       tr.append(td);
@@ -421,9 +487,13 @@ function init() {
     sessionStorage.setItem("technic-api-key", state.key);
     $("key-form").hidden = true;
     loadOptions().catch(showError);
+    loadPresets().catch(showError);
   });
+  $("where").addEventListener("input", scheduleCheck);
+  $("preset").addEventListener("change", checkScreen);
   loadStore();
   loadOptions().catch(showError);
+  loadPresets().catch(showError);
 }
 
 document.addEventListener("DOMContentLoaded", init);

@@ -47,7 +47,9 @@ FIELDS: dict[str, Kind] = {
 _COLUMN_ALIASES = {"close": "close", "volume": "volume", "marketcap": "market_cap",
                    "sector": "sector", "industry": "industry", "type": "type",
                    "exchange": "exchange", "symbol": "symbol"}
-_NOT_SCREENABLE = {"LastDate"}  # a date: no date literals in the language yet
+# LastDate: a date (no date literals in the language yet). Rank, Rationale, Matched, Failed:
+# made by the output and screen stages from the screen's own result, so never its input.
+_NOT_SCREENABLE = {"LastDate", "Rank", "Rationale", "Matched", "Failed"}
 _COMPARE = ("<", "<=", ">", ">=", "==", "!=")
 _ARITH = ("+", "-", "*", "/")
 _KIND_WORD = {"number": "a number", "bool": "a condition (true/false)", "string": "a string"}
@@ -128,6 +130,10 @@ class Checker:
             return Term("column", canon, kind, canon, latest=True, span=node.span)
         if low in FUNCTIONS:
             raise self.error(f"`{low}` is a function: call it, e.g. `{low}()`", node.span)
+        made_later = {c.lower(): c for c in _NOT_SCREENABLE}
+        if low in made_later:
+            raise self.error(f"`{made_later[low]}` is an output column made after the screen "
+                             "(or a date); it cannot be screened", node.span)
         names = [*FIELDS, *(c for c, _ in cols.values()), *FUNCTIONS]
         raise self.error(f"unknown name `{node.name}`", node.span, _closest(node.name, names))
 
