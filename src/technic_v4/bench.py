@@ -71,6 +71,42 @@ if args.get("stages"):
     out["default"] = {"warm_s": statistics.median(times), "min_s": min(times), "rows": len(df),
                       "repeats": len(times),
                       "stages": {k: statistics.median(v) for k, v in stages.items()}}
+if args.get("screens"):
+    # What screens cost on the default scan, warm: a 10-clause screen over 4 indicator
+    # functions, and all 61 candlestick patterns as output columns (TA-Lib's values over each
+    # row's whole history), each against the plain scan alternated in the same loop; compiling.
+    import statistics
+    from technic_v4.terms.catalog import CANDLESTICKS
+    from technic_v4.terms.language import compile as compile_screen
+    where = ("close > sma(close,150) and sma(close,150) > sma(close,200) and rsi(close,2) < 90 "
+             "and rsi(close,14) > 40 and volume > 0.5 * sma(volume,20) and close > 5 "
+             "and atr(20) / close < 0.1 and close >= 0.7 * highest(high,252) "
+             "and change(close,21) > -20 and dollar_volume > 1e6")
+    candles = {f"C_{n}": f"cdl_{n}()" for n in CANDLESTICKS}
+    configs = {"plain": ScanConfig(), "where": ScanConfig(where=where),
+               "candles": ScanConfig(columns=candles)}
+    times = {k: [] for k in configs}
+    rows = {}
+    for k, c in configs.items():
+        run_scan(c)  # compile kernels, warm caches
+    for _ in range(args["screens"]):
+        for k, c in configs.items():
+            t = time.perf_counter(); df, _ = run_scan(c); times[k].append(time.perf_counter() - t)
+            rows[k] = len(df)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    texts = [f"{where} and close > {i}" for i in range(200)]
+    t = time.perf_counter()
+    for x in texts:
+        compile_screen(x)
+    uncached = (time.perf_counter() - t) / len(texts)
+    t = time.perf_counter()
+    for x in texts:
+        compile_screen(x)
+    cached = (time.perf_counter() - t) / len(texts)
+    out["screens"] = {"plain_s": med["plain"], "where_s": med["where"],
+                      "candles_s": med["candles"], "where_rows": rows["where"],
+                      "plain_rows": rows["plain"], "repeats": args["screens"],
+                      "compile_uncached_s": uncached, "compile_cached_s": cached}
 if args.get("history"):
     from technic_v4.history import scan_history
     md = data_engine.market()
@@ -241,7 +277,7 @@ def run_bench(quick: bool = False, listings: int = 6200, big: int = 50_000,
         res["cold_process_s"], _ = _child(env, cli)
         res["warm_process_s"] = [_child(env, cli)[0] for _ in range(proc_repeats)]
         args = {"sizes": list(SIZES), "repeats": repeats, "baseline": True, "history": 24,
-                "stages": 3 * repeats}
+                "stages": 3 * repeats, "screens": repeats}
         _, res["std"] = _child(env, ["-c", _CHILD, json.dumps(args)])
         if ray:
             env_ray = {**env, "TECHNIC_USE_RAY": "true"}
@@ -284,6 +320,20 @@ def report(res: dict[str, Any]) -> str:
             f"| max_symbols={n:,} | {r['listings']:,} | {r['scanned']:,} | {r['rows']:,} | "
             f"{r['l1_cold_s']:.3f} | {r['warm_s']:.3f} | {r['listings'] / r['warm_s']:,.0f} | "
             f"{r['api_calls']} | {r['hit_rate']:.1f}% |")
+    if "screens" in std:
+        sc = std["screens"]
+        out += ["", f"Screens on the default scan, warm, in-process (medians of {sc['repeats']}, "
+                "each alternated with the plain scan in one loop):", "",
+                "| measurement | result |", "|---|---:|",
+                f"| plain default scan ({sc['plain_rows']:,} rows) | "
+                f"{sc['plain_s'] * 1e3:.1f} ms |",
+                f"| + a 10-clause `where` over 4 indicator functions ({sc['where_rows']:,} rows) "
+                f"| +{(sc['where_s'] - sc['plain_s']) * 1e3:.1f} ms |",
+                f"| + all 61 candlestick patterns as columns (TA-Lib's values, whole rows) | "
+                f"+{(sc['candles_s'] - sc['plain_s']) * 1e3:.0f} ms |",
+                f"| compiling that 10-clause screen, first time / cached | "
+                f"{sc['compile_uncached_s'] * 1e3:.2f} ms / "
+                f"{sc['compile_cached_s'] * 1e6:.1f} µs |"]
     if "default" in std:
         d = std["default"]
         out += ["", f"Default scan (`ScanConfig()`: stock types, default filters; {d['rows']:,} "
