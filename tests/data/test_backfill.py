@@ -168,3 +168,27 @@ def test_a_shared_panel_from_before_the_backfill_is_not_reused(tmp_path: Path,
     finally:
         md.close()
         fresh.close()
+
+
+def test_a_pending_listing_dated_after_every_stored_session_is_dropped_not_a_crash(
+        tmp_path: Path) -> None:
+    """The vendor corrected a pending listing's list date past the stored sessions: there is
+    nothing to back-fill (new sessions bring its bars), so the pending entry goes and updates and
+    scans go on (an IndexError on every update before)."""
+    import json
+
+    from technic_v4.data.fill import BACKFILL
+
+    md = make_market(tmp_path, n=200)
+    md.ensure_current()
+    last = md.store.last_session()
+    ref = md.reference().drop(columns="sid")
+    sym = str(ref["Symbol"].iloc[5])
+    ref.loc[ref["Symbol"] == sym, "ListDate"] = pd.Timestamp(last + dt.timedelta(days=3))
+    md.store.upsert_reference(ref)
+    md.store.set_meta(BACKFILL, json.dumps([sym]))
+    for _ in range(2):
+        res = scan(ScanConfig(max_symbols=5), md)
+        assert len(res.frame) > 0
+    assert json.loads(md.store.get_meta(BACKFILL) or "[]") == []
+    md.store.close()

@@ -185,6 +185,9 @@ class FetchPlanner:
         start = stored_before[0] if np.isnat(listed).any() else max(listed.min(),
                                                                      stored_before[0])
         sessions = stored_before[stored_before >= start]
+        if len(sessions) == 0:  # listed after every stored session: new sessions bring its bars
+            self.store.set_meta(BACKFILL, "[]")
+            return
         first, last = sessions[0].astype(dt.date), sessions[-1].astype(dt.date)
         try:
             if len(need) <= len(sessions):
