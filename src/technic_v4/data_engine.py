@@ -59,7 +59,7 @@ def get_price_history_batch(symbols: list[str] | tuple[str, ...], days: int,
         raise ConfigError("days", f"must be a positive int (sessions), got {days!r}")
     md = market()
     with md.request():
-        md.ensure_current()
+        md.ensure_current(wait=False)  # readers never wait for another update
         bound = md.max_bars()
         if days > bound:
             raise ConfigError("days", f"{days} is more than the {bound} stored sessions; give "

@@ -8,6 +8,7 @@
     ├── ProviderError                      the data vendor failed
     │   └── RetryableProviderError         transient (429, 5xx, timeout): retry with backoff
     ├── StoreError                         the local database is unusable: stop, fix the path
+    │   └── StoreBusy                      another process is updating it: read what is stored
     └── ScanCancelled                      the caller cancelled the scan
 """
 
@@ -55,6 +56,10 @@ class RetryableProviderError(ProviderError):
 
 class StoreError(TechnicError):
     """The local store cannot be opened or written."""
+
+
+class StoreBusy(StoreError):
+    """Another process (or thread) is updating the store and the caller chose not to wait."""
 
 
 class ScanCancelled(TechnicError):

@@ -58,7 +58,7 @@ def scan_history(config: ScanConfig, dates: Sequence[dt.date | str],
     if not dates:
         raise ValueError("dates: give at least one as-of date")
     with data.request():
-        data.ensure_current()
+        data.ensure_current(wait=False)  # readers never wait for another update
         days = sorted({data.resolve_as_of(d) for d in dates})
         last = days[-1]
         sess = data.sessions(last)

@@ -147,7 +147,9 @@ def scan(config: ScanConfig, data: MarketData, progress: Progress | None = None,
 
     with data.request() as counters:
         t = time.perf_counter()
-        upd = data.ensure_current(on_progress=lambda d, n: tick("update", d, n))
+        # A scan reads: it never waits for another process's update (the store is readable
+        # meanwhile), it scans what is stored and says so.
+        upd = data.ensure_current(on_progress=lambda d, n: tick("update", d, n), wait=False)
         stages.append(Stage("update", 0, len(upd.sessions_fetched), time.perf_counter() - t))
         resolved = data.resolve(config.as_of_date)
         as_of = resolved.session
@@ -157,6 +159,8 @@ def scan(config: ScanConfig, data: MarketData, progress: Progress | None = None,
         if v.rows_dropped:
             why = ", ".join(f"{k} {n:,}" for k, n in v.dropped.items() if n)
             notes.append(f"validation dropped {v.rows_dropped:,} of {v.rows_in:,} new rows ({why})")
+        if upd.busy:
+            notes.append(f"{upd.busy}: scanned as of {as_of}")
         if upd.reference_error:
             notes.append(upd.reference_error)
         if upd.backfill_error:

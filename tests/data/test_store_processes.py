@@ -190,3 +190,37 @@ def test_a_second_writer_waits_and_says_so(built: Path, tmp_path: Path) -> None:
     np.testing.assert_array_equal(md.store.stored_sessions()[-3:],
                                   sessions_between(EPOCH, END_2)[-3:])
     md.close()
+
+
+def test_a_scan_does_not_wait_for_another_process_update(tmp_path: Path) -> None:
+    """Another process holds the writer lock (a long, rate-limited fill): a scan that finds a
+    session missing does not wait for it; it scans what is stored and says so. `technic data
+    update` (a writer) still waits: see the test above."""
+    from technic_v4 import pipeline
+    from technic_v4.config.scan import ScanConfig
+
+    md = make_market(tmp_path, n=100, end=dt.date(2026, 11, 20))
+    md.ensure_current()
+    md.close()
+    lock = str(md.store.path) + ".lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom filelock import FileLock\n"
+         f"held = FileLock({lock!r})\nheld.acquire()\nprint('locked', flush=True)\n"
+         "sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        newer = make_market(tmp_path, n=100, end=dt.date(2026, 11, 23))  # one more session
+        res = pipeline.scan(ScanConfig(max_symbols=5), newer)
+        assert res.stats["as_of"] == "2026-11-20" and len(res.frame) > 0
+        assert res.stats["update"]["busy"] and "another process is updating" in res.message
+        assert newer.store.last_session() == dt.date(2026, 11, 20)  # nothing written
+    finally:
+        assert holder.stdin is not None and holder.stdout is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+        holder.stdout.close()
+    # The lock released: the next scan brings the store current.
+    res = pipeline.scan(ScanConfig(max_symbols=5), newer)
+    assert res.stats["as_of"] == "2026-11-23" and not res.stats["update"]["busy"]
+    newer.close()

@@ -37,7 +37,7 @@ from technic_v4.data.bars import BarBatch, ValidationReport, validate
 from technic_v4.data.cache import Counters
 from technic_v4.data.providers.base import Provider
 from technic_v4.data.store import Store
-from technic_v4.errors import ProviderError
+from technic_v4.errors import ProviderError, StoreBusy
 
 if TYPE_CHECKING:
     from technic_v4.data.l3 import RedisLayer
@@ -64,6 +64,7 @@ class UpdateReport:
     backfilled: list[str] = field(default_factory=list)  # new listings given their history
     backfill_plan: str | None = None
     backfill_error: str | None = None
+    busy: str | None = None  # another process was updating: not waited for (a scan)
     split_plan: str | None = None
     split_error: str | None = None
 
@@ -77,7 +78,7 @@ class UpdateReport:
                 "failed_sessions": dict(self.failed), "splits_applied": self.splits_applied,
                 "split_plan": self.split_plan, "split_error": self.split_error,
                 "backfilled": self.backfilled, "backfill_plan": self.backfill_plan,
-                "backfill_error": self.backfill_error}
+                "backfill_error": self.backfill_error, "busy": self.busy}
 
 
 class FetchPlanner:
@@ -100,9 +101,14 @@ class FetchPlanner:
         self._stored_changed = stored_changed
 
     def update(self, through: dt.date | None, progress: bool,
-               on_progress: Callable[[int, int], None] | None) -> UpdateReport:
+               on_progress: Callable[[int, int], None] | None, wait: bool = True
+               ) -> UpdateReport:
         """Fetch every provider session missing from the store up to ``through``, then
-        re-fetch the history of symbols that split (callers hold the update lock)."""
+        re-fetch the history of symbols that split (callers hold the update lock).
+
+        With ``wait=False`` (scans: readers), an update another process is running is not
+        waited for: the report says so (``busy``) and the caller reads what is stored. An empty
+        store always waits (there is nothing to read yet)."""
         rep = UpdateReport()
         last = self.provider.latest_session()
         if through is not None:
@@ -115,8 +121,14 @@ class FetchPlanner:
             return rep
         if not (len(missing) or self._splits_due() or self._pending()):
             return rep  # current: a pure reader, no writer lock
-        with self.store.writing():  # one writer across processes: waits (and says so)
-            return self._update_locked(last, want, rep, progress, on_progress)
+        wait = wait or len(self.store.stored_sessions()) == 0
+        try:
+            with self.store.writing(wait=wait):  # one writer across processes
+                return self._update_locked(last, want, rep, progress, on_progress)
+        except StoreBusy as e:  # only from writing(wait=False) itself: nested writes wait
+            rep.busy = str(e)
+            log.info("%s", e)
+            return rep
 
     def _splits_due(self) -> bool:
         """Whether stored bars may predate a split (``_apply_splits`` has work to check)."""

@@ -115,17 +115,29 @@ class MarketData:
 
     # -- keeping the store current --------------------------------------------------------------
     def ensure_current(self, through: dt.date | None = None, progress: bool | None = None,
-                       on_progress: Callable[[int, int], None] | None = None) -> UpdateReport:
+                       on_progress: Callable[[int, int], None] | None = None,
+                       wait: bool = True) -> UpdateReport:
         """Fetch every provider session missing from the store, up to ``through``.
 
         ``progress`` shows a bar on stderr (default: the ``progress`` setting);
-        ``on_progress(sessions_done, sessions_total)`` reports to a caller.
+        ``on_progress(sessions_done, sessions_total)`` reports to a caller. ``wait=False``
+        (what scans pass) does not wait for an update already running in another thread or
+        process: the report's ``busy`` says so and the caller reads what is stored.
         """
-        with self.request(), self._update_lock:
-            rep = self._planner.update(
-                through, self.settings.progress if progress is None else progress, on_progress)
-            self.last_update = rep
-            return rep
+        with self.request():
+            if not self._update_lock.acquire(blocking=wait or self.store.last_session() is None):
+                rep = UpdateReport(busy="another update of the local store is running in this "
+                                        "process; read what is stored")
+                self.last_update = rep
+                return rep
+            try:
+                rep = self._planner.update(
+                    through, self.settings.progress if progress is None else progress,
+                    on_progress, wait=wait)
+                self.last_update = rep
+                return rep
+            finally:
+                self._update_lock.release()
 
     # -- reading --------------------------------------------------------------------------------
     def reference(self) -> pd.DataFrame:

@@ -46,7 +46,7 @@ from filelock import FileLock, Timeout
 
 from technic_v4 import fsio
 from technic_v4.data.bars import BarBatch, ValidationReport
-from technic_v4.errors import StoreError
+from technic_v4.errors import StoreBusy, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -221,18 +221,24 @@ class Store:
             raise StoreError(f"cannot read the local store at {self.path}: {e}") from e
 
     @contextlib.contextmanager
-    def writing(self) -> Iterator[None]:
+    def writing(self, wait: bool = True) -> Iterator[None]:
         """Hold the cross-process writer lock (re-entrant). Waits, and says so, while another
-        process updates the store."""
+        process updates the store; with ``wait=False`` raises :class:`StoreBusy` instead."""
         if self.read_only:
             raise StoreError(f"the local store at {self.path} is read-only: set "
                              "TECHNIC_DATA_DIR to a writable directory to update it")
         sh = self._shared
-        with sh.writer:
+        busy = (f"another process is updating the local store at {self.path}; read what is "
+                "stored")
+        if not sh.writer.acquire(blocking=wait):
+            raise StoreBusy(busy)
+        try:
             if not sh.file_lock.is_locked:
                 try:
                     sh.file_lock.acquire(timeout=0)
                 except Timeout:
+                    if not wait:
+                        raise StoreBusy(busy) from None
                     log.warning("waiting for another process that is updating the store at %s",
                                 self.path)
                     sh.file_lock.acquire()
@@ -246,6 +252,8 @@ class Store:
                 yield
             finally:
                 sh.file_lock.release()
+        finally:
+            sh.writer.release()
 
     def _state_key(self) -> tuple[Any, ...]:
         """Changes whenever the store's files do (cheap: a small read and two stats)."""
