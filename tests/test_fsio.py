@@ -100,3 +100,44 @@ def test_directories_appear_whole(tmp_path: Path) -> None:
     for i in range(5):  # one writer's complete copy, not a mix
         assert (target / f"{i}.bin").read_bytes() == _content(first)
     assert [p.name for p in tmp_path.iterdir()] == ["panel"]
+
+
+_MODES = textwrap.dedent("""
+    import os, sys
+    from pathlib import Path
+    os.umask(int(sys.argv[2], 8))
+    from technic_v4 import fsio
+    root = Path(sys.argv[1])
+    fsio.write_text(root / "out.csv", "a,b\\n")
+    with fsio.atomic_dir(root / "panel") as d:
+        (d / "x.bin").write_bytes(b"x")
+    os.umask(0o027)  # a later change is seen (read from /proc on Linux, else the import-time value)
+    fsio.write_bytes(root / "late.bin", b"x")
+    for name in ("out.csv", "panel", "late.bin"):
+        print(oct(os.stat(root / name).st_mode & 0o777))
+""")
+
+
+def _modes(root: Path, umask: str) -> list[str]:
+    root.mkdir()
+    out = subprocess.run([sys.executable, "-c", _MODES, str(root), umask], check=True,
+                         capture_output=True, text=True).stdout
+    return out.split()
+
+
+def test_new_files_and_folders_get_the_umask_modes(tmp_path: Path) -> None:
+    """mkstemp/mkdtemp make 0600/0700 temporaries; the renamed result must be what open/mkdir
+    would give, so outputs and store folders are readable by the users the umask allows."""
+    late = "0o640" if Path("/proc/self/status").exists() else None
+    shared = _modes(tmp_path / "shared", "022")
+    assert shared[:2] == ["0o644", "0o755"] and shared[2] in (late, "0o644")
+    private = _modes(tmp_path / "private", "077")
+    assert private[:2] == ["0o600", "0o700"] and private[2] in (late, "0o600")
+
+
+def test_replacing_a_file_keeps_its_mode(tmp_path: Path) -> None:
+    target = tmp_path / "report.json"
+    target.write_text("{}")
+    target.chmod(0o640)
+    fsio.write_text(target, '{"a": 1}')
+    assert target.stat().st_mode & 0o777 == 0o640 and target.read_text() == '{"a": 1}'

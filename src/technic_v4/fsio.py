@@ -5,6 +5,11 @@ flushes it to disk, and renames it over the target; rename is atomic within a fi
 reader sees either the old version or the new one, never a mix. Unique temporary names make this
 safe for any number of threads and processes writing the same target at once: the last rename
 wins, and every version it can leave behind is a complete one.
+
+``mkstemp``/``mkdtemp`` create private temporaries (0600/0700) and the rename keeps that mode, so
+each temporary is given the mode an ordinary ``open``/``mkdir`` would have produced before it is
+renamed: ``0o666 & ~umask`` for a new file (a replaced file keeps its own mode), ``0o777 & ~umask``
+for a folder. Outputs, caches and store folders stay readable by whoever the umask allows.
 """
 
 from __future__ import annotations
@@ -12,10 +17,36 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+
+def _umask_by_swap() -> int:
+    """The umask the only portable way: set one, read the old, restore it. ``os.umask`` is
+    process-wide, so it is done once, at import (under the import lock); a thread creating a file
+    during the swap gets 0o077, so such a file comes out more private, never more public."""
+    old = os.umask(0o077)
+    os.umask(old)
+    return old
+
+
+_IMPORT_UMASK = _umask_by_swap()
+
+
+def _umask() -> int:
+    """The process umask now: read from ``/proc/self/status`` on Linux (no race, and it sees a
+    later ``os.umask`` change); elsewhere (or a kernel before 4.7) the value read at import."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        return _IMPORT_UMASK
+    return _IMPORT_UMASK
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -41,9 +72,14 @@ def atomic_file(path: Path | str, mode: str = "wb", encoding: str | None = None
                 ) -> Iterator[IO[Any]]:
     """Open a temporary file to fill; on a clean exit it replaces ``path`` atomically."""
     target = Path(path)
+    try:
+        file_mode = stat.S_IMODE(os.stat(target).st_mode)  # replacing a file: keep its mode
+    except FileNotFoundError:
+        file_mode = 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(prefix=_temp_name(target), suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, mode, encoding=encoding) as f:
+            os.fchmod(f.fileno(), file_mode)
             yield f
             f.flush()
             os.fsync(f.fileno())
@@ -76,6 +112,9 @@ def atomic_dir(path: Path | str) -> Iterator[Path]:
     target = Path(path)
     tmp = Path(tempfile.mkdtemp(prefix=_temp_name(target), suffix=".tmp", dir=target.parent))
     try:
+        # keep a set-group-ID bit inherited from a group-shared parent (chmod would clear it)
+        setgid = os.stat(tmp).st_mode & stat.S_ISGID
+        os.chmod(tmp, (0o777 & ~_umask()) | setgid)
         yield tmp
         for f in tmp.iterdir():
             fd = os.open(f, os.O_RDONLY)

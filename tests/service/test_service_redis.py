@@ -225,8 +225,18 @@ def test_redact_url_forms() -> None:
         "redis://h:6379/0?password=***&db=1"
     assert redact_url("unix://:pw@/tmp/r.sock?db=0") == "unix://***@/tmp/r.sock?db=0"
     assert redact_url("unix:///tmp/r.sock?password=x") == "unix:///tmp/r.sock?password=***"
-    assert redact_url("redis://:a/b@h/0") == "redis://***"  # unescaped '/' in a password
     assert redact_url("redis://[::1]:6379/0") == "redis://[::1]:6379/0"
+    assert redact_url("redis://h:6379/0?password=a#b") == "redis://h:6379/0?password=***#***"
+
+
+@pytest.mark.parametrize("url", [
+    "redis://u:pa?ss@h/0", "redis://u:pa#ss@h/0", "redis://:a/b@h/0", "redis://u:pa:ss@h:6379/0",
+    "rediss://u:p@?a/s#s@h/0", "unix://u:pa?ss@/tmp/r.sock?db=0"])
+def test_redact_url_cuts_userinfo_at_the_last_at(url: str) -> None:
+    """An unescaped '/', '?', '#' or ':' in a password moves a URL parser's host; the userinfo
+    is cut at the last '@' before parsing, so no fragment of the password survives."""
+    scheme, _, rest = url.partition("://")
+    assert redact_url(url) == f"{scheme}://***@{rest.rpartition('@')[2]}"
 
 
 def test_hung_redis_never_holds_health_or_scans(serve: Serve, market: MarketData) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from platformdirs import user_cache_dir
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from technic_v4.errors import SettingError
@@ -27,7 +27,8 @@ class Settings(BaseSettings):
     """Installation settings; every field is read from ``TECHNIC_<FIELD>``."""
 
     model_config = SettingsConfigDict(
-        env_prefix="TECHNIC_", extra="ignore", validate_default=True, validate_assignment=True
+        env_prefix="TECHNIC_", extra="ignore", validate_default=True, validate_assignment=True,
+        hide_input_in_errors=True,  # a raw ValidationError must not print a secret either
     )
 
     data_dir: Path = Field(default_factory=_default_data_dir, description="Local store directory.")
@@ -52,7 +53,8 @@ class Settings(BaseSettings):
                                     "symbol).")
     files_reference: Path | None = Field(default=None, description="Optional reference CSV.")
     redis_url: str | None = Field(default=None, description="L3 cache shared by instances, "
-                                  "e.g. redis://127.0.0.1:6379/0; unset = no Redis.")
+                                  "e.g. redis://127.0.0.1:6379/0; unset = no Redis "
+                                  "(may hold a password: never shown).", repr=False)
     api_key: str | None = Field(default=None, description="When set, the HTTP API requires "
                                 "X-API-Key with this value (never logged).", repr=False)
     max_workers: int = Field(
@@ -80,6 +82,37 @@ class Settings(BaseSettings):
         default=2048, ge=1, description="Memory the service lets heavy requests (scans, long or "
         "point-in-time symbol histories) take at once, by estimate; beyond it: HTTP 429.")
     progress: bool = Field(default=True, description="Progress bars on stderr for slow steps.")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_parses(cls, url: str | None) -> str | None:
+        """Reject a URL redis-py would refuse later with a message quoting part of it (e.g. a
+        password with an unescaped '?' read as the port). Our message never quotes the URL."""
+        if url and not _redis_url_ok(url):
+            raise ValueError(
+                "not a Redis URL: expected redis://[[user]:password@]host[:port][/db], "
+                "rediss://... or unix:///path.sock; percent-encode '@', ':', '/', '?' and '#' "
+                "in a user name or password")
+        return url
+
+
+def _redis_url_ok(url: str) -> bool:
+    """Whether redis-py (an optional extra) accepts ``url``; without it, a scheme and port check."""
+    try:
+        from redis.connection import parse_url
+    except ImportError:
+        from urllib.parse import urlsplit
+        try:
+            parts = urlsplit(url)
+            _ = parts.port  # raises ValueError when what follows the host's ':' is not a port
+        except ValueError:
+            return False
+        return parts.scheme in ("redis", "rediss", "unix") and not parts.fragment
+    try:
+        parse_url(url)
+    except ValueError:
+        return False
+    return True
 
 
 _settings: Settings | None = None

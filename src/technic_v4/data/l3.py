@@ -262,22 +262,29 @@ class RedisLayer:
 
 
 def redact_url(url: str) -> str:
-    """``url`` without credentials, in every form redis-py accepts: ``user:pass@`` (a password
-    may itself hold ``@``), ``?password=`` in the query, ``unix://`` paths. The one redaction
-    used for logs, ``technic cache stats`` and ``/health``."""
+    """``url`` without credentials, in every form redis-py accepts: ``user:pass@``, ``?password=``
+    in the query, ``unix://`` paths. The one redaction used for logs, ``technic cache stats`` and
+    ``/health``.
+
+    A password may hold unescaped ``@``, ``/``, ``?``, ``#`` or ``:``, which move URL parsers'
+    idea of where the host starts; so everything after ``://`` up to the LAST ``@`` is cut before
+    parsing (at worst that hides a host, never shows a password)."""
     from urllib.parse import parse_qsl, urlencode, urlsplit
 
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    user = ""
+    if "@" in rest:
+        user, rest = "***@", rest.rpartition("@")[2]
     try:
-        parts = urlsplit(url)
+        parts = urlsplit(f"//{rest}")
     except ValueError:
         return "<unparseable Redis URL>"
-    if parts.fragment or "@" in parts.path:  # an unescaped '/', '?' or '#' in a password
-        return f"{parts.scheme}://***"
-    host = parts.netloc.rpartition("@")[2]  # userinfo ends at the last '@'
-    user = "***@" if "@" in parts.netloc else ""
     query = urlencode([(k, "***" if k.lower() in _SECRET_PARAMS else v)
                        for k, v in parse_qsl(parts.query, keep_blank_values=True)], safe="*")
-    return f"{parts.scheme}://{user}{host}{parts.path}" + (f"?{query}" if query else "")
+    return (f"{scheme}{sep}{user}{parts.netloc}{parts.path}" + (f"?{query}" if query else "")
+            + ("#***" if parts.fragment else ""))  # a '#' inside a ?password= value
 
 
 _SECRET_PARAMS = frozenset({"password", "username", "user"})
