@@ -344,11 +344,11 @@ class JobManager:
             sessions = int(st["sessions"]) or config.bars_needed
         except Exception as e:  # noqa: BLE001 - an unreadable store: the scan reports it
             s = self.market.settings
-            listings = s.synthetic_listings if s.data_provider == "synthetic" else \
-                FALLBACK_LISTINGS
+            listings = max(FALLBACK_LISTINGS, s.synthetic_listings
+                           if s.data_provider == "synthetic" else 0)
             log.warning("cannot size the scan from the store (%s: %s); reserving memory for "
                         "%s listings", type(e).__name__, e, f"{listings:,}")
-            return estimate_bytes(max(listings, FALLBACK_LISTINGS), config.bars_needed)
+            return estimate_bytes(listings, config.bars_needed)
         return estimate_bytes(listings, min(config.bars_needed, sessions))
 
     def _run(self, job: Job) -> None:
