@@ -582,8 +582,8 @@ def _frame(ref: pd.DataFrame, idx: np.ndarray, sel: np.ndarray, mcap: np.ndarray
 
 
 def _stats(config: ScanConfig, as_of: dt.date, stages: list[Stage],
-           store: tuple[str | None, int] | None, counters: Any, reg: sc.Regime | None, t_start: float, notes: list[str],
-           upd: Any) -> dict[str, Any]:
+           store: tuple[str | None, int] | None, counters: Any, reg: sc.Regime | None,
+           t_start: float, notes: list[str], upd: Any) -> dict[str, Any]:
     return {
         "as_of": str(as_of),
         "as_of_requested": None if config.as_of_date is None else str(config.as_of_date),
