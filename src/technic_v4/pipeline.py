@@ -176,9 +176,11 @@ def scan(config: ScanConfig, data: MarketData, progress: Progress | None = None,
             frame = empty_frame(config)
             msg = (f"Nothing scanned: max_symbols=0 asks for no listings (as of {as_of}); "
                    "use max_symbols=None for the whole market.")
-            stats = _stats(config, as_of, stages, data, counters, None, t_start, notes, upd)
+            stats = _stats(config, as_of, stages, data.store.identity(), counters, None,
+                           t_start, notes, upd)
         else:
             t = time.perf_counter()
+            before = data.store.identity()
             ref = data.reference()
             bound = data.max_bars()
             if config.lookback_days > bound:
@@ -197,9 +199,12 @@ def scan(config: ScanConfig, data: MarketData, progress: Progress | None = None,
                 i = np.flatnonzero(panel.symbols == BENCHMARK)
                 if len(i):
                     bench_close = data.panel(as_of, REGIME_BARS, count_rows=i).close[i[0]]
+            # The data read is ``before`` when the store did not move during the reads (versions
+            # only grow, ids are unique); otherwise unknown (None): a cache must not key it.
+            read = before if data.store.identity() == before else None
             frame, reg, execution = evaluate(config, ref, panel, as_of, sess_days, backend,
                                              stages, notes, bench_close)
-            stats = _stats(config, as_of, stages, data, counters, reg, t_start, notes, upd)
+            stats = _stats(config, as_of, stages, read, counters, reg, t_start, notes, upd)
             stats["execution"] = execution
             stats["panel_seconds"] = round(panel_seconds, 6)
     stats["counters"] = counters.as_dict()  # final, after the request closed
@@ -580,9 +585,9 @@ def _frame(ref: pd.DataFrame, idx: np.ndarray, sel: np.ndarray, mcap: np.ndarray
     return pd.DataFrame(data, columns=list(COLUMNS))
 
 
-def _stats(config: ScanConfig, as_of: dt.date, stages: list[Stage], data: MarketData,
-           counters: Any, reg: sc.Regime | None, t_start: float, notes: list[str],
-           upd: Any) -> dict[str, Any]:
+def _stats(config: ScanConfig, as_of: dt.date, stages: list[Stage],
+           store: tuple[str | None, int] | None, counters: Any, reg: sc.Regime | None,
+           t_start: float, notes: list[str], upd: Any) -> dict[str, Any]:
     return {
         "as_of": str(as_of),
         "as_of_requested": None if config.as_of_date is None else str(config.as_of_date),
@@ -592,7 +597,10 @@ def _stats(config: ScanConfig, as_of: dt.date, stages: list[Stage], data: Market
         "seconds": round(time.perf_counter() - t_start, 6),
         "counters": counters.as_dict(),
         "update": upd.as_dict(),
-        "store_version": data.store.version,
+        # The store ``(id, version)`` the reference data and panels were read from; None
+        # when another process wrote the store while they were read.
+        "store_id": None if store is None else store[0],
+        "store_version": None if store is None else store[1],
         "notes": notes,
     }
 

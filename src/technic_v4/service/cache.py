@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from typing import Any
+from typing import Any, NamedTuple
 
 from technic_v4 import __version__
 from technic_v4.config.scan import ScanConfig
@@ -48,37 +48,52 @@ def result_key(config: ScanConfig, data_version: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+class Snapshot(NamedTuple):
+    """The data version of one store version: ``identity`` is the store's ``(id, version)``
+    it was computed from, ``status`` that of :meth:`Store.status` at that version."""
+
+    identity: tuple[str | None, int]
+    version: str
+    status: dict[str, Any]
+
+
 class DataVersion:
-    """The store's content fingerprint, recomputed only when the store's version moves."""
+    """The store's content fingerprint, recomputed only when the store's identity (id and
+    version: a store deleted and rebuilt has a new id) moves."""
 
     def __init__(self, market: MarketData) -> None:
         self.market = market
         self._lock = threading.Lock()
-        self._cached: tuple[int, str, dict[str, Any]] | None = None
+        self._cached: Snapshot | None = None
+
+    def snapshot(self) -> Snapshot:
+        store = self.market.store
+        ident = store.identity()
+        with self._lock:
+            cached = self._cached
+        if cached is not None and cached.identity == ident:
+            return Snapshot(cached.identity, cached.version, dict(cached.status))
+        with store.reading():  # the counts, the digest and the identity of one version
+            ident = store.identity()
+            st = store.status()
+            content = store.content()  # moves when bars are replaced one for one
+        fp = json.dumps([self.market.provider.store_key, str(st["first_session"]),
+                         str(st["last_session"]), st["sessions"], st["bars"], st["symbols"],
+                         content])
+        last = st["last_session"]
+        version = f"{last or 'empty'}.{hashlib.sha256(fp.encode()).hexdigest()[:16]}"
+        snap = Snapshot(ident, version, st)
+        with self._lock:
+            self._cached = snap
+        return Snapshot(ident, version, dict(st))
 
     def status(self) -> tuple[str, dict[str, Any]]:
         """``(data_version, store status)``; the status is that of :meth:`Store.status`."""
-        store = self.market.store
-        v = store.version
-        with self._lock:
-            if self._cached is not None and self._cached[0] == v:
-                return self._cached[1], dict(self._cached[2])
-        st = store.status()
-        fp = json.dumps([self.market.provider.store_key, str(st["first_session"]),
-                         str(st["last_session"]), st["sessions"], st["bars"], st["symbols"],
-                         store.content()])  # moves when bars are replaced one for one
-        last = st["last_session"]
-        version = f"{last or 'empty'}.{hashlib.sha256(fp.encode()).hexdigest()[:16]}"
-        # Store.status reads its version after the counts: a write in between would pair the
-        # old counts with the new version and pin them in this cache. Cache only a status
-        # whose version is the one read before it.
-        if int(st["version"]) == v:
-            with self._lock:
-                self._cached = (v, version, dict(st))
-        return version, st
+        snap = self.snapshot()
+        return snap.version, snap.status
 
     def current(self) -> str:
-        return self.status()[0]
+        return self.snapshot().version
 
 
 class ResultCache:

@@ -48,6 +48,16 @@ ProgressHook = Callable[[str, str, int, int], None]  # (job_id, stage, done, tot
 __all__ = ["TERMINAL", "Busy", "Job", "JobManager", "ProgressHook", "ShuttingDown"]
 
 
+# Listings assumed when the store cannot size a scan (about a whole US market).
+FALLBACK_LISTINGS = 6000
+
+
+def _internal_error(job: Job) -> dict[str, Any]:
+    return {"error": "internal_error", "field": None,
+            "message": f"the scan failed unexpectedly (job {job.id}); the server log has the "
+            "details"}
+
+
 class ShuttingDown(Exception):
     """The service is stopping and takes no new scans."""
 
@@ -326,22 +336,35 @@ class JobManager:
     # -- the worker --------------------------------------------------------------------------
     def cost(self, config: ScanConfig) -> int:
         """Estimated peak bytes of scanning ``config`` (see ``admission.py``): the panel is
-        loaded for every listing, whatever ``max_symbols`` keeps."""
+        loaded for every listing, whatever ``max_symbols`` keeps. When the store cannot be
+        read (the scan will report why), a whole market is assumed: never nothing."""
         try:
             _, st = self.data_version.status()
             listings = len(self.market.reference())
             sessions = int(st["sessions"]) or config.bars_needed
-        except Exception:  # noqa: BLE001 - an unreadable store: the scan reports it
-            return 0
+        except Exception as e:  # noqa: BLE001 - an unreadable store: the scan reports it
+            s = self.market.settings
+            listings = max(FALLBACK_LISTINGS, s.synthetic_listings
+                           if s.data_provider == "synthetic" else 0)
+            log.warning("cannot size the scan from the store (%s: %s); reserving memory for "
+                        "%s listings", type(e).__name__, e, f"{listings:,}")
+            return estimate_bytes(listings, config.bars_needed)
         return estimate_bytes(listings, min(config.bars_needed, sessions))
 
     def _run(self, job: Job) -> None:
-        with self.admission.enter(self.cost(job.config), job.cancel_event.is_set) as entered:
-            if not entered:
-                with job.lock:
-                    self._finish_locked(job, "cancelled", None, None)
-                return
-            self._run_admitted(job)
+        try:
+            with self.admission.enter(self.cost(job.config),
+                                      job.cancel_event.is_set) as entered:
+                if not entered:
+                    with job.lock:
+                        self._finish_locked(job, "cancelled", None, None)
+                    return
+                self._run_admitted(job)
+        finally:
+            with job.lock:  # whatever raised, no job is left queued or running
+                if not job.terminal:
+                    log.error("scan %s ended without a result; marked failed", job.id)
+                    self._finish_locked(job, "failed", None, _internal_error(job))
 
     def _run_admitted(self, job: Job) -> None:
         with job.lock:
@@ -379,25 +402,50 @@ class JobManager:
             return
         except Exception:
             log.exception("scan %s failed", job.id)
-            self._fail(job, {"error": "internal_error", "field": None,
-                             "message": f"the scan failed unexpectedly (job {job.id}); the "
-                             "server log has the details"})
+            self._fail(job, _internal_error(job))
             return
-        self.metrics.scan_seconds.observe(time.perf_counter() - t0)
+        try:
+            self._finish_scan(job, res, time.perf_counter() - t0)
+        except TechnicError as e:  # e.g. the store deleted by another process meanwhile
+            log.warning("scan %s failed after the scan: %s", job.id, e)
+            self._fail(job, {"error": type(e).__name__, "message": str(e),
+                             "field": getattr(e, "field", None)})
+        except Exception:
+            log.exception("scan %s failed after the scan", job.id)
+            self._fail(job, _internal_error(job))
+
+    def _finish_scan(self, job: Job, res: pipeline.ScanResult, seconds: float) -> None:
+        """Record, cache and publish a finished scan."""
+        self.metrics.scan_seconds.observe(seconds)
         stages = res.stats.get("stages", [])
         for st in stages:
             self.metrics.stage_seconds.labels(st["stage"]).observe(float(st["seconds"]))
         self.throughput.observe(stages)
-        # The scan may have updated the store: key the result by the data it actually read.
-        version = self.data_version.current()
-        key = job.key if version == job.data_version else result_key(job.config, version)
+        # Key the result by the data the scan read (it may have updated the store, another
+        # process may have written it since): the store identity the scan reports. When that
+        # is not the store's identity now, or unknown, its data version cannot be computed any
+        # more: the result is served to this job's requesters and not cached.
+        read = (res.stats.get("store_id"), res.stats.get("store_version"))
+        now = self.data_version.snapshot()
+        cacheable = read[1] is not None and read == now.identity
+        if cacheable:
+            version = now.version
+            key = job.key if version == job.data_version else result_key(job.config, version)
+        else:
+            version = f"unsettled:{job.id}"
+            key = result_key(job.config, version)
+            log.info("scan %s: the store moved while it was read; its result is not cached",
+                     job.id)
         out = Outcome(res.frame, res.message, res.stats, key, version)
-        self.cache.put_memory(out)
-        self.cache.put_redis(out)
+        if cacheable:
+            self.cache.put_memory(out)
+            self.cache.put_redis(out)
         if self.on_store_change is not None:
             self.on_store_change()
         with self._lock:
-            if key != job.key:
+            if not cacheable and self._by_key.get(job.key) is job:
+                del self._by_key[job.key]  # not a result of the data ``job.key`` names
+            if cacheable and key != job.key:
                 self._by_key.setdefault(key, job)
             with job.lock:
                 self._finish_locked(job, "done", out, None)
