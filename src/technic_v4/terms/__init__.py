@@ -1,3 +1,5 @@
 """Terms: every column a scan computes is a term with a canonical key, inputs and the bars it
-needs. Today: the screen language front end (:mod:`.language`) and the function catalogue
-(:mod:`.catalog`); evaluation over the panel comes next."""
+needs. The screen language (:mod:`.language`: text -> checked terms) and the function catalogue
+(:mod:`.catalog`) describe them; :mod:`.engine` evaluates them over the panel, each key once per
+scan, with the array kernels of :mod:`.kernels` (indicators, windows, candlesticks, chart
+patterns, weekly/monthly bars); :mod:`.presets` ships ready-made screens."""
