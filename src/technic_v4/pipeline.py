@@ -256,8 +256,8 @@ def evaluate(config: ScanConfig, ref: pd.DataFrame, panel: Panel, as_of: dt.date
     st, p = plans_stage(config, cols, sig)
     stages.append(st)
     if config.screen().active:
-        st, scr = screen(config, long_panel.rows(rows), ref.iloc[idx].reset_index(drop=True),
-                         builtin_columns(ref, idx, mcap, cols, s, sig, p))
+        st, scr = screen(config, long_panel, ref.iloc[idx].reset_index(drop=True),
+                         builtin_columns(ref, idx, mcap, cols, s, sig, p), rows=rows)
     else:  # no screen: nothing to copy or evaluate
         st, scr = no_screen(len(idx))
     stages.append(st)
@@ -443,16 +443,18 @@ class Screened:
 
 
 def screen(config: ScanConfig, sub: Panel, ref: pd.DataFrame,
-           builtin: dict[str, np.ndarray]) -> tuple[Stage, Screened]:
+           builtin: dict[str, np.ndarray], rows: np.ndarray | None = None
+           ) -> tuple[Stage, Screened]:
     """Stage 9: the scan's ``where``/``preset``, ``columns`` and ``sort_by`` over the survivors.
 
-    ``sub`` holds the survivors' rows with every bar the screen needs, ``ref`` their reference
+    ``sub`` holds the survivors' rows (or, with ``rows``, those rows of it: only the fields
+    the screen reads are gathered) with every bar the screen needs, ``ref`` their reference
     rows and ``builtin`` their built-in columns (:func:`builtin_columns`). One Evaluator serves
     where, columns and sort key, so every distinct term is computed once. A row failing the
     where counts under its first failing top-level clause (``where: <clause>``)."""
     t = time.perf_counter()
     spec = config.screen()
-    n = len(sub.symbols)
+    n = len(sub.symbols) if rows is None else len(rows)
     st = Stage("screen", n, n)
     keep = np.ones(n, dtype=bool)
     matched = np.full(n, "", dtype=object)
@@ -463,7 +465,7 @@ def screen(config: ScanConfig, sub: Panel, ref: pd.DataFrame,
         from technic_v4.terms.engine import Evaluator, clause_mask
         from technic_v4.terms.kernels import Bars
 
-        ev = Evaluator(Bars.of(sub), ref, builtin)
+        ev = Evaluator(Bars.of(sub, rows), ref, builtin)
         # Every root first: a key shared by where, columns and sort is computed once.
         ev.plan([*(() if spec.where is None else (c.term for c in spec.where.clauses)),
                  *(c.term for _, c in spec.columns),

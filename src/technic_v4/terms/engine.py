@@ -356,13 +356,11 @@ def _is_window(name: str, param: str) -> bool:
 
 def _tail(b: Bars, n: int) -> Bars:
     w = b.close.shape[1]
-    return Bars(*(getattr(b, f)[:, w - n:] for f in ("open", "high", "low", "close", "volume",
-                                                     "day")))
+    return b.map(lambda a: a[:, w - n:])
 
 
 def _head(b: Bars, n: int) -> Bars:
-    return Bars(*(np.ascontiguousarray(getattr(b, f)[:, :n])
-                  for f in ("open", "high", "low", "close", "volume", "day")))
+    return b.map(lambda a: np.ascontiguousarray(a[:, :n]))
 
 
 def _rank(v: np.ndarray, groups: np.ndarray) -> np.ndarray:

@@ -23,32 +23,83 @@ The implementations live in one module per group, each exporting its own ``IMPLS
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+_FIELDS = ("open", "high", "low", "close", "volume", "day")
 
-@dataclass(frozen=True)
+
 class Bars:
     """The inputs every implementation may read: (N, L) float64 fields and ``day`` (N, L) int32,
-    days since 1970-01-01, -1 in padding."""
+    days since 1970-01-01, -1 in padding.
 
-    open: np.ndarray
-    high: np.ndarray
-    low: np.ndarray
-    close: np.ndarray
-    volume: np.ndarray
-    day: np.ndarray
+    A field may be gathered on first use (:meth:`of` with ``rows``, :meth:`map`): a screen that
+    reads only closes never copies the other fields of the survivors' rows."""
+
+    __slots__ = ("_cache", "_source")
+
+    def __init__(self, open: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
+                 volume: np.ndarray, day: np.ndarray) -> None:
+        self._cache: dict[str, np.ndarray] = dict(zip(_FIELDS, (open, high, low, close, volume,
+                                                                day), strict=True))
+        self._source: Callable[[str], np.ndarray] | None = None
+
+    @classmethod
+    def lazy(cls, source: Callable[[str], np.ndarray]) -> Bars:
+        """Bars whose field ``f`` is ``source(f)``, computed once on first use."""
+        b = cls.__new__(cls)
+        b._cache = {}
+        b._source = source
+        return b
+
+    def _field(self, name: str) -> np.ndarray:
+        v = self._cache.get(name)
+        if v is None:
+            assert self._source is not None
+            v = self._cache[name] = self._source(name)
+        return v
+
+    @property
+    def open(self) -> np.ndarray:
+        return self._field("open")
+
+    @property
+    def high(self) -> np.ndarray:
+        return self._field("high")
+
+    @property
+    def low(self) -> np.ndarray:
+        return self._field("low")
+
+    @property
+    def close(self) -> np.ndarray:
+        return self._field("close")
+
+    @property
+    def volume(self) -> np.ndarray:
+        return self._field("volume")
+
+    @property
+    def day(self) -> np.ndarray:
+        return self._field("day")
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.close.shape
 
+    def map(self, fn: Callable[[np.ndarray], np.ndarray]) -> Bars:
+        """These bars with ``fn`` applied to each field (lazily, when that field is read)."""
+        return Bars.lazy(lambda f: fn(self._field(f)))
+
     @classmethod
-    def of(cls, panel: Any) -> Bars:
-        """The bars of a :class:`~technic_v4.data.panel.Panel` (or anything with its fields)."""
-        return cls(panel.open, panel.high, panel.low, panel.close, panel.volume, panel.day)
+    def of(cls, panel: Any, rows: np.ndarray | None = None) -> Bars:
+        """The bars of a :class:`~technic_v4.data.panel.Panel` (or anything with its fields);
+        with ``rows``, those rows only, each field gathered when first read."""
+        if rows is None:
+            return cls(*(getattr(panel, f) for f in _FIELDS))
+        picked = np.asarray(rows, dtype=np.int64)
+        return cls.lazy(lambda f: np.ascontiguousarray(getattr(panel, f)[picked]))
 
 
 Impl = Callable[[Bars, tuple[np.ndarray, ...], Mapping[str, Any]], np.ndarray]
