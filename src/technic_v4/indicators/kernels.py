@@ -165,25 +165,32 @@ def _true_range(high: float, low: float, prev_close: float) -> float:
 
 
 @njit(**_JIT_OPTIONS)
+def _sma_row(x: Any, b: int, period: int, o: Any) -> None:
+    """TA-Lib's SMA (running total) of ``x[b:]`` into ``o`` from ``b + period - 1`` on."""
+    n = x.shape[0]
+    start = b + period - 1
+    if start >= n:
+        return
+    total = 0.0
+    for j in range(b, start):
+        total += x[j]
+    trailing = b
+    for i in range(start, n):
+        total += x[i]
+        o[i] = total / period
+        total -= x[trailing]
+        trailing += 1
+
+
+@njit(**_JIT_OPTIONS)
 def _sma_core(x: Any, period: int, out: Any) -> None:
-    n_rows, n = x.shape
+    n_rows = x.shape[0]
     for r in range(n_rows):
         xr = x[r]
         o = out[r]
         b = _first_valid(xr)
-        start = b + period - 1
-        _fill_nan(o, start)
-        if start >= n:
-            continue
-        total = 0.0
-        for j in range(b, start):
-            total += xr[j]
-        trailing = b
-        for i in range(start, n):
-            total += xr[i]
-            o[i] = total / period
-            total -= xr[trailing]
-            trailing += 1
+        _fill_nan(o, b + period - 1)
+        _sma_row(xr, b, period, o)
 
 
 @njit(**_JIT_OPTIONS)

@@ -408,19 +408,13 @@ def create_app(market: MarketData | None = None, settings: Settings | None = Non
                                           "source", "requests", "config", "links")})
         return _json({"scans": out})
 
-    @app.get("/v1/scan/{job_id}", tags=["scan"], response_model=models.JobStatus,
-             dependencies=KEYED)
-    async def status(job_id: str, wait: Annotated[float, Query(
-            ge=0, description="Seconds to wait for the scan to finish (long poll).")] = 0
-    ) -> Response:
-        job = svc.job(job_id)
-        wait = min(wait, opts.max_wait_seconds)
-        if wait <= 0:
-            return _json(job.status())
+    async def settled(job: Job, seconds: float) -> dict[str, Any]:
+        """The job's status once it is done, ``seconds`` have passed or the server drains
+        (awaited on its event queue: no worker thread is held)."""
         q, snap = job.subscribe()
         try:
             loop = asyncio.get_running_loop()
-            deadline = loop.time() + wait
+            deadline = loop.time() + seconds
             while snap["state"] not in TERMINAL and not draining():
                 left = deadline - loop.time()
                 if left <= 0:
@@ -433,6 +427,18 @@ def create_app(market: MarketData | None = None, settings: Settings | None = Non
                     break
         finally:
             job.unsubscribe(q)
+        return snap
+
+    @app.get("/v1/scan/{job_id}", tags=["scan"], response_model=models.JobStatus,
+             dependencies=KEYED)
+    async def status(job_id: str, wait: Annotated[float, Query(
+            ge=0, description="Seconds to wait for the scan to finish (long poll).")] = 0
+    ) -> Response:
+        job = svc.job(job_id)
+        wait = min(wait, opts.max_wait_seconds)
+        if wait <= 0:
+            return _json(job.status())
+        snap = await settled(job, wait)
         return _json(job.status() if snap["state"] not in TERMINAL else snap)
 
     @app.delete("/v1/scan/{job_id}", tags=["scan"], status_code=202, dependencies=KEYED)
@@ -553,22 +559,7 @@ def create_app(market: MarketData | None = None, settings: Settings | None = Non
         """The default scan's universe; awaits the scan without holding a worker thread, and
         is cached per (data version, as-of)."""
         job, served = await run_in_threadpool(svc.submit, ScanConfig(as_of_date=as_of))
-        q, snap = job.subscribe()
-        try:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + opts.max_wait_seconds
-            while snap["state"] not in TERMINAL and not draining():
-                left = deadline - loop.time()
-                if left <= 0:
-                    break
-                try:
-                    event, snap = await asyncio.wait_for(q.get(), left)
-                except TimeoutError:
-                    break
-                if event == "shutdown":
-                    break
-        finally:
-            job.unsubscribe(q)
+        await settled(job, opts.max_wait_seconds)
         out = job.outcome
         if out is None:
             raise ApiError(503 if not job.terminal else 500, "scan_unavailable",

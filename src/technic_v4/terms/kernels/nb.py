@@ -61,6 +61,7 @@ from technic_v4.indicators.kernels import (
     _first_valid,
     _first_valid3,
     _fma,
+    _sma_row,
     _true_range,
 )
 
@@ -346,24 +347,6 @@ def willr_core(high: Any, low: Any, close: Any, period: int, out: Any) -> None:
         _fill_nan(out[r], b + period - 1)
         if b + period - 1 < n:
             _fast_k_row(high[r], low[r], close[r], b, period, True, out[r])
-
-
-@njit(**_JIT_OPTIONS)
-def _sma_row(x: Any, b: int, period: int, o: Any) -> None:
-    """TA-Lib's SMA (running total) of ``x[b:]`` into ``o`` from ``b + period - 1`` on."""
-    n = x.shape[0]
-    start = b + period - 1
-    if start >= n:
-        return
-    total = 0.0
-    for j in range(b, start):
-        total += x[j]
-    trailing = b
-    for i in range(start, n):
-        total += x[i]
-        o[i] = total / period
-        total -= x[trailing]
-        trailing += 1
 
 
 @njit(**_JIT_OPTIONS)
