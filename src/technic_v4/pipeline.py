@@ -465,7 +465,10 @@ def screen(config: ScanConfig, sub: Panel, ref: pd.DataFrame,
         from technic_v4.terms.engine import Evaluator, clause_mask
         from technic_v4.terms.kernels import Bars
 
-        ev = Evaluator(Bars.of(sub, rows), ref, builtin)
+        # Built-in columns were computed on the last lookback_days bars: a term equal to one is
+        # read from it only when the screen's panel is that wide (else it is computed here).
+        ev = Evaluator(Bars.of(sub, rows), ref, builtin,
+                       reuse_builtins=sub.close.shape[1] <= config.lookback_days)
         # Every root first: a key shared by where, columns and sort is computed once.
         ev.plan([*(() if spec.where is None else (c.term for c in spec.where.clauses)),
                  *(c.term for _, c in spec.columns),

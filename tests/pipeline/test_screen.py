@@ -228,3 +228,31 @@ def test_history_scans_apply_the_screen_at_each_date(small_market: MarketData) -
         got = hist[hist["AsOf"] == pd.Timestamp(day)].drop(columns="AsOf")
         assert len(one) > 0
         pd.testing.assert_frame_equal(got.reset_index(drop=True), one, check_dtype=False)
+
+
+def test_a_longer_screen_panel_computes_builtin_terms_on_its_own_bars(
+        small_market: MarketData) -> None:
+    """A column needing 400 sessions loads 400 bars for the screen: `adx(14)` is then TA-Lib's
+    ADX on those 400 bars (the built-in ADX14, computed on lookback_days bars, is not reused)."""
+    import talib
+
+    from technic_v4 import data_engine
+
+    res = scan(ScanConfig(columns={"adx": "adx(14)", "s400": "sma(close, 400)"}, max_symbols=20),
+               small_market)
+    frame = res.frame.dropna(subset=["s400"])
+    assert len(frame) > 0
+    data_engine.set_market(small_market)
+    try:
+        hist = data_engine.get_price_history_batch(frame["Symbol"].tolist(), 400)
+    finally:
+        data_engine._market = None
+    for sym, got in zip(frame["Symbol"], frame["adx"], strict=True):
+        h = hist[sym]
+        want = talib.ADX(h["High"].to_numpy(), h["Low"].to_numpy(), h["Close"].to_numpy(), 14)[-1]
+        assert got == pytest.approx(want, rel=1e-9)
+
+
+def test_malformed_columns_are_refused() -> None:
+    with pytest.raises(ConfigError, match="columns: give a mapping"):
+        ScanConfig(columns=[["a", "close"], "junk"])  # type: ignore[arg-type]

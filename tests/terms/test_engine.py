@@ -182,3 +182,31 @@ def test_builtin_column_is_read_not_recomputed(market: Market) -> None:
 ])
 def test_weekly_and_monthly_equal_pandas_resample(market: Market, text: str) -> None:
     check_screen(market, compile(text))
+
+
+def test_a_timeframe_term_read_on_every_session_is_refused_not_a_memory_blowup(
+        market: Market) -> None:
+    """`bars_since(weekly(…))` would rebuild the weekly bars as of each of the panel's sessions
+    (memory and time growing with the square of the bars): a ConfigError pointing at the
+    better spelling; a few sessions back (`weekly(x)[1]`, windows) still evaluate."""
+    from technic_v4.errors import ConfigError
+
+    ev = market.evaluator()
+    screen = compile("bars_since(weekly(close > sma(close, 30))) >= 0")
+    ev.plan([screen.term])
+    with pytest.raises(ConfigError, match=r"weekly\(bars_since"):
+        evaluate(screen, ev)
+    ok = compile("weekly(close)[1] > 0 and highest(weekly(close), 10) > 0")
+    ev = market.evaluator()
+    ev.plan([ok.term])
+    assert evaluate(ok, ev).any()
+    assert len(ev._subs) == 1  # only today's weekly bars are kept
+
+
+def test_numbers_beyond_float64_are_a_screen_error() -> None:
+    from technic_v4.terms.language import ScreenError
+
+    for text, column in (("close > 1e309", 9), ("-1e999 < close", 2)):
+        with pytest.raises(ScreenError, match="too large") as e:
+            compile(text)
+        assert e.value.column == column

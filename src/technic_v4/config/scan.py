@@ -148,7 +148,11 @@ class ScanConfig(BaseModel):
     @classmethod
     def _columns(cls, v: Any) -> Any:
         if isinstance(v, list | tuple):  # [[name, expr], ...] as the canonical dump lists them
-            v = {p[0]: p[1] for p in v if isinstance(p, list | tuple) and len(p) == 2}
+            bad = [p for p in v if not (isinstance(p, list | tuple) and len(p) == 2)]
+            if bad:
+                raise ConfigError("columns", "give a mapping {name: expression} or a list of "
+                                  f"[name, expression] pairs; got {str(bad[0])[:60]!r}")
+            v = {p[0]: p[1] for p in v}
         if not isinstance(v, dict):
             return v
         from technic_v4.config.screen import MAX_COLUMNS, check_column_name

@@ -72,6 +72,11 @@ _ARITH = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide}
 _ELEMENTWISE = frozenset({"neg", "not", "in", *_COMPARE, *_ARITH, "and", "or"})
 
 
+# Daily sessions on which a weekly/monthly term may be read (each one rebuilds the timeframe's
+# bars as of that session): `weekly(x)[n]`, windows over it and crossings stay far below this.
+MAX_TIMEFRAME_SESSIONS = 66
+
+
 class Evaluator:
     """Evaluates terms over one panel; every distinct key is computed once.
 
@@ -82,13 +87,16 @@ class Evaluator:
 
     def __init__(self, bars: Bars, ref: pd.DataFrame,
                  columns: Mapping[str, np.ndarray] | None = None,
-                 timeframe: str = DAILY) -> None:
+                 timeframe: str = DAILY, reuse_builtins: bool = True) -> None:
         self.bars = bars
         self.n, self.width = bars.close.shape
         if len(ref) != self.n:
             raise ValueError(f"ref has {len(ref)} rows, the panel {self.n}")
         self.ref = ref
         self.columns = columns or {}
+        # A built-in column is the term's value only when it was computed on these very bars
+        # (a screen loading more bars than lookback_days computes its own).
+        self.reuse_builtins = reuse_builtins
         self.timeframe = timeframe
         self._real = bars.day >= 0
         self.computed: Counter[str] = Counter()
@@ -178,7 +186,8 @@ class Evaluator:
             return self._column(t), True
         if t.op == "call":
             builtin = BUILTIN_KEYS.get(t.key)
-            if w == 1 and builtin is not None and builtin in self.columns:
+            if w == 1 and self.reuse_builtins and builtin is not None and \
+                    builtin in self.columns:
                 return np.asarray(self.columns[builtin], np.float64).reshape(self.n, 1), False
             return self._call(t, w)
         if t.op == "index":
@@ -329,18 +338,29 @@ class Evaluator:
     def _other_timeframe(self, t: Term, w: int) -> np.ndarray:
         """A weekly/monthly term on the last ``w`` daily bars: on bar ``t`` its latest value over
         the bars up to ``t``."""
+        if w > MAX_TIMEFRAME_SESSIONS:
+            raise ConfigError("expression", f"`{t.key}` would be rebuilt on weekly/monthly bars "
+                              f"as of each of {w} sessions (at most {MAX_TIMEFRAME_SESSIONS}); "
+                              "put the daily function inside the timeframe instead, e.g. "
+                              "`weekly(bars_since(…))` rather than `bars_since(weekly(…))`")
         out = self._empty(t, w)
         for j in range(min(w, self.width)):
-            sub = self._sub(t.timeframe, j)
-            out[:, w - 1 - j] = sub.latest(t)
+            out[:, w - 1 - j] = self._sub(t.timeframe, j).latest(t)
         return out
 
     def _sub(self, timeframe: str, back: int) -> Evaluator:
+        """The evaluator of the weekly/monthly bars as of ``back`` sessions ago. Only today's is
+        kept (shared by every term of that timeframe); earlier ones are rebuilt per term, so
+        memory stays one resampled panel however many sessions a term reads."""
         key = (timeframe, back)
-        if key not in self._subs:
+        sub = self._subs.get(key)
+        if sub is None:
             bars = self.bars if back == 0 else _head(self.bars, self.width - back)
-            self._subs[key] = Evaluator(resample(bars, cast(Timeframe, timeframe)), self.ref, None, timeframe)
-        return self._subs[key]
+            sub = Evaluator(resample(bars, cast(Timeframe, timeframe)), self.ref, None,
+                            timeframe)
+            if back == 0:
+                self._subs[key] = sub
+        return sub
 
 
 def _is_window(name: str, param: str) -> bool:

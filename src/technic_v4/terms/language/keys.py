@@ -12,6 +12,7 @@ key (``weekly(sma(close,30))``), so it never collides with the daily term of the
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -34,7 +35,7 @@ def literal(value: ParamValue) -> str:
         return "none"
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
-    if value == int(value) and abs(value) < 1e15:
+    if math.isfinite(value) and value == int(value) and abs(value) < 1e15:
         return str(int(value))
     return repr(float(value))
 

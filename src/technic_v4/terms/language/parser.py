@@ -9,6 +9,7 @@ add a level; a chain ``a and b and c`` is one). Every error is a
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import replace
 from functools import cache
@@ -89,7 +90,11 @@ class _Build(Transformer[Token, Node]):
         return node
 
     def number(self, meta: Any, ch: list[Token]) -> Node:
-        return self._node(Number(float(ch[0].replace("_", "")), str(ch[0]), _meta_span(meta)))
+        value = float(ch[0].replace("_", ""))
+        if not math.isfinite(value):  # 1e309: beyond float64
+            raise ScreenError(self.field, f"the number {ch[0]} is too large (beyond "
+                              "±1.8e308, the range of a float64)", self.text, _meta_span(meta))
+        return self._node(Number(value, str(ch[0]), _meta_span(meta)))
 
     def string(self, meta: Any, ch: list[Token]) -> Node:
         return self._node(String(_unescape(ch[0][1:-1]), _meta_span(meta)))
