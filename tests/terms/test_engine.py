@@ -206,7 +206,9 @@ def test_a_timeframe_term_read_on_every_session_is_refused_not_a_memory_blowup(
 def test_numbers_beyond_float64_are_a_screen_error() -> None:
     from technic_v4.terms.language import ScreenError
 
-    for text, column in (("close > 1e309", 9), ("-1e999 < close", 2)):
+    for text, column in (("close > 1e309", 9), ("-1e999 < close", 2),
+                         ("close > " + "9" * 400, 9)):
         with pytest.raises(ScreenError, match="too large") as e:
             compile(text)
         assert e.value.column == column
+        assert len(str(e.value).splitlines()[0]) < 200  # a long number is not echoed whole

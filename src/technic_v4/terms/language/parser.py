@@ -92,7 +92,8 @@ class _Build(Transformer[Token, Node]):
     def number(self, meta: Any, ch: list[Token]) -> Node:
         value = float(ch[0].replace("_", ""))
         if not math.isfinite(value):  # 1e309: beyond float64
-            raise ScreenError(self.field, f"the number {ch[0]} is too large (beyond "
+            shown = ch[0] if len(ch[0]) <= 24 else ch[0][:20] + "…"
+            raise ScreenError(self.field, f"the number {shown} is too large (beyond "
                               "±1.8e308, the range of a float64)", self.text, _meta_span(meta))
         return self._node(Number(value, str(ch[0]), _meta_span(meta)))
 
