@@ -57,10 +57,10 @@ from numba import njit
 from technic_v4.indicators.kernels import (
     _JIT_OPTIONS,
     _TA_EPSILON,
+    _atr_core,
     _fill_nan,
     _first_valid,
     _first_valid3,
-    _fma,
     _sma_row,
     _true_range,
 )
@@ -173,33 +173,18 @@ def mom_core(x: Any, period: int, out: Any) -> None:
 
 @njit(**_JIT_OPTIONS)
 def natr_core(high: Any, low: Any, close: Any, period: int, out: Any) -> None:
+    """TA-Lib's NATR: its ATR (the same Wilder recursion, fma included) / close × 100, 0 where
+    close is zero; NATR(1) is TA-Lib's TRANGE, without the normalisation."""
+    _atr_core(high, low, close, period, out)
+    if period == 1:
+        return
     n_rows, n = high.shape
-    pf = float(period)
-    keep = float(period - 1) / pf
-    gain = 1.0 - keep
     for r in range(n_rows):
-        hr = high[r]
-        lr = low[r]
-        cr = close[r]
-        o = out[r]
-        b = _first_valid3(hr, lr, cr)
-        start = b + period
-        _fill_nan(o, start)
-        if start >= n:
-            continue
-        if period == 1:  # TA-Lib answers TRANGE here, without the normalisation
-            for i in range(start, n):
-                o[i] = _true_range(hr[i], lr[i], cr[i - 1])
-            continue
-        total = 0.0
-        for j in range(b + 1, start + 1):
-            total += _true_range(hr[j], lr[j], cr[j - 1])
-        atr = total / pf
-        for i in range(start, n):
-            if i > start:
-                atr = _fma(atr, keep, _true_range(hr[i], lr[i], cr[i - 1]) * gain)
-            c = cr[i]
-            o[i] = atr / c * 100.0 if not _is_zero(c) else 0.0
+        for i in range(n):
+            a = out[r, i]
+            if a == a:  # not NaN
+                c = close[r, i]
+                out[r, i] = a / c * 100.0 if not _is_zero(c) else 0.0
 
 
 @njit(**_JIT_OPTIONS)
