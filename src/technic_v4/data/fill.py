@@ -202,12 +202,7 @@ class FetchPlanner:
             return
         first, last = sessions[0].astype(dt.date), sessions[-1].astype(dt.date)
         try:
-            if len(need) <= len(sessions):
-                rep.backfill_plan = f"{len(need)} per-ticker requests"
-                batch = self.provider.bars_for_symbols(need, first, last)
-            else:
-                rep.backfill_plan = f"{len(sessions)} grouped requests"
-                batch = self.provider.bars_for_sessions([d.astype(dt.date) for d in sessions])
+            batch, rep.backfill_plan = self._history(need, sessions)
         except ProviderError as e:
             self._counters().errors += 1
             rep.backfill_error = (f"the history of {len(need)} new listing(s) could not be "
@@ -228,6 +223,18 @@ class FetchPlanner:
         self._stored_changed()
         log.info("back-filled %d new listing(s) over %s..%s (%s): %d bars", len(need), first,
                  last, rep.backfill_plan, vr.rows_kept)
+
+    def _history(self, symbols: list[str], sessions: np.ndarray) -> tuple[BarBatch, str]:
+        """The bars of ``symbols`` over ``sessions`` in the fewest vendor requests: one per
+        ticker when fewer symbols than sessions, else one grouped request per session (kept
+        to ``symbols``). Returns the batch and the plan, for the report."""
+        if len(symbols) <= len(sessions):
+            first, last = sessions[0].astype(dt.date), sessions[-1].astype(dt.date)
+            return (self.provider.bars_for_symbols(symbols, first, last),
+                    f"{len(symbols)} per-ticker requests")
+        batch = self.provider.bars_for_sessions([d.astype(dt.date) for d in sessions])
+        return (batch.take(np.flatnonzero(np.isin(batch.symbol, symbols))),
+                f"{len(sessions)} grouped requests")
 
     def _apply_splits(self, rep: UpdateReport) -> None:
         """Re-fetch the adjusted history of stored symbols that split after the store's
@@ -265,13 +272,7 @@ class FetchPlanner:
             self.store.set_meta(ADJUSTED, str(last))
             return
         try:
-            if len(need) <= len(stored):
-                rep.split_plan = f"{len(need)} per-ticker requests"
-                batch = self.provider.bars_for_symbols(need, first, last)
-            else:
-                rep.split_plan = f"{len(stored)} grouped requests"
-                batch = self.provider.bars_for_sessions([d.astype(dt.date) for d in stored])
-                batch = batch.take(np.flatnonzero(np.isin(batch.symbol, need)))
+            batch, rep.split_plan = self._history(need, stored)
         except ProviderError as e:
             self._counters().errors += 1
             rep.split_error = str(e)
