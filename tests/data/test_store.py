@@ -470,20 +470,6 @@ def test_store_id_is_created_with_the_store_and_kept(tmp_path: Path) -> None:
     assert Store(tmp_path / "b.duckdb").store_id != sid
 
 
-def test_a_store_from_before_store_ids_gets_one_from_its_first_writer(tmp_path: Path) -> None:
-    import duckdb
-
-    from technic_v4.data.store import SCHEMA
-
-    path = tmp_path / "old.duckdb"
-    con = duckdb.connect(str(path))
-    con.execute(SCHEMA)
-    con.execute("INSERT INTO meta VALUES ('version', '7')")
-    con.close()
-    s = Store(path)
-    assert s.version == 7 and s.store_id is not None
-
-
 def test_reading_pins_one_connection_for_several_reads(store: Store) -> None:
     store.upsert_reference(make_ref(SYMS))
     b = make_bars(SYMS, SESS)

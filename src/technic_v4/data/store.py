@@ -1,11 +1,17 @@
 """The local store (L2): a DuckDB database file per provider dataset.
 
 Tables
-    symbols(sid, symbol, name, type, exchange, sector, industry, shares_outstanding, list_date)
-    bars(sid, date, open, high, low, close, volume)      -- validated, adjusted daily bars
+    symbols(sid, symbol, name, type, exchange, sector, industry, shares_outstanding, list_date,
+            delisted, delist_reason)                      -- every listing, delisted ones kept
+    bars(sid, date, open, high, low, close, volume)      -- validated daily bars, UNADJUSTED
+    actions(sid, ex_date, type, ratio, amount)           -- splits and cash dividends
     sessions(date, rows, ingested_at)                     -- sessions whose grouped data is stored
     meta(key, value)                                      -- provider, store id, version counter
     ingest_log(logged_at, sessions, rows_in, rows_kept, dropped) -- what validation dropped, and why
+
+Bars are stored as traded (unadjusted); a split or a dividend is one row of ``actions`` and
+views adjust as of the date they are about (``data/adjust.py``). ``meta.schema_version`` names
+the layout; :data:`MIGRATIONS` bring an older store across when it is opened for writing.
 
 Writes are transactional: a batch of sessions is stored completely or not at all, so an
 interrupted write leaves the store as it was before it.
@@ -56,10 +62,13 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS symbols (
     sid INTEGER PRIMARY KEY, symbol VARCHAR UNIQUE NOT NULL, name VARCHAR, type VARCHAR,
     exchange VARCHAR, sector VARCHAR, industry VARCHAR, shares_outstanding DOUBLE,
-    list_date DATE);
+    list_date DATE, delisted DATE, delist_reason VARCHAR);
 CREATE TABLE IF NOT EXISTS bars (
     sid INTEGER NOT NULL, date DATE NOT NULL, open DOUBLE NOT NULL, high DOUBLE NOT NULL,
     low DOUBLE NOT NULL, close DOUBLE NOT NULL, volume DOUBLE NOT NULL);
+CREATE TABLE IF NOT EXISTS actions (
+    sid INTEGER NOT NULL, ex_date DATE NOT NULL, type VARCHAR NOT NULL, ratio DOUBLE,
+    amount DOUBLE, PRIMARY KEY (sid, ex_date, type));
 CREATE TABLE IF NOT EXISTS sessions (date DATE PRIMARY KEY, rows INTEGER, ingested_at TIMESTAMP);
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 CREATE TABLE IF NOT EXISTS ingest_log (
@@ -67,8 +76,40 @@ CREATE TABLE IF NOT EXISTS ingest_log (
     rows_kept BIGINT, dropped VARCHAR);
 """
 
+# The layout written by this version. Schema 1 (before 2026-11-29) held bars split-adjusted
+# through a date (meta ``adjusted_through``) and no actions: they cannot be un-adjusted without
+# the splits they were adjusted for, so such a store is emptied and refilled (with a warning).
+SCHEMA_VERSION = 2
+
+# Actions: a split's ratio is new shares per old share (2-for-1: 2.0; 1-for-10 reverse: 0.1);
+# a dividend's amount is cash per share as paid on its ex-date (unadjusted).
+ACTION_TYPES = ("split", "dividend")
+DELIST_REASONS = ("acquired", "bankrupt", "other")
+
 _SET_META = ("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET "
              "value = excluded.value")
+
+
+def _to_v2(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Schema 1 -> 2: split-adjusted bars cannot be un-adjusted without their splits, so the
+    stored data is dropped (a new store id: every cache of the old data is dead) and the next
+    update refills the store with unadjusted bars and the corporate actions."""
+    rows = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'bars'"
+                       ).fetchall()[0][0]
+    if rows:
+        log.warning("the local store at %s holds split-adjusted bars (layout 1); it was emptied "
+                    "and the next update refills it with unadjusted bars and corporate actions",
+                    path)
+    for table in ("bars", "sessions", "symbols", "actions"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    con.execute("DELETE FROM meta WHERE key <> 'schema_version'")
+
+
+# Target schema version -> the step that brings a store from the version before it there. A
+# step runs inside the opening transaction, before SCHEMA creates whatever is still missing.
+# To change the layout: bump SCHEMA_VERSION, write the step, add it here, test it on a store
+# written by the previous version (tests/data/test_store_migrations.py).
+MIGRATIONS: dict[int, Any] = {2: _to_v2}
 
 
 class _Busy(Exception):
@@ -126,6 +167,7 @@ class Store:
         self._local = threading.local()
         self._snapshot: _Snapshot | None = None
         self._ref: tuple[tuple[str | None, int], pd.DataFrame] | None = None
+        self._actions: tuple[tuple[str | None, int], pd.DataFrame] | None = None
         self._content: tuple[tuple[str | None, int], str] | None = None
         try:
             if not self.path.parent.exists():
@@ -137,8 +179,8 @@ class Store:
                     raise StoreError(f"no local store at {self.path}, and its folder is "
                                      "read-only: set TECHNIC_DATA_DIR to a writable directory")
                 self._create()
-            elif self._snap().meta.get("store_id") is None and not self.read_only:
-                self._create()  # a store from before store ids: give it one
+            else:
+                self._check_schema()
         except (duckdb.Error, OSError) as e:
             raise StoreError(f"cannot open the local store at {self.path}: {e}. Set "
                              "TECHNIC_DATA_DIR to a writable directory.") from e
@@ -153,6 +195,7 @@ class Store:
         """Forget what is cached (no connection stays open between calls)."""
         self._snapshot = None
         self._ref = None
+        self._actions = None
 
     # -- connections ---------------------------------------------------------------------------
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
@@ -304,14 +347,48 @@ class Store:
         except duckdb.Error as e:
             raise StoreError(f"cannot read the local store at {self.path}: {e}") from e
 
+    def _check_schema(self) -> None:
+        """Bring an existing store to :data:`SCHEMA_VERSION` (or say why it cannot be)."""
+        meta = self._snap().meta
+        found = int(meta.get("schema_version", "1"))
+        if found == SCHEMA_VERSION and meta.get("store_id") is not None:
+            return
+        if found > SCHEMA_VERSION:
+            raise StoreError(f"the local store at {self.path} has layout {found}, written by a "
+                             f"newer technic (this one reads layout {SCHEMA_VERSION}): upgrade "
+                             "technic, or delete it with `technic cache clear --store`")
+        if self.read_only:
+            raise StoreError(f"the local store at {self.path} has layout {found}, this technic "
+                             f"needs {SCHEMA_VERSION}: open it once with write access (a scan or "
+                             "`technic data update`) to migrate it")
+        self._create()
+
     def _create(self) -> None:
-        """Create the tables and the store id (both idempotent) under the writer lock."""
+        """Create the tables, the store id and the schema version, or migrate an older store,
+        in one transaction under the writer lock."""
         with self.writing(), self._shared.lock:
             con = self._connect(read_only=False)
             try:
+                con.execute("BEGIN TRANSACTION")
+                has_meta = con.execute(
+                    "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta'"
+                ).fetchall()[0][0]
+                found = SCHEMA_VERSION
+                if has_meta:
+                    row = con.execute(
+                        "SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+                    found = int(row[0][0]) if row else 1
+                for version in sorted(MIGRATIONS):
+                    if found < version:
+                        MIGRATIONS[version](con, self.path)
                 con.execute(SCHEMA)
                 con.execute("INSERT INTO meta VALUES ('store_id', ?) ON CONFLICT (key) DO NOTHING",
                             [uuid.uuid4().hex])
+                con.execute(_SET_META, ["schema_version", str(SCHEMA_VERSION)])
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
             finally:
                 con.close()
             self._wrote()
@@ -405,9 +482,80 @@ class Store:
                 df = con.execute(
                     "SELECT sid, symbol AS Symbol, name AS Name, type AS Type, exchange AS "
                     "Exchange, sector AS Sector, industry AS Industry, shares_outstanding AS "
-                    "SharesOutstanding, list_date AS ListDate FROM symbols ORDER BY sid").df()
+                    "SharesOutstanding, list_date AS ListDate, delisted AS Delisted, "
+                    "delist_reason AS DelistReason FROM symbols ORDER BY sid").df()
         self._ref = (ident, df)
         return df
+
+    def actions(self) -> pd.DataFrame:
+        """Every stored corporate action, by sid then ex-date: columns sid, Symbol, ExDate
+        (datetime64[D]), Type (``split``/``dividend``), Ratio, Amount (cached per version;
+        shared: do not modify)."""
+        ident = self.identity()
+        cached = self._actions
+        if cached is not None and cached[0] == ident:
+            return cached[1]
+        with self.reading():
+            ident = self.identity()
+            with self._read() as con:
+                df = con.execute(
+                    "SELECT a.sid, s.symbol AS Symbol, a.ex_date AS ExDate, a.type AS Type, "
+                    "a.ratio AS Ratio, a.amount AS Amount FROM actions a JOIN symbols s "
+                    "USING (sid) ORDER BY a.sid, a.ex_date, a.type").df()
+        df["ExDate"] = pd.to_datetime(df["ExDate"]).to_numpy("datetime64[D]")
+        self._actions = (ident, df)
+        return df
+
+    def upsert_actions(self, actions: pd.DataFrame) -> dict[str, int]:
+        """Store corporate actions (columns Symbol, ExDate, Type, Ratio, Amount; one row per
+        action); a stored action with the same (symbol, ex-date, type) is replaced (a vendor's
+        correction). Rows that cannot be right are dropped and counted, never stored: unknown
+        symbol, unknown type, a split ratio or dividend amount that is not a positive finite
+        number, a missing ex-date. Returns the counts of dropped rows by reason (and
+        ``stored``). The version moves only when something was stored."""
+        df = pd.DataFrame({
+            "Symbol": actions["Symbol"].astype(str).to_numpy(),
+            "ExDate": pd.to_datetime(actions["ExDate"], errors="coerce"),
+            "Type": actions["Type"].astype(str).str.lower().to_numpy(),
+            "Ratio": pd.to_numeric(actions["Ratio"], errors="coerce").astype(float).to_numpy(),
+            "Amount": pd.to_numeric(actions["Amount"], errors="coerce").astype(float).to_numpy(),
+        })
+        counts: dict[str, int] = {}
+
+        def drop(mask: np.ndarray, why: str) -> None:
+            nonlocal df
+            n = int(mask.sum())
+            if n:
+                counts[why] = counts.get(why, 0) + n
+                df = df[~mask]
+
+        drop(df["ExDate"].isna().to_numpy(), "missing_ex_date")
+        drop(~df["Type"].isin(ACTION_TYPES).to_numpy(), "unknown_type")
+        is_split = (df["Type"] == "split").to_numpy()
+        value = np.where(is_split, df["Ratio"].to_numpy(), df["Amount"].to_numpy())
+        drop(~(np.isfinite(value) & (value > 0)), "bad_value")
+        with self.writing():
+            sid = pd.Index(self.reference()["Symbol"]).get_indexer(pd.Index(df["Symbol"]))
+            drop(sid < 0, "unknown_symbol")
+            sid = sid[sid >= 0]
+            ref_sids = self.reference()["sid"].to_numpy(np.int32)
+            is_split = (df["Type"] == "split").to_numpy()
+            tbl = pa.table({
+                "sid": pa.array(ref_sids[sid]),
+                "ex_date": pa.array(df["ExDate"].to_numpy("datetime64[D]")).cast(pa.date32()),
+                "type": pa.array(df["Type"].to_numpy().astype(str)),
+                "ratio": pa.array(np.where(is_split, df["Ratio"].to_numpy(), np.nan),
+                                  from_pandas=True),
+                "amount": pa.array(np.where(is_split, np.nan, df["Amount"].to_numpy()),
+                                   from_pandas=True),
+            })
+            counts["stored"] = tbl.num_rows
+            if tbl.num_rows:
+                with self._transaction() as con:
+                    con.register("actions_in", tbl)
+                    con.execute("INSERT OR REPLACE INTO actions SELECT DISTINCT ON (sid, ex_date, "
+                                "type) * FROM actions_in")
+        return counts
 
     def upsert_reference(self, ref: pd.DataFrame) -> None:
         """Insert new symbols (new sids) and update the attributes of known ones."""
@@ -426,10 +574,18 @@ class Store:
                 "sector": ref["Sector"], "industry": ref["Industry"],
                 "shares_outstanding": ref["SharesOutstanding"].astype(float),
                 "list_date": pd.to_datetime(ref["ListDate"]).dt.date,
+                # Providers that know delistings add Delisted (the last session traded) and
+                # DelistReason (one of DELIST_REASONS); missing: still listed.
+                "delisted": (pd.to_datetime(ref["Delisted"]) if "Delisted" in ref else
+                             pd.Series(pd.NaT, index=ref.index, dtype="datetime64[ns]")),
+                "delist_reason": (ref["DelistReason"].astype(object) if "DelistReason" in ref
+                                  else pd.Series(None, index=ref.index, dtype=object)),
             })
             con.register("ref_in", df)
             con.execute("DELETE FROM symbols WHERE sid IN (SELECT sid FROM ref_in)")
-            con.execute("INSERT INTO symbols SELECT * FROM ref_in")
+            con.execute("INSERT INTO symbols SELECT sid, symbol, name, type, exchange, sector, "
+                        "industry, shares_outstanding, list_date, CAST(delisted AS DATE), "
+                        "delist_reason FROM ref_in")
 
     # -- bars -------------------------------------------------------------------------------------
     def append_sessions(self, batch: BarBatch, sessions: np.ndarray,
@@ -583,12 +739,14 @@ class Store:
         with self.reading():
             ident = self.identity()
             with self._read() as con:
-                bars, syms = con.execute(
+                bars, syms, acts = con.execute(
                     "SELECT (SELECT bit_xor(hash(s.symbol, b.date, b.open, b.high, b.low, "
                     "b.close, b.volume)) FROM bars b JOIN symbols s USING (sid)), "
                     "(SELECT bit_xor(hash(symbol, name, type, exchange, sector, industry, "
-                    "shares_outstanding, list_date)) FROM symbols)").fetchall()[0]
-        digest = f"{bars or 0:016x}{syms or 0:016x}"
+                    "shares_outstanding, list_date, delisted, delist_reason)) FROM symbols), "
+                    "(SELECT bit_xor(hash(s.symbol, a.ex_date, a.type, a.ratio, a.amount)) "
+                    "FROM actions a JOIN symbols s USING (sid))").fetchall()[0]
+        digest = f"{bars or 0:016x}{syms or 0:016x}{acts or 0:016x}"
         self._content = (ident, digest)
         return digest
 

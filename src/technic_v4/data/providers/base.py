@@ -19,12 +19,19 @@ from technic_v4.data.bars import BarBatch
 # Reference-data columns every provider returns (one row per listing).
 REFERENCE_COLUMNS = ("Symbol", "Name", "Type", "Exchange", "Sector", "Industry",
                      "SharesOutstanding", "ListDate")
+# Optional reference columns of providers that know delistings: Delisted, the last session the
+# listing traded (NaT while listed), and DelistReason, one of store.DELIST_REASONS.
+LISTING_STATUS_COLUMNS = ("Delisted", "DelistReason")
 # Columns of ``splits()``: ratio = split_to / split_from (a 4-for-1 split has ratio 4).
 SPLIT_COLUMNS = ("Symbol", "ExecutionDate", "SplitFrom", "SplitTo")
+# Columns of ``actions()``: Type "split" (Ratio = new shares per old share: 4-for-1 -> 4.0,
+# 1-for-10 -> 0.1; Amount NaN) or "dividend" (Amount = cash per share as paid on ExDate, in that
+# day's share basis; Ratio NaN). ExDate: the first session the new basis / ex-dividend applies.
+ACTION_COLUMNS = ("Symbol", "ExDate", "Type", "Ratio", "Amount")
 
 
 class Provider(Protocol):
-    """A source of reference data and adjusted daily bars."""
+    """A source of reference data, UNADJUSTED daily bars (as traded) and corporate actions."""
 
     name: str
     # How many sessions MarketData asks for per ``bars_for_sessions`` call. A failed call leaves
@@ -58,7 +65,12 @@ class Provider(Protocol):
         ...
 
     def splits(self, since: dt.date) -> pd.DataFrame:
-        """Splits executed on or after ``since`` with :data:`SPLIT_COLUMNS`."""
+        """Splits executed on or after ``since`` with :data:`SPLIT_COLUMNS` (being replaced by
+        :meth:`actions`)."""
+        ...
+
+    def actions(self, since: dt.date) -> pd.DataFrame:
+        """Splits and cash dividends with ex-date on or after ``since``, :data:`ACTION_COLUMNS`."""
         ...
 
     @property
