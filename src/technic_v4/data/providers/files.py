@@ -209,6 +209,12 @@ class FilesProvider:
              & (data.date <= np.datetime64(end, "D")))
         return self._take(data, np.flatnonzero(m))
 
+    def actions(self, since: dt.date) -> pd.DataFrame:
+        """No corporate actions yet (placeholder until this provider reports them)."""
+        from technic_v4.data.providers.base import ACTION_COLUMNS
+
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in ACTION_COLUMNS})
+
     def splits(self, since: dt.date) -> pd.DataFrame:
         """Files hold adjusted prices: no splits."""
         return pd.DataFrame({c: pd.Series(dtype=object) for c in SPLIT_COLUMNS})

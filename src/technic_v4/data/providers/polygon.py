@@ -425,6 +425,12 @@ class PolygonProvider:
                     out.append(self._parse_bars(rows, "aggs_ticker", symbol=sym))
         return BarBatch.concat(out)
 
+    def actions(self, since: dt.date) -> pd.DataFrame:
+        """No corporate actions yet (placeholder until this provider reports them)."""
+        from technic_v4.data.providers.base import ACTION_COLUMNS
+
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in ACTION_COLUMNS})
+
     def splits(self, since: dt.date) -> pd.DataFrame:
         """Splits executed on or after ``since`` (:data:`SPLIT_COLUMNS`)."""
         recs: list[tuple[str, str, float, float]] = []

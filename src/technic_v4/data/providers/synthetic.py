@@ -128,6 +128,12 @@ class SyntheticProvider:
         b = self._simulate(set(idx.tolist()))
         return b.take(np.flatnonzero(np.isin(b.symbol, list(symbols))))
 
+    def actions(self, since: dt.date) -> pd.DataFrame:
+        """No corporate actions yet (placeholder until this provider reports them)."""
+        from technic_v4.data.providers.base import ACTION_COLUMNS
+
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in ACTION_COLUMNS})
+
     def splits(self, since: dt.date) -> pd.DataFrame:
         """The embedded market's prices are split-adjusted already: no splits."""
         return pd.DataFrame({c: pd.Series(dtype=object) for c in
