@@ -22,6 +22,7 @@ import re
 from collections.abc import Sequence
 from email.message import EmailMessage
 from typing import Any
+from urllib.parse import quote
 
 from technic_v4.notify import Message
 
@@ -84,6 +85,11 @@ def cell(column: str, value: Any) -> str:
 
 def counts(m: Message) -> dict[str, int]:
     return {key: len(getattr(m, key)) for key, _, _ in GROUPS}
+
+
+def header_key(m: Message) -> str:
+    """:attr:`Message.key` for a mail or HTTP header: ASCII, percent-encoded (UTF-8)."""
+    return quote(m.key, safe="/:@-._~")
 
 
 def title(m: Message) -> str:
@@ -329,7 +335,7 @@ def email_message(m: Message, sender: str, to: Sequence[str]) -> EmailMessage:
     msg["Subject"] = title(m)
     msg["From"] = sender
     msg["To"] = ", ".join(to)
-    msg["X-Technic-Key"] = m.key
+    msg["X-Technic-Key"] = header_key(m)
     msg.set_content(email_text(m))
     msg.add_alternative(email_html(m), subtype="html")
     return msg

@@ -213,7 +213,7 @@ def _post(url: str, body: bytes, headers: dict[str, str], timeout_s: float,
 
 
 def _send_http(target: Target, m: Message, timeout_s: float, allow_private: bool) -> int:
-    headers = {"Content-Type": "application/json; charset=utf-8", KEY_HEADER: m.key}
+    headers = {"Content-Type": "application/json; charset=utf-8", KEY_HEADER: render.header_key(m)}
     if isinstance(target, WebhookTarget):
         url, body = target.url, render.webhook_bytes(m)
         if target.secret is not None:
@@ -371,7 +371,7 @@ def deliver_all(targets: Sequence[Target], message: Message, *,
             i = futures[future]
             try:
                 delivery = future.result()
-            except Exception as e:  # a bug in a sender must not cost the other targets
+            except Exception as e:  # noqa: BLE001 - a sender's bug must not cost the other targets
                 logger.error("alert %r: sender failed: %s", targets[i].name,
                              scrub(f"{type(e).__name__}: {e}", targets[i]))
                 delivery = Delivery(target=targets[i].name, ok=False, attempts=0,

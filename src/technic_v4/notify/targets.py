@@ -239,6 +239,9 @@ Target = Annotated[
     Field(discriminator="kind"),
 ]
 _ADAPTER: TypeAdapter[Target] = TypeAdapter(Target)
+_MODELS: dict[str, type[_Target]] = {
+    "webhook": WebhookTarget, "slack": SlackTarget, "discord": DiscordTarget,
+    "email": EmailTarget, "telegram": TelegramTarget}
 
 _MESSAGES = {
     "missing": "required",
@@ -289,9 +292,7 @@ def _config_error(e: PydanticValidationError, kind: str) -> ConfigError:
     typ = err["type"]
     msg = _MESSAGES.get(typ) or str(err["msg"]).removeprefix("Value error, ")
     if typ == "extra_forbidden":
-        model = {"webhook": WebhookTarget, "slack": SlackTarget, "discord": DiscordTarget,
-                 "email": EmailTarget, "telegram": TelegramTarget}[kind]
-        msg += f"; {kind} targets take {', '.join(model.model_fields)}"
+        msg += f"; {kind} targets take {', '.join(_MODELS[kind].model_fields)}"
     if typ == "literal_error" and field == "security":
         msg = f"must be one of {', '.join(SECURITY)}"
     if field == "target" and "password" in msg:
