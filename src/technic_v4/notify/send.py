@@ -28,6 +28,7 @@ never delays the others.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import email.utils
 import hashlib
@@ -38,6 +39,7 @@ import re
 import smtplib
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -116,9 +118,48 @@ def scrub(text: str, target: Target) -> str:
     for s in sorted(target.secrets(), key=len, reverse=True):
         if s:
             text = text.replace(s, "***")
-    text = re.sub(r"bot\d+:[A-Za-z0-9_-]+", "bot***", text)
+    text = _BOT_PATH.sub("bot***", text)
     text = " ".join(text.split())
     return text if len(text) <= _ERROR_CHARS else text[: _ERROR_CHARS - 1] + "…"
+
+
+class _ScrubLogs(logging.Filter):
+    """Installed on httpx's and httpcore's loggers: their INFO line names the request URL, which
+    for Telegram holds the bot token and for Slack/Discord is the credential itself. Scrubs the
+    secrets of every delivery in progress (and any ``/bot<token>`` path) from those records."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._active: collections.Counter[str] = collections.Counter()
+
+    def hold(self, secrets: list[str]) -> None:
+        with self._lock:
+            self._active.update(s for s in secrets if s)
+
+    def release(self, secrets: list[str]) -> None:
+        with self._lock:
+            self._active.subtract(s for s in secrets if s)
+            self._active = +self._active  # drop zero counts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        with self._lock:
+            active = sorted(self._active, key=len, reverse=True)
+        clean = text
+        for secret in active:
+            clean = clean.replace(secret, "***")
+        clean = _BOT_PATH.sub("bot***", clean)
+        if clean != text:
+            record.msg, record.args = clean, ()
+        return True
+
+
+_BOT_PATH = re.compile(r"bot\d+:[A-Za-z0-9_-]+")
+_LOG_SCRUB = _ScrubLogs()
+for _name in ("httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2",
+              "httpcore.proxy"):
+    logging.getLogger(_name).addFilter(_LOG_SCRUB)
 
 
 def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
@@ -332,6 +373,7 @@ def deliver(target: Target, message: Message, *, timeout_s: float = 10.0, attemp
         before_sleep=before_sleep,
         reraise=True,
     )
+    _LOG_SCRUB.hold(target.secrets())
     try:
         status = retrying(once)
     except _Retry as e:
@@ -345,6 +387,8 @@ def deliver(target: Target, message: Message, *, timeout_s: float = 10.0, attemp
         logger.warning("alert %r (%s) failed: %s", target.name, where, error)
         return Delivery(target=target.name, ok=False, attempts=tried, error=error,
                         status=e.status)
+    finally:
+        _LOG_SCRUB.release(target.secrets())
     logger.info("alert %r (%s) sent (attempt %d)", target.name, where, tried)
     return Delivery(target=target.name, ok=True, attempts=tried, status=status)
 
