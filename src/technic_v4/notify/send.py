@@ -290,14 +290,19 @@ def _send_email(target: EmailTarget, m: Message, timeout_s: float) -> int:
         smtp = (smtplib.SMTP_SSL(host, port, timeout=timeout_s, context=context)
                 if target.security == "ssl" else smtplib.SMTP(host, port, timeout=timeout_s))
         with smtp:
+            smtp.ehlo()
             if target.security == "starttls":
+                if not smtp.has_extn("starttls"):
+                    raise _Stop("the server does not offer STARTTLS: set security to ssl or none")
                 smtp.starttls(context=context)
+                smtp.ehlo()
             if target.username:
+                if not smtp.has_extn("auth"):
+                    raise _Stop("the server offers no login (AUTH) on this connection: unset "
+                                "username and password, or use security starttls or ssl")
                 password = target.password.get_secret_value() if target.password else ""
                 smtp.login(target.username, password)
             refused = smtp.send_message(msg)
-    except smtplib.SMTPNotSupportedError:
-        raise _Stop("the server does not offer STARTTLS: set security to ssl or none") from None
     except smtplib.SMTPAuthenticationError as e:
         raise _Stop(f"SMTP login refused ({e.smtp_code}): check username and password",
                     e.smtp_code) from None
