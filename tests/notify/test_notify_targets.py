@@ -15,6 +15,7 @@ from technic_v4.notify.targets import (
     WebhookTarget,
     parse_target,
     public_view,
+    to_dict,
 )
 
 EMAIL = {"name": "mail", "kind": "email", "host": "smtp.example.com", "sender": "bot@example.com",
@@ -161,3 +162,16 @@ def test_public_view_shows_set_for_secrets_and_hides_credential_urls() -> None:
     assert "secret" not in public_view(parse_target({"name": "w", "kind": "webhook",
                                                      "url": "https://example.com/h"}))
     assert "password" not in public_view(parse_target(EMAIL))
+
+
+@pytest.mark.parametrize(("d", "key"), [
+    ({"name": "w", "kind": "webhook", "url": "https://example.com/h", "secret": "s3"}, "secret"),
+    ({**EMAIL, "username": "bot", "password": "pw", "security": "ssl", "port": 2465},
+     "password"),
+    ({"name": "t", "kind": "telegram", "token": TOKEN, "chat_id": "@technic_alerts"}, "token"),
+])
+def test_to_dict_round_trips_with_secrets(d: dict[str, Any], key: str) -> None:
+    """What the store keeps parses back to the same target, secret included."""
+    t = parse_target(d)
+    assert to_dict(t)[key] == d[key]
+    assert parse_target(to_dict(t)) == t

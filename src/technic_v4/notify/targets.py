@@ -328,6 +328,13 @@ def public_view(target: Target) -> dict[str, Any]:
     return d
 
 
+def to_dict(target: Target) -> dict[str, Any]:
+    """The target as a plain dict *with* its secrets, for the store (``parse_target`` reads it
+    back). Never show it: :func:`public_view` is for showing."""
+    d = target.model_dump(mode="python", exclude_none=True)
+    return {k: v.get_secret_value() if isinstance(v, SecretStr) else v for k, v in d.items()}
+
+
 def describe(target: Target) -> str:
     """One short line naming where a target sends (no secret): for lists and logs."""
     if isinstance(target, EmailTarget):
