@@ -262,3 +262,10 @@ def test_webhook_body_is_valid_json_for_nan(receiver: Receiver) -> None:
     assert deliver(_webhook(receiver), m, **FAST).ok
     row = json.loads(receiver.at("/hook")[0].body)["entered"][0]
     assert row == {"Symbol": "A", "TechRating": None, "Stop": None}
+
+
+def test_a_flood_answer_gives_a_short_error(receiver: Receiver) -> None:
+    receiver.script("/hook", Answer(400, b"x" * 2_000_000))
+    d = deliver(_webhook(receiver), sample_message(), **FAST)
+    assert (d.ok, d.attempts, d.status) == (False, 1, 400)
+    assert d.error is not None and len(d.error) <= 320 and "\n" not in d.error

@@ -71,6 +71,7 @@ SIGNATURE_HEADER = "X-Technic-Signature"
 TIMESTAMP_HEADER = "X-Technic-Timestamp"
 KEY_HEADER = "X-Technic-Key"
 _ERROR_CHARS = 300
+_ANSWER_BYTES = 64 * 1024
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -236,20 +237,31 @@ def _post(url: str, body: bytes, headers: dict[str, str], timeout_s: float,
         check_address(url)
     try:
         with httpx.Client(timeout=timeout_s, follow_redirects=False,
-                          headers={"User-Agent": USER_AGENT}) as client:
-            response = client.post(url, content=body, headers=headers)
+                          headers={"User-Agent": USER_AGENT}) as client, \
+                client.stream("POST", url, content=body, headers=headers) as streamed:
+            # keep at most 64 KiB of the answer: enough for any error text, bounded for a
+            # receiver that answers with a flood
+            kept = bytearray()
+            for chunk in streamed.iter_bytes():
+                kept += chunk[: _ANSWER_BYTES - len(kept)]
+                if len(kept) >= _ANSWER_BYTES:
+                    break
+            response = httpx.Response(streamed.status_code, headers=streamed.headers,
+                                      content=bytes(kept), request=streamed.request)
     except httpx.TimeoutException:
         raise _Retry(f"timed out after {timeout_s:g} s") from None
     except httpx.TransportError as e:
         raise _Retry(f"connection failed: {type(e).__name__}: {e}") from None
     status = response.status_code
     reason = f"HTTP {status} {response.reason_phrase}".rstrip()
+    hint = _body_hint(response).strip()
+    said = f"{reason}: {hint}" if hint else reason
     if status == 429 or status >= 500:
-        raise _Retry(f"{reason}: {_body_hint(response)}", status, _retry_after(response))
+        raise _Retry(said, status, _retry_after(response))
     if 300 <= status < 400:
         raise _Stop(f"{reason}: redirects are not followed; use the final URL", status)
     if status >= 400:
-        raise _Stop(f"{reason}: {_body_hint(response)}", status)
+        raise _Stop(said, status)
     return response
 
 
