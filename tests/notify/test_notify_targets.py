@@ -112,8 +112,11 @@ def test_kinds_parse_to_their_models() -> None:
     assert (type(w), type(s), type(d)) == (WebhookTarget, SlackTarget, DiscordTarget)
 
 
-def test_not_a_dict() -> None:
+def test_not_a_dict_and_bad_names() -> None:
     assert _error(["webhook"]).field == "target"
+    e = _error({"name": "two\nlines", "kind": "webhook", "url": "https://example.com/h"})
+    assert str(e) == "name: must be one line of text (no control characters)"
+    assert _error({"name": "", "kind": "webhook", "url": "https://example.com/h"}).field == "name"
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:8080/h", "http://10.1.2.3/h",

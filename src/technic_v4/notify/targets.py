@@ -251,6 +251,7 @@ _MESSAGES = {
     "int_type": "must be a whole number",
     "list_type": "must be a list",
     "too_short": "must not be empty",
+    "string_pattern_mismatch": "must be one line of text (no control characters)",
 }
 
 
