@@ -82,6 +82,10 @@ class Settings(BaseSettings):
         default=2048, ge=1, description="Memory the service lets heavy requests (scans, long or "
         "point-in-time symbol histories) take at once, by estimate; beyond it: HTTP 429.")
     progress: bool = Field(default=True, description="Progress bars on stderr for slow steps.")
+    alerts_allow_private: bool = Field(
+        default=False, description="Let alert targets (webhook, Slack, Discord, Telegram URLs) "
+        "reach private, loopback, link-local, multicast or reserved addresses; off, such URLs "
+        "are refused (server-side request forgery guard). Tests and a LAN-only relay turn it on.")
 
     @field_validator("redis_url")
     @classmethod

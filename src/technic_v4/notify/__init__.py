@@ -40,6 +40,12 @@ class Message:
     def empty(self) -> bool:
         return not (self.entered or self.left or self.changed or self.touched)
 
+    @property
+    def key(self) -> str:
+        """The same for every send of this (screen, session): receivers deduplicate on it (sent
+        as ``key`` in a webhook body, the ``X-Technic-Key`` header and email header)."""
+        return f"{self.screen}/{self.session.isoformat()}" + ("/test" if self.test else "")
+
 
 @dataclass(frozen=True)
 class Delivery:
@@ -50,3 +56,22 @@ class Delivery:
     attempts: int
     error: str | None = None  # one line, secrets scrubbed; None when ok
     status: int | None = None  # the last HTTP status / SMTP code, when there was one
+
+
+def sample_message(screen: str = "sample", session: dt.date | None = None,
+                   link: str | None = None) -> Message:
+    """What ``technic alerts test NAME`` sends: a test message with a row in every group."""
+    plan = {"Signal": "Long", "TechRating": 71.4, "Entry": 187.25, "Stop": 179.8,
+            "Target": 202.15, "PositionSize": 134}
+    return Message(
+        screen=screen,
+        session=session or dt.date.today(),
+        entered=[{"Symbol": "AAPL", **plan},
+                 {"Symbol": "MSFT", **plan, "Signal": "Strong Long", "TechRating": 80.2}],
+        left=[{"Symbol": "XOM", **plan, "Signal": "Watch", "TechRating": 52.0}],
+        changed=[{"Symbol": "NVDA", "From": "Watch", "To": "Long"}],
+        touched=[{"Watchlist": "core", "Symbol": "TSLA", "Level": "stop", "Price": 231.5,
+                  "Low": 229.9, "High": 240.1}],
+        link=link,
+        test=True,
+    )
