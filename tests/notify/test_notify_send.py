@@ -269,3 +269,26 @@ def test_a_flood_answer_gives_a_short_error(receiver: Receiver) -> None:
     d = deliver(_webhook(receiver), sample_message(), **FAST)
     assert (d.ok, d.attempts, d.status) == (False, 1, 400)
     assert d.error is not None and len(d.error) <= 320 and "\n" not in d.error
+
+
+def test_a_gzip_answer_is_read_once(receiver: Receiver) -> None:
+    """httpx asks for gzip; a receiver that compresses its answer (Telegram, a proxy) must not
+    make deliver raise (the answer was decoded twice) nor lose its text."""
+    import gzip
+
+    path = f"/bot{TOKEN}/sendMessage"
+    receiver.script(path, Answer(200, gzip.compress(b'{"ok": true, "result": {}}'),
+                                 {"Content-Encoding": "gzip"}))
+    d = deliver(_telegram(receiver), sample_message(), **FAST)
+    assert (d.ok, d.attempts, d.status) == (True, 1, 200)
+    receiver.script("/hook", Answer(400, gzip.compress(b'{"error": "invalid_payload"}'),
+                                    {"Content-Encoding": "gzip"}))
+    d = deliver(_webhook(receiver), sample_message(), **FAST)
+    assert d.error == "HTTP 400 Bad Request: invalid_payload (not retried)"
+
+
+def test_an_undecodable_answer_keeps_its_status(receiver: Receiver) -> None:
+    receiver.script("/hook", Answer(503, b"not gzip at all", {"Content-Encoding": "gzip"}))
+    d = deliver(_webhook(receiver), sample_message(), attempts=2, **FAST)
+    assert (d.ok, d.attempts, d.status) == (False, 2, 503)
+    assert (d.error or "").startswith("HTTP 503 Service Unavailable")

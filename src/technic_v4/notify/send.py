@@ -242,11 +242,17 @@ def _post(url: str, body: bytes, headers: dict[str, str], timeout_s: float,
             # keep at most 64 KiB of the answer: enough for any error text, bounded for a
             # receiver that answers with a flood
             kept = bytearray()
-            for chunk in streamed.iter_bytes():
-                kept += chunk[: _ANSWER_BYTES - len(kept)]
-                if len(kept) >= _ANSWER_BYTES:
-                    break
-            response = httpx.Response(streamed.status_code, headers=streamed.headers,
+            try:
+                for chunk in streamed.iter_bytes():
+                    kept += chunk[: _ANSWER_BYTES - len(kept)]
+                    if len(kept) >= _ANSWER_BYTES:
+                        break
+            except httpx.DecodingError:
+                kept.clear()  # an answer that does not decode says nothing; its status stands
+            # ``kept`` is decoded already: without Content-Encoding, or httpx decodes it again
+            headers = [(k, v) for k, v in streamed.headers.multi_items()
+                       if k.lower() not in ("content-encoding", "content-length")]
+            response = httpx.Response(streamed.status_code, headers=headers,
                                       content=bytes(kept), request=streamed.request)
     except httpx.TimeoutException:
         raise _Retry(f"timed out after {timeout_s:g} s") from None
