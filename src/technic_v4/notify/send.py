@@ -250,9 +250,9 @@ def _post(url: str, body: bytes, headers: dict[str, str], timeout_s: float,
             except httpx.DecodingError:
                 kept.clear()  # an answer that does not decode says nothing; its status stands
             # ``kept`` is decoded already: without Content-Encoding, or httpx decodes it again
-            headers = [(k, v) for k, v in streamed.headers.multi_items()
-                       if k.lower() not in ("content-encoding", "content-length")]
-            response = httpx.Response(streamed.status_code, headers=headers,
+            kept_headers = [(k, v) for k, v in streamed.headers.multi_items()
+                            if k.lower() not in ("content-encoding", "content-length")]
+            response = httpx.Response(streamed.status_code, headers=kept_headers,
                                       content=bytes(kept), request=streamed.request)
     except httpx.TimeoutException:
         raise _Retry(f"timed out after {timeout_s:g} s") from None
