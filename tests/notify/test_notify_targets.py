@@ -122,7 +122,11 @@ def test_not_a_dict_and_bad_names() -> None:
 @pytest.mark.parametrize("url", ["http://127.0.0.1:8080/h", "http://10.1.2.3/h",
                                  "http://[::1]/h", "http://169.254.169.254/latest/meta-data",
                                  "http://localhost/h", "http://224.0.0.1/h", "http://0.0.0.0/h",
-                                 "http://[::ffff:192.168.1.1]/h"])
+                                 "http://[::ffff:192.168.1.1]/h",
+                                 # shared address space (RFC 6598): Alibaba Cloud's metadata
+                                 # service, Tailscale and carrier-grade NAT peers live there
+                                 "http://100.100.100.200/latest/meta-data",
+                                 "http://[::ffff:100.64.0.1]/h"])
 def test_literal_private_addresses_refused_at_parse_unless_allowed(url: str) -> None:
     e = _error({"name": "w", "kind": "webhook", "url": url}, allow_private=False)
     assert e.field == "url" and "TECHNIC_ALERTS_ALLOW_PRIVATE=true" in str(e)

@@ -62,11 +62,12 @@ def _http_url(url: str) -> str:
 
 def blocked_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """Whether an alert may not be sent to ``ip``: private, loopback, link-local, multicast,
-    reserved or unspecified (an IPv4-mapped IPv6 address is judged as its IPv4 address)."""
+    reserved, unspecified or otherwise not global, such as the shared address space 100.64/10
+    (an IPv4-mapped IPv6 address is judged as its IPv4 address)."""
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     return (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast
-            or ip.is_reserved or ip.is_unspecified)
+            or ip.is_reserved or ip.is_unspecified or not ip.is_global)
 
 
 def literal_blocked(host: str) -> bool:
