@@ -292,3 +292,19 @@ def test_an_undecodable_answer_keeps_its_status(receiver: Receiver) -> None:
     d = deliver(_webhook(receiver), sample_message(), attempts=2, **FAST)
     assert (d.ok, d.attempts, d.status) == (False, 2, 503)
     assert (d.error or "").startswith("HTTP 503 Service Unavailable")
+
+
+def test_a_failing_on_delivery_still_reports_the_other_targets(receiver: Receiver) -> None:
+    """The caller records each delivery in on_delivery; one record that fails must not cost the
+    others theirs (the error is raised once every target is reported)."""
+    targets = [_webhook(receiver, f"/{n}", n) for n in ("a", "b", "c")]
+    seen: list[str] = []
+
+    def on_delivery(target: Target, d: Delivery) -> None:
+        seen.append(d.target)
+        if len(seen) == 1:
+            raise RuntimeError("store is busy")
+
+    with pytest.raises(RuntimeError, match="store is busy"):
+        deliver_all(targets, sample_message(), on_delivery=on_delivery, attempts=1, **FAST)
+    assert sorted(seen) == ["a", "b", "c"]

@@ -422,7 +422,8 @@ def deliver_all(targets: Sequence[Target], message: Message, *,
     """Send ``message`` to every target at once (one thread each, up to ``max_workers``) and
     return their deliveries in the targets' order. ``on_delivery(target, delivery)`` is called
     in the caller's thread as each one finishes, so a slow target never holds back recording the
-    others. ``options`` go to :func:`deliver` (``timeout_s``, ``attempts``, ...)."""
+    others; when it raises, the other targets are still reported and the first such error is
+    raised at the end. ``options`` go to :func:`deliver` (``timeout_s``, ``attempts``, ...)."""
     if not targets:
         return []
     if options.get("allow_private") is None:
@@ -430,6 +431,7 @@ def deliver_all(targets: Sequence[Target], message: Message, *,
 
         options["allow_private"] = get_settings().alerts_allow_private
     results: list[Delivery | None] = [None] * len(targets)
+    callback_error: Exception | None = None  # the first on_delivery failure
     workers = max(1, min(len(targets), max_workers))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="technic-alert") as pool:
         futures: dict[Future[Delivery], int] = {
@@ -446,5 +448,10 @@ def deliver_all(targets: Sequence[Target], message: Message, *,
                                                 targets[i]))
             results[i] = delivery
             if on_delivery is not None:
-                on_delivery(targets[i], delivery)
+                try:
+                    on_delivery(targets[i], delivery)
+                except Exception as e:  # noqa: BLE001 - raised below, once all are reported
+                    callback_error = callback_error or e
+    if callback_error is not None:
+        raise callback_error
     return [d for d in results if d is not None]
