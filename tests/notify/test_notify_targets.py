@@ -182,3 +182,23 @@ def test_to_dict_round_trips_with_secrets(d: dict[str, Any], key: str) -> None:
     t = parse_target(d)
     assert to_dict(t)[key] == d[key]
     assert parse_target(to_dict(t)) == t
+
+
+def test_repr_and_str_never_show_credential_urls() -> None:
+    """A target that reaches a log line or a traceback as ``%r`` or an f-string: the Slack and
+    Discord URLs are credentials, a webhook's userinfo and query string may be."""
+    targets = [
+        parse_target({"name": "s", "kind": "slack",
+                      "url": "https://hooks.slack.com/services/T0/B0/sl4ck"}),
+        parse_target({"name": "d", "kind": "discord",
+                      "url": "https://discord.com/api/webhooks/1/d1sc0rd"}),
+        parse_target({"name": "w", "kind": "webhook", "secret": "whsec-XYZ",
+                      "url": "https://user:pa55@example.com/h?token=qq77"}),
+        parse_target({**EMAIL, "username": "bot", "password": "pw-42x"}),
+        parse_target({"name": "t", "kind": "telegram", "token": TOKEN, "chat_id": 7}),
+    ]
+    text = " ".join(f"{t!r} {t}" for t in targets)
+    for secret in ("sl4ck", "d1sc0rd", "whsec-XYZ", "pa55", "qq77", "pw-42x",
+                   TOKEN.split(":")[1]):
+        assert secret not in text, secret
+    assert "name='s'" in text and "kind='slack'" in text

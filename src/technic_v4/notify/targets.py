@@ -107,7 +107,7 @@ class WebhookTarget(_Target):
     """POST the JSON body to ``url``; with ``secret``, signed (see :mod:`technic_v4.notify.send`)."""
 
     kind: Literal["webhook"]
-    url: str = Field(max_length=2048)
+    url: str = Field(max_length=2048, repr=False)  # userinfo and query may hold credentials
     secret: SecretStr | None = Field(default=None, min_length=1)
 
     @field_validator("url")
@@ -129,7 +129,7 @@ class SlackTarget(_Target):
     """A Slack (or Slack-compatible: Mattermost, Rocket.Chat) incoming-webhook URL."""
 
     kind: Literal["slack"]
-    url: str = Field(max_length=2048)
+    url: str = Field(max_length=2048, repr=False)  # the URL is the credential
 
     @field_validator("url")
     @classmethod
