@@ -57,6 +57,8 @@ def _http_url(url: str) -> str:
         raise ValueError("has no host (expected http://host/path or https://host/path)")
     if any(c.isspace() for c in url):
         raise ValueError("must not contain spaces")
+    if any(ord(c) < 0x20 or ord(c) == 0x7f for c in url):
+        raise ValueError("must not contain control characters")
     return url
 
 
