@@ -138,3 +138,15 @@ def test_fit_never_exceeds_its_budget() -> None:
         assert len(out) <= budget
     assert render.fit(lines[:3], 1000) == "line 0\nline 1\nline 2"
     assert render.fit(lines, 1000, max_lines=2) == "line 0\nline 1\n… and 98 more"
+
+
+def test_telegram_html_stays_well_formed_for_a_huge_screen_name() -> None:
+    """Cutting the text at 4,096 characters must not cut the title's <b> or an entity:
+    Telegram refuses such a message ("can't parse entities") and it is never delivered."""
+    for screen in ("&" * 5000, "x" * 5000, "<b>" * 2000):
+        text = render.telegram_text(Message(screen=screen, session=SESSION,
+                                            entered=[_plan(i) for i in range(30)]))
+        assert len(text) <= render.TELEGRAM_LIMIT
+        assert text.count("<b>") == text.count("</b>")
+        assert not re.search(r"&(?!(amp|lt|gt|quot|#x27);)", text)  # no entity cut in half
+        assert "S0000" in text  # the rows still have room

@@ -29,6 +29,7 @@ from technic_v4.notify import Message
 CHAT_ROWS = 15  # rows per group on a chat target
 EMAIL_ROWS = 500  # rows per group in an email
 TELEGRAM_LIMIT = 4096
+TELEGRAM_TITLE = 256  # characters of the title shown (a huge screen name leaves room for rows)
 DISCORD_CONTENT = 2000
 DISCORD_TITLE = 256
 DISCORD_FIELD = 1024
@@ -242,7 +243,10 @@ def _h(text: Any) -> str:
 def telegram_text(m: Message, limit: int = TELEGRAM_LIMIT) -> str:
     """The ``sendMessage`` text (HTML parse mode), never longer than ``limit`` characters: each
     group is cut to :data:`CHAT_ROWS` rows, then the whole to the limit, saying how many more."""
-    parts = [f"<b>{_h(title(m))}</b>"]
+    head = title(m)
+    if len(head) > TELEGRAM_TITLE:  # cut before escaping: the markup stays whole
+        head = head[: TELEGRAM_TITLE - 1] + "…"
+    parts = [f"<b>{_h(head)}</b>"]
     sections: list[tuple[str, list[str]]] = []
     for key, label, _ in GROUPS:
         rows = getattr(m, key)
