@@ -308,3 +308,28 @@ def test_a_failing_on_delivery_still_reports_the_other_targets(receiver: Receive
     with pytest.raises(RuntimeError, match="store is busy"):
         deliver_all(targets, sample_message(), on_delivery=on_delivery, attempts=1, **FAST)
     assert sorted(seen) == ["a", "b", "c"]
+
+
+def test_the_checked_address_is_the_one_connected_to(receiver: Receiver,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """DNS rebinding: a name that resolves to a public address for the guard's look-up and to
+    loopback for the connection's. The request must go to the address that was checked."""
+    from technic_v4.config import settings as settings_mod
+
+    monkeypatch.delenv("TECHNIC_ALERTS_ALLOW_PRIVATE")
+    settings_mod.reset_settings()
+    real = socket.getaddrinfo
+    answers = iter(["8.8.8.8", "127.0.0.1"])  # a global address for the guard, then loopback
+
+    def rebinding(host: str, port: object, *args: object, **kw: object) -> list:  # type: ignore[type-arg]
+        if host != "rebind.example":
+            return real(host, port, *args, **kw)  # type: ignore[arg-type]
+        ip = next(answers, "127.0.0.1")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    t = parse_target({"name": "r", "kind": "webhook",
+                      "url": f"http://rebind.example:{receiver.port}/hook"})
+    d = deliver(t, sample_message(), attempts=1, timeout_s=1.0, backoff_s=0.001)
+    assert receiver.at("/hook") == []  # loopback was never reached
+    assert not d.ok

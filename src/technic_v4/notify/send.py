@@ -5,7 +5,8 @@ raises for a failed send. Each attempt:
 
 1. the address guard: unless ``TECHNIC_ALERTS_ALLOW_PRIVATE=true``, the URL's host is resolved
    and refused when any address is private, loopback, link-local, multicast or reserved
-   (redirects are never followed, so a public host cannot bounce the request inward);
+   (redirects are never followed, so a public host cannot bounce the request inward), and the
+   request goes to the checked address (a second DNS answer could point inward: rebinding);
 2. one request (httpx, ``timeout_s`` per network operation) or one SMTP session (smtplib);
 3. the outcome: 2xx (Telegram: ``"ok": true``) is success; connection errors, timeouts, HTTP 429
    and 5xx, SMTP 4xx are retried with exponential backoff and jitter (tenacity), never sooner
@@ -183,8 +184,9 @@ def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> floa
 
 # --- the address guard -------------------------------------------------------------------------
 
-def check_address(url: str) -> None:
-    """Raise :class:`_Stop` when ``url``'s host is (or resolves to) a blocked address."""
+def check_address(url: str) -> str:
+    """Raise :class:`_Stop` when ``url``'s host is (or resolves to) a blocked address; else
+    return the checked address to connect to (a second look-up could answer otherwise)."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     if literal_blocked(host):
@@ -198,6 +200,17 @@ def check_address(url: str) -> None:
         ip = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
         if blocked_ip(ip):
             raise _Stop(f"{host} resolves to {ip}: {private_refusal()}")
+    if not infos:
+        raise _Retry(f"cannot resolve {host}: no address")
+    return str(infos[0][4][0])
+
+
+def _pinned(url: str, ip: str) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """``url`` with its host replaced by the checked ``ip`` (DNS rebinding cannot swap it), the
+    Host header it had, and for https the name the certificate is verified against."""
+    u = httpx.URL(url)
+    extensions: dict[str, Any] = {"sni_hostname": u.host} if u.scheme == "https" else {}
+    return str(u.copy_with(host=ip)), {"Host": u.netloc.decode("ascii")}, extensions
 
 
 # --- one attempt -------------------------------------------------------------------------------
@@ -233,12 +246,15 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 def _post(url: str, body: bytes, headers: dict[str, str], timeout_s: float,
           allow_private: bool) -> httpx.Response:
+    extensions: dict[str, Any] = {}
     if not allow_private:
-        check_address(url)
+        url, host, extensions = _pinned(url, check_address(url))
+        headers = {**headers, **host}
     try:
         with httpx.Client(timeout=timeout_s, follow_redirects=False,
                           headers={"User-Agent": USER_AGENT}) as client, \
-                client.stream("POST", url, content=body, headers=headers) as streamed:
+                client.stream("POST", url, content=body, headers=headers,
+                              extensions=extensions) as streamed:
             # keep at most 64 KiB of the answer: enough for any error text, bounded for a
             # receiver that answers with a flood
             kept = bytearray()
