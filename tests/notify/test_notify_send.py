@@ -333,3 +333,15 @@ def test_the_checked_address_is_the_one_connected_to(receiver: Receiver,
     d = deliver(t, sample_message(), attempts=1, timeout_s=1.0, backoff_s=0.001)
     assert receiver.at("/hook") == []  # loopback was never reached
     assert not d.ok
+
+
+def test_a_userinfo_token_is_kept_out_of_errors_and_logs(receiver: Receiver,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """``https://<api key>@host/...``: the user name alone is the credential (httpx logs it)."""
+    caplog.set_level(logging.DEBUG)
+    receiver.script("/hook", Answer(500, "no key us3rT0ken here"))
+    t = parse_target({"name": "u", "kind": "webhook",
+                      "url": receiver.url("/hook").replace("://", "://us3rT0ken@")})
+    d = deliver(t, sample_message(), attempts=1, **FAST)
+    assert not d.ok and "us3rT0ken" not in (d.error or "")
+    assert all("us3rT0ken" not in r.getMessage() for r in caplog.records)

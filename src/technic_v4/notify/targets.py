@@ -124,7 +124,7 @@ class WebhookTarget(_Target):
         parts = urlsplit(self.url)
         found = [self.secret.get_secret_value()] if self.secret else []
         # userinfo and a query string may carry credentials; shown redacted, scrubbed from errors
-        return found + [s for s in (parts.password, parts.query) if s]
+        return found + [s for s in (parts.username, parts.password, parts.query) if s]
 
 
 class SlackTarget(_Target):
@@ -143,7 +143,8 @@ class SlackTarget(_Target):
 
     def secrets(self) -> list[str]:
         parts = urlsplit(self.url)
-        return [s for s in (parts.path.strip("/"), parts.query, parts.password) if s]
+        return [s for s in (parts.path.strip("/"), parts.query, parts.username, parts.password)
+                if s]
 
 
 class DiscordTarget(SlackTarget):
