@@ -15,7 +15,7 @@ from technic_v4.config.scan import ScanConfig
 from technic_v4.config.settings import Settings
 from technic_v4.data.bars import FIELDS, BarBatch
 from technic_v4.data.market import MarketData, make_provider
-from technic_v4.data.providers.base import REFERENCE_COLUMNS
+from technic_v4.data.providers.base import LISTING_STATUS_COLUMNS, REFERENCE_COLUMNS
 from technic_v4.data.providers.files import FilesProvider, FileValidationError
 from technic_v4.data.providers.synthetic import SyntheticProvider
 from technic_v4.errors import ConfigError, ValidationError
@@ -93,7 +93,8 @@ def test_derived_minimal_reference(synth: SyntheticProvider, frame: pd.DataFrame
                                    tmp_path: Path) -> None:
     p = FilesProvider(write_dir(frame, tmp_path / "bars"))
     ref = p.reference()
-    assert tuple(ref.columns) == REFERENCE_COLUMNS
+    assert tuple(ref.columns) == REFERENCE_COLUMNS + LISTING_STATUS_COLUMNS
+    assert ref["Delisted"].isna().all() and ref["DelistReason"].isna().all()
     assert sorted(ref["Symbol"]) == sorted(frame["symbol"].unique())
     assert (ref["Type"] == gics.COMMON_STOCK).all() and (ref["Name"] == ref["Symbol"]).all()
     assert ref["Sector"].isna().all() and ref["Industry"].isna().all()
