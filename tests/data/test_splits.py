@@ -235,3 +235,41 @@ def test_delisted_listings_stay_across_reference_refreshes(tmp_path: Path) -> No
     assert md.store.bar_counts([gone], FIRST, BEFORE)[gone] == n_bars  # its history stays
     assert md.store.get_meta("backfill_pending") in (None, "[]")
     md.close()
+
+
+class Hidden(ActionsProvider):
+    """The vendor's reference list lacks ``hidden`` (a listing page was missing)."""
+
+    def __init__(self, hidden: set[str], **kw: Any) -> None:
+        super().__init__(**kw)
+        self.hidden = hidden
+
+    def reference(self) -> pd.DataFrame:
+        ref = super().reference()
+        return ref[~ref["Symbol"].isin(self.hidden)].reset_index(drop=True)
+
+
+def test_a_late_listing_gets_its_earlier_actions_with_its_history(tmp_path: Path) -> None:
+    """Its actions were dropped as an unknown listing's while the reference lacked it: the
+    back-fill takes the actions check back to the history it fills (one request)."""
+    sym = _symbols(1)[0]
+    split = [(sym, dt.date(2026, 3, 2), "split", 3.0, np.nan)]
+
+    def market(end: dt.date, hidden: set[str]) -> MarketData:
+        prov = Hidden(hidden, actions=split, n_listings=N, seed=7, epoch=EPOCH, end=end)
+        return make_market(tmp_path / "inc", n=N, epoch=EPOCH, provider=prov)
+
+    old = market(BEFORE, {sym})
+    rep = old.ensure_current()
+    assert rep.actions_dropped == {"unknown_symbol": 1} and _actions(old) == []
+    old.close()
+    md = market(AFTER, set())
+    rep = md.ensure_current()
+    assert rep.backfilled == [sym]
+    assert md.provider.actions_asked == [FIRST]  # back to the back-filled history's start
+    assert _actions(md) == [(sym, "2026-03-02", "split", 3.0, None)]
+    fresh = _market(tmp_path / "fresh", AFTER, split)
+    fresh.ensure_current()
+    assert md.store.content() == fresh.store.content()
+    md.close()
+    fresh.close()
