@@ -550,3 +550,27 @@ def test_real_raw_and_adjusted_files_round_trip(tmp_path: Path) -> None:
     # No split shows as a jump in the adjusted view: the largest daily move stays real-sized.
     for _, g in view.groupby("symbol"):
         assert np.abs(np.diff(np.log(g["close"].to_numpy()))).max() < 0.2
+
+
+def test_files_that_contradict_the_adjusted_setting_are_named_in_a_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    raw_bars = REAL / "bars_raw.csv"
+    acts = REAL / "actions.csv"
+    with caplog.at_level("WARNING"):
+        FilesProvider(raw_bars, actions=acts, adjusted=False).reference()
+    assert not [r for r in caplog.records if "TECHNIC_FILES_ADJUSTED" in r.getMessage()]
+    with caplog.at_level("WARNING"):
+        FilesProvider(raw_bars, actions=acts, adjusted=True).reference()
+    msg = " ".join(r.getMessage() for r in caplog.records)
+    assert "TECHNIC_FILES_ADJUSTED=true, but the bars" in msg and "2 split(s)" in msg
+    assert "first: MSFT 2003-02-18" in msg
+    caplog.clear()
+    raw = pd.read_csv(raw_bars, parse_dates=["date"])
+    adj = _split_view(raw, FilesProvider(raw_bars, actions=acts, adjusted=False).actions(
+        dt.date(2000, 1, 1)), raw["date"].max())
+    f = tmp_path / "adjusted.csv"
+    adj.to_csv(f, index=False)
+    with caplog.at_level("WARNING"):
+        FilesProvider(f, actions=acts, adjusted=False).reference()
+    msg = " ".join(r.getMessage() for r in caplog.records)
+    assert "TECHNIC_FILES_ADJUSTED=false, but the bars" in msg and "do not move" in msg

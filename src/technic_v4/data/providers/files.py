@@ -387,6 +387,7 @@ class FilesProvider:
                                             "was open")])
         order = keep[np.lexsort((sym[keep].astype(str), date[keep]))]
         sym, date, values = sym[order], date[order], values[order]
+        _check_basis(self.path, sym, date, values, acts, self.adjusted)
         if self.adjusted:
             values = _unadjust(sym, date, values, acts)
         ref = self._reference(sym, date)
@@ -633,6 +634,38 @@ def _ratio(ratio: str, split_from: str, split_to: str) -> tuple[float | None, st
     if to is None or frm is None or not (to > 0 and frm > 0):
         return None, "SplitTo" if split_to or split_from else "Ratio"
     return to / frm, "SplitTo"
+
+
+def _check_basis(path: Path, sym: np.ndarray, date: np.ndarray, values: np.ndarray,
+                 acts: pd.DataFrame, adjusted: bool) -> None:
+    """Warn when the bars around the actions' splits contradict ``TECHNIC_FILES_ADJUSTED``:
+    raw files show a split as a jump of its ratio from the last close before the ex-date to
+    the first open on it; adjusted files do not."""
+    splits = acts[(acts["Type"] == "split") & ((acts["Ratio"] - 1.0).abs() > 0.2)]
+    raw_like, adj_like = [], []
+    for s, ex, r in zip(splits["Symbol"], splits["ExDate"].to_numpy("datetime64[D]"),
+                        splits["Ratio"], strict=True):
+        rows = np.flatnonzero(sym == s)
+        i = int(np.searchsorted(date[rows], ex, side="left"))
+        if i == 0 or i == len(rows):
+            continue  # no bar on one side of the split
+        jump = values[rows[i - 1], 3] / values[rows[i], 0]  # last close / first open
+        if not np.isfinite(jump) or jump <= 0:
+            continue
+        if abs(np.log(jump / r)) < abs(np.log(jump)) / 2:
+            raw_like.append(f"{s} {ex}")
+        elif abs(np.log(jump)) < abs(np.log(r)) / 2:
+            adj_like.append(f"{s} {ex}")
+    if adjusted and raw_like:
+        log.warning("TECHNIC_FILES_ADJUSTED=true, but the bars in %s jump by the split ratio at "
+                    "%d split(s) (first: %s), as prices as traded do: set "
+                    "TECHNIC_FILES_ADJUSTED=false if the files hold raw prices", path,
+                    len(raw_like), raw_like[0])
+    if not adjusted and adj_like:
+        log.warning("TECHNIC_FILES_ADJUSTED=false, but the bars in %s do not move at %d "
+                    "split(s) (first: %s), as split-adjusted prices do: set "
+                    "TECHNIC_FILES_ADJUSTED=true if the files are split-adjusted", path,
+                    len(adj_like), adj_like[0])
 
 
 def _unadjust(sym: np.ndarray, date: np.ndarray, values: np.ndarray, acts: pd.DataFrame
