@@ -69,6 +69,8 @@ def test_data_status(seed_api: MarketData) -> None:
     assert r.exit_code == 0
     st = json.loads(r.stdout)
     assert st["symbols"] > 0 and st["last_session"] == "2026-11-20"
+    assert st["actions"]["checked_through"] == "2026-11-20"  # the corporate-actions check
+    assert st["actions"]["splits"] >= 0 and st["delisted_listings"] >= 0
 
 
 def test_real_process_first_run_fills_then_scans(tmp_path: Path) -> None:

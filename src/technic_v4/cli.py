@@ -305,7 +305,8 @@ def data() -> None:
 
 @data.command("update")
 def data_update() -> None:
-    """Fetch every missing session from the provider into the local store."""
+    """Fetch every missing session from the provider into the local store, then the corporate
+    actions (splits, dividends) since the last check."""
     from technic_v4 import data_engine
 
     rep = data_engine.market().ensure_current(progress=True)
@@ -314,10 +315,19 @@ def data_update() -> None:
 
 @data.command("status")
 def data_status() -> None:
-    """Sessions, symbols, last session and size on disk of the local store."""
+    """Sessions, symbols, last session, corporate actions, delisted listings and size on disk
+    of the local store."""
     from technic_v4 import data_engine
+    from technic_v4.data.fill import ACTIONS
 
-    click.echo(json.dumps(data_engine.market().store.status(), indent=2, default=str))
+    store = data_engine.market().store
+    out = store.status()
+    acts = store.actions()
+    out["actions"] = {"splits": int((acts["Type"] == "split").sum()),
+                      "dividends": int((acts["Type"] == "dividend").sum()),
+                      "checked_through": store.get_meta(ACTIONS)}
+    out["delisted_listings"] = int(store.reference()["Delisted"].notna().sum())
+    click.echo(json.dumps(out, indent=2, default=str))
 
 
 @main.group()

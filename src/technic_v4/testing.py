@@ -177,28 +177,33 @@ class RedisServer:
         self.stop()
 
 
-class SplittingProvider(SyntheticProvider):
-    """The synthetic market with stock splits, served the way a vendor serves them.
+class ActionsProvider(SyntheticProvider):
+    """The synthetic market with corporate actions added, served the way a vendor serves them.
 
-    ``splits`` maps a symbol to (execution date, ratio). Bars are split-adjusted as of the
-    provider's ``end``: before a split executes, the vendor's history of that symbol is the raw,
-    unadjusted one (prices x ratio, volume / ratio); once it has executed, all of its history
-    is adjusted. ``splits()`` reports executed splits.
+    ``actions`` are rows (symbol, ex-date, type, ratio, amount), served by ``actions(since)``
+    (counted as ``actions`` requests) after the synthetic market's own ones, whatever their
+    ex-date (a vendor lists announced splits before they happen); rows may be bad on purpose.
+    Bars are unadjusted: before a split's ex-date a symbol trades at ``ratio`` times the
+    synthetic price, with volume divided by ``ratio`` -- the same whatever ``end`` is.
+    ``fail_actions`` makes every actions request fail as a vendor outage would.
     """
 
-    def __init__(self, splits: dict[str, tuple[dt.date, float]], **kw: object) -> None:
+    def __init__(self, actions: Sequence[tuple[str, dt.date | str, str, float, float]] = (),
+                 *, fail_actions: bool = False, **kw: object) -> None:
         super().__init__(**kw)  # type: ignore[arg-type]
-        self.split_events = splits
-        self._requests["splits"] = 0
+        self.extra_actions = list(actions)
+        self.fail_actions = fail_actions
+        self._requests["actions"] = 0
+        self.actions_asked: list[dt.date] = []  # ``since`` of every actions request
 
     def _unadjust(self, b: BarBatch) -> BarBatch:
-        for sym, (day, ratio) in self.split_events.items():
-            if self.end >= day:
-                continue  # executed: the vendor serves adjusted history
+        for sym, day, typ, ratio, _ in self.extra_actions:
+            if typ != "split" or not isinstance(ratio, float) or not ratio > 0:
+                continue  # a bad row on purpose: the vendor's bars do not follow it
             rows = (b.symbol == sym) & (b.date < np.datetime64(day, "D"))
             for f in ("open", "high", "low", "close"):
                 getattr(b, f)[rows] *= ratio
-            b.volume[rows] = np.round(b.volume[rows] / ratio)
+            b.volume[rows] = b.volume[rows] / ratio
         return b
 
     def bars_for_sessions(self, sessions: Sequence[dt.date]) -> BarBatch:
@@ -208,10 +213,16 @@ class SplittingProvider(SyntheticProvider):
                          ) -> BarBatch:
         return self._unadjust(super().bars_for_symbols(symbols, start, end))
 
-    def splits(self, since: dt.date) -> Any:
+    def actions(self, since: dt.date) -> Any:
         import pandas as pd
 
-        self._requests["splits"] += 1
-        rows = [(s, d, 1.0, r) for s, (d, r) in self.split_events.items()
-                if since <= d <= self.end]
-        return pd.DataFrame(rows, columns=["Symbol", "ExecutionDate", "SplitFrom", "SplitTo"])
+        self._requests["actions"] += 1
+        self.actions_asked.append(since)
+        if self.fail_actions:
+            raise ProviderError("reference splits: HTTP 503 after retries")
+        own = super().actions(since)
+        rows = pd.DataFrame([r for r in self.extra_actions
+                             if str(r[1]) >= str(since)],
+                            columns=["Symbol", "ExDate", "Type", "Ratio", "Amount"],
+                            dtype=object)
+        return rows if not len(own) else pd.concat([own, rows], ignore_index=True)

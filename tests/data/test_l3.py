@@ -93,7 +93,7 @@ def test_values_are_arrow_never_pickle(tmp_path: Path, fresh_redis: RedisServer)
     r = redis.Redis.from_url(fresh_redis.url)
     keys = list(r.scan_iter(match="technic:*"))
     kinds = {k.decode().split(":")[2] for k in keys}
-    assert kinds == {"session", "reference", "panel"}
+    assert kinds == {"bars", "actions", "reference", "panel"}
     for k in keys:
         v = r.get(k)
         assert v is not None and not v.startswith(b"\x80")  # pickle's protocol marker

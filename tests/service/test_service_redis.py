@@ -168,11 +168,11 @@ def test_malformed_l3_values_are_misses(redis_server: RedisServer) -> None:
     bad: list[bytes] = [b"\xff\xff\xff\xff\x10", b"junk", _foreign_arrow()]
     for value in bad:
         raw.set(f"technic:{ns}:reference:{day}", value)
-        raw.set(f"technic:{ns}:splits:{day}:{day}", value)
+        raw.set(f"technic:{ns}:actions:{day}:{day}", value)
         raw.set(panel_key, value)
-        raw.set(f"technic:{ns}:session:{day}", value)
+        raw.set(f"technic:{ns}:bars:{day}", value)
         assert layer.get_reference(day) is None
-        assert layer.get_splits(day, day) is None
+        assert layer.get_actions(day, day) is None
         assert layer.get_panel(panel_key) is None
         assert layer.get_session_tables(np.array([np.datetime64(day, "D")])) == {}
     for meta in panel_metas:

@@ -52,6 +52,12 @@ class Settings(BaseSettings):
                                     "table with a symbol column) or a directory (one file per "
                                     "symbol).")
     files_reference: Path | None = Field(default=None, description="Optional reference CSV.")
+    files_actions: Path | None = Field(default=None, description="Optional corporate actions "
+                                       "(CSV/Parquet: symbol, ex_date, type split|dividend, "
+                                       "ratio or amount).")
+    files_adjusted: bool = Field(default=True, description="Whether the bar files' prices are "
+                                 "split-adjusted (true: technic un-adjusts them with the splits "
+                                 "of the actions file) or as traded (false).")
     redis_url: str | None = Field(default=None, description="L3 cache shared by instances, "
                                   "e.g. redis://127.0.0.1:6379/0; unset = no Redis "
                                   "(may hold a password: never shown).", repr=False)

@@ -9,8 +9,10 @@ One update (:meth:`FetchPlanner.update`) runs, in order:
                           ticker new to the vendor's list, a rename, a listing page that was
                           missing, a failed reference refresh) get the history the store
                           already covers: per-ticker or grouped requests, fewer requests wins
-    3. splits             stored symbols that split after the store's adjustment date get their
-                          adjusted history re-fetched (per-ticker or grouped, fewer requests wins)
+    3. corporate actions  splits and cash dividends with an ex-date since the last check, in one
+                          incremental request (``provider.actions(since)``, or L3 when another
+                          instance asked for the same range): a new split is one row of the
+                          actions table, never a re-fetch of history (bars are stored as traded)
 
 The planner writes to the store; reading panels is :class:`~technic_v4.data.market.MarketData`'s.
 """
@@ -46,7 +48,12 @@ log = logging.getLogger(__name__)
 
 CHUNK_SESSIONS = 64  # sessions per store transaction during a fill
 _STALL_FLUSH_S = 1.0  # ... or fewer, when the next request has kept us waiting this long
-ADJUSTED = "adjusted_through"  # meta key: the session the stored bars are split-adjusted through
+# Meta key: the last session whose corporate actions are stored (the next check asks for actions
+# since the day after it). Absent: never checked (the first check starts at the first session).
+ACTIONS = "actions_checked_through"
+# What the stored prices are adjusted with, for MarketData's panel fingerprint: the actions
+# checked through this session (bars are unadjusted; a new split adds an action row only).
+ADJUSTED = ACTIONS
 BACKFILL = "backfill_pending"  # meta key: JSON list of symbols whose history is still to fetch
 
 
@@ -60,13 +67,14 @@ class UpdateReport:
     reference_refreshed: bool = False
     reference_error: str | None = None  # the refresh failed: the previous reference was used
     failed: dict[str, str] = field(default_factory=dict)  # session -> why it is still missing
-    splits_applied: list[str] = field(default_factory=list)  # symbols re-fetched after splits
+    actions_checked: str | None = None  # "<since>..<through>" of this update's actions check
+    actions_stored: int = 0  # action rows stored (new or corrected)
+    actions_dropped: dict[str, int] = field(default_factory=dict)  # reason -> rows (not stored)
+    actions_error: str | None = None  # the check failed: retried by the next update
     backfilled: list[str] = field(default_factory=list)  # new listings given their history
     backfill_plan: str | None = None
     backfill_error: str | None = None
     busy: str | None = None  # another process was updating: not waited for (a scan)
-    split_plan: str | None = None
-    split_error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         s = self.sessions_fetched
@@ -75,8 +83,10 @@ class UpdateReport:
                 "validation": self.validation.as_dict(),
                 "reference_refreshed": self.reference_refreshed,
                 "reference_error": self.reference_error,
-                "failed_sessions": dict(self.failed), "splits_applied": self.splits_applied,
-                "split_plan": self.split_plan, "split_error": self.split_error,
+                "failed_sessions": dict(self.failed),
+                "actions_checked": self.actions_checked, "actions_stored": self.actions_stored,
+                "actions_dropped": dict(self.actions_dropped),
+                "actions_error": self.actions_error,
                 "backfilled": self.backfilled, "backfill_plan": self.backfill_plan,
                 "backfill_error": self.backfill_error, "busy": self.busy}
 
@@ -103,8 +113,8 @@ class FetchPlanner:
     def update(self, through: dt.date | None, progress: bool,
                on_progress: Callable[[int, int], None] | None, wait: bool = True
                ) -> UpdateReport:
-        """Fetch every provider session missing from the store up to ``through``, then
-        re-fetch the history of symbols that split (callers hold the update lock).
+        """Fetch every provider session missing from the store up to ``through``, then the
+        corporate actions since the last check (callers hold the update lock).
 
         With ``wait=False`` (scans: readers), an update another process is running is not
         waited for: the report says so (``busy``) and the caller reads what is stored. An empty
@@ -119,7 +129,7 @@ class FetchPlanner:
             why = f"not fetched: the local store at {self.store.path} is read-only"
             rep.failed.update(dict.fromkeys((str(d) for d in missing), why))
             return rep
-        if not (len(missing) or self._splits_due() or self._pending()):
+        if not (len(missing) or self._actions_due() or self._pending()):
             return rep  # current: a pure reader, no writer lock
         wait = wait or len(self.store.stored_sessions()) == 0
         try:
@@ -130,11 +140,11 @@ class FetchPlanner:
             log.info("%s", e)
             return rep
 
-    def _splits_due(self) -> bool:
-        """Whether stored bars may predate a split (``_apply_splits`` has work to check)."""
+    def _actions_due(self) -> bool:
+        """Whether stored sessions are newer than the last corporate-actions check."""
         stored = self.store.stored_sessions()
-        adjusted = self.store.get_meta(ADJUSTED)
-        return len(stored) > 0 and (adjusted or str(stored[0])) < str(stored[-1])
+        checked = self.store.get_meta(ACTIONS)
+        return len(stored) > 0 and (checked is None or checked < str(stored[-1]))
 
     def _update_locked(self, last: dt.date, want: np.ndarray, rep: UpdateReport, progress: bool,
                        on_progress: Callable[[int, int], None] | None) -> UpdateReport:
@@ -148,31 +158,27 @@ class FetchPlanner:
             known = set(self.store.reference()["Symbol"])
             self._refresh_reference(last, rep)
             if rep.reference_refreshed and len(stored_before):
-                self._note_new_listings(known, stored_before[-1])
-            adj = self._fill(missing, rep, progress, on_progress)
-            if adj is not None:
-                # The store is split-adjusted through the oldest adjustment of its parts.
-                old = self.store.get_meta(ADJUSTED)
-                if len(stored_before) and old is not None:
-                    adj = min(adj, dt.date.fromisoformat(old))
-                elif len(stored_before):
-                    adj = stored_before[0].astype(dt.date)
-                self.store.set_meta(ADJUSTED, str(adj))
+                self._note_new_listings(known, stored_before)
+            self._fill(missing, rep, progress, on_progress)
         self._backfill(stored_before, rep)
-        self._apply_splits(rep)
+        self._update_actions(rep)
         return rep
 
     def _pending(self) -> list[str]:
         raw = self.store.get_meta(BACKFILL)
         return list(json.loads(raw)) if raw else []
 
-    def _note_new_listings(self, known: set[str], last_stored: np.datetime64) -> None:
+    def _note_new_listings(self, known: set[str], stored: np.ndarray) -> None:
         """Remember (in the store, so an interrupted update retries) the listings new to the
-        reference whose history began before ``last_stored``: the stored sessions lack them."""
+        reference whose history began before the last stored session and did not end before
+        the first one: the stored sessions lack their bars."""
         ref = self.store.reference()
         listed = pd.to_datetime(ref["ListDate"]).to_numpy("datetime64[D]")
-        # No list date: its history may be as old as the store's.
-        old = np.isnat(listed) | (listed <= last_stored)
+        delisted = pd.to_datetime(ref["Delisted"]).to_numpy("datetime64[D]")
+        # No list date: its history may be as old as the store's. A listing that stopped
+        # trading before the first stored session (a vendor's list of delisted tickers) has no
+        # bars to fill.
+        old = (np.isnat(listed) | (listed <= stored[-1])) & ~(delisted < stored[0])
         new = [s for s in ref["Symbol"][old] if s not in known]
         if new:
             self.store.set_meta(BACKFILL, json.dumps(sorted({*self._pending(), *new})))
@@ -214,8 +220,14 @@ class FetchPlanner:
         kept, vr = validate(batch)
         rep.validation.merge(vr)
         # Written with the pending list cleared, in one transaction: a listing the vendor has
-        # no bars for is not asked again.
-        self.store.replace_symbols(kept, need, first, last, meta={BACKFILL: "[]"})
+        # no bars for is not asked again. Their corporate actions since ``first`` were dropped
+        # as unknown symbols by earlier checks: the actions check goes back to ``first`` (one
+        # request; rows already stored are replaced by themselves).
+        meta = {BACKFILL: "[]"}
+        checked = self.store.get_meta(ACTIONS)
+        if checked is not None and checked >= str(first):
+            meta[ACTIONS] = str(first - dt.timedelta(days=1))
+        self.store.replace_symbols(kept, need, first, last, meta=meta)
         c = self._counters()
         c.fetched["vendor"] += vr.rows_kept
         c.refetched.update(need)
@@ -236,74 +248,48 @@ class FetchPlanner:
         return (batch.take(np.flatnonzero(np.isin(batch.symbol, symbols))),
                 f"{len(sessions)} grouped requests")
 
-    def _apply_splits(self, rep: UpdateReport) -> None:
-        """Re-fetch the adjusted history of stored symbols that split after the store's
-        adjustment date, so the store never mixes adjusted and unadjusted bars.
+    def _update_actions(self, rep: UpdateReport) -> None:
+        """Store the corporate actions with an ex-date since the last check, through the last
+        stored session: one incremental request (or L3, when another instance asked for the
+        same range). Bad rows are dropped and counted, never stored; a failed request leaves
+        bars and actions as they were, says so in ``rep`` and is retried by the next update.
 
-        The fetch planner takes per-ticker requests when fewer symbols split than there are
-        stored sessions, else one grouped request per session.
-        """
+        Actions dated after the last stored session are left for the check that stores that
+        session (a vendor may still change or cancel an announced split)."""
         stored = self.store.stored_sessions()
         if len(stored) == 0:
             return
         first, last = stored[0].astype(dt.date), stored[-1].astype(dt.date)
-        meta = self.store.get_meta(ADJUSTED)
-        adjusted = dt.date.fromisoformat(meta) if meta else first
-        if adjusted >= last:
+        checked = self.store.get_meta(ACTIONS)
+        since = dt.date.fromisoformat(checked) + dt.timedelta(days=1) if checked else first
+        if since > last:
             return
-        since = adjusted + dt.timedelta(days=1)
-        splits = self.l3.get_splits(since, last) if self.l3 is not None else None
-        if splits is None:
+        rep.actions_checked = f"{since}..{last}"
+        acts = self.l3.get_actions(since, last) if self.l3 is not None else None
+        if acts is None:
             try:
-                splits = self.provider.splits(since)
+                acts = self.provider.actions(since)
             except ProviderError as e:
                 self._counters().errors += 1
-                rep.split_error = str(e)
-                log.warning("split check failed (retried at the next update): %s", e)
+                rep.actions_error = (f"corporate actions since {since} could not be fetched "
+                                     f"({e}); the stored bars and actions are kept, so views "
+                                     f"of dates from {since} on may miss a split or dividend; "
+                                     "the next update retries")
+                log.warning("%s", rep.actions_error)
                 return
+            ex = pd.to_datetime(acts["ExDate"], errors="coerce")
+            acts = acts[~(ex > pd.Timestamp(last))].reset_index(drop=True)
             if self.l3 is not None:
-                self.l3.put_splits(since, last, splits)
-        when = pd.to_datetime(splits["ExecutionDate"]).dt.date if len(splits) else pd.Series()
-        known = set(self._reference()["Symbol"])
-        # A split on or before the first stored session changes nothing stored.
-        need = sorted({s for s, d in zip(splits["Symbol"], when, strict=True)
-                       if s in known and first < d <= last})
-        if not need:
-            self.store.set_meta(ADJUSTED, str(last))
-            return
-        try:
-            batch, rep.split_plan = self._history(need, stored)
-        except ProviderError as e:
-            self._counters().errors += 1
-            rep.split_error = str(e)
-            log.warning("re-fetch after splits of %s failed (retried next update): %s",
-                        ", ".join(need), e)
-            return
-        kept, vr = validate(batch)
-        rep.validation.merge(vr)
-        # A re-fetch that comes back short would replace history with a hole: keep the stored
-        # bars of such symbols, say so, and leave the adjustment date for the next update.
-        have = self.store.bar_counts(need, first, last)
-        got = pd.Series(kept.symbol).value_counts()
-        short = [s for s in need if got.get(s, 0) < 0.9 * have.get(s, 0)]
-        if short:
-            rep.split_error = (f"re-fetch after splits came back short for {', '.join(short)}; "
-                               "their stored bars are kept and the next update retries")
-            log.warning("%s", rep.split_error)
-            need = [s for s in need if s not in short]
-            kept = kept.take(np.flatnonzero(np.isin(kept.symbol, need)))
-            if not need:
-                return
-        self.store.replace_symbols(kept, need, first, last,
-                                   meta={} if short else {ADJUSTED: str(last)})
-        c = self._counters()
-        c.fetched["vendor"] += vr.rows_kept
-        c.refetched.update(need)
-        rep.splits_applied = need
-        self._stored_changed()
-        if self.l3 is not None:
-            # Share the re-adjusted history: every instance's fills stay adjusted.
-            self.l3.put_sessions(self.store.sessions_batch(first, last), stored, last)
+                self.l3.put_actions(since, last, acts)
+        counts = self.store.upsert_actions(acts)
+        self.store.set_meta(ACTIONS, str(last))
+        rep.actions_stored += counts.pop("stored", 0)
+        for why, n in counts.items():
+            rep.actions_dropped[why] = rep.actions_dropped.get(why, 0) + n
+        if rep.actions_stored:
+            self._stored_changed()
+        log.info("corporate actions %s: %d stored%s", rep.actions_checked, rep.actions_stored,
+                 f", dropped {counts}" if counts else "")
 
     def _refresh_reference(self, last: dt.date, rep: UpdateReport) -> None:
         """Store fresh reference data; when the vendor fails, keep the stored reference (and
@@ -335,15 +321,12 @@ class FetchPlanner:
         return ref
 
     def _fill(self, missing: np.ndarray, rep: UpdateReport, progress: bool,
-              on_progress: Callable[[int, int], None] | None) -> dt.date | None:
+              on_progress: Callable[[int, int], None] | None) -> None:
         """Store ``missing`` sessions: from L3 when shared, else from the provider in groups.
 
         A group the provider fails on is left missing (recorded in ``rep.failed``); the store
-        is unchanged for it and the next update tries again. Returns the session through which
-        the stored bars are split-adjusted (the oldest of their sources), None if none stored.
+        is unchanged for it and the next update tries again.
         """
-        adjusted: list[dt.date] = []
-        vendor_adjusted = self.provider.latest_session()
         from technic_v4.data.progress import abandon_on_error, fill_progress
 
         c = self._counters()
@@ -369,7 +352,6 @@ class FetchPlanner:
                 vr.merge(p[2])
             stored(np.concatenate([p[0] for p in pending]),
                    BarBatch.concat([p[1] for p in pending]), vr, "vendor")
-            adjusted.append(vendor_adjusted)
             pending.clear()
 
         with fill_progress(progress, self.provider) as bar, contextlib.ExitStack() as stack:
@@ -380,13 +362,12 @@ class FetchPlanner:
                 for i in range(0, len(ordered), 4 * CHUNK_SESSIONS):
                     days = np.array(ordered[i:i + 4 * CHUNK_SESSIONS], dtype="datetime64[D]")
                     # Validated by the instance that shared it; Arrow straight into DuckDB.
-                    tables = [shared[d][0].append_column(
-                        "date", pa.array(np.full(shared[d][0].num_rows, d)).cast(pa.date32()))
+                    tables = [shared[d].append_column(
+                        "date", pa.array(np.full(shared[d].num_rows, d)).cast(pa.date32()))
                         for d in days]
                     table = pa.concat_tables(tables).select(
                         ["symbol", "date", "open", "high", "low", "close", "volume"])
                     n = self.store.append_arrow(table, days)
-                    adjusted += [shared[d][1] or d.astype(dt.date) for d in days]
                     rep.rows_stored += n
                     rep.sessions_fetched.extend(d.astype(dt.date) for d in days)
                     c.fetched["redis"] += n
@@ -438,7 +419,7 @@ class FetchPlanner:
                 if len(sess) == 0:
                     continue
                 if self.l3 is not None:
-                    self.l3.put_sessions(kept, sess, vendor_adjusted)
+                    self.l3.put_sessions(kept, sess)
                 # One store transaction per chunk of sessions, not per request.
                 pending.append((sess, kept, vr))
                 if sum(len(p[0]) for p in pending) >= CHUNK_SESSIONS:
@@ -450,4 +431,3 @@ class FetchPlanner:
             log.info("validation dropped %d of %d rows: %s", dropped,
                      rep.validation.rows_in,
                      {k: v for k, v in rep.validation.dropped.items() if v})
-        return min(adjusted) if adjusted else None

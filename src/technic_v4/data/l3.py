@@ -1,9 +1,11 @@
 """L3: a Redis cache shared by every technic instance (optional: ``TECHNIC_REDIS_URL``).
 
 What it holds, under ``technic:<store_key>:``
-    ``session:<YYYY-MM-DD>``           validated bars of one session (every listing), with the
-                                        session they are split-adjusted through
-    ``splits:<since>:<through>``        the vendor's split list for that range
+    ``bars:<YYYY-MM-DD>``              validated bars of one session (every listing), unadjusted
+                                        (as traded; technic before layout 2 of the store wrote
+                                        split-adjusted ``session:`` keys, never read now)
+    ``actions:<since>:<through>``       the vendor's corporate actions (splits, dividends) with an
+                                        ex-date in that range (with a TTL)
     ``reference:<YYYY-MM-DD>``          reference data as of a session (with a TTL)
     ``panel:<as_of>:<n_bars>:<fp>``     a loaded panel (fp fingerprints the data it came from)
 
@@ -27,7 +29,7 @@ import pyarrow as pa
 
 from technic_v4.data.bars import BarBatch
 from technic_v4.data.panel import FIELDS, Panel
-from technic_v4.data.providers.base import REFERENCE_COLUMNS, SPLIT_COLUMNS
+from technic_v4.data.providers.base import ACTION_COLUMNS, REFERENCE_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -127,20 +129,21 @@ class RedisLayer:
         return bool(self._call("ping", self._client.ping, False))
 
     # -- sessions ------------------------------------------------------------------------------
-    def get_session_tables(self, days: np.ndarray
-                           ) -> dict[np.datetime64, tuple[pa.Table, dt.date | None]]:
-        """Like :meth:`get_sessions`, as Arrow tables (symbol, open..volume): the fast path
-        into the store, with no Python objects per row."""
+    def get_session_tables(self, days: np.ndarray) -> dict[np.datetime64, pa.Table]:
+        """The shared sessions among ``days``, as Arrow tables (symbol, open..volume) of
+        unadjusted bars: the fast path into the store, with no Python objects per row."""
         if len(days) == 0:
             return {}
-        keys = [f"{self.prefix}session:{d}" for d in days]
+        keys = [f"{self.prefix}bars:{d}" for d in days]
         values = self._call("get sessions", lambda: self._client.mget(keys), [None] * len(keys))
-        out: dict[np.datetime64, tuple[pa.Table, dt.date | None]] = {}
-        def session(t: pa.Table) -> tuple[pa.Table, dt.date | None]:
+        out: dict[np.datetime64, pa.Table] = {}
+
+        def session(t: pa.Table) -> pa.Table:
             if t.column_names != ["symbol", *FIELDS]:
                 raise ValueError(f"unexpected columns {t.column_names}")
-            adj = (t.schema.metadata or {}).get(b"adjusted_through")
-            return t, dt.date.fromisoformat(adj.decode()) if adj else None
+            if (t.schema.metadata or {}).get(b"bars") != b"unadjusted":
+                raise ValueError("not unadjusted bars")
+            return t
 
         for d, v in zip(days, values, strict=True):
             if v is None:
@@ -152,10 +155,8 @@ class RedisLayer:
                 out[d] = got
         return out
 
-    def put_sessions(self, batch: BarBatch, days: np.ndarray, adjusted_through: dt.date
-                     ) -> None:
-        """Store each of ``days`` (validated bars, split-adjusted through the given session)
-        under its own key."""
+    def put_sessions(self, batch: BarBatch, days: np.ndarray) -> None:
+        """Store each of ``days`` (validated unadjusted bars) under its own key."""
         if len(days) == 0:
             return
         order = np.argsort(batch.date, kind="stable")
@@ -167,13 +168,13 @@ class RedisLayer:
             sel = order[lo:hi]
             t = pa.table({"symbol": pa.array(batch.symbol[sel].astype(str)),
                           **{f: pa.array(getattr(batch, f)[sel]) for f in FIELDS}})
-            t = t.replace_schema_metadata({"adjusted_through": str(adjusted_through)})
-            payload[f"{self.prefix}session:{d}"] = _dumps(t)
+            t = t.replace_schema_metadata({"bars": "unadjusted"})
+            payload[f"{self.prefix}bars:{d}"] = _dumps(t)
         with self._lock:
             self.bytes_written += sum(len(v) for v in payload.values())
         self._call("put sessions", lambda: self._client.mset(payload), None)
 
-    # -- reference data and split lists (small frames under one key each) ------------------------
+    # -- reference data and corporate actions (small frames under one key each) -----------------
     def _get_one(self, what: str, key: str, decode: Any) -> Any:
         v = self._call(f"get {what}", lambda: self._client.get(key), None)
         if v is None:
@@ -199,12 +200,21 @@ class RedisLayer:
     def put_reference(self, ref: pd.DataFrame, session: dt.date) -> None:
         self._put_frame("reference", f"{self.prefix}reference:{session}", ref)
 
-    def get_splits(self, since: dt.date, through: dt.date) -> pd.DataFrame | None:
-        return self._get_one("splits", f"{self.prefix}splits:{since}:{through}",
-                             lambda t: _frame(t, SPLIT_COLUMNS))
+    def get_actions(self, since: dt.date, through: dt.date) -> pd.DataFrame | None:
+        """The corporate actions another instance fetched for ex-dates ``since``..``through``
+        (:data:`ACTION_COLUMNS`; the store drops and counts bad rows as for the vendor's)."""
+        return self._get_one("actions", f"{self.prefix}actions:{since}:{through}",
+                             lambda t: _frame(t, ACTION_COLUMNS))
 
-    def put_splits(self, since: dt.date, through: dt.date, splits: pd.DataFrame) -> None:
-        self._put_frame("splits", f"{self.prefix}splits:{since}:{through}", splits.astype(object))
+    def put_actions(self, since: dt.date, through: dt.date, actions: pd.DataFrame) -> None:
+        frame = pd.DataFrame({
+            "Symbol": actions["Symbol"].astype(str).to_numpy(),
+            "ExDate": pd.to_datetime(actions["ExDate"], errors="coerce").to_numpy(),
+            "Type": actions["Type"].astype(str).to_numpy(),
+            "Ratio": pd.to_numeric(actions["Ratio"], errors="coerce").astype(float).to_numpy(),
+            "Amount": pd.to_numeric(actions["Amount"], errors="coerce").astype(float).to_numpy(),
+        })
+        self._put_frame("actions", f"{self.prefix}actions:{since}:{through}", frame)
 
     # -- panels ----------------------------------------------------------------------------------
     def panel_key(self, as_of: dt.date, n_bars: int, fingerprint: str) -> str:

@@ -15,7 +15,7 @@ from technic_v4.config.scan import ScanConfig
 from technic_v4.config.settings import Settings
 from technic_v4.data.bars import FIELDS, BarBatch
 from technic_v4.data.market import MarketData, make_provider
-from technic_v4.data.providers.base import REFERENCE_COLUMNS
+from technic_v4.data.providers.base import ACTION_COLUMNS, LISTING_STATUS_COLUMNS, REFERENCE_COLUMNS
 from technic_v4.data.providers.files import FilesProvider, FileValidationError
 from technic_v4.data.providers.synthetic import SyntheticProvider
 from technic_v4.errors import ConfigError, ValidationError
@@ -93,7 +93,8 @@ def test_derived_minimal_reference(synth: SyntheticProvider, frame: pd.DataFrame
                                    tmp_path: Path) -> None:
     p = FilesProvider(write_dir(frame, tmp_path / "bars"))
     ref = p.reference()
-    assert tuple(ref.columns) == REFERENCE_COLUMNS
+    assert tuple(ref.columns) == REFERENCE_COLUMNS + LISTING_STATUS_COLUMNS
+    assert ref["Delisted"].isna().all() and ref["DelistReason"].isna().all()
     assert sorted(ref["Symbol"]) == sorted(frame["symbol"].unique())
     assert (ref["Type"] == gics.COMMON_STOCK).all() and (ref["Name"] == ref["Symbol"]).all()
     assert ref["Sector"].isna().all() and ref["Industry"].isna().all()
@@ -325,3 +326,251 @@ def test_files_market_scans(synth: SyntheticProvider, frame: pd.DataFrame, tmp_p
         assert res.stats["counters"]["api_calls"] == {}
     finally:
         md.store.close()
+
+
+# -- corporate actions, raw or split-adjusted files ---------------------------------------------
+
+
+def _provider(bars: str, actions: str | None, tmp_path: Path, adjusted: bool = True,
+              name: str = "actions.csv") -> FilesProvider:
+    (tmp_path / "bars").mkdir(parents=True, exist_ok=True)
+    f = tmp_path / "bars" / "long.csv"
+    f.write_text(bars)
+    a = None
+    if actions is not None:
+        a = tmp_path / name
+        a.write_text(actions)
+    return FilesProvider(f, actions=a, adjusted=adjusted)
+
+
+# Hand-written, labelled values (not market data): AAA splits 2-for-1 on 2026-11-18, BBB has a
+# 1-for-8 reverse split on 2026-11-19 and pays a dividend on 2026-11-20.
+RAW = ("symbol,date,open,high,low,close,volume\n"
+       "AAA,2026-11-16,100,102,99,101,1000\n"
+       "AAA,2026-11-17,101,104,100,102,1200\n"
+       "AAA,2026-11-18,51,52,50,51.5,2600\n"
+       "AAA,2026-11-19,51.5,53,51,52,2400\n"
+       "AAA,2026-11-20,52,53,51,52.5,2200\n"
+       "BBB,2026-11-16,0.5,0.52,0.48,0.5,80000\n"
+       "BBB,2026-11-17,0.5,0.51,0.47,0.48,96000\n"
+       "BBB,2026-11-18,0.48,0.5,0.46,0.47,88000\n"
+       "BBB,2026-11-19,3.8,3.9,3.6,3.7,10000\n"
+       "BBB,2026-11-20,3.7,3.8,3.5,3.6,12000\n")
+ACTIONS = ("Ticker,Ex-Date,Type,Split Ratio,Amount\n"
+           "AAA,2026-11-18,Split,2:1,\n"
+           "BBB,2026-11-19,split,1-for-8,\n"
+           "\n"
+           "BBB,2026-11-20,DIVIDEND,,0.05\n")
+
+
+def _vendor_adjusted(raw: pd.DataFrame, actions: pd.DataFrame) -> pd.DataFrame:
+    """The vendors' convention, written independently of the provider: prices divided by, and
+    volume multiplied by, the ratios of the splits after each bar up to the last session."""
+    out = raw.copy()
+    last = pd.to_datetime(out["date"]).max()
+    for _, a in actions[actions["Type"] == "split"].iterrows():
+        if a["ExDate"] > last:
+            continue
+        rows = (out["symbol"] == a["Symbol"]) & (pd.to_datetime(out["date"]) < a["ExDate"])
+        for f in ("open", "high", "low", "close"):
+            out.loc[rows, f] = out.loc[rows, f] / a["Ratio"]
+        out.loc[rows, "volume"] = out.loc[rows, "volume"] * a["Ratio"]
+    return out
+
+
+def test_actions_file_any_spelling(tmp_path: Path) -> None:
+    p = _provider(RAW, ACTIONS, tmp_path, adjusted=False)
+    acts = p.actions(dt.date(2026, 11, 1))
+    assert tuple(acts.columns) == ACTION_COLUMNS
+    assert acts["Symbol"].tolist() == ["AAA", "BBB", "BBB"]
+    assert acts["ExDate"].dt.date.astype(str).tolist() == ["2026-11-18", "2026-11-19",
+                                                            "2026-11-20"]
+    assert acts["Type"].tolist() == ["split", "split", "dividend"]
+    np.testing.assert_array_equal(acts["Ratio"].to_numpy(), [2.0, 0.125, np.nan])
+    np.testing.assert_array_equal(acts["Amount"].to_numpy(), [np.nan, np.nan, 0.05])
+    assert len(p.actions(dt.date(2026, 11, 19))) == 2  # ex-date on or after ``since``
+    # Parquet, Polygon's split_from/split_to columns.
+    pq = tmp_path / "actions.parquet"
+    pd.DataFrame({"symbol": ["AAA"], "execution_date": [pd.Timestamp("2026-11-18")],
+                  "type": ["split"], "split_from": [1], "split_to": [2]}).to_parquet(pq)
+    q = FilesProvider(tmp_path / "bars" / "long.csv", actions=pq, adjusted=False)
+    assert q.actions(dt.date(2026, 1, 1))["Ratio"].tolist() == [2.0]
+    # No actions file: none.
+    assert len(_provider(RAW, None, tmp_path).actions(dt.date(2000, 1, 1))) == 0
+
+
+def test_raw_files_are_served_as_given_adjusted_ones_unadjusted(tmp_path: Path) -> None:
+    raw = _provider(RAW, ACTIONS, tmp_path / "raw", adjusted=False)
+    days = [dt.date(2026, 11, d) for d in range(16, 21)]
+    want = canon(raw.bars_for_sessions(days))
+    given = pd.read_csv(tmp_path / "raw" / "bars" / "long.csv")
+    np.testing.assert_array_equal(want["close"].to_numpy(),
+                                  given.sort_values(["date", "symbol"])["close"].to_numpy())
+    adj = _vendor_adjusted(given, raw.actions(dt.date(2000, 1, 1)))
+    assert adj.loc[0, "close"] == 50.5 and adj.loc[5, "close"] == 4.0  # AAA /2, BBB x8
+    p = _provider(adj.to_csv(index=False), ACTIONS, tmp_path / "adj", adjusted=True)
+    got = canon(p.bars_for_sessions(days))
+    for f in FIELDS:
+        np.testing.assert_allclose(got[f].to_numpy(), want[f].to_numpy(), rtol=1e-12,
+                                   err_msg=f)
+    # The same adjusted files read as raw are served as given: the setting matters.
+    as_raw = _provider(adj.to_csv(index=False), ACTIONS, tmp_path / "adj2", adjusted=False)
+    assert canon(as_raw.bars_for_sessions(days))["close"].iloc[0] == 50.5
+    assert as_raw.store_key != p.store_key  # other bars from the same folder: another store
+    # Adjusted files without an actions file are stored as given.
+    plain = _provider(adj.to_csv(index=False), None, tmp_path / "adj3")
+    assert canon(plain.bars_for_sessions(days))["close"].iloc[0] == 50.5
+
+
+@pytest.mark.parametrize(("content", "row", "column", "text"), [
+    ("symbol,ex_date,type,ratio\nAAA,2026-11-18,merger,2\n", 2, "type",
+     "unknown type 'merger'; valid: split, dividend"),
+    ("symbol,ex_date,type,ratio\nAAA,2026-11-18,split,two\n", 2, "ratio",
+     "a split needs a ratio > 0"),
+    ("symbol,ex_date,type,ratio\nAAA,2026-11-18,split,2\nAAA,2026-11-19,split,-2\n", 3,
+     "ratio", "got '-2'"),
+    ("symbol,ex_date,type,ratio\nAAA,2026-11-18,split,0:1\n", 2, "ratio",
+     "a split needs a ratio > 0"),
+    ("symbol,ex_date,type,amount\nAAA,2026-11-18,dividend,\n", 2, "amount",
+     "a dividend needs an amount > 0"),
+    ("symbol,type,ratio\nAAA,split,2\n", 1, "ex_date", "required column missing"),
+    ("symbol,ex_date,ratio\nAAA,2026-11-18,2\n", 1, "type", "required column missing"),
+    ("symbol,ex_date,type\nAAA,2026-11-18,split\n", 1, "ratio", "required column missing"),
+    ("symbol,ex_date,type,ratio\nAAA,18.11.2026,split,2\n", 2, "ex_date",
+     "cannot read '18.11.2026' as a date"),
+    ("symbol,ex_date,type,ratio\nAAA,2026-11-18,split,2\n\nAAA,2026-11-18,split,3\n", 4,
+     "ex_date", "split of AAA on 2026-11-18 listed twice (first at row 2)"),
+])
+def test_actions_file_errors(tmp_path: Path, content: str, row: int, column: str, text: str
+                             ) -> None:
+    p = _provider(RAW, content, tmp_path)
+    with pytest.raises(FileValidationError) as ei:
+        p.actions(dt.date(2026, 1, 1))
+    e = ei.value
+    f = tmp_path / "actions.csv"
+    assert e.file == f and e.row == row and e.column == column, str(e)
+    assert str(e).startswith(f"{f}: row {row}, column '{column}': "), str(e)
+    assert text in str(e) and "\n" not in str(e)
+
+
+def test_reference_with_delisted_listings(tmp_path: Path) -> None:
+    (tmp_path / "AAA.csv").write_text(HEADER + GOOD)
+    ref = tmp_path / "ref.csv"
+    ref.write_text("Symbol,Delisted,Delist Reason\nAAA,,\nOLD,2024-03-01,Bankrupt\n"
+                   "GONE,2025-06-30,\n")
+    got = FilesProvider(tmp_path / "AAA.csv", ref).reference().set_index("Symbol")
+    assert pd.isna(got.loc["AAA", "Delisted"]) and got.loc["AAA", "DelistReason"] is None
+    assert got.loc["OLD", "Delisted"] == pd.Timestamp("2024-03-01")
+    assert got.loc["OLD", "DelistReason"] == "bankrupt"
+    assert got.loc["GONE", "DelistReason"] == "other"
+    for content, text in (("Symbol,Delisted,DelistReason\nAAA,2025-01-02,merged\n",
+                           "unknown delist reason 'merged'; valid: acquired, bankrupt, other"),
+                          ("Symbol,DelistReason\nAAA,acquired\n", "needs the last session")):
+        ref.write_text(content)
+        with pytest.raises(FileValidationError) as ei:
+            FilesProvider(tmp_path / "AAA.csv", ref).reference()
+        assert ei.value.row == 2 and ei.value.column == "DelistReason" and text in str(ei.value)
+
+
+# -- real bars: AAPL, IBM and MSFT 2003-01..2005-03 (tests/data/fixtures/real/README.md) --------
+
+REAL = Path(__file__).resolve().parents[1] / "fixtures" / "real"
+
+
+def _real_market(tmp_path: Path, bars: Path, adjusted: bool) -> MarketData:
+    s = Settings(data_dir=tmp_path / "data", data_provider="files", files_path=bars,
+                 files_actions=REAL / "actions.csv", files_adjusted=adjusted, progress=False)
+    return MarketData(settings=s)
+
+
+def _split_view(bars: pd.DataFrame, actions: pd.DataFrame, basis: pd.Timestamp) -> pd.DataFrame:
+    """Brute force: every bar adjusted for the splits with bar date < ex-date <= basis."""
+    out = bars.copy()
+    for _, a in actions[actions["Type"] == "split"].iterrows():
+        if a["ExDate"] > basis:
+            continue
+        rows = (out["symbol"] == a["Symbol"]) & (out["date"] < a["ExDate"])
+        for f in ("open", "high", "low", "close"):
+            out.loc[rows, f] = out.loc[rows, f] / a["Ratio"]
+        out.loc[rows, "volume"] = out.loc[rows, "volume"] * a["Ratio"]
+    return out
+
+
+def test_real_raw_and_adjusted_files_round_trip(tmp_path: Path) -> None:
+    raw = pd.read_csv(REAL / "bars_raw.csv", parse_dates=["date"])
+    acts = FilesProvider(REAL / "bars_raw.csv", actions=REAL / "actions.csv",
+                         adjusted=False).actions(dt.date(2000, 1, 1))
+    assert len(acts) == 16 and (acts["Type"] == "split").sum() == 2
+    # The real splits, as traded: AAPL 88.99 -> 44.86 over 2005-02-28, MSFT 48.30 -> 24.96.
+    close = raw.set_index(["symbol", "date"])["close"]
+    assert close["AAPL", pd.Timestamp("2005-02-25")] == 88.99
+    assert close["AAPL", pd.Timestamp("2005-02-28")] == 44.86
+    assert close["MSFT", pd.Timestamp("2003-02-14")] == 48.3
+    assert close["MSFT", pd.Timestamp("2003-02-18")] == 24.96
+    # The vendor's split-adjusted files, made from the raw ones.
+    last = raw["date"].max()
+    adjusted = _split_view(raw, acts, last)
+    adj_file = tmp_path / "adjusted.csv"
+    adjusted.assign(date=adjusted["date"].dt.strftime("%Y-%m-%d")).to_csv(adj_file, index=False)
+    sql = ("SELECT s.symbol, b.date, b.open, b.high, b.low, b.close, b.volume FROM bars b "
+           "JOIN symbols s USING (sid) ORDER BY b.date, s.symbol")
+    stores = {}
+    for name, path, adj in (("raw", REAL / "bars_raw.csv", False), ("adjusted", adj_file, True)):
+        md = _real_market(tmp_path / name, path, adj)
+        try:
+            rep = md.ensure_current()
+            assert len(rep.sessions_fetched) == 565 and rep.failed == {}
+            assert rep.actions_stored == 16 and rep.actions_dropped == {}
+            stores[name] = (md.store.fetch_df(sql), md.store.actions(), md.store.content())
+        finally:
+            md.close()
+    (bars_r, acts_r, digest_r), (bars_a, acts_a, digest_a) = stores["raw"], stores["adjusted"]
+    # The same stored raw bars (2:1 splits un-adjust exactly) and the same actions.
+    pd.testing.assert_frame_equal(bars_r, bars_a)
+    pd.testing.assert_frame_equal(acts_r, acts_a)
+    assert digest_r == digest_a
+    want = raw.sort_values(["date", "symbol"]).reset_index(drop=True)
+    np.testing.assert_array_equal(bars_r["close"].to_numpy(), want["close"].to_numpy())
+    np.testing.assert_array_equal(bars_r["volume"].to_numpy(), want["volume"].to_numpy())
+    # The same adjusted views: as of the last session they are the vendor's adjusted file, as
+    # of 2005-02-25 (before AAPL's split) AAPL is as traded and MSFT adjusted.
+    stored = bars_r.assign(date=pd.to_datetime(bars_r["date"]))
+    stored_acts = acts_r.assign(ExDate=pd.to_datetime(acts_r["ExDate"]))
+    view = _split_view(stored, stored_acts, last)
+    for f in FIELDS:
+        np.testing.assert_array_equal(
+            view[f].to_numpy(),
+            adjusted.sort_values(["date", "symbol"])[f].to_numpy(), err_msg=f)
+    then = _split_view(stored, stored_acts, pd.Timestamp("2005-02-25"))
+    aapl = then[then["symbol"] == "AAPL"]
+    np.testing.assert_array_equal(aapl["close"].to_numpy(),
+                                  want[want["symbol"] == "AAPL"]["close"].to_numpy())
+    msft = then[(then["symbol"] == "MSFT") & (then["date"] == pd.Timestamp("2003-02-14"))]
+    assert msft["close"].tolist() == [24.15]
+    # No split shows as a jump in the adjusted view: the largest daily move stays real-sized.
+    for _, g in view.groupby("symbol"):
+        assert np.abs(np.diff(np.log(g["close"].to_numpy()))).max() < 0.2
+
+
+def test_files_that_contradict_the_adjusted_setting_are_named_in_a_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    raw_bars = REAL / "bars_raw.csv"
+    acts = REAL / "actions.csv"
+    with caplog.at_level("WARNING"):
+        FilesProvider(raw_bars, actions=acts, adjusted=False).reference()
+    assert not [r for r in caplog.records if "TECHNIC_FILES_ADJUSTED" in r.getMessage()]
+    with caplog.at_level("WARNING"):
+        FilesProvider(raw_bars, actions=acts, adjusted=True).reference()
+    msg = " ".join(r.getMessage() for r in caplog.records)
+    assert "TECHNIC_FILES_ADJUSTED=true, but the bars" in msg and "2 split(s)" in msg
+    assert "first: MSFT 2003-02-18" in msg
+    caplog.clear()
+    raw = pd.read_csv(raw_bars, parse_dates=["date"])
+    adj = _split_view(raw, FilesProvider(raw_bars, actions=acts, adjusted=False).actions(
+        dt.date(2000, 1, 1)), raw["date"].max())
+    f = tmp_path / "adjusted.csv"
+    adj.to_csv(f, index=False)
+    with caplog.at_level("WARNING"):
+        FilesProvider(f, actions=acts, adjusted=False).reference()
+    msg = " ".join(r.getMessage() for r in caplog.records)
+    assert "TECHNIC_FILES_ADJUSTED=false, but the bars" in msg and "do not move" in msg

@@ -64,11 +64,6 @@ class Provider(Protocol):
         """The given symbols' bars in [start, end] (per-ticker requests)."""
         ...
 
-    def splits(self, since: dt.date) -> pd.DataFrame:
-        """Splits executed on or after ``since`` with :data:`SPLIT_COLUMNS` (being replaced by
-        :meth:`actions`)."""
-        ...
-
     def actions(self, since: dt.date) -> pd.DataFrame:
         """Splits and cash dividends with ex-date on or after ``since``, :data:`ACTION_COLUMNS`."""
         ...

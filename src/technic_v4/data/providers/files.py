@@ -9,9 +9,28 @@
   holds the bars of the symbol in its name.
 
 Columns are found by name, in any case and with any spacing (``Date``, ``OPEN``, ``adj_close``):
-``date``, ``open``, ``high``, ``low``, ``close``, ``volume`` are required. ``adj close`` is
-ignored — technic expects split-adjusted open/high/low/close, so give adjusted prices in those
-columns — and so are other extra columns. Dates are ``YYYY-MM-DD`` (a time or a UTC offset may
+``date``, ``open``, ``high``, ``low``, ``close``, ``volume`` are required. ``adj close`` (a
+vendor's split- and dividend-adjusted close) is ignored, and so are other extra columns.
+
+Raw or split-adjusted (``TECHNIC_FILES_ADJUSTED``, default ``true``): most downloads (Yahoo,
+Stooq, a vendor's default) give open/high/low/close/volume split-adjusted as of the day they were
+made; technic stores bars as traded, so it un-adjusts them with the splits of the actions file:
+raw(t) = adjusted(t) x F(t), volume(t) = adjusted volume(t) / F(t), where F(t) is the product of
+the ratios of the symbol's splits with t < ex-date <= the last session in the files. Such files
+must be adjusted as of their last session: after a split, export the whole history again (with
+the split in the actions file). Without an actions file (or without splits in it) the bars are
+stored as given, and views show them as given. ``TECHNIC_FILES_ADJUSTED=false``: the files hold
+prices as traded (a split shows as a jump), stored as they are; views adjust them with the
+actions file. Changing either setting (or the actions file's path) starts another store.
+
+Corporate actions (``TECHNIC_FILES_ACTIONS``, optional) are a CSV or Parquet table with columns
+``symbol`` (or ``ticker``), ``ex_date`` (``ex-date``, ``exdate``, ``date``, ``execution_date``),
+``type`` (``split`` or ``dividend``, any case) and ``ratio`` (splits: new shares per old share —
+4-for-1 is ``4``, ``4:1`` or ``4/1``, a 1-for-8 reverse split ``0.125`` or ``1:8``; or the
+columns ``split_from`` and ``split_to``) or ``amount`` (dividends: cash per share as paid on the
+ex-date, unadjusted). The ex-date is the first session traded in the new share basis (or without
+the dividend). A bad type, ratio, amount or date, a missing column or the same action twice is a
+one-line error naming the file, row and column, as for bar files. Dates are ``YYYY-MM-DD`` (a time or a UTC offset may
 follow: timestamps are read as New York dates), ``MM/DD/YYYY``, ``YYYY/MM/DD`` or
 ``YYYYMMDD``. An empty price or volume cell is a missing value: the row goes on to validation,
 which drops and counts it like a vendor's bad row (as it does non-positive prices and high < low).
@@ -24,7 +43,9 @@ Parquet files are numbered the same way) and the column. Rows dated on days the 
 are never served; they are counted in :attr:`FilesProvider.off_calendar_rows` and logged.
 
 Reference data (``TECHNIC_FILES_REFERENCE``, optional) is a CSV with a ``Symbol`` column and
-any of ``Name, Type, Exchange, Sector, Industry, SharesOutstanding, ListDate``. Types, GICS
+any of ``Name, Type, Exchange, Sector, Industry, SharesOutstanding, ListDate, Delisted,
+DelistReason`` (``Delisted``: the last session a listing traded, blank while listed;
+``DelistReason``: acquired, bankrupt or other, default other). Types, GICS
 sectors and industries are checked against :mod:`technic_v4.universe.gics` (any case); a blank
 Type is "Common Stock", a blank ListDate is the symbol's first bar. Without a reference file (and
 for symbols with bars that it does not list) technic derives a minimal row: Name = Symbol, Type
@@ -54,7 +75,8 @@ import pandas as pd
 
 from technic_v4.data.bars import FIELDS, BarBatch
 from technic_v4.data.calendar import all_sessions
-from technic_v4.data.providers.base import REFERENCE_COLUMNS, SPLIT_COLUMNS
+from technic_v4.data.providers.base import ACTION_COLUMNS, LISTING_STATUS_COLUMNS, REFERENCE_COLUMNS
+from technic_v4.data.store import ACTION_TYPES, DELIST_REASONS
 from technic_v4.errors import ConfigError, ValidationError
 from technic_v4.universe import gics
 
@@ -75,7 +97,20 @@ _BAR_ALIASES = {"date": "date", "datetime": "date", "timestamp": "date", "time":
 _REF_ALIASES = {"symbol": "Symbol", "ticker": "Symbol", "name": "Name", "type": "Type",
                 "exchange": "Exchange", "sector": "Sector", "industry": "Industry",
                 "sharesoutstanding": "SharesOutstanding", "shares": "SharesOutstanding",
-                "listdate": "ListDate", "listingdate": "ListDate"}
+                "listdate": "ListDate", "listingdate": "ListDate", "delisted": "Delisted",
+                "delistdate": "Delisted", "delisteddate": "Delisted",
+                "delistingdate": "Delisted", "delistreason": "DelistReason",
+                "delistedreason": "DelistReason", "delistingreason": "DelistReason"}
+_ACTION_ALIASES = {"symbol": "Symbol", "ticker": "Symbol", "exdate": "ExDate",
+                   "exdividenddate": "ExDate", "date": "ExDate", "executiondate": "ExDate",
+                   "type": "Type", "actiontype": "Type", "action": "Type", "ratio": "Ratio",
+                   "splitratio": "Ratio", "amount": "Amount", "cashamount": "Amount",
+                   "dividend": "Amount", "splitfrom": "SplitFrom", "splitto": "SplitTo"}
+_ACTION_TYPES = {"split": "split", "splits": "split", "stocksplit": "split",
+                 "reversesplit": "split", "dividend": "dividend", "dividends": "dividend",
+                 "cashdividend": "dividend", "cash": "dividend"}
+_RATIO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?::|/|-?\s*for\s*-?)\s*(\d+(?:\.\d+)?)\s*$",
+                    re.IGNORECASE)
 _NA = {"", "na", "n/a", "nan", "null", "none", "-"}
 _OFFSET = r"\d[T ]\d.*(?:Z|[+-]\d\d:?\d\d)$"  # a time followed by a UTC offset
 
@@ -132,6 +167,7 @@ class _Loaded:
     values: np.ndarray  # (n, 5) open, high, low, close, volume
     reference: pd.DataFrame
     off_calendar: int
+    actions: pd.DataFrame  # ACTION_COLUMNS
 
 
 class FilesProvider:
@@ -140,7 +176,8 @@ class FilesProvider:
     name = "files"
     fetch_batch_sessions = 1 << 30  # everything is local: any number of sessions per call
 
-    def __init__(self, path: Path | str, reference: Path | str | None = None) -> None:
+    def __init__(self, path: Path | str, reference: Path | str | None = None,
+                 actions: Path | str | None = None, adjusted: bool = True) -> None:
         self.path = Path(path).expanduser().resolve()
         if not self.path.exists():
             raise ConfigError("files_path", f"{self.path} does not exist; set TECHNIC_FILES_PATH "
@@ -149,6 +186,13 @@ class FilesProvider:
                                else None)
         if self.reference_path is not None and not self.reference_path.is_file():
             raise ConfigError("files_reference", f"{self.reference_path} is not a file")
+        self.actions_path = (Path(actions).expanduser().resolve() if actions is not None
+                             else None)
+        if self.actions_path is not None and not self.actions_path.is_file():
+            raise ConfigError("files_actions", f"{self.actions_path} is not a file; set "
+                              "TECHNIC_FILES_ACTIONS to a CSV/Parquet file of splits and "
+                              "dividends, or leave it unset")
+        self.adjusted = adjusted  # the bar files' prices are split-adjusted (un-adjusted here)
         self._counts = {"file_reads": 0}
         self._sig: tuple[Any, ...] | None = None
         self._data: _Loaded | None = None
@@ -160,16 +204,22 @@ class FilesProvider:
             raise ConfigError("files_path", "TECHNIC_DATA_PROVIDER=files needs TECHNIC_FILES_PATH: "
                               "a CSV/Parquet file with a symbol column, or a directory with one "
                               "file per symbol")
-        return cls(settings.files_path, settings.files_reference)
+        return cls(settings.files_path, settings.files_reference, settings.files_actions,
+                   settings.files_adjusted)
 
     def __repr__(self) -> str:
-        return f"FilesProvider(path={str(self.path)!r}, reference={self.reference_path!r})"
+        return (f"FilesProvider(path={str(self.path)!r}, reference={self.reference_path!r}, "
+                f"actions={self.actions_path!r}, adjusted={self.adjusted})")
 
     # -- provider interface ------------------------------------------------------------------------
     @property
     def store_key(self) -> str:
-        """``files-<name>-<hash of the resolved path>``: another folder is another store."""
-        digest = hashlib.sha256(str(self.path).encode()).hexdigest()[:12]
+        """``files-<name>-<hash>``: another folder is another store, and so are other bars derived
+        from the same folder (raw vs adjusted files, another actions file)."""
+        ident = str(self.path)
+        if not self.adjusted or self.actions_path is not None:
+            ident += f"\0adjusted={self.adjusted}\0actions={self.actions_path}"
+        digest = hashlib.sha256(ident.encode()).hexdigest()[:12]
         stem = re.sub(r"[^A-Za-z0-9]+", "-", self.path.name).strip("-")[:40] or "root"
         return f"files-{stem}-{digest}"
 
@@ -210,14 +260,10 @@ class FilesProvider:
         return self._take(data, np.flatnonzero(m))
 
     def actions(self, since: dt.date) -> pd.DataFrame:
-        """No corporate actions yet (placeholder until this provider reports them)."""
-        from technic_v4.data.providers.base import ACTION_COLUMNS
-
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in ACTION_COLUMNS})
-
-    def splits(self, since: dt.date) -> pd.DataFrame:
-        """Files hold adjusted prices: no splits."""
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in SPLIT_COLUMNS})
+        """The actions file's rows with ex-date on or after ``since`` (:data:`ACTION_COLUMNS`;
+        none without an actions file)."""
+        acts = self._load().actions
+        return acts[acts["ExDate"] >= pd.Timestamp(since)].reset_index(drop=True)
 
     # -- loading ---------------------------------------------------------------------------------
     @staticmethod
@@ -232,12 +278,13 @@ class FilesProvider:
         files = sorted(p for p in self.path.iterdir()
                        if p.is_file() and not p.name.startswith(".") and _suffix(p) is not None
                        and p.resolve() != self.reference_path)
+        files = [p for p in files if p.resolve() != self.actions_path]
         if not files:
             raise ConfigError("files_path", f"no {', '.join(SUFFIXES)} files in {self.path}")
         return files
 
     def _signature(self, files: list[Path]) -> tuple[Any, ...]:
-        paths = [*files, *([self.reference_path] if self.reference_path is not None else [])]
+        paths = [*files, *(p for p in (self.reference_path, self.actions_path) if p is not None)]
         out = []
         for p in paths:
             st = p.stat()
@@ -250,7 +297,9 @@ class FilesProvider:
         if self._data is not None and sig == self._sig:
             return self._data
         parts = [self._read_bars(p) for p in files]
-        data = self._combine(files, parts)
+        acts = (_empty_actions() if self.actions_path is None
+                else self._read_actions(self.actions_path))
+        data = self._combine(files, parts, acts)
         self._data, self._sig = data, sig
         return data
 
@@ -304,7 +353,8 @@ class FilesProvider:
         return sym, dates, values, rows, cols["date"]
 
     def _combine(self, files: list[Path], parts: list[tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                             np.ndarray, str]]) -> _Loaded:
+                                                             np.ndarray, str]],
+                 acts: pd.DataFrame) -> _Loaded:
         sym = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, dtype=object)
         date = np.concatenate([p[1] for p in parts]).astype("datetime64[D]")
         values = np.concatenate([p[2] for p in parts]).reshape(-1, 5).astype(np.float64)
@@ -337,8 +387,11 @@ class FilesProvider:
                                             "was open")])
         order = keep[np.lexsort((sym[keep].astype(str), date[keep]))]
         sym, date, values = sym[order], date[order], values[order]
+        _check_basis(self.path, sym, date, values, acts, self.adjusted)
+        if self.adjusted:
+            values = _unadjust(sym, date, values, acts)
         ref = self._reference(sym, date)
-        return _Loaded(sym, date, values, ref, off)
+        return _Loaded(sym, date, values, ref, off, acts)
 
     # -- reference -------------------------------------------------------------------------------
     def _reference(self, sym: np.ndarray, date: np.ndarray) -> pd.DataFrame:
@@ -349,7 +402,8 @@ class FilesProvider:
             first[firsts.index.to_numpy()] = firsts.to_numpy().astype("datetime64[D]")
         first_of = dict(zip(uniq.tolist(), first.tolist(), strict=True))
         if self.reference_path is None:
-            ref = pd.DataFrame({c: pd.Series(dtype=object) for c in REFERENCE_COLUMNS})
+            ref = pd.DataFrame({c: pd.Series(dtype=object) for c in
+                                (*REFERENCE_COLUMNS, *LISTING_STATUS_COLUMNS)})
         else:
             ref = self._read_reference(self.reference_path)
         known = set(ref["Symbol"])
@@ -364,14 +418,20 @@ class FilesProvider:
                                 "Exchange": [None] * len(extra), "Sector": [None] * len(extra),
                                 "Industry": [None] * len(extra),
                                 "SharesOutstanding": np.full(len(extra), np.nan),
-                                "ListDate": [first_of[s] for s in extra]}, columns=REFERENCE_COLUMNS)
+                                "ListDate": [first_of[s] for s in extra],
+                                "Delisted": [None] * len(extra),
+                                "DelistReason": [None] * len(extra)},
+                               columns=[*REFERENCE_COLUMNS, *LISTING_STATUS_COLUMNS])
         out = minimal if not len(ref) else ref if not len(minimal) else pd.concat(
             [ref, minimal], ignore_index=True)
         blank = out["ListDate"].isna()
         out.loc[blank, "ListDate"] = [first_of.get(s) for s in out.loc[blank, "Symbol"]]
         out["SharesOutstanding"] = pd.to_numeric(out["SharesOutstanding"]).astype(np.float64)
         out["ListDate"] = pd.to_datetime(out["ListDate"])
-        return out[list(REFERENCE_COLUMNS)].reset_index(drop=True)
+        out["Delisted"] = pd.to_datetime(out["Delisted"])
+        out["DelistReason"] = out["DelistReason"].astype(object).where(
+            out["Delisted"].notna(), None)
+        return out[[*REFERENCE_COLUMNS, *LISTING_STATUS_COLUMNS]].reset_index(drop=True)
 
     def _read_reference(self, path: Path) -> pd.DataFrame:
         df = self._read(path)
@@ -406,6 +466,20 @@ class FilesProvider:
         if "ListDate" in cols:
             list_day = _parse_dates(pd.Series(col("ListDate"), dtype=object), rows,
                                     cols["ListDate"], problems, allow_empty=True)
+        delisted = np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
+        if "Delisted" in cols:
+            delisted = _parse_dates(pd.Series(col("Delisted"), dtype=object), rows,
+                                    cols["Delisted"], problems, allow_empty=True)
+        reasons = np.full(n, None, dtype=object)
+        for k, (row, why) in enumerate(zip(rows.tolist(), col("DelistReason"), strict=True)):
+            if why and why.lower() not in DELIST_REASONS:
+                problems.append(_Problem(row, cols["DelistReason"], f"unknown delist reason "
+                                         f"{why!r}; valid: {', '.join(DELIST_REASONS)}"))
+            elif why and np.isnat(delisted[k]):
+                problems.append(_Problem(row, cols["DelistReason"], "a delist reason needs the "
+                                         "last session traded in the Delisted column"))
+            elif not np.isnat(delisted[k]):
+                reasons[k] = why.lower() if why else "other"
         types = {t.lower(): t for t in gics.TYPES}
         sectors = {s.lower(): s for s in gics.SECTORS}
         industries = {i.lower(): (s, i) for s, inds in gics.SECTOR_INDUSTRIES.items()
@@ -455,7 +529,171 @@ class FilesProvider:
             "Industry": pd.Series(ind_out, dtype=object),
             "SharesOutstanding": shares,
             "ListDate": pd.Series(list_day.tolist(), dtype=object),
-        }, columns=list(REFERENCE_COLUMNS))
+            "Delisted": pd.Series(delisted.tolist(), dtype=object),
+            "DelistReason": pd.Series(reasons, dtype=object),
+        }, columns=[*REFERENCE_COLUMNS, *LISTING_STATUS_COLUMNS])
+
+
+    # -- corporate actions -------------------------------------------------------------------------
+    def _read_actions(self, path: Path) -> pd.DataFrame:
+        """The actions file as :data:`ACTION_COLUMNS` (sorted by ex-date, symbol); raises
+        FileValidationError naming the row and column of the first problem."""
+        df = self._read(path)
+        cols = _columns(path, df, _ACTION_ALIASES)
+        need = {"Symbol": "symbol", "ExDate": "ex_date", "Type": "type"}
+        missing = [c for c in need if c not in cols]
+        if not ({"Ratio", "Amount"} & set(cols) or {"SplitFrom", "SplitTo"} <= set(cols)):
+            missing.append("Ratio")
+        if missing:
+            found = ", ".join(repr(str(c)) for c in df.columns) or "none"
+            raise _fail(path, [_Problem(1, need.get(c, "ratio"), f"required column missing (the "
+                                        f"header has {found}; columns: symbol, ex_date, type "
+                                        "(split or dividend), and ratio (splits) or amount "
+                                        "(dividends), in any case)") for c in missing])
+        rows = np.arange(len(df)) + 2
+        cell = {c: pd.Series(df[src].to_numpy(dtype=object), dtype=object).map(
+            lambda x: "" if x is None or (isinstance(x, float) and np.isnan(x)) else
+            str(x).strip()).to_numpy(dtype=object) for c, src in cols.items()}
+        for v in cell.values():
+            v[np.isin(np.char.lower(v.astype(str)), list(_NA))] = ""
+        keep = np.flatnonzero(~np.all([v == "" for v in cell.values()], axis=0))
+        rows, n = rows[keep], len(keep)
+        cell = {c: v[keep] for c, v in cell.items()}
+
+        def col(c: str) -> np.ndarray:
+            return cell[c] if c in cell else np.full(n, "", dtype=object)
+
+        problems: list[_Problem] = []
+        ex = _parse_dates(pd.Series(col("ExDate"), dtype=object), rows, cols["ExDate"],
+                          problems)
+        sym = col("Symbol")
+        typ = np.array([_ACTION_TYPES.get(_norm(t), "") for t in col("Type")], dtype=object)
+        ratio, amount = np.full(n, np.nan), np.full(n, np.nan)
+        seen: dict[tuple[str, Any, str], int] = {}
+        for k, row in enumerate(rows.tolist()):
+            if sym[k] == "":
+                problems.append(_Problem(row, cols["Symbol"], "empty symbol"))
+            if typ[k] == "":
+                problems.append(_Problem(row, cols["Type"], f"unknown type {col('Type')[k]!r}; "
+                                         f"valid: {', '.join(ACTION_TYPES)}"))
+            elif typ[k] == "split":
+                r, where = _ratio(col("Ratio")[k], col("SplitFrom")[k], col("SplitTo")[k])
+                if r is None:
+                    given = col("Ratio")[k] or (f"{col('SplitTo')[k]!r} for "
+                                                f"{col('SplitFrom')[k]!r}")
+                    problems.append(_Problem(row, cols.get(where, where), "a split needs a "
+                                             "ratio > 0: new shares per old share (4-for-1: 4 "
+                                             "or 4:1; 1-for-8 reverse: 0.125 or 1:8); got "
+                                             f"{given!r}"))
+                else:
+                    ratio[k] = r
+            else:
+                a = _number(col("Amount")[k])
+                if a is None or not a > 0:
+                    problems.append(_Problem(row, cols.get("Amount", "amount"), "a dividend "
+                                             "needs an amount > 0 (cash per share as paid); got "
+                                             f"{col('Amount')[k]!r}"))
+                else:
+                    amount[k] = a
+            key = (sym[k], ex[k], typ[k])
+            if key in seen and typ[k]:
+                problems.append(_Problem(row, cols["ExDate"], f"{typ[k]} of {sym[k]} on {ex[k]} "
+                                         f"listed twice (first at row {seen[key]})"))
+            seen.setdefault(key, row)
+        if problems:
+            problems.sort(key=lambda p: p.row)
+            raise _fail(path, problems)
+        out = pd.DataFrame({"Symbol": pd.Series(sym, dtype=object),
+                            "ExDate": pd.to_datetime(ex), "Type": pd.Series(typ, dtype=object),
+                            "Ratio": ratio, "Amount": amount}, columns=list(ACTION_COLUMNS))
+        return out.sort_values(["ExDate", "Symbol", "Type"]).reset_index(drop=True)
+
+
+def _empty_actions() -> pd.DataFrame:
+    return pd.DataFrame({"Symbol": pd.Series(dtype=object),
+                         "ExDate": pd.Series(dtype="datetime64[ns]"),
+                         "Type": pd.Series(dtype=object), "Ratio": pd.Series(dtype=float),
+                         "Amount": pd.Series(dtype=float)})
+
+
+def _number(text: str) -> float | None:
+    try:
+        v = float(text.replace(",", ""))
+    except ValueError:
+        return None
+    return v if np.isfinite(v) else None
+
+
+def _ratio(ratio: str, split_from: str, split_to: str) -> tuple[float | None, str]:
+    """A split's ratio (new shares per old share) and the column it came from; None if bad."""
+    if ratio:
+        m = _RATIO.match(ratio)
+        r = float(m.group(1)) / float(m.group(2)) if m and float(m.group(2)) else _number(ratio)
+        return (r if r is not None and r > 0 else None), "Ratio"
+    to, frm = _number(split_to), _number(split_from)
+    if to is None or frm is None or not (to > 0 and frm > 0):
+        return None, "SplitTo" if split_to or split_from else "Ratio"
+    return to / frm, "SplitTo"
+
+
+def _check_basis(path: Path, sym: np.ndarray, date: np.ndarray, values: np.ndarray,
+                 acts: pd.DataFrame, adjusted: bool) -> None:
+    """Warn when the bars around the actions' splits contradict ``TECHNIC_FILES_ADJUSTED``:
+    raw files show a split as a jump of its ratio from the last close before the ex-date to
+    the first open on it; adjusted files do not."""
+    splits = acts[(acts["Type"] == "split") & ((acts["Ratio"] - 1.0).abs() > 0.2)]
+    raw_like, adj_like = [], []
+    for s, ex, r in zip(splits["Symbol"], splits["ExDate"].to_numpy("datetime64[D]"),
+                        splits["Ratio"], strict=True):
+        rows = np.flatnonzero(sym == s)
+        i = int(np.searchsorted(date[rows], ex, side="left"))
+        if i == 0 or i == len(rows):
+            continue  # no bar on one side of the split
+        jump = values[rows[i - 1], 3] / values[rows[i], 0]  # last close / first open
+        if not np.isfinite(jump) or jump <= 0:
+            continue
+        if abs(np.log(jump / r)) < abs(np.log(jump)) / 2:
+            raw_like.append(f"{s} {ex}")
+        elif abs(np.log(jump)) < abs(np.log(r)) / 2:
+            adj_like.append(f"{s} {ex}")
+    if adjusted and raw_like:
+        log.warning("TECHNIC_FILES_ADJUSTED=true, but the bars in %s jump by the split ratio at "
+                    "%d split(s) (first: %s), as prices as traded do: set "
+                    "TECHNIC_FILES_ADJUSTED=false if the files hold raw prices", path,
+                    len(raw_like), raw_like[0])
+    if not adjusted and adj_like:
+        log.warning("TECHNIC_FILES_ADJUSTED=false, but the bars in %s do not move at %d "
+                    "split(s) (first: %s), as split-adjusted prices do: set "
+                    "TECHNIC_FILES_ADJUSTED=true if the files are split-adjusted", path,
+                    len(adj_like), adj_like[0])
+
+
+def _unadjust(sym: np.ndarray, date: np.ndarray, values: np.ndarray, acts: pd.DataFrame
+              ) -> np.ndarray:
+    """Bars split-adjusted as of their last session, as traded: prices x F(t), volume / F(t),
+    F(t) = the product of the ratios of the symbol's splits with t < ex-date <= that session."""
+    last = date.max() if len(date) else np.datetime64("NaT")
+    splits = acts[(acts["Type"] == "split")
+                  & (acts["ExDate"].to_numpy("datetime64[D]") <= last)]
+    if len(splits) == 0:
+        return values
+    values = values.copy()
+    ex = splits["ExDate"].to_numpy("datetime64[D]")
+    ratio = splits["Ratio"].to_numpy(np.float64)
+    for s in np.unique(splits["Symbol"].to_numpy(dtype=object)).tolist():
+        mine = splits["Symbol"].to_numpy(dtype=object) == s
+        order = np.argsort(ex[mine], kind="stable")
+        days, r = ex[mine][order], ratio[mine][order]
+        # suffix[i] = product of r[i:]: the factor of a bar dated before days[i] (and on or
+        # after days[i - 1]).
+        suffix = np.append(np.cumprod(r[::-1])[::-1], 1.0)
+        rows = np.flatnonzero(sym == s)
+        f = suffix[np.searchsorted(days, date[rows], side="right")]
+        hit = f != 1.0
+        rows, f = rows[hit], f[hit]
+        values[rows, :4] *= f[:, None]
+        values[rows, 4] /= f
+    return values
 
 
 def _columns(path: Path, df: pd.DataFrame, aliases: dict[str, str]) -> dict[str, str]:
