@@ -99,7 +99,8 @@ ENDPOINTS = ("grouped_daily", "aggs_ticker", "tickers", "delisted_tickers", "tic
 NY = "America/New_York"
 
 # What a fault does to a request (request faults) or to the rows of its response (row faults).
-REQUEST_FAULTS = ("rate_limit", "server_error", "forbidden", "malformed_json", "reset", "slow")
+REQUEST_FAULTS = ("rate_limit", "server_error", "forbidden", "unauthorized", "malformed_json",
+                  "reset", "slow")
 ROW_FAULTS = ("duplicate_rows", "bad_prices", "missing_field")
 FAULT_KINDS = REQUEST_FAULTS + ROW_FAULTS
 
@@ -119,6 +120,8 @@ class Fault:
     - ``rate_limit``: HTTP 429 with ``Retry-After: retry_after``;
     - ``server_error``: HTTP ``status`` (default 503);
     - ``forbidden``: HTTP 403 ``NOT_AUTHORIZED``, as for an endpoint the key's plan lacks;
+    - ``unauthorized``: HTTP 401 whose message echoes the key the client sent (a careless
+      vendor, on one endpoint only);
     - ``malformed_json``: HTTP 200 with a truncated JSON body;
     - ``reset``: the connection is closed without a response;
     - ``slow``: the response waits ``delay_s`` first (longer than a client timeout: a timeout);
@@ -554,6 +557,11 @@ class VendorServer:
                 "status": "NOT_AUTHORIZED", "request_id": self._rid(),
                 "message": "You are not entitled to this data. Please upgrade your plan at "
                            "https://polygon.io/pricing"}, fault=f.kind)
+        elif f.kind == "unauthorized":
+            auth = h.headers.get("Authorization", "")
+            self._send(h, endpoint, path, 401, {
+                "status": "ERROR", "request_id": self._rid(),
+                "error": f"Unknown API Key {auth.removeprefix('Bearer ')!r}"}, fault=f.kind)
         elif f.kind == "server_error":
             self._send(h, endpoint, path, f.status, {"status": "ERROR",
                                                      "request_id": self._rid(),
