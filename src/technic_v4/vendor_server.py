@@ -15,11 +15,30 @@ real socket, without a network or an API key::
 
 Endpoints (names as in ``polygon.ENDPOINTS``)::
 
-    grouped_daily   GET /v2/aggs/grouped/locale/us/market/stocks/{date}
-    aggs_ticker     GET /v2/aggs/ticker/{T}/range/1/day/{from}/{to}      (paged: next_url)
-    tickers         GET /v3/reference/tickers                           (paged: next_url)
-    ticker_details  GET /v3/reference/tickers/{T}
-    splits          GET /v3/reference/splits?execution_date.gte=...     (paged: next_url)
+    grouped_daily     GET /v2/aggs/grouped/locale/us/market/stocks/{date}
+    aggs_ticker       GET /v2/aggs/ticker/{T}/range/1/day/{from}/{to}    (paged: next_url)
+    tickers           GET /v3/reference/tickers[?active=true]           (paged: next_url)
+    delisted_tickers  GET /v3/reference/tickers?active=false            (paged: next_url)
+    ticker_details    GET /v3/reference/tickers/{T}
+    splits            GET /v3/reference/splits?execution_date.gte=...   (paged: next_url)
+    dividends         GET /v3/reference/dividends?ex_dividend_date.gte=... (paged: next_url)
+
+Bars and corporate actions: the served provider's bars are as traded (unadjusted). A bars
+request with ``adjusted=false`` gets them as they are; with ``adjusted=true`` (Polygon's
+default) every bar dated before a split's ex-date (up to the provider's latest session) is
+split-adjusted, computed here from the splits served (the provider's ``actions()`` plus
+``splits``) independently of technic's own adjustment code — a cross-check: price / F and
+volume x F, where F is the product of the ratios of the listing's splits with
+bar date < ex-date <= latest session (a bar no split applies to is sent bit for bit as
+traded). ``splits`` and ``dividends`` serve the provider's actions (``split_from`` /
+``split_to`` from the ratio, dividends as type ``CD`` in ``USD``) plus the raw vendor records
+given to the server (``splits``, ``dividends``: any fields, bad ones included, for tests).
+Filters ``execution_date`` / ``ex_dividend_date`` ``.gte .gt .lte .lt``, ``ticker``, ``order``.
+
+Listings the provider reports as delisted (reference column ``Delisted``, the last session
+traded) are ``active: false`` with ``delisted_utc`` = 00:00 New York of the next session, as
+Polygon stamps it; ``active=false`` lists them, ``active=true`` (the default) the others.
+``sort`` (``ticker``, ``delisted_utc``, ``last_updated_utc``) and ``order`` are honoured.
 
 Reference data: the provider's listings as Polygon tickers — type codes (CS, ADRC, ETF, PFD;
 SPACs are CS with SIC 6770), exchange MIC codes, and a SIC code that
@@ -30,7 +49,8 @@ New York for per-ticker bars, as Polygon does); NaN values are sent as ``null``.
 
 Behaviour for tests:
 
-- paging with small page sizes (``page_size`` for tickers and splits, ``aggs_page_size``);
+- paging with small page sizes (``page_size`` for tickers, splits and dividends,
+  ``aggs_page_size``);
 - holidays: any day that is not one of the provider's sessions, plus ``holidays``, has no
   ``results`` (``resultsCount`` 0), as Polygon answers for a market holiday;
 - a Bearer key check (``Authorization: Bearer`` or ``apiKey=``): a wrong key gets HTTP 401 whose
@@ -39,8 +59,9 @@ Behaviour for tests:
 - ``extra_listings``: more Polygon ticker records (any type code, SIC code, name); one with
   ``"_details_404": True`` is listed but its details answer 404, as for a ticker delisted
   between the two calls (keys starting with ``_`` are never sent);
-- ``delay_s`` before every response; a request log (:attr:`VendorServer.requests`) and
-  counts by endpoint (:attr:`VendorServer.counts`);
+- ``delay_s`` before every response; a request log (:attr:`VendorServer.requests`, with each
+  request's query, a paging cursor decoded) and counts by endpoint
+  (:attr:`VendorServer.counts`);
 - ``rate_limit=(n, period_s)``: at most ``n`` requests in any ``period_s`` seconds (a sliding
   window counting the requests it answered; the free tier is ``(5, 60.0)``), as the vendor
   enforces it: a request beyond answers HTTP 429 with ``Retry-After`` (whole seconds until a
@@ -52,6 +73,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import fractions
 import json
 import math
 import threading
@@ -67,16 +89,18 @@ import numpy as np
 import pandas as pd
 
 from technic_v4.data.bars import BarBatch
-from technic_v4.data.calendar import sessions_between
+from technic_v4.data.calendar import all_sessions, sessions_between
 from technic_v4.data.providers import sic_gics
-from technic_v4.data.providers.base import Provider
+from technic_v4.data.providers.base import ACTION_COLUMNS, Provider
 from technic_v4.universe import gics
 
-ENDPOINTS = ("grouped_daily", "aggs_ticker", "tickers", "ticker_details", "splits")
+ENDPOINTS = ("grouped_daily", "aggs_ticker", "tickers", "delisted_tickers", "ticker_details",
+             "splits", "dividends")
 NY = "America/New_York"
 
 # What a fault does to a request (request faults) or to the rows of its response (row faults).
-REQUEST_FAULTS = ("rate_limit", "server_error", "forbidden", "malformed_json", "reset", "slow")
+REQUEST_FAULTS = ("rate_limit", "server_error", "forbidden", "unauthorized", "malformed_json",
+                  "reset", "slow")
 ROW_FAULTS = ("duplicate_rows", "bad_prices", "missing_field")
 FAULT_KINDS = REQUEST_FAULTS + ROW_FAULTS
 
@@ -96,6 +120,8 @@ class Fault:
     - ``rate_limit``: HTTP 429 with ``Retry-After: retry_after``;
     - ``server_error``: HTTP ``status`` (default 503);
     - ``forbidden``: HTTP 403 ``NOT_AUTHORIZED``, as for an endpoint the key's plan lacks;
+    - ``unauthorized``: HTTP 401 whose message echoes the key the client sent (a careless
+      vendor, on one endpoint only);
     - ``malformed_json``: HTTP 200 with a truncated JSON body;
     - ``reset``: the connection is closed without a response;
     - ``slow``: the response waits ``delay_s`` first (longer than a client timeout: a timeout);
@@ -130,6 +156,7 @@ class Request:
     path: str
     status: int  # 0 when the connection was reset
     fault: str | None = None
+    query: Mapping[str, str] = field(default_factory=dict)  # a paging cursor's query decoded
 
 
 @dataclass
@@ -151,6 +178,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
     server: _HTTPServer
+    query: Mapping[str, str]  # the current request's query (a paging cursor decoded)
     timeout = 30  # an idle keep-alive connection is closed after this long
 
     def do_GET(self) -> None:
@@ -167,7 +195,8 @@ class VendorServer:
                  delay_s: float = 0.0, faults: Iterable[Fault] = (),
                  holidays: Iterable[dt.date] = (), page_size: int = 1000,
                  aggs_page_size: int = 50_000,
-                 splits: Sequence[tuple[str, dt.date, float, float]] = (),
+                 splits: Sequence[tuple[str, dt.date, float, float] | Mapping[str, Any]] = (),
+                 dividends: Sequence[Mapping[str, Any]] = (),
                  extra_listings: Sequence[Mapping[str, Any]] = (),
                  next_url_base: str | None = None, host: str = "127.0.0.1",
                  rate_limit: tuple[int, float] | None = None) -> None:
@@ -179,16 +208,21 @@ class VendorServer:
         self.holidays = {np.datetime64(d, "D") for d in holidays}
         self.page_size = page_size
         self.aggs_page_size = aggs_page_size
-        self.splits: list[dict[str, Any]] = [{"ticker": t, "execution_date": f"{d:%Y-%m-%d}", "split_from": f,
-                        "split_to": to, "id": f"E{i:06d}"}
-                       for i, (t, d, f, to) in enumerate(splits)]
+        # Vendor records beyond the provider's own actions (tuples: ticker, date, from, to).
+        self.extra_splits: list[dict[str, Any]] = [
+            dict(x) if isinstance(x, Mapping) else
+            {"ticker": x[0], "execution_date": f"{x[1]:%Y-%m-%d}", "split_from": x[2],
+             "split_to": x[3], "id": f"X{i:06d}"} for i, x in enumerate(splits)]
+        self.extra_dividends: list[dict[str, Any]] = [dict(x) for x in dividends]
+        self._actions: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
+        self._factors: np.ndarray | None = None
         self.extra_listings = [dict(x) for x in extra_listings]
         self.next_url_base = next_url_base
         self.host = host
         self.requests: list[Request] = []
         self._faults = [_Active(f, f.times) for f in faults]
         self._lock = threading.Lock()
-        self._data_lock = threading.Lock()
+        self._data_lock = threading.RLock()  # factors() reads the actions under it
         self._listings: list[dict[str, Any]] | None = None
         self._bars: BarBatch | None = None
         self._by_symbol: dict[str, np.ndarray] = {}
@@ -284,7 +318,68 @@ class VendorServer:
                                    for i, s in enumerate(uniq)}
             return self._bars
 
+    def split_records(self) -> list[dict[str, Any]]:
+        """Every split the server serves: the provider's, then ``splits``."""
+        return self._action_records()[0] + self.extra_splits
+
+    def dividend_records(self) -> list[dict[str, Any]]:
+        """Every dividend the server serves: the provider's, then ``dividends``."""
+        return self._action_records()[1] + self.extra_dividends
+
+    def factors(self) -> np.ndarray:
+        """Per bar of :meth:`bars`, the split factor F that ``adjusted=true`` divides prices
+        by (and multiplies volumes by): the product of the ratios of the listing's splits with
+        bar date < ex-date <= the provider's latest session."""
+        b = self.bars()
+        with self._data_lock:
+            if self._factors is None:
+                f = np.ones(len(b), dtype=np.float64)
+                last = np.datetime64(self.provider.latest_session(), "D")
+                for r in self.split_records():
+                    try:
+                        day = np.datetime64(dt.date.fromisoformat(str(r["execution_date"])), "D")
+                        ratio = float(r["split_to"]) / float(r["split_from"])
+                    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+                        continue  # a bad vendor record adjusts nothing
+                    if not (math.isfinite(ratio) and ratio > 0) or day > last:
+                        continue
+                    idx = self._by_symbol.get(str(r.get("ticker")))
+                    if idx is not None:
+                        hit = idx[b.date[idx] < day]
+                        f[hit] *= ratio
+                self._factors = f
+            return self._factors
+
     # -- data ------------------------------------------------------------------------------------
+    def _action_records(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The provider's actions (from its first session) as Polygon split and dividend
+        records."""
+        with self._data_lock:
+            if self._actions is None:
+                acts = self.provider.actions(self.provider.first_session())
+                acts = acts[list(ACTION_COLUMNS)].sort_values(["ExDate", "Symbol"],
+                                                              kind="stable")
+                splits: list[dict[str, Any]] = []
+                divs: list[dict[str, Any]] = []
+                for i, (sym, ex, typ, ratio, amount) in enumerate(acts.itertuples(index=False)):
+                    day = pd.Timestamp(ex)
+                    if typ == "split":
+                        q = fractions.Fraction(float(ratio)).limit_denominator(10_000)
+                        splits.append({"ticker": str(sym), "execution_date": f"{day:%Y-%m-%d}",
+                                       "split_from": q.denominator, "split_to": q.numerator,
+                                       "id": f"E{i:06d}"})
+                    else:
+                        divs.append({
+                            "ticker": str(sym), "cash_amount": float(amount), "currency": "USD",
+                            "dividend_type": "CD", "frequency": 4,
+                            "declaration_date": f"{day - pd.Timedelta(days=28):%Y-%m-%d}",
+                            "ex_dividend_date": f"{day:%Y-%m-%d}",
+                            "record_date": f"{day + pd.Timedelta(days=1):%Y-%m-%d}",
+                            "pay_date": f"{day + pd.Timedelta(days=14):%Y-%m-%d}",
+                            "id": f"D{i:06d}"})
+                self._actions = (splits, divs)
+            return self._actions
+
     def _make_listings(self) -> list[dict[str, Any]]:
         ref = self.provider.reference()
         out: list[dict[str, Any]] = []
@@ -302,16 +397,19 @@ class VendorServer:
                 sic = None
             shares = float(r["SharesOutstanding"])
             listed = pd.Timestamp(r["ListDate"])
+            gone = pd.Timestamp(r["Delisted"]) if "Delisted" in r else pd.NaT
             rec: dict[str, Any] = {
                 "ticker": str(r["Symbol"]), "name": r["Name"], "market": "stocks",
                 "locale": "us", "primary_exchange": MIC.get(r["Exchange"], r["Exchange"]),
                 "type": TYPE_CODE.get(typ),
-                "active": True, "currency_name": "usd",
+                "active": pd.isna(gone), "currency_name": "usd",
                 "last_updated_utc": "2026-01-01T00:00:00Z",
                 "share_class_shares_outstanding": shares if np.isfinite(shares) else None,
                 "weighted_shares_outstanding": shares if np.isfinite(shares) else None,
                 "list_date": None if pd.isna(listed) else f"{listed:%Y-%m-%d}",
             }
+            if not pd.isna(gone):
+                rec["delisted_utc"] = _delisted_utc(gone.date())
             if sic is not None:
                 rec["sic_code"] = str(sic)
                 rec["sic_description"] = f"SIC {sic}"
@@ -323,7 +421,8 @@ class VendorServer:
         out.sort(key=lambda x: str(x["ticker"]))
         return out
 
-    def _rows(self, idx: np.ndarray, hour: int, with_symbol: bool) -> list[dict[str, Any]]:
+    def _rows(self, idx: np.ndarray, hour: int, with_symbol: bool, adjusted: bool
+              ) -> list[dict[str, Any]]:
         b = self.bars()
         days = b.date[idx]
         ms = (pd.DatetimeIndex(days.astype("datetime64[ns]")).tz_localize(NY)
@@ -331,6 +430,9 @@ class VendorServer:
         # Column-wise (a test double serving thousands of rows per request must be quick).
         o, h, lo, c, v = (getattr(b, f)[idx].astype(float) for f in
                           ("open", "high", "low", "close", "volume"))
+        if adjusted:
+            f = self.factors()[idx]
+            o, h, lo, c, v = o / f, h / f, lo / f, c / f, v * f
         with np.errstate(invalid="ignore"):
             vw = np.round((h + lo + c) / 3.0, 4)
             n = np.where(np.isfinite(v) & (v >= 0), np.floor_divide(np.nan_to_num(v), 100) + 1, 0)
@@ -349,7 +451,12 @@ class VendorServer:
         parts = urlsplit(h.path)
         path = unquote(parts.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        endpoint, key, route = self._route(path)
+        try:
+            effective = dict(self._query_of(query))
+        except _BadRequest:
+            effective = dict(query)
+        endpoint, key, route = self._route(path, effective)
+        h.query = {k: v for k, v in effective.items() if k != "apiKey"}
         if self.api_key is not None:
             auth = h.headers.get("Authorization", "")
             given = auth[7:] if auth.startswith("Bearer ") else query.get("apiKey", "")
@@ -382,18 +489,21 @@ class VendorServer:
         self._send(h, endpoint, path, status, body,
                    fault=",".join(f.kind for f in row_faults) or None)
 
-    def _route(self, path: str) -> tuple[str, str | None, Any]:
+    def _route(self, path: str, query: Mapping[str, str]) -> tuple[str, str | None, Any]:
         p = path.strip("/").split("/")
         if p[:7] == ["v2", "aggs", "grouped", "locale", "us", "market", "stocks"] and len(p) == 8:
             return "grouped_daily", p[7], self._grouped
         if p[:3] == ["v2", "aggs", "ticker"] and len(p) == 9 and p[4:7] == ["range", "1", "day"]:
             return "aggs_ticker", p[3], self._aggs
         if p == ["v3", "reference", "tickers"]:
-            return "tickers", None, self._tickers
+            active = str(query.get("active", "true")).lower() != "false"
+            return "tickers" if active else "delisted_tickers", None, self._tickers
         if p[:3] == ["v3", "reference", "tickers"] and len(p) == 4:
             return "ticker_details", p[3], self._details
         if p == ["v3", "reference", "splits"]:
             return "splits", None, self._splits
+        if p == ["v3", "reference", "dividends"]:
+            return "dividends", None, self._dividends
         return "unknown", None, None
 
     def _over_rate_limit(self) -> float | None:
@@ -447,6 +557,11 @@ class VendorServer:
                 "status": "NOT_AUTHORIZED", "request_id": self._rid(),
                 "message": "You are not entitled to this data. Please upgrade your plan at "
                            "https://polygon.io/pricing"}, fault=f.kind)
+        elif f.kind == "unauthorized":
+            auth = h.headers.get("Authorization", "")
+            self._send(h, endpoint, path, 401, {
+                "status": "ERROR", "request_id": self._rid(),
+                "error": f"Unknown API Key {auth.removeprefix('Bearer ')!r}"}, fault=f.kind)
         elif f.kind == "server_error":
             self._send(h, endpoint, path, f.status, {"status": "ERROR",
                                                      "request_id": self._rid(),
@@ -455,7 +570,7 @@ class VendorServer:
             self._send_bytes(h, endpoint, path, 200, b'{"status":"OK","results":[{"T":"A","o":1',
                              fault=f.kind)
         elif f.kind == "reset":
-            self._log(endpoint, path, 0, f.kind)
+            self._log(endpoint, path, 0, f.kind, getattr(h, "query", {}))
             h.close_connection = True
         return True
 
@@ -466,7 +581,7 @@ class VendorServer:
 
     def _send_bytes(self, h: _Handler, endpoint: str, path: str, status: int, data: bytes,
                     headers: Mapping[str, str] | None = None, fault: str | None = None) -> None:
-        self._log(endpoint, path, status, fault)
+        self._log(endpoint, path, status, fault, getattr(h, "query", {}))
         try:
             h.send_response(status)
             h.send_header("Content-Type", "application/json")
@@ -478,9 +593,10 @@ class VendorServer:
         except OSError:  # the client gave up (a timeout in a test): nothing to answer
             h.close_connection = True
 
-    def _log(self, endpoint: str, path: str, status: int, fault: str | None) -> None:
+    def _log(self, endpoint: str, path: str, status: int, fault: str | None,
+             query: Mapping[str, str] | None = None) -> None:
         with self._lock:
-            self.requests.append(Request(endpoint, path, status, fault))
+            self.requests.append(Request(endpoint, path, status, fault, dict(query or {})))
 
     def _rid(self) -> str:
         with self._lock:
@@ -533,13 +649,15 @@ class VendorServer:
         except ValueError as e:
             raise _BadRequest(f"invalid date {day_s!r}") from e
         b = self.bars()
+        adjusted = _adjusted(query)
         lo, hi = np.searchsorted(b.date, day, side="left"), np.searchsorted(b.date, day,
                                                                            side="right")
-        body: dict[str, Any] = {"adjusted": True, "queryCount": int(hi - lo),
+        body: dict[str, Any] = {"adjusted": adjusted, "queryCount": int(hi - lo),
                                 "resultsCount": int(hi - lo), "request_id": self._rid(),
                                 "status": "OK"}
         if hi > lo:
-            body["results"] = self._rows(np.arange(lo, hi), 16, with_symbol=True)
+            body["results"] = self._rows(np.arange(lo, hi), 16, with_symbol=True,
+                                         adjusted=adjusted)
         return 200, body
 
     def _aggs(self, path: str, query: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
@@ -556,23 +674,32 @@ class VendorServer:
         if q.get("sort", "asc") == "desc":
             idx = idx[::-1]
         page, nxt = self._page(path, idx.tolist(), query, self.aggs_page_size, 5000)
-        body: dict[str, Any] = {"ticker": ticker, "adjusted": True, "queryCount": len(page),
+        adjusted = _adjusted(q)
+        body: dict[str, Any] = {"ticker": ticker, "adjusted": adjusted, "queryCount": len(page),
                                 "resultsCount": len(page), "request_id": self._rid(),
                                 "status": "OK"}
         if page:
-            body["results"] = self._rows(np.asarray(page, dtype=np.int64), 0, with_symbol=False)
+            body["results"] = self._rows(np.asarray(page, dtype=np.int64), 0, with_symbol=False,
+                                         adjusted=adjusted)
         if nxt:
             body["next_url"] = nxt
         return 200, body
 
     _LIST_FIELDS = ("ticker", "name", "market", "locale", "primary_exchange", "type", "active",
-                    "currency_name", "last_updated_utc")
+                    "currency_name", "last_updated_utc", "delisted_utc")
 
     def _tickers(self, path: str, query: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
         q = self._query_of(query)
         items = [x for x in self.listings
                  if (q.get("market") in (None, "stocks"))
                  and (q.get("active", "true") == "true") == bool(x.get("active", True))]
+        sort = q.get("sort", "ticker")
+        if sort not in ("ticker", "delisted_utc", "last_updated_utc"):
+            raise _BadRequest(f"sort must be ticker, delisted_utc or last_updated_utc, got {sort!r}")
+        desc = q.get("order", "asc") == "desc"
+        have = [x for x in items if x.get(sort) is not None]  # no value: last, as a database sorts
+        items = sorted(have, key=lambda x: str(x[sort]), reverse=desc) + [
+            x for x in items if x.get(sort) is None]
         page, nxt = self._page(path, items, query, self.page_size, 100)
         body: dict[str, Any] = {
             "results": [{k: x[k] for k in self._LIST_FIELDS if k in x} for x in page],
@@ -591,15 +718,23 @@ class VendorServer:
                      "message": "Ticker not found."}
 
     def _splits(self, path: str, query: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
+        return self._actions_page(path, query, self.split_records(), "execution_date")
+
+    def _dividends(self, path: str, query: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
+        return self._actions_page(path, query, self.dividend_records(), "ex_dividend_date")
+
+    def _actions_page(self, path: str, query: Mapping[str, str], records: list[dict[str, Any]],
+                      date_field: str) -> tuple[int, dict[str, Any]]:
         q = self._query_of(query)
-        items = list(self.splits)
+        items = list(records)
         for op in ("gte", "gt", "lte", "lt"):
-            v = q.get(f"execution_date.{op}")
-            if v is not None:
-                items = [s for s in items if _cmp(s["execution_date"], op, v)]
+            v = q.get(f"{date_field}.{op}")
+            if v is not None:  # a record without a date matches no range (as in a database)
+                items = [s for s in items
+                         if isinstance(s.get(date_field), str) and _cmp(s[date_field], op, v)]
         if "ticker" in q:
-            items = [s for s in items if s["ticker"] == q["ticker"]]
-        items.sort(key=lambda s: s["execution_date"], reverse=q.get("order") == "desc")
+            items = [s for s in items if s.get("ticker") == q["ticker"]]
+        items.sort(key=lambda s: str(s.get(date_field) or ""), reverse=q.get("order") == "desc")
         page, nxt = self._page(path, items, query, self.page_size, 10)
         body: dict[str, Any] = {"results": page, "status": "OK", "request_id": self._rid()}
         if nxt:
@@ -621,6 +756,20 @@ def _day(s: str) -> np.datetime64:
     if s.isdigit():
         return np.datetime64(pd.Timestamp(int(s), unit="ms", tz="UTC").tz_convert(NY).date(), "D")
     return np.datetime64(dt.date.fromisoformat(s), "D")
+
+
+def _adjusted(query: Mapping[str, str]) -> bool:
+    """Polygon's ``adjusted`` flag (true unless ``false``)."""
+    return str(query.get("adjusted", "true")).lower() != "false"
+
+
+def _delisted_utc(last: dt.date) -> str:
+    """Polygon's ``delisted_utc`` for a listing whose last session was ``last``: 00:00 New
+    York of the next session."""
+    s = all_sessions()
+    nxt = s[int(np.searchsorted(s, np.datetime64(last, "D"), side="right"))]
+    ts = pd.Timestamp(nxt.astype(dt.date)).tz_localize(NY).tz_convert("UTC")
+    return f"{ts:%Y-%m-%dT%H:%M:%SZ}"
 
 
 def _cmp(a: str, op: str, b: str) -> bool:

@@ -21,7 +21,11 @@ from technic_v4.data.bars import FIELDS, BarBatch, validate
 from technic_v4.data.calendar import latest_completed_session, sessions_between
 from technic_v4.data.market import make_provider
 from technic_v4.data.providers import sic_gics
-from technic_v4.data.providers.base import REFERENCE_COLUMNS, SPLIT_COLUMNS
+from technic_v4.data.providers.base import (
+    ACTION_COLUMNS,
+    LISTING_STATUS_COLUMNS,
+    REFERENCE_COLUMNS,
+)
 from technic_v4.data.providers.polygon import ENDPOINTS, PolygonProvider, ny_dates, technic_type
 from technic_v4.data.providers.synthetic import SyntheticProvider
 from technic_v4.errors import ConfigError, ProviderError, RetryableProviderError
@@ -162,10 +166,12 @@ def test_reference_pages_and_maps_back_to_the_synthetic_market(synth: SyntheticP
     srv = vendor(page_size=7)
     p = polygon(srv)
     ref = p.reference()
-    assert tuple(ref.columns) == REFERENCE_COLUMNS
+    assert tuple(ref.columns) == REFERENCE_COLUMNS + LISTING_STATUS_COLUMNS
+    assert ref["Delisted"].isna().all() and ref["DelistReason"].isna().all()  # none delisted
     want = synth.reference()
     n = len(want)
-    assert p.request_counts == counts(tickers=math.ceil(n / 7), ticker_details=n)
+    assert p.request_counts == counts(tickers=math.ceil(n / 7), delisted_tickers=1,
+                                      ticker_details=n)
     got = ref.set_index("Symbol").loc[want["Symbol"]].reset_index()
     for c in ("Symbol", "Name", "Type", "Exchange", "Sector"):
         assert got[c].fillna("-").tolist() == want[c].fillna("-").tolist(), c
@@ -199,6 +205,7 @@ def test_reference_is_cached_with_a_ttl(vendor: Vendor, polygon: Polygon,
     cold = p.request_counts
     n = len(first)
     assert cold["tickers"] == math.ceil(n / 20) and cold["ticker_details"] == n
+    assert cold["delisted_tickers"] == 1
     again = p.reference()
     assert p.request_counts == cold  # no tickers, no details requests
     pd.testing.assert_frame_equal(first, again)
@@ -209,7 +216,8 @@ def test_reference_is_cached_with_a_ttl(vendor: Vendor, polygon: Polygon,
     # After a day the list is refreshed, and a seventh of the details (not all of them).
     now[0] += 86_400 + 1
     pd.testing.assert_frame_equal(q.reference(), first)
-    assert q.request_counts == counts(tickers=cold["tickers"], ticker_details=n // 7)
+    assert q.request_counts == counts(tickers=cold["tickers"], delisted_tickers=1,
+                                      ticker_details=n // 7)
 
 
 def test_details_are_refreshed_a_slice_a_day_oldest_first(vendor: Vendor,
@@ -262,7 +270,8 @@ def test_details_only_for_new_tickers(synth: SyntheticProvider, vendor: Vendor,
     assert len(ref) == n + 1
     asked = details_asked(srv)  # NEWCO's details at once, and the day's slice of the others
     assert "NEWCO" in asked and len(asked) == 1 + n // 7
-    assert p.request_counts == counts(tickers=2, ticker_details=n + 1 + n // 7)
+    assert p.request_counts == counts(tickers=2, delisted_tickers=2,
+                                      ticker_details=n + 1 + n // 7)
     row = ref.set_index("Symbol").loc["NEWCO"]
     assert (row["Type"], row["Sector"], row["Industry"]) == (gics.COMMON_STOCK,
                                                              "Information Technology", "Software")
@@ -362,23 +371,25 @@ def test_every_gics_sector_is_reachable_through_the_vendor(vendor: Vendor,
         list(gics.SECTORS)
 
 
-# -- splits -----------------------------------------------------------------------------------
+# -- splits (more in test_polygon_actions.py) -----------------------------------------------
 
 
 def test_splits_filter_and_page(vendor: Vendor, polygon: Polygon) -> None:
     splits = [("AAA", dt.date(2026, 1, 5), 1, 4), ("BBB", dt.date(2026, 3, 2), 10, 1),
               ("CCC", dt.date(2026, 6, 1), 2, 3), ("DDD", dt.date(2026, 9, 9), 1, 2),
-              ("EEE", dt.date(2026, 11, 2), 1, 10)]
+              ("EEE", dt.date(2026, 11, 2), 1, 10),
+              ("FFF", dt.date(2026, 12, 7), 1, 2)]  # announced: after the latest session
     srv = vendor(splits=splits, page_size=2)
     p = polygon(srv)
-    got = p.splits(dt.date(2026, 3, 2))
-    assert tuple(got.columns) == SPLIT_COLUMNS
+    got = p.actions(dt.date(2026, 3, 2))
+    assert tuple(got.columns) == ACTION_COLUMNS
     assert got["Symbol"].tolist() == ["BBB", "CCC", "DDD", "EEE"]
-    assert got["ExecutionDate"].dt.date.tolist() == [s[1] for s in splits[1:]]
-    assert got["SplitFrom"].tolist() == [10.0, 2.0, 1.0, 1.0]
-    assert got["SplitTo"].tolist() == [1.0, 3.0, 2.0, 10.0]
-    assert p.request_counts == counts(splits=2)
-    assert len(p.splits(dt.date(2027, 1, 1))) == 0
+    assert got["ExDate"].dt.date.tolist() == [s[1] for s in splits[1:5]]
+    assert got["Type"].tolist() == ["split"] * 4
+    assert got["Ratio"].tolist() == [0.1, 1.5, 2.0, 10.0]
+    assert got["Amount"].isna().all()
+    assert p.request_counts == counts(splits=2, dividends=1)
+    assert len(p.actions(dt.date(2027, 1, 1))) == 0
 
 
 # -- faults -----------------------------------------------------------------------------------
@@ -468,7 +479,7 @@ def test_transient_failures_log_without_the_key(vendor: Vendor, polygon: Polygon
     caplog.set_level(logging.DEBUG)
     p = polygon(vendor(faults=[Fault("*", "server_error", times=None)]), max_retries=1)
     with pytest.raises(RetryableProviderError) as ei:
-        p.splits(DAY)
+        p.actions(DAY)
     assert "retry 1/1" in caplog.text
     assert KEY not in caplog.text
     assert all(KEY not in str(e) for e in _chain(ei.value))
@@ -547,9 +558,9 @@ def test_details_failures_are_tolerated_then_retried(vendor: Vendor, polygon: Po
     n = len(ref)
     assert p.details_failed == ["SPY"] and np.isnan(ref.loc["SPY", "SharesOutstanding"])
     assert ref.loc["SPY", "Type"] == gics.ETF  # from the list, which needs no details
-    assert p.request_counts == counts(tickers=1, ticker_details=n - 1 + 2)
+    assert p.request_counts == counts(tickers=1, delisted_tickers=1, ticker_details=n - 1 + 2)
     p.reference()  # the failed ticker is asked again; the others are cached
-    assert p.request_counts == counts(tickers=1, ticker_details=n - 1 + 4)
+    assert p.request_counts == counts(tickers=1, delisted_tickers=1, ticker_details=n - 1 + 4)
     strict = polygon(srv, max_retries=0, max_details_failures=0, cache_dir=None)
     with pytest.raises(RetryableProviderError, match="ticker_details"):
         strict.reference()

@@ -45,10 +45,17 @@ def test_polygon_fills_the_store_and_scans_like_the_synthetic_market(
     try:
         rep = md.ensure_current()
         assert rep.sessions_fetched == sessions and rep.failed == {}
-        n_ref = len(synth.reference())
-        assert prov.request_counts == {
-            "grouped_daily": len(sessions) + 2, "tickers": -(-n_ref // 25),
-            "ticker_details": n_ref, "aggs_ticker": 0, "splits": 0}
+        ref = synth.reference()
+        n_ref = len(ref)
+        n_gone = int(ref["Delisted"].notna().sum()) if "Delisted" in ref else 0
+        got = prov.request_counts
+        assert {k: got[k] for k in ("grouped_daily", "tickers", "delisted_tickers",
+                                    "ticker_details", "aggs_ticker")} == {
+            "grouped_daily": len(sessions) + 2, "tickers": -(-(n_ref - n_gone) // 25),
+            "delisted_tickers": max(1, -(-n_gone // 25)), "ticker_details": n_ref,
+            "aggs_ticker": 0}
+        # Actions: as many pages as the planner's checks need; client and vendor agree.
+        assert {k: v for k, v in got.items() if v} == srv.counts
         # The stored bars are the synthetic market's validated bars, row for row.
         kept, vr = validate(synth.bars_for_sessions(sessions))
         want = kept.to_frame().sort_values(["date", "symbol"]).reset_index(drop=True)
@@ -79,7 +86,7 @@ def test_polygon_fills_the_store_and_scans_like_the_synthetic_market(
         ref_md.store.close()
 
 
-def test_a_split_after_the_store_was_filled_refetches_that_ticker(
+def test_a_split_after_the_store_was_filled_is_one_action_not_a_refetch(
         synth: SyntheticProvider, vendor: Callable[..., VendorServer],
         polygon: Callable[..., PolygonProvider], tmp_path: Path) -> None:
     sessions = [d.astype(dt.date) for d in sessions_between(P_EPOCH, END)]
@@ -87,16 +94,21 @@ def test_a_split_after_the_store_was_filled_refetches_that_ticker(
     prov = polygon(srv)
     md = market(tmp_path / "polygon", prov)
     try:
-        prov.end = sessions[-6]  # "today" for the first fill: bars adjusted as of then
+        prov.end = sessions[-6]  # "today" for the first fill
         md.ensure_current()
         before = prov.request_counts
-        prov.end = END  # five sessions later SPY has split: its stored history is re-fetched
-        rep = md.ensure_current()
-        assert rep.splits_applied == ["SPY"]  # ZZZZ9 is not a stored listing
+        prov.end = END  # five sessions later SPY has split: one action row, no re-fetch
+        md.ensure_current()
         after = prov.request_counts
         delta = {k: after[k] - before[k] for k in after}
-        assert delta == {"grouped_daily": 5, "tickers": 0, "ticker_details": 0, "splits": 1,
-                         "aggs_ticker": 1}
+        assert delta["grouped_daily"] == 5 and delta["aggs_ticker"] == 0
+        assert delta["tickers"] == delta["ticker_details"] == 0  # reference cached for a day
+        assert delta["splits"] >= 1  # the split check since the last one
+        acts = md.store.actions()
+        spy = acts[(acts["Symbol"] == "SPY") & (acts["Type"] == "split")]
+        assert spy["ExDate"].tolist() == [pd.Timestamp(sessions[-3])]
+        assert spy["Ratio"].tolist() == [2.0]
+        assert "ZZZZ9" not in set(acts["Symbol"])  # not a stored listing: dropped, counted
         kept, _ = validate(synth.bars_for_sessions(sessions))
         want = kept.to_frame().sort_values(["date", "symbol"]).reset_index(drop=True)
         got = md.store.fetch_df(SQL)

@@ -52,14 +52,14 @@ def test_09_cold_warm_and_incremental_vendor_requests(
     md.store.close()
 
     # Three sessions later, a new process on the same store: one request per missing session,
-    # plus the split check since the store's adjustment date.
+    # plus the corporate-actions check (splits and dividends, one page each).
     prov2 = polygon(srv, end=END)
     md2 = _market(tmp_path, prov2)
     inc = scan(CFG, md2)
     missing = len(sessions_between(EARLIER, END)) - 1
     assert missing == 3
     assert prov2.request_counts["grouped_daily"] == missing
-    assert prov2.request_counts["splits"] == 1
+    assert prov2.request_counts["splits"] == 1 and prov2.request_counts["dividends"] == 1
     assert prov2.request_counts["aggs_ticker"] == 0
     assert prov2.request_counts["ticker_details"] == 0  # reference details cached
     assert inc.stats["counters"]["api_calls"]["grouped_daily"] == missing

@@ -2,16 +2,73 @@
 
 Endpoints (request counters use the names on the left):
 
-==================  ===============================================================================
-``grouped_daily``   ``GET /v2/aggs/grouped/locale/us/market/stocks/{date}?adjusted=true`` — one per
-                    session; fields T, o, h, l, c, v (vw, t, n are read or ignored)
-``aggs_ticker``     ``GET /v2/aggs/ticker/{T}/range/1/day/{from}/{to}?adjusted=true&sort=asc&limit=
-                    50000``, following ``next_url``
-``tickers``         ``GET /v3/reference/tickers?market=stocks&active=true&limit=1000``, following
-                    ``next_url``
-``ticker_details``  ``GET /v3/reference/tickers/{T}`` — SIC code, shares outstanding, list date
-``splits``          ``GET /v3/reference/splits?execution_date.gte=...``, following ``next_url``
-==================  ===============================================================================
+====================  =============================================================================
+``grouped_daily``     ``GET /v2/aggs/grouped/locale/us/market/stocks/{date}?adjusted=false`` — one
+                      per session; fields T, o, h, l, c, v (vw, t, n are read or ignored)
+``aggs_ticker``       ``GET /v2/aggs/ticker/{T}/range/1/day/{from}/{to}?adjusted=false&sort=asc&
+                      limit=50000``, following ``next_url``
+``tickers``           ``GET /v3/reference/tickers?market=stocks&active=true&limit=1000``, following
+                      ``next_url``
+``delisted_tickers``  ``GET /v3/reference/tickers?market=stocks&active=false&sort=delisted_utc&
+                      order=desc&limit=1000``, following ``next_url`` only as far as needed
+``ticker_details``    ``GET /v3/reference/tickers/{T}`` — SIC code, shares outstanding, list date
+                      (``?date=`` the last session for a delisted ticker)
+``splits``            ``GET /v3/reference/splits?execution_date.gte=...&execution_date.lte=...``,
+                      following ``next_url``
+``dividends``         ``GET /v3/reference/dividends?ex_dividend_date.gte=...&ex_dividend_date.lte=
+                      ...``, following ``next_url``
+====================  =============================================================================
+
+Bars are requested **unadjusted** (``adjusted=false``: as traded); splits and dividends come
+separately, as corporate actions (:meth:`PolygonProvider.actions`), and a new split is one more
+action row, never a re-fetch of history.
+
+Corporate actions (``actions(since)``), ex-dates from ``since`` through the latest session
+(announced future actions are not returned: they arrive once their ex-date is a session served):
+
+- splits: ``Ratio = split_to / split_from`` (a 4-for-1 has ``split_from`` 1, ``split_to`` 4:
+  4.0; a 1-for-10 reverse split 0.1); ``ExDate`` = ``execution_date``, the first session
+  traded in the new share basis.
+- dividends: every **cash** distribution counts, whatever ``dividend_type``: ``CD`` (regular),
+  ``SC`` (special cash), ``LT`` / ``ST`` (a fund's long- and short-term capital gain
+  distributions) — each is cash paid per share that comes off the price on the ex-date, as the
+  usual total-return convention (CRSP, Yahoo's adjusted close) counts them. ``Amount`` =
+  ``cash_amount``, ``ExDate`` = ``ex_dividend_date``. Only US dollar amounts are kept (the bars
+  are in dollars): a row whose ``currency`` is another currency is skipped and counted in
+  :attr:`PolygonProvider.skipped_actions` (``dividend_currency``); a row without ``currency``
+  is taken as dollars. A ``dividend_type`` outside those four is skipped and counted
+  (``dividend_type``).
+- Bad values are handled as for bars: returned as sent for the store's one validation step
+  (``Store.upsert_actions`` drops and counts a missing or unreadable ex-date as
+  ``missing_ex_date``, a non-positive or non-finite ratio or amount — ``null``, 0, negative,
+  ``split_from`` 0 — as ``bad_value``, a ticker it does not list as ``unknown_symbol``). Only
+  rows that cannot be read at all (not an object, no ticker, a value that is not a number) are
+  dropped here and counted in :attr:`PolygonProvider.malformed_rows`
+  (``splits_row``, ``dividends_row``).
+
+Delisted listings (survivorship): :meth:`PolygonProvider.reference` lists every listing known
+through the latest session, delisted ones included:
+
+- ``Delisted`` is the **last session the listing traded**: the last session whose close had
+  passed at the vendor's ``delisted_utc``. Polygon stamps it at 00:00 New York of the day the
+  ticker stopped being active (``2019-10-07T04:00:00Z``: no longer trading on Monday the 7th,
+  so the last session is Friday the 4th); a time after a session's close keeps that session.
+  The vendor's date is when it marked the ticker inactive, which can lag the real last trade
+  by a few days; the store keeps whichever bars the vendor has.
+- ``DelistReason`` is ``"other"``: Polygon does not say why a ticker was delisted
+  (acquisition, bankruptcy, exchange non-compliance all look alike).
+- A delisted ticker whose last session is before the provider's first session never traded in
+  the history served: it is left out. One that stopped trading after the latest session (a
+  provider pinned to a past ``end``) was still listed then: ``Delisted`` is NaT.
+- A symbol that is listed again (a new company reusing it) is the active listing: the
+  delisted one is left out (the store keys listings by symbol) and counted in
+  :attr:`PolygonProvider.delisted_shadowed`.
+- The delisted list is cached like the active one (``tickers_ttl``) and refreshed
+  incrementally: pages sorted by ``delisted_utc``, newest first, are followed only until they
+  reach the newest delisting already cached less ``delisted_overlap`` (7 days, for delistings
+  the vendor records late), or, on the first fetch, the first session. A daily refresh is
+  one request. A delisted ticker's details are asked once (``?date=`` its last session, so a
+  reused symbol answers for the old company) and never refreshed: they no longer change.
 
 What the provider does with what the vendor sends:
 
@@ -83,7 +140,11 @@ from technic_v4 import fsio
 from technic_v4.data.bars import BarBatch
 from technic_v4.data.calendar import latest_completed_session, sessions_between
 from technic_v4.data.providers import sic_gics
-from technic_v4.data.providers.base import REFERENCE_COLUMNS, SPLIT_COLUMNS
+from technic_v4.data.providers.base import (
+    ACTION_COLUMNS,
+    LISTING_STATUS_COLUMNS,
+    REFERENCE_COLUMNS,
+)
 from technic_v4.errors import ConfigError, ProviderError, RetryableProviderError, ScanCancelled
 from technic_v4.universe import gics
 
@@ -92,12 +153,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ENDPOINTS = ("grouped_daily", "aggs_ticker", "tickers", "ticker_details", "splits")
+ENDPOINTS = ("grouped_daily", "aggs_ticker", "tickers", "delisted_tickers", "ticker_details",
+             "splits", "dividends")
 DEFAULT_BASE_URL = "https://api.polygon.io"
 KEY_ENV_VARS = ("POLYGON_API_KEY", "MASSIVE_API_KEY")
 NY = "America/New_York"
 _CACHE_VERSION = 1
 _ABANDONED = "polygon: request abandoned because the caller was interrupted"
+# Cash distributions (dividend_type): regular, special cash, long- and short-term capital gains.
+CASH_DIVIDEND_TYPES = ("CD", "SC", "LT", "ST")
+DELIST_REASON = "other"  # Polygon does not say why a ticker was delisted
 
 # Polygon ticker type codes (GET /v3/reference/tickers/types) -> technic listing types.
 # Codes not listed (WARRANT, RIGHT, UNIT, BOND, SP, BASKET, LT, OTHER, ADRW, ADRR, AGEN, EQLK, IX
@@ -252,7 +317,8 @@ def _is_number(x: object) -> bool:
 
 
 class PolygonProvider:
-    """Daily bars, reference data and splits from the Polygon/Massive REST API.
+    """Unadjusted daily bars, reference data (delisted listings included) and corporate actions
+    from the Polygon/Massive REST API.
 
     ``request_counts`` counts real HTTP requests by endpoint name (see the module docstring);
     every attempt counts, so a request retried twice after a 429 counts three times.
@@ -270,6 +336,7 @@ class PolygonProvider:
                  max_retry_after_s: float = 120.0,
                  tickers_ttl: dt.timedelta = dt.timedelta(days=1),
                  details_ttl: dt.timedelta = dt.timedelta(days=7),
+                 delisted_overlap: dt.timedelta = dt.timedelta(days=7),
                  details_workers: int = 8, max_details_failures: int = 10,
                  rate_limit: int | None = None, rate_period_s: float = 60.0,
                  rate_slack_s: float = 1.0,
@@ -296,6 +363,7 @@ class PolygonProvider:
         self.end = end
         self.tickers_ttl = tickers_ttl
         self.details_ttl = details_ttl
+        self.delisted_overlap = delisted_overlap
         self.details_workers = max(1, details_workers)
         self.max_details_failures = max_details_failures
         self._clock = clock
@@ -313,6 +381,9 @@ class PolygonProvider:
         self.empty_sessions: list[dt.date] = []
         self.details_missing: list[str] = []  # tickers whose details the vendor did not have
         self.details_failed: list[str] = []  # tickers whose details failed (retried next time)
+        # Actions not kept because they are not cash in dollars, by reason (see module doc).
+        self.skipped_actions: dict[str, int] = {}
+        self.delisted_shadowed: list[str] = []  # delisted symbols reused by an active listing
         self._reference_cache: dict[str, Any] | None = None
         self._client = httpx.Client(
             base_url=self.base_url,
@@ -395,12 +466,13 @@ class PolygonProvider:
         return sess[0].astype(dt.date) if len(sess) else start
 
     def bars_for_sessions(self, sessions: Sequence[dt.date]) -> BarBatch:
-        """Every ticker's bars for each session: one grouped-daily request per session."""
+        """Every ticker's unadjusted bars for each session: one grouped-daily request per
+        session."""
         out: list[BarBatch] = []
         for day in sorted(set(sessions)):
             payload = self._get_json("grouped_daily",
                                      f"/v2/aggs/grouped/locale/us/market/stocks/{day:%Y-%m-%d}",
-                                     {"adjusted": "true"})
+                                     {"adjusted": "false"})
             assert payload is not None
             rows = payload.get("results")
             if not rows:
@@ -413,12 +485,13 @@ class PolygonProvider:
 
     def bars_for_symbols(self, symbols: Sequence[str], start: dt.date, end: dt.date
                          ) -> BarBatch:
-        """The symbols' daily bars in [start, end]: per-ticker aggregates, all pages."""
+        """The symbols' unadjusted daily bars in [start, end]: per-ticker aggregates, all
+        pages."""
         out: list[BarBatch] = []
         for sym in symbols:
             path = (f"/v2/aggs/ticker/{quote(sym, safe='')}/range/1/day/"
                     f"{start:%Y-%m-%d}/{end:%Y-%m-%d}")
-            params = {"adjusted": "true", "sort": "asc", "limit": "50000"}
+            params = {"adjusted": "false", "sort": "asc", "limit": "50000"}
             for payload in self._pages("aggs_ticker", path, params):
                 rows = payload.get("results")
                 if rows:
@@ -426,58 +499,158 @@ class PolygonProvider:
         return BarBatch.concat(out)
 
     def actions(self, since: dt.date) -> pd.DataFrame:
-        """No corporate actions yet (placeholder until this provider reports them)."""
-        from technic_v4.data.providers.base import ACTION_COLUMNS
-
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in ACTION_COLUMNS})
-
-    def splits(self, since: dt.date) -> pd.DataFrame:
-        """Splits executed on or after ``since`` (:data:`SPLIT_COLUMNS`)."""
-        recs: list[tuple[str, str, float, float]] = []
-        params = {"execution_date.gte": f"{since:%Y-%m-%d}", "limit": "1000",
+        """Splits and cash dividends with ex-date in [``since``, latest session] as
+        :data:`ACTION_COLUMNS` (see the module docstring): every page of both endpoints."""
+        lo, hi = f"{since:%Y-%m-%d}", f"{self.latest_session():%Y-%m-%d}"
+        recs: list[tuple[str, object, str, float, float]] = []
+        params = {"execution_date.gte": lo, "execution_date.lte": hi, "limit": "1000",
                   "sort": "execution_date", "order": "asc"}
         for payload in self._pages("splits", "/v3/reference/splits", params):
             for r in self._results_list(payload, "splits"):
-                ok = (isinstance(r, dict) and isinstance(r.get("ticker"), str)
-                      and isinstance(r.get("execution_date"), str)
-                      and type(r.get("split_from")) in (int, float)
-                      and type(r.get("split_to")) in (int, float))
-                if not ok:
-                    self._malformed("splits_row")
+                sym, frm, to = self._action_fields(r, "splits", ("split_from", "split_to"))
+                if sym is None:
                     continue
-                recs.append((r["ticker"], r["execution_date"], float(r["split_from"]),
-                             float(r["split_to"])))
-        df = pd.DataFrame(recs, columns=list(SPLIT_COLUMNS))
-        df["ExecutionDate"] = pd.to_datetime(df["ExecutionDate"], errors="coerce")
-        bad = df["ExecutionDate"].isna()
-        if bad.any():
-            self._malformed("splits_row", int(bad.sum()))
-            df = df[~bad].reset_index(drop=True)
-        return df
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    ratio = float(np.float64(to) / np.float64(frm))
+                recs.append((sym, r.get("execution_date"), "split", ratio, np.nan))
+        params = {"ex_dividend_date.gte": lo, "ex_dividend_date.lte": hi, "limit": "1000",
+                  "sort": "ex_dividend_date", "order": "asc"}
+        for payload in self._pages("dividends", "/v3/reference/dividends", params):
+            for r in self._results_list(payload, "dividends"):
+                sym, amount = self._action_fields(r, "dividends", ("cash_amount",))
+                if sym is None:
+                    continue
+                kind, cur = r.get("dividend_type"), r.get("currency")
+                if kind is not None and str(kind).upper() not in CASH_DIVIDEND_TYPES:
+                    self._skipped("dividend_type")
+                    continue
+                if cur is not None and str(cur).upper() != "USD":
+                    self._skipped("dividend_currency")
+                    continue
+                recs.append((sym, r.get("ex_dividend_date"), "dividend", np.nan, float(amount)))
+        df = pd.DataFrame(recs, columns=list(ACTION_COLUMNS))
+        # An unreadable or missing date is NaT: the store drops and counts it (missing_ex_date).
+        df["ExDate"] = pd.to_datetime(df["ExDate"].where(df["ExDate"].map(_is_iso_date)),
+                                      errors="coerce", format="%Y-%m-%d")
+        df["Ratio"] = df["Ratio"].astype(np.float64)
+        df["Amount"] = df["Amount"].astype(np.float64)
+        return df.sort_values(["ExDate", "Symbol", "Type"], kind="stable").reset_index(drop=True)
+
+    def _action_fields(self, r: object, endpoint: str, fields: tuple[str, ...]
+                       ) -> tuple[Any, ...]:
+        """(ticker, *numbers) of an action row, ``null`` -> NaN; (None, ...) when the row cannot
+        be read at all (counted in ``malformed_rows``)."""
+        nothing = (None,) * (len(fields) + 1)
+        if not isinstance(r, dict) or not isinstance(r.get("ticker"), str) or not r["ticker"]:
+            self._malformed(f"{endpoint}_row")
+            return nothing
+        vals = [r.get(f) for f in fields]
+        if not all(_is_number(v) for v in vals):
+            self._malformed(f"{endpoint}_row")
+            return nothing
+        return (r["ticker"], *(np.nan if v is None else float(v) for v in vals))
+
+    def _skipped(self, reason: str) -> None:
+        with self._lock:
+            self.skipped_actions[reason] = self.skipped_actions.get(reason, 0) + 1
 
     def reference(self) -> pd.DataFrame:
-        """Active US stock listings with :data:`REFERENCE_COLUMNS` (cached, see module doc)."""
+        """Every US stock listing known through the latest session, delisted ones included:
+        :data:`REFERENCE_COLUMNS` and :data:`LISTING_STATUS_COLUMNS` (cached, see the module
+        docstring)."""
         cache = self._load_cache()
         now = self._clock()
+        ttl = self.tickers_ttl.total_seconds()
         tick = cache.get("tickers")
-        if tick is None or now - float(tick["at"]) >= self.tickers_ttl.total_seconds():
+        if tick is None or now - float(tick["at"]) >= ttl:
             tick = {"at": now, "rows": self._fetch_tickers()}  # a failure raises: see module doc
             cache["tickers"] = tick
-            listed = {r["ticker"] for r in tick["rows"]}
+            self._save_cache(cache)
+        gone = cache.get("delisted")
+        if gone is None or now - float(gone["at"]) >= ttl:
+            gone = self._fetch_delisted(gone, now)
+            cache["delisted"] = gone
+            listed = {r["ticker"] for r in tick["rows"]} | {r["ticker"] for r in gone["rows"]}
             cache["details"] = {t: d for t, d in cache["details"].items() if t in listed}
             self._save_cache(cache)
         rows: list[dict[str, Any]] = tick["rows"]
         details: dict[str, dict[str, Any]] = cache["details"]
+        delisted = self._delisted_listings(gone["rows"], {r["ticker"] for r in rows})
         wanted = [r["ticker"] for r in rows
                   if technic_type(r.get("type"), r.get("name")) is not None]
         due, mark = self._details_slice(cache, wanted, now)
         todo = [t for t in wanted if t not in details] + due
-        if todo:
-            self._fetch_details(todo, cache)
+        # A delisted ticker's details are asked once, as of its last session.
+        dates = {r["ticker"]: f"{day or self.latest_session():%Y-%m-%d}" for r, day in delisted
+                 if r["ticker"] not in details
+                 and technic_type(r.get("type"), r.get("name")) is not None}
+        if todo or dates:
+            self._fetch_details(todo + list(dates), cache, dates)
         if mark != cache.get("details_slice_at"):  # only once the slice was refreshed
             cache["details_slice_at"] = mark
             self._save_cache(cache)
-        return self._reference_frame(rows, cache["details"])
+        return self._reference_frame(rows, delisted, cache["details"])
+
+    def _fetch_delisted(self, prev: dict[str, Any] | None, now: float) -> dict[str, Any]:
+        """The cached delisted tickers brought up to date: pages newest first, followed only
+        back to the newest cached delisting less ``delisted_overlap`` (the first session on a
+        first fetch). Rows delisted before the first session are forgotten."""
+        floor = _ny_midnight_utc(self.first_session())
+        rows: dict[str, dict[str, Any]] = {r["ticker"]: r for r in (prev or {}).get("rows", [])
+                                           if r["delisted_utc"] >= floor}
+        stop = floor
+        if prev is not None and prev.get("mark"):
+            back = pd.Timestamp(prev["mark"]) - pd.Timedelta(self.delisted_overlap)
+            stop = max(floor, back.strftime(_UTC_FMT))
+        params = {"market": "stocks", "active": "false", "sort": "delisted_utc",
+                  "order": "desc", "limit": "1000"}
+        for payload in self._pages("delisted_tickers", "/v3/reference/tickers", params):
+            oldest: str | None = None
+            for r in self._results_list(payload, "delisted_tickers"):
+                t = r.get("ticker") if isinstance(r, dict) else None
+                if not isinstance(t, str) or not t:
+                    self._malformed("delisted_tickers_row")
+                    continue
+                when = _utc_iso(r.get("delisted_utc"))
+                if when is None:  # inactive, but the vendor does not say since when
+                    self._malformed("delisted_without_date")
+                    continue
+                oldest = when if oldest is None else min(oldest, when)
+                if when < stop:
+                    continue
+                old = rows.get(t)
+                if old is None or when >= old["delisted_utc"]:  # the latest delisting wins
+                    rows[t] = {"ticker": t, "name": _str_or_none(r.get("name")),
+                               "type": _str_or_none(r.get("type")),
+                               "primary_exchange": _str_or_none(r.get("primary_exchange")),
+                               "delisted_utc": when}
+            if oldest is not None and oldest < stop:
+                break  # sorted newest first: the rest is older still
+        mark = max((r["delisted_utc"] for r in rows.values()), default=None)
+        if prev is not None and prev.get("mark") and (mark is None or prev["mark"] > mark):
+            mark = prev["mark"]
+        return {"at": now, "mark": mark, "rows": sorted(rows.values(), key=lambda r: r["ticker"])}
+
+    def _delisted_listings(self, rows: list[dict[str, Any]], active: set[str]
+                           ) -> list[tuple[dict[str, Any], dt.date | None]]:
+        """Cached delisted rows that traded in the history served, with their last session
+        (None: still trading at the latest session); a symbol listed again is left out."""
+        first, last = self.first_session(), self.latest_session()
+        out: list[tuple[dict[str, Any], dt.date | None]] = []
+        shadowed: list[str] = []
+        for r in rows:
+            if r["ticker"] in active:
+                shadowed.append(r["ticker"])
+                continue
+            when = dt.datetime.strptime(r["delisted_utc"], _UTC_FMT).replace(tzinfo=dt.UTC)
+            try:
+                day = latest_completed_session(when)
+            except ValueError:  # before the calendar: never traded in the history served
+                continue
+            if day >= first:
+                out.append((r, None if day > last else day))
+        self.delisted_shadowed = shadowed
+        return out
 
     def _details_slice(self, cache: dict[str, Any], wanted: list[str], now: float
                        ) -> tuple[list[str], float]:
@@ -514,8 +687,10 @@ class PolygonProvider:
                              "primary_exchange": _str_or_none(r.get("primary_exchange"))})
         return rows
 
-    def _fetch_details(self, tickers: list[str], cache: dict[str, Any]) -> None:
-        """Details for ``tickers`` on a few threads; saves the cache as it goes."""
+    def _fetch_details(self, tickers: list[str], cache: dict[str, Any],
+                       dates: dict[str, str] | None = None) -> None:
+        """Details for ``tickers`` on a few threads (as of ``dates[t]`` when given); saves the
+        cache as it goes."""
         details: dict[str, dict[str, Any]] = cache["details"]
         failed: list[str] = []
         unsaved = 0
@@ -524,7 +699,8 @@ class PolygonProvider:
             try:
                 payload = self._get_json("ticker_details",
                                          f"/v3/reference/tickers/{quote(t, safe='')}",
-                                         None, allow_404=True)
+                                         {"date": dates[t]} if dates and t in dates else None,
+                                         allow_404=True)
             except RetryableProviderError as e:
                 log.warning("polygon ticker_details %s: %s", t, e)
                 return t, None
@@ -573,10 +749,11 @@ class PolygonProvider:
             self.details_failed = failed
             self._save_cache(cache)
 
-    def _reference_frame(self, rows: list[dict[str, Any]], details: dict[str, dict[str, Any]]
-                         ) -> pd.DataFrame:
+    def _reference_frame(self, rows: list[dict[str, Any]],
+                         delisted: list[tuple[dict[str, Any], dt.date | None]],
+                         details: dict[str, dict[str, Any]]) -> pd.DataFrame:
         recs = []
-        for r in rows:
+        for r, gone in [(r, None) for r in rows] + delisted:
             d = details.get(r["ticker"]) or {}
             sic = d.get("sic")
             typ = technic_type(r.get("type"), r.get("name"), sic)
@@ -590,10 +767,12 @@ class PolygonProvider:
             recs.append((r["ticker"], r.get("name"), typ, EXCHANGES.get(mic, mic) if mic else None,
                          sector, industry,
                          d.get("shares") if d.get("shares") is not None else np.nan,
-                         d.get("list_date")))
-        df = pd.DataFrame(recs, columns=list(REFERENCE_COLUMNS))
+                         d.get("list_date"), gone, None if gone is None else DELIST_REASON))
+        df = pd.DataFrame(recs, columns=[*REFERENCE_COLUMNS, *LISTING_STATUS_COLUMNS])
         df["SharesOutstanding"] = df["SharesOutstanding"].astype(np.float64)
         df["ListDate"] = pd.to_datetime(df["ListDate"], errors="coerce", format="ISO8601")
+        df["Delisted"] = pd.to_datetime(df["Delisted"]).astype("datetime64[ns]")
+        df["DelistReason"] = df["DelistReason"].astype(object)
         return df
 
     def _cache_path(self) -> Path | None:
@@ -833,10 +1012,49 @@ def _valid_cache(got: object) -> bool:
     if not isinstance(details, dict) or not all(
             isinstance(d, dict) and isinstance(d.get("at"), int | float) for d in details.values()):
         return False
-    return tick is None or (isinstance(tick, dict) and isinstance(tick.get("at"), int | float)
-                            and isinstance(tick.get("rows"), list)
-                            and all(isinstance(r, dict) and isinstance(r.get("ticker"), str)
-                                    for r in tick["rows"]))
+    if not (tick is None or _valid_rows(tick)):
+        return False
+    gone = got.get("delisted")
+    return gone is None or (_valid_rows(gone) and (gone.get("mark") is None
+                                                   or isinstance(gone["mark"], str))
+                            and all(isinstance(r.get("delisted_utc"), str)
+                                    for r in gone["rows"]))
+
+
+def _valid_rows(part: object) -> bool:
+    """A cached ticker list: ``{"at": time, "rows": [{"ticker": str, ...}, ...]}``."""
+    return (isinstance(part, dict) and isinstance(part.get("at"), int | float)
+            and isinstance(part.get("rows"), list)
+            and all(isinstance(r, dict) and isinstance(r.get("ticker"), str)
+                    for r in part["rows"]))
+
+
+_UTC_FMT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def _utc_iso(x: object) -> str | None:
+    """A vendor timestamp as ``YYYY-MM-DDTHH:MM:SSZ`` (UTC; a bare date is 00:00 New York),
+    None when absent or unreadable."""
+    if not isinstance(x, str) or not x:
+        return None
+    try:
+        ts = pd.Timestamp(x)
+    except (ValueError, TypeError):
+        return None
+    if pd.isna(ts):
+        return None
+    if ts.tzinfo is None:
+        ts = ts.tz_localize(NY if len(x) <= 10 else "UTC")
+    return str(ts.tz_convert("UTC").strftime(_UTC_FMT))
+
+
+def _ny_midnight_utc(day: dt.date) -> str:
+    """00:00 New York on ``day``, as :data:`_UTC_FMT`."""
+    return str(pd.Timestamp(day).tz_localize(NY).tz_convert("UTC").strftime(_UTC_FMT))
+
+
+def _is_iso_date(x: object) -> bool:
+    return isinstance(x, str)
 
 
 def _str_or_none(x: object) -> str | None:
