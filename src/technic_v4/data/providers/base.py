@@ -22,8 +22,6 @@ REFERENCE_COLUMNS = ("Symbol", "Name", "Type", "Exchange", "Sector", "Industry",
 # Optional reference columns of providers that know delistings: Delisted, the last session the
 # listing traded (NaT while listed), and DelistReason, one of store.DELIST_REASONS.
 LISTING_STATUS_COLUMNS = ("Delisted", "DelistReason")
-# Columns of ``splits()``: ratio = split_to / split_from (a 4-for-1 split has ratio 4).
-SPLIT_COLUMNS = ("Symbol", "ExecutionDate", "SplitFrom", "SplitTo")
 # Columns of ``actions()``: Type "split" (Ratio = new shares per old share: 4-for-1 -> 4.0,
 # 1-for-10 -> 0.1; Amount NaN) or "dividend" (Amount = cash per share as paid on ExDate, in that
 # day's share basis; Ratio NaN). ExDate: the first session the new basis / ex-dividend applies.
