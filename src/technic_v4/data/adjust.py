@@ -153,10 +153,10 @@ def affected(sids: np.ndarray, day: np.ndarray, actions: Actions, basis: int) ->
     if len(row) == 0:
         return np.empty(0, dtype=np.int64)
     width = day.shape[1]
-    n_real = (day[row] >= 0).sum(axis=1)
-    has = n_real > 0
-    first = day[row, np.minimum(width - n_real, width - 1)]
-    return np.unique(row[has & (a_day > first)]).astype(np.int64)
+    n_real = (day >= 0).sum(axis=1)  # rows are right-aligned: the first bar is at width - n
+    first = day[np.arange(len(s)), np.minimum(width - n_real, width - 1)]
+    hit = (n_real[row] > 0) & (a_day > first[row])
+    return np.unique(row[hit]).astype(np.int64)
 
 
 @njit(cache=True, nogil=True)
