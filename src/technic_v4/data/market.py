@@ -29,7 +29,7 @@ import pandas as pd
 
 from technic_v4.config.settings import Settings, get_settings
 from technic_v4.data import adjust as adj
-from technic_v4.data import calendar
+from technic_v4.data import calendar, fill
 from technic_v4.data.accounting import Accounting, count_panel
 from technic_v4.data.adjust import Actions
 from technic_v4.data.cache import Counters, MemoryCache
@@ -326,6 +326,11 @@ class MarketData:
             acts["Amount"], strict=True)).encode())
         # A back-fill gives listings their history without changing sessions or listings.
         h.update((self.store.get_meta(BACKFILL) or "[]").encode())
+        # Until the fetch planner stops re-fetching split-adjusted history (issue 10), such a
+        # re-fetch changes prices under the same sessions: its meta key names it.
+        legacy = getattr(fill, "ADJUSTED", None)
+        if legacy is not None:
+            h.update(str(self.store.get_meta(legacy)).encode())
         h.update("\n".join(self.reference()["Symbol"].astype(str)).encode())
         return h.hexdigest()[:20]
 
