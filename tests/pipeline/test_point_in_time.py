@@ -193,6 +193,9 @@ def test_a_panel_adjusted_as_of_one_date_is_never_served_for_another(
     payer = list(md.reference()["Symbol"]).index(PAYER)
     assert (total.close[payer][:10] < split.close[payer][:10]).all()  # dividends paid later
     _same(md.panel(LAST, 120), split)
+    # The adjusted panel is what memory holds: a warm request re-adjusts nothing.
+    warm = md.panel(LAST, 120)
+    assert warm.close is split.close and warm.raw is split.raw and split.raw is not None
 
 
 def test_the_shared_panel_key_names_the_basis(tmp_path: Path) -> None:
