@@ -8,6 +8,7 @@ in its own child process so that "cold" really is cold:
 - warm in-process: repeated ``run_scan`` with the panel in the L1 cache (median);
 - baseline: the predecessor's way on the same data in the same child (one pandas frame per
   symbol, per-symbol TA-Lib calls in a 32-thread pool), as a ratio;
+- a scan as of a past date (bars adjusted as of it), first and warm;
 - 50,000 listings, local threads and Ray; historical scans over many dates, local and Ray.
 Scans of N listings use every listing type (so that N listings really enter the pre-screen).
 """
@@ -107,6 +108,21 @@ if args.get("screens"):
                       "candles_s": med["candles"], "where_rows": rows["where"],
                       "plain_rows": rows["plain"], "repeats": args["screens"],
                       "compile_uncached_s": uncached, "compile_cached_s": cached}
+if args.get("past"):
+    # A scan as of a past date (``past`` sessions back): bars adjusted as of that date.
+    import statistics
+    md = data_engine.market()
+    sess = md.sessions(md.store.last_session())
+    day = sess[-args["past"]].astype(object)
+    c = ScanConfig(as_of_date=day)
+    t = time.perf_counter(); df, _ = run_scan(c); first = time.perf_counter() - t
+    times = []
+    for _ in range(args["repeats"]):
+        t = time.perf_counter(); df, _ = run_scan(c); times.append(time.perf_counter() - t)
+    p = md.panel(day, c.bars_needed)
+    out["past"] = {"as_of": str(day), "back": args["past"], "first_s": first,
+                   "warm_s": statistics.median(times), "rows": len(df),
+                   "adjusted_rows": 0 if p.raw is None else len(p.raw.rows)}
 if args.get("history"):
     from technic_v4.history import scan_history
     md = data_engine.market()
@@ -277,7 +293,7 @@ def run_bench(quick: bool = False, listings: int = 6200, big: int = 50_000,
         res["cold_process_s"], _ = _child(env, cli)
         res["warm_process_s"] = [_child(env, cli)[0] for _ in range(proc_repeats)]
         args = {"sizes": list(SIZES), "repeats": repeats, "baseline": True, "history": 24,
-                "stages": 3 * repeats, "screens": repeats}
+                "stages": 3 * repeats, "screens": repeats, "past": 60}
         _, res["std"] = _child(env, ["-c", _CHILD, json.dumps(args)])
         if ray:
             env_ray = {**env, "TECHNIC_USE_RAY": "true"}
@@ -357,6 +373,11 @@ def report(res: dict[str, Any]) -> str:
                 f"| warm scan speed-up over that baseline | {b['seconds'] / top['warm_s']:.0f}x |",
                 f"| warm scan speed-up over the seed's 90 s for 6,000 | "
                 f"{90 / top['warm_s']:,.0f}x |"]
+    if "past" in std:
+        pa = std["past"]
+        out.append(f"| default scan as of a past date ({pa['as_of']}, {pa['back']} sessions "
+                   f"back; {pa['adjusted_rows']:,} rows split-adjusted as of it), first / warm "
+                   f"median | {pa['first_s']:.3f} s / {pa['warm_s']:.3f} s |")
     if "history" in std:
         h = std["history"]
         out.append(f"| history: {h['dates']} as-of dates x 6,000 listings, local | "

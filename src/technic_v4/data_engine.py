@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from technic_v4.data.adjust import DEFAULT_MODE, check_mode
 from technic_v4.data.market import FEW_SYMBOLS, MarketData
 from technic_v4.errors import ConfigError
 
@@ -45,14 +46,23 @@ def set_market(md: MarketData | None) -> None:
 
 
 def get_price_history_batch(symbols: list[str] | tuple[str, ...], days: int,
-                            as_of: dt.date | str | None = None) -> dict[str, pd.DataFrame]:
+                            as_of: dt.date | str | None = None, adjust: str = DEFAULT_MODE
+                            ) -> dict[str, pd.DataFrame]:
     """``{symbol: frame}``: each symbol's last ``days`` bars (sessions) up to ``as_of``.
 
     Frames have columns Open, High, Low, Close, Volume indexed by session date. Unknown symbols
     and symbols without bars by ``as_of`` are absent from the result. ``days`` is at most the
     number of stored sessions (ConfigError above it). A request naming few symbols loads only
     theirs; a larger one loads the whole-market panel (shared with scans).
+
+    Prices are adjusted as of ``as_of`` (the newest stored session by default): ``adjust``
+    ``"split"`` (default) divides prices before a split by its ratio and multiplies volume by
+    it, only for splits with ex-date <= ``as_of`` - what a chart showed that day;
+    ``"total"`` also adjusts prices for cash dividends (total-return prices, for return
+    calculations; volume as ``"split"``); ``"none"`` returns the bars as traded. Another value
+    is a ConfigError naming ``adjust``.
     """
+    mode = check_mode(adjust)
     if isinstance(symbols, str):
         symbols = [symbols]
     if not isinstance(days, int) or isinstance(days, bool) or days < 1:
@@ -69,11 +79,11 @@ def get_price_history_batch(symbols: list[str] | tuple[str, ...], days: int,
         wanted = pd.Index(ref["Symbol"]).get_indexer([s.upper() for s in symbols])
         known = wanted[wanted >= 0]
         if len(known) <= FEW_SYMBOLS:
-            panel = md.symbols_panel(known, day, days)
+            panel = md.symbols_panel(known, day, days, adjust=mode)
             pos = np.full(len(wanted), -1)
             pos[wanted >= 0] = np.arange(len(known))
         else:
-            panel = md.panel(day, days, count_rows=known)
+            panel = md.panel(day, days, count_rows=known, adjust=mode)
             pos = wanted
         out: dict[str, pd.DataFrame] = {}
         for sym, i in zip(symbols, pos, strict=True):
@@ -82,10 +92,11 @@ def get_price_history_batch(symbols: list[str] | tuple[str, ...], days: int,
         return out
 
 
-def get_price_history(symbol: str, days: int, as_of: dt.date | str | None = None
-                      ) -> pd.DataFrame | None:
-    """One symbol's history (see :func:`get_price_history_batch`); None when unknown."""
-    return get_price_history_batch([symbol], days, as_of).get(symbol)
+def get_price_history(symbol: str, days: int, as_of: dt.date | str | None = None,
+                      adjust: str = DEFAULT_MODE) -> pd.DataFrame | None:
+    """One symbol's history (see :func:`get_price_history_batch`, also for ``adjust``);
+    None when unknown."""
+    return get_price_history_batch([symbol], days, as_of, adjust).get(symbol)
 
 
 def get_cache_stats() -> dict[str, Any]:

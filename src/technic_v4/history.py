@@ -3,7 +3,8 @@
 The panel is loaded once, as of the last date, with ``lookback_days`` (or the bars the screen
 needs, if more) plus the span of the dates
 in bars; each date's view is cut from it (``Panel.at``), which equals loading that date from the
-store. Dates are split into groups; with ``use_ray`` each group is one Ray task (the panel goes
+store (adjusted as of each date). Dates are split into groups; with ``use_ray`` each group is
+one Ray task (the panel goes
 into the object store once) - the case where a cluster pays off, since dates are independent.
 """
 
@@ -24,7 +25,8 @@ from technic_v4.execution import LocalBackend, get_backend, spans
 
 
 def _evaluate_dates(config: ScanConfig, ref: pd.DataFrame, panel: Panel,
-                    days: Sequence[dt.date], sess_days: np.ndarray
+                    days: Sequence[dt.date], sess_days: np.ndarray,
+                    shares: dict[dt.date, np.ndarray] | None = None
                     ) -> list[tuple[dt.date, pd.DataFrame, dict[str, Any]]]:
     from technic_v4.pipeline import BENCHMARK, REGIME_BARS, _Stages, evaluate
 
@@ -39,7 +41,7 @@ def _evaluate_dates(config: ScanConfig, ref: pd.DataFrame, panel: Panel,
             bench = panel.rows(spy).at(day, REGIME_BARS).close[0]
         sd = sess_days[sess_days <= np.datetime64(day, "D").astype(np.int64)]
         frame, reg, _ = evaluate(config, ref, view, day, sd, LocalBackend(1), stages, notes,
-                                 bench)
+                                 bench, (shares or {}).get(day))
         out.append((day, frame, {"stages": [s.as_dict() for s in stages],
                                  "regime": reg.as_dict(), "notes": notes}))
     return out
@@ -70,6 +72,8 @@ def scan_history(config: ScanConfig, dates: Sequence[dt.date | str],
         check_bars(config, min(data.max_bars(), len(data.sessions(days[0]))), days[0])
         panel = data.panel(last, max(config.bars_needed, REGIME_BARS) + span)
         sess_days = sess.astype(np.int64)
+        # Shares outstanding as of each date that a later split changed (market cap at D).
+        shares = {d: sh for d in days if (sh := data.shares_as_of(d)) is not None}
         backend = get_backend(data.settings)
         n_groups = groups or max(1, min(len(days), 2 * backend.workers))
         parts = [days[lo:hi] for lo, hi in spans(len(days), n_groups)]
@@ -79,7 +83,7 @@ def scan_history(config: ScanConfig, dates: Sequence[dt.date | str],
             from technic_v4.execution.ray_backend import remote_history
 
             refs = (ray.put(ref), ray.put(panel), ray.put(sess_days))
-            futures = [remote_history.remote(config, *refs[:2], part, refs[2])
+            futures = [remote_history.remote(config, *refs[:2], part, refs[2], shares)
                        for part in parts]
             results = [r for chunk in ray.get(futures) for r in chunk]
         elif len(parts) > 1:
@@ -87,10 +91,11 @@ def scan_history(config: ScanConfig, dates: Sequence[dt.date | str],
             with ThreadPoolExecutor(max_workers=backend.workers,
                                     thread_name_prefix="technic-history") as ex:
                 chunks = list(ex.map(
-                    lambda part: _evaluate_dates(config, ref, panel, part, sess_days), parts))
+                    lambda part: _evaluate_dates(config, ref, panel, part, sess_days, shares),
+                    parts))
             results = [r for chunk in chunks for r in chunk]
         else:
-            results = _evaluate_dates(config, ref, panel, parts[0], sess_days)
+            results = _evaluate_dates(config, ref, panel, parts[0], sess_days, shares)
     frames = []
     stats: dict[str, Any] = {}
     for day, frame, st in results:

@@ -1,7 +1,8 @@
 """The scan pipeline. Stages run in this order; each counts what it drops and why:
 
     1. update       keep the local store current with the provider (missing sessions only)
-    2. universe     reference data: every listing the store knows
+    2. universe     reference data: the listings trading at as-of (listed by then, not
+                    delisted before it)
     3. smart_filter listing types, sectors, industries, explicit symbols
     4. max_symbols  order by market cap (shares x close at as-of), keep the first N
     5. pre_screen   cheap checks on the latest-bar snapshot: bars, staleness, history, price,
@@ -165,6 +166,12 @@ def scan(config: ScanConfig, data: MarketData, progress: Progress | None = None,
             notes.append(upd.reference_error)
         if upd.backfill_error:
             notes.append(upd.backfill_error)
+        if upd.actions_error:
+            notes.append(upd.actions_error)
+        if upd.actions_dropped:
+            why = ", ".join(f"{k} {n}" for k, n in sorted(upd.actions_dropped.items()))
+            notes.append(f"{sum(upd.actions_dropped.values()):,} corporate-action row(s) "
+                         f"dropped ({why})")
         if upd.failed:
             days = sorted(upd.failed)
             notes.append(f"{len(days)} session(s) could not be fetched ({days[0]}"
@@ -203,7 +210,8 @@ def scan(config: ScanConfig, data: MarketData, progress: Progress | None = None,
             # only grow, ids are unique); otherwise unknown (None): a cache must not key it.
             read = before if data.store.identity() == before else None
             frame, reg, execution = evaluate(config, ref, panel, as_of, sess_days, backend,
-                                             stages, notes, bench_close)
+                                             stages, notes, bench_close,
+                                             data.shares_as_of(as_of))
             stats = _stats(config, as_of, stages, read, counters, reg, t_start, notes, upd)
             stats["execution"] = execution
             stats["panel_seconds"] = round(panel_seconds, 6)
@@ -228,7 +236,7 @@ def check_bars(config: ScanConfig, stored: int, as_of: dt.date) -> None:
 
 def evaluate(config: ScanConfig, ref: pd.DataFrame, panel: Panel, as_of: dt.date,
              sess_days: np.ndarray, backend: Backend, stages: _Stages, notes: list[str],
-             bench_close: np.ndarray | None = None
+             bench_close: np.ndarray | None = None, shares: np.ndarray | None = None
              ) -> tuple[pd.DataFrame, sc.Regime, dict[str, Any]]:
     """Stages 2-10 on data already loaded: pure computation, no I/O (runs on Ray as is).
 
@@ -237,7 +245,8 @@ def evaluate(config: ScanConfig, ref: pd.DataFrame, panel: Panel, as_of: dt.date
     ``lookback_days`` bars (the built-in columns never depend on the screen), the screen stage
     all of them. ``sess_days`` are the sessions up to ``as_of`` (days since 1970) for the
     staleness check; ``bench_close`` is SPY's close history for the regime when the panel is
-    shorter than ``REGIME_BARS``.
+    shorter than ``REGIME_BARS``; ``shares`` the shares outstanding of each ``ref`` row as of
+    ``as_of`` (``MarketData.shares_as_of``; None: ``ref``'s column).
     """
     long_panel = panel
     panel = panel.tail(config.lookback_days)
@@ -245,7 +254,7 @@ def evaluate(config: ScanConfig, ref: pd.DataFrame, panel: Panel, as_of: dt.date
     stages.append(st)
     st, alive = smart_filter(config, ref, alive, notes)
     stages.append(st)
-    st, idx, row_of, mcap = max_symbols(config, ref, panel, alive)
+    st, idx, row_of, mcap = max_symbols(config, ref, panel, alive, shares)
     stages.append(st)
     st, idx, rows = pre_screen(config, panel, idx, row_of, mcap, sess_days, notes)
     stages.append(st)
@@ -267,14 +276,21 @@ def evaluate(config: ScanConfig, ref: pd.DataFrame, panel: Panel, as_of: dt.date
 
 
 def universe(ref: pd.DataFrame, as_of: dt.date) -> tuple[Stage, np.ndarray]:
-    """Stage 2: every listing the store knows, as of ``as_of`` (a bool mask over ``ref``)."""
+    """Stage 2: the listings trading on ``as_of`` (a bool mask over ``ref``): listed by then
+    and not delisted before it (``Delisted`` is a listing's last session: on that day it
+    still trades)."""
     t = time.perf_counter()
     n_all = len(ref)
     st = Stage("universe", n_all, 0)
-    # Point in time: a listing that appears after as-of is not in that day's universe.
+    day = np.datetime64(as_of, "D")
+    # Point in time: a listing that appears after as-of is not in that day's universe, nor
+    # one whose last session was before it.
     list_date = pd.to_datetime(ref["ListDate"]).to_numpy("datetime64[D]")
-    alive = _drop(st, np.ones(n_all, dtype=bool),
-                  [("listed after as-of", list_date > np.datetime64(as_of, "D"))])
+    reasons = [("listed after as-of", list_date > day)]
+    if "Delisted" in ref:
+        gone = pd.to_datetime(ref["Delisted"]).to_numpy("datetime64[D]")
+        reasons.append(("delisted before as-of", ~np.isnat(gone) & (gone < day)))
+    alive = _drop(st, np.ones(n_all, dtype=bool), reasons)
     st.n_out = int(alive.sum())
     st.seconds = time.perf_counter() - t
     return st, alive
@@ -304,16 +320,20 @@ def smart_filter(config: ScanConfig, ref: pd.DataFrame, alive: np.ndarray, notes
     return st, alive
 
 
-def max_symbols(config: ScanConfig, ref: pd.DataFrame, panel: Panel, alive: np.ndarray
+def max_symbols(config: ScanConfig, ref: pd.DataFrame, panel: Panel, alive: np.ndarray,
+                shares: np.ndarray | None = None
                 ) -> tuple[Stage, np.ndarray, np.ndarray, np.ndarray]:
-    """Stage 4: order the survivors by market cap at as-of and keep the first N.
+    """Stage 4: order the survivors by market cap at as-of (``shares``, by ``ref`` row, as of
+    as-of; None: ``ref``'s SharesOutstanding) and keep the first N.
 
     Returns the stage, the survivors (positions in ``ref``, in that order), each listing's
     panel row (``row_of``, by ``ref`` position) and market cap (by ``ref`` position)."""
     t = time.perf_counter()
     row_of = pd.Index(panel.sids).get_indexer(ref["sid"].to_numpy())
     close_last = panel.close[row_of, -1]
-    mcap = ref["SharesOutstanding"].to_numpy(np.float64) * close_last
+    if shares is None:
+        shares = ref["SharesOutstanding"].to_numpy(np.float64)
+    mcap = shares * close_last
     idx = np.flatnonzero(alive)
     order = np.lexsort((ref["Symbol"].to_numpy()[idx].astype(str),
                         -np.nan_to_num(mcap[idx], nan=-1.0)))

@@ -106,9 +106,9 @@ def test_concurrent_saves_of_one_panel_leave_one_complete_copy(tmp_path: Path) -
     files = PanelFiles(tmp_path / "panels")
     with ThreadPoolExecutor(8) as pool:
         assert all(pool.map(lambda _: files.save(ident, p), range(16)))
-    _same(p, files.load(ident, as_of, 40))  # type: ignore[arg-type]
+    _same(p, files.load(ident, as_of, 40, p.adjust))  # type: ignore[arg-type]
     assert [d.name for d in (tmp_path / "panels").iterdir()] == [
-        f"{ident[0]}-v{ident[1]}-{as_of}-40"]
+        f"{ident[0]}-v{ident[1]}-{as_of}-{p.adjust}-40"]
     md.close()
 
 

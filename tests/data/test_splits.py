@@ -107,7 +107,17 @@ def test_a_failed_actions_check_keeps_the_store_and_is_retried(tmp_path: Path) -
     old.close()
 
     md = _market(tmp_path, AFTER, split, fail_actions=True)
-    rep = md.ensure_current()
+    from technic_v4.data_engine import set_market
+    from technic_v4.scanner_core import ScanConfig, run_scan
+
+    set_market(md)
+    try:  # the scan that ran the update says what it could not get
+        _, msg = run_scan(ScanConfig(max_symbols=5))
+    finally:
+        set_market(None)
+    assert f"corporate actions since {BEFORE + dt.timedelta(days=1)} could not be fetched" in msg
+    rep = md.last_update
+    assert rep is not None
     assert len(rep.sessions_fetched) == 5  # the bars of the new sessions are stored
     err = rep.as_dict()["actions_error"]
     assert err is not None and f"corporate actions since {BEFORE + dt.timedelta(days=1)} " \

@@ -51,9 +51,6 @@ _STALL_FLUSH_S = 1.0  # ... or fewer, when the next request has kept us waiting 
 # Meta key: the last session whose corporate actions are stored (the next check asks for actions
 # since the day after it). Absent: never checked (the first check starts at the first session).
 ACTIONS = "actions_checked_through"
-# What the stored prices are adjusted with, for MarketData's panel fingerprint: the actions
-# checked through this session (bars are unadjusted; a new split adds an action row only).
-ADJUSTED = ACTIONS
 BACKFILL = "backfill_pending"  # meta key: JSON list of symbols whose history is still to fetch
 
 

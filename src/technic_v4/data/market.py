@@ -9,7 +9,9 @@ One object owns the data path for a process, as a thin facade over its parts:
     data/providers/       the vendors and ``make_provider``
 
 MarketData itself reads: reference data, as-of resolution and panels through L1 -> L3 -> panel
-files -> store.
+files -> store. Bars are stored as traded; every panel is adjusted as of its as-of session
+(``data/adjust.py``), and the adjustment basis (as-of, mode, the actions) is part of every
+cache key: a panel adjusted as of one date, or in one mode, is never served for another.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ import numpy as np
 import pandas as pd
 
 from technic_v4.config.settings import Settings, get_settings
+from technic_v4.data import adjust as adj
 from technic_v4.data import calendar
 from technic_v4.data.accounting import Accounting, count_panel
+from technic_v4.data.adjust import Actions
 from technic_v4.data.cache import Counters, MemoryCache
-from technic_v4.data.fill import ADJUSTED, BACKFILL, FetchPlanner, UpdateReport
+from technic_v4.data.fill import BACKFILL, FetchPlanner, UpdateReport
 from technic_v4.data.panel import Panel, PanelFiles, assemble
 from technic_v4.data.providers.base import Provider
 from technic_v4.data.providers.factory import make_provider
@@ -90,6 +94,7 @@ class MarketData:
             self.l3 = RedisLayer(self.settings.redis_url, self.provider.store_key)
         self._accounting = Accounting(lambda: self.provider.request_counts)
         self._update_lock = threading.Lock()
+        self._actions: tuple[tuple[str | None, int], Actions] | None = None
         self.last_update: UpdateReport | None = None
         self._planner = FetchPlanner(self.settings, self.provider, self.store, self.l3,
                                      self._accounting.counters, self.reference,
@@ -187,82 +192,125 @@ class MarketData:
             return stored
         return calendar.sessions_between(stored[0].astype(dt.date), as_of)
 
-    def panel(self, as_of: dt.date, n_bars: int, count_rows: np.ndarray | None = None
-              ) -> Panel:
-        """Every stored symbol's last ``n_bars`` bars up to ``as_of`` (L1-cached).
+    def panel(self, as_of: dt.date, n_bars: int, count_rows: np.ndarray | None = None,
+              adjust: str = adj.DEFAULT_MODE) -> Panel:
+        """Every stored symbol's last ``n_bars`` bars up to ``as_of``, adjusted as of ``as_of``
+        in mode ``adjust`` (``"split"``, ``"total"`` or ``"none"``; L1-cached adjusted).
 
         The request is charged for the bars of ``count_rows`` (default: every row). ``n_bars``
         is capped at the number of stored sessions (no row can have more bars): the panel may
         be narrower than asked, never larger than the store."""
+        mode = adj.check_mode(adjust)
         if n_bars < 1:
             raise ConfigError("days", f"must be >= 1, got {n_bars}")
         n_bars = min(n_bars, max(1, self.max_bars()))
-        base = (str(self.store.path), *self.store.identity(), as_of)
+        # The store identity names the bars and the actions; as-of and mode the basis.
+        base = (str(self.store.path), *self.store.identity(), as_of, mode)
         hit: Panel | None = self.memory.find(
-            lambda k: k[:4] == base and k[4] >= n_bars)
+            lambda k: k[:5] == base and k[5] >= n_bars)
         if hit is not None:
             p = hit.tail(n_bars)
             self._count(p, "memory", count_rows)
             return p
         key = None
         if self.l3 is not None:
-            key = self.l3.panel_key(as_of, n_bars, self._fingerprint(as_of))
+            key = self.l3.panel_key(as_of, n_bars, self._fingerprint(as_of, mode))
             shared = self.l3.get_panel(key)
             adopted = self._adopt(shared) if shared is not None else None
             if adopted is not None:
+                adopted = adopted.adjusted(self.actions(), mode)
                 self.memory.put((*base, n_bars), adopted, adopted.nbytes,
                                 rows=len(adopted.symbols))
                 self._count(adopted, "redis", count_rows)
                 return adopted
         ident = self.store.identity()
-        loaded = self._panel_files.load(ident, as_of, n_bars)
-        if loaded is None:
+        loaded = self._panel_files.load(ident, as_of, n_bars, mode)
+        if loaded is not None:
+            loaded = replace(loaded, actions=self.actions())
+        else:
             with self.store.reading():  # every query of the build reads one store version
                 ident = self.store.identity()
-                loaded = self._load_panel(as_of, n_bars)
+                loaded = self._load_panel(as_of, n_bars).adjusted(self.actions(), mode)
             self._panel_files.save(ident, loaded)
-        base = (str(self.store.path), *ident, as_of)
+        base = (str(self.store.path), *ident, as_of, mode)
         self.memory.put((*base, n_bars), loaded, loaded.nbytes, rows=len(loaded.symbols))
         if key is not None and self.l3 is not None:
-            self.l3.put_panel(key, loaded)
+            # L3 holds the raw panel: every instance adjusts it with its own store's actions.
+            self.l3.put_panel(key, loaded.unadjusted())
         self._count(loaded, "store", count_rows)
         return loaded
+
+    def actions(self) -> Actions:
+        """The store's corporate actions as arrays (cached per store identity)."""
+        ident = self.store.identity()
+        cached = self._actions
+        if cached is not None and cached[0] == ident:
+            return cached[1]
+        df = self.store.actions()
+        acts = Actions.build(df["sid"].to_numpy(np.int32),
+                             df["ExDate"].to_numpy("datetime64[D]").astype(np.int64),
+                             np.where(df["Type"].to_numpy() == "split", adj.SPLIT, adj.DIVIDEND),
+                             np.where(df["Type"].to_numpy() == "split", df["Ratio"].to_numpy(),
+                                      df["Amount"].to_numpy()))
+        self._actions = (ident, acts)
+        return acts
+
+    def shares_as_of(self, as_of: dt.date) -> np.ndarray | None:
+        """SharesOutstanding of every reference row as of ``as_of`` (the reference holds them
+        as of the latest stored session L: divided by the splits with as_of < ExDate <= L), or
+        None when no split lies in between (the reference's column as it is)."""
+        last = self.store.last_session()
+        if last is None or as_of >= last:
+            return None
+        ref = self.reference()
+        prod = adj.split_product(ref["sid"].to_numpy(np.int32), self.actions(),
+                                 int(np.datetime64(as_of, "D").astype(np.int64)),
+                                 int(np.datetime64(last, "D").astype(np.int64)))
+        if (prod == 1.0).all():
+            return None
+        return ref["SharesOutstanding"].to_numpy(np.float64) / prod
 
     def max_bars(self) -> int:
         """The most bars any symbol can have: the number of stored sessions. Requests for more
         (``days``, ``lookback_days``) are capped at it or refused by the front doors."""
         return len(self.store.stored_sessions())
 
-    def symbols_panel(self, rows: np.ndarray | list[int], as_of: dt.date, n_bars: int) -> Panel:
+    def symbols_panel(self, rows: np.ndarray | list[int], as_of: dt.date, n_bars: int,
+                      adjust: str = adj.DEFAULT_MODE) -> Panel:
         """The last ``n_bars`` bars up to ``as_of`` of a few listings (``rows``: positions in
-        :meth:`reference`), in that order.
+        :meth:`reference`), in that order, adjusted as of ``as_of`` in mode ``adjust``.
 
         For requests naming few symbols (up to :data:`FEW_SYMBOLS`): a query for just those
         symbols' bars, so a one-symbol request never builds a whole-market panel nor replaces
-        the panel files beside the store. A whole-market panel already in memory serves it.
+        the panel files beside the store. A whole-market panel of the same basis in memory
+        serves it (the same bits: adjustment is per row and per bar).
         """
+        mode = adj.check_mode(adjust)
         if n_bars < 1:
             raise ConfigError("days", f"must be >= 1, got {n_bars}")
         n_bars = min(n_bars, max(1, self.max_bars()))
         rows = np.asarray(rows, dtype=np.int64)
-        base = (str(self.store.path), *self.store.identity(), as_of)
-        hit: Panel | None = self.memory.find(lambda k: k[:4] == base and k[4] >= n_bars)
+        base = (str(self.store.path), *self.store.identity(), as_of, mode)
+        hit: Panel | None = self.memory.find(lambda k: k[:5] == base and k[5] >= n_bars)
         if hit is not None:
             p = hit.tail(n_bars).rows(rows)
             self._count(p, "memory")
             return p
         ref = self.reference()
         sids = ref["sid"].to_numpy(np.int32)[rows]
-        bars = self.store.load_last_bars(sids, as_of, n_bars)
+        with self.store.reading():
+            bars = self.store.load_last_bars(sids, as_of, n_bars)
+            acts = self.actions()
         none = {k: v[:0] for k, v in bars.items()}  # no date window: every row from ``bars``
         p = assemble(ref["Symbol"].to_numpy(object)[rows], sids, n_bars, as_of, none,
-                     np.empty(0, dtype=np.int64), bars)
+                     np.empty(0, dtype=np.int64), bars).adjusted(acts, mode)
         self._count(p, "store")
         return p
 
-    def _fingerprint(self, as_of: dt.date) -> str:
+    def _fingerprint(self, as_of: dt.date, mode: str = adj.DEFAULT_MODE) -> str:
         """Names the data a panel is built from, identically on every instance: the dataset,
-        the stored sessions up to ``as_of`` and the listings."""
+        the stored sessions up to ``as_of``, the listings and the adjustment basis (mode and
+        the actions up to ``as_of``, by symbol)."""
         import hashlib
 
         sess = self.store.stored_sessions()
@@ -270,8 +318,12 @@ class MarketData:
         h = hashlib.sha256()
         h.update(self.provider.store_key.encode())
         h.update(sess.astype(np.int64).tobytes())
-        # Re-adjusting history after a split changes prices, not sessions or listings.
-        h.update(str(self.store.get_meta(ADJUSTED)).encode())
+        h.update(mode.encode())
+        acts = self.store.actions()
+        acts = acts[acts["ExDate"].to_numpy("datetime64[D]") <= np.datetime64(as_of, "D")]
+        h.update("\n".join(f"{s}|{d}|{t}|{r!r}|{a!r}" for s, d, t, r, a in zip(
+            acts["Symbol"], acts["ExDate"].astype(str), acts["Type"], acts["Ratio"],
+            acts["Amount"], strict=True)).encode())
         # A back-fill gives listings their history without changing sessions or listings.
         h.update((self.store.get_meta(BACKFILL) or "[]").encode())
         h.update("\n".join(self.reference()["Symbol"].astype(str)).encode())
@@ -285,7 +337,8 @@ class MarketData:
             return None
         # Instances filled from the same reference data share the row order: no copy then.
         p = shared if np.array_equal(pos, np.arange(len(pos))) else shared.rows(pos)
-        return replace(p, sids=ref["sid"].to_numpy(np.int32))
+        return replace(p, sids=ref["sid"].to_numpy(np.int32), adjust="none", raw=None,
+                       actions=None)
 
     def _count(self, p: Panel, layer: str, rows: np.ndarray | None = None) -> None:
         count_panel(self._counters(), p, layer, rows)

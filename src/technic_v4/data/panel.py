@@ -5,6 +5,10 @@ symbol's own last ``n_bars`` bars up to the as-of session, right-aligned, with N
 left when it has fewer. Rows are therefore exactly the bars ``get_price_history_batch`` returns,
 and indicator kernels see what TA-Lib would see for that symbol. ``day`` holds each bar's date as
 int days since 1970-01-01 (-1 in padding).
+
+Prices are adjusted as of ``as_of`` (the basis) in the panel's ``adjust`` mode
+(``data/adjust.py``); ``raw`` keeps the as-traded bars of the few rows an action changed, so a
+view as of an earlier session (:meth:`Panel.at`) re-adjusts exactly those rows.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import pandas as pd
 from numba import njit
 
 from technic_v4 import fsio
+from technic_v4.data import adjust as adj
+from technic_v4.data.adjust import Actions, RawRows
 
 FIELDS = ("open", "high", "low", "close", "volume")
 
@@ -39,7 +45,10 @@ class Panel:
     close: np.ndarray
     volume: np.ndarray
     day: np.ndarray  # (N, L) int32: bar date as days since epoch, -1 where padded
-    as_of: dt.date
+    as_of: dt.date  # also the adjustment basis
+    adjust: str = "none"  # the adjustment mode (adjust.MODES); assemble() builds raw panels
+    raw: RawRows | None = None  # raw bars of the rows the adjustment changed
+    actions: Actions | None = None  # what the panel was adjusted with (None: raw panel)
 
     @property
     def n_bars(self) -> np.ndarray:
@@ -52,13 +61,15 @@ class Panel:
 
     @property
     def nbytes(self) -> int:
-        return sum(getattr(self, f).nbytes for f in (*FIELDS, "day")) + self.symbols.nbytes
+        return (sum(getattr(self, f).nbytes for f in (*FIELDS, "day")) + self.symbols.nbytes
+                + (self.raw.nbytes if self.raw is not None else 0))
 
     def rows(self, idx: np.ndarray) -> Panel:
         """A panel of the given rows (a copy)."""
         picked: dict[str, Any] = {f: getattr(self, f)[idx]
                                   for f in ("symbols", "sids", *FIELDS, "day")}
-        return replace(self, **picked)
+        raw = None if self.raw is None else self.raw.take(idx, len(self.sids))
+        return replace(self, raw=raw, **picked)
 
     def tail(self, n: int) -> Panel:
         """The last ``n`` bars of every row."""
@@ -66,14 +77,42 @@ class Panel:
             return self
         cut: dict[str, Any] = {f: np.ascontiguousarray(getattr(self, f)[:, -n:])
                                for f in (*FIELDS, "day")}
-        return replace(self, **cut)
+        return replace(self, raw=None if self.raw is None else self.raw.tail(n), **cut)
+
+    def adjusted(self, actions: Actions, mode: str) -> Panel:
+        """This raw panel adjusted as of its ``as_of`` in ``mode``. Its arrays are adjusted in
+        place, only in the rows an action changes (none: nothing is copied or written)."""
+        if self.adjust != "none" or self.raw is not None:
+            raise ValueError(f"adjusted() needs a raw panel, not one adjusted ({self.adjust})")
+        if mode == "none":
+            return replace(self, actions=actions)
+        arrays = {f: getattr(self, f) for f in FIELDS}
+        basis = int(np.datetime64(self.as_of, "D").astype(np.int64))
+        if len(adj.affected(self.sids, self.day, actions.of_mode(mode), basis)):
+            for f in FIELDS:  # e.g. decoded from L3 or mapped from files: write a copy
+                if not arrays[f].flags.writeable:
+                    arrays[f] = arrays[f].copy()
+        raw = adj.apply(arrays, self.sids, self.day, actions, basis, mode)
+        return replace(self, adjust=mode, raw=raw, actions=actions, **arrays)
+
+    def unadjusted(self) -> Panel:
+        """The raw panel this one was adjusted from (what L3 shares: any instance adjusts it
+        with its own store's actions). No copy when no row was changed."""
+        if self.raw is None:
+            return replace(self, adjust="none", actions=None)
+        arrays = {f: getattr(self, f).copy() for f in FIELDS}
+        for f in FIELDS:
+            arrays[f][self.raw.rows] = getattr(self.raw, f)
+        return replace(self, adjust="none", raw=None, actions=None, **arrays)
 
     def at(self, day: dt.date, n: int) -> Panel:
-        """The panel as of an earlier session: each row's last ``n`` bars dated <= ``day``.
+        """The panel as of an earlier session: each row's last ``n`` bars dated <= ``day``,
+        adjusted as of ``day``.
 
-        Equal to loading ``n`` bars as of ``day`` from the store whenever this panel holds at
-        least ``n`` bars <= ``day`` for every row that has them (history scans load
-        lookback + the span of their dates).
+        Equal (bit for bit) to loading ``n`` bars as of ``day`` from the store whenever this
+        panel holds at least ``n`` bars <= ``day`` for every row that has them (history scans
+        load lookback + the span of their dates): rows an action changed are cut from their
+        raw bars and re-adjusted as of ``day``.
         """
         d = int(np.datetime64(day, "D").astype(np.int64))
         width = self.day.shape[1]
@@ -90,7 +129,20 @@ class Panel:
             out[f] = a
         dd = np.take_along_axis(self.day, idx, axis=1)
         dd[pad] = -1
-        return replace(self, day=dd, as_of=day, **out)
+        raw: RawRows | None = None
+        if self.raw is not None and self.actions is not None:
+            r = self.raw.rows
+            cut = {}
+            for f in FIELDS:
+                a = np.take_along_axis(getattr(self.raw, f), idx[r], axis=1)
+                a[pad[r]] = np.nan
+                cut[f] = a
+            raw = adj.apply(cut, self.sids[r], dd[r], self.actions, d, self.adjust)
+            for f in FIELDS:
+                out[f][r] = cut[f]  # adjusted as of ``day`` (raw where nothing applies)
+            if raw is not None:
+                raw = replace(raw, rows=r[raw.rows])
+        return replace(self, day=dd, as_of=day, raw=raw, **out)
 
     def frame(self, i: int) -> pd.DataFrame:
         """Row ``i`` as the seed's per-symbol frame: Open..Volume indexed by session date."""
@@ -201,30 +253,40 @@ class PanelFiles:
     def clear(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
 
-    def _dir(self, ident: tuple[str | None, int], as_of: dt.date, n_bars: int) -> Path:
-        return self.directory / f"{ident[0]}-v{ident[1]}-{as_of}-{n_bars}"
+    def _dir(self, ident: tuple[str | None, int], as_of: dt.date, mode: str, n_bars: int
+             ) -> Path:
+        # The adjustment basis is the as-of session and the mode; the actions it used are
+        # those of the store identity (a new action is a new store version).
+        return self.directory / f"{ident[0]}-v{ident[1]}-{as_of}-{mode}-{n_bars}"
 
-    def load(self, ident: tuple[str | None, int], as_of: dt.date, n_bars: int) -> Panel | None:
-        """The panel saved for this store identity, or None."""
+    def load(self, ident: tuple[str | None, int], as_of: dt.date, n_bars: int,
+             mode: str = adj.DEFAULT_MODE) -> Panel | None:
+        """The panel saved for this store identity, as of ``as_of`` in ``mode``, or None. Its
+        ``actions`` are not kept in the files: the caller attaches the store's."""
         if ident[0] is None:  # a store without an id (read-only, from before ids): never trust
             return None
-        d = self._dir(ident, as_of, n_bars)
+        d = self._dir(ident, as_of, mode, n_bars)
         if not (d / "complete").exists():
             return None
         try:
             arrays = {f: np.load(d / f"{f}.npy", mmap_mode="r")
                       for f in (*FIELDS, "day", "sids", "symbols")}
+            raw = None
+            if (d / "raw_rows.npy").exists():
+                raw = RawRows(np.load(d / "raw_rows.npy"),
+                              *(np.load(d / f"raw_{f}.npy") for f in FIELDS))
         except (OSError, ValueError) as e:
             log.info("panel files at %s unreadable (%s): rebuilding", d, e)
             return None
         return Panel(symbols=np.asarray(arrays.pop("symbols"), dtype=object),
-                     sids=np.asarray(arrays.pop("sids")), as_of=as_of, **arrays)
+                     sids=np.asarray(arrays.pop("sids")), as_of=as_of, adjust=mode, raw=raw,
+                     **arrays)
 
     def save(self, ident: tuple[str | None, int], p: Panel) -> bool:
         """Keep ``p`` for the store identity ``ident``; False when it could not be written."""
         if ident[0] is None:
             return False
-        d = self._dir(ident, p.as_of, p.close.shape[1])
+        d = self._dir(ident, p.as_of, p.adjust, p.close.shape[1])
         if d.is_dir():
             return True  # another process saved the same panel
         folder = self.directory.parent
@@ -238,6 +300,10 @@ class PanelFiles:
                 for f in (*FIELDS, "day", "sids"):
                     np.save(tmp / f"{f}.npy", getattr(p, f))
                 np.save(tmp / "symbols.npy", p.symbols.astype(str))  # no pickle: a unicode array
+                if p.raw is not None:
+                    np.save(tmp / "raw_rows.npy", p.raw.rows)
+                    for f in FIELDS:
+                        np.save(tmp / f"raw_{f}.npy", getattr(p.raw, f))
                 (tmp / "complete").touch()
         except OSError as e:  # a read-only or full disk only costs the next process a query
             log.debug("panel files not written to %s: %s", d, e)

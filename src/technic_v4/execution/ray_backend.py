@@ -67,8 +67,9 @@ class RayBackend:
 
 
 @ray.remote
-def remote_history(config: Any, ref: Any, panel: Any, days: Any, sess_days: Any) -> Any:
+def remote_history(config: Any, ref: Any, panel: Any, days: Any, sess_days: Any,
+                   shares: Any = None) -> Any:
     """One group of history dates as one task (see ``technic_v4.history``)."""
     from technic_v4.history import _evaluate_dates
 
-    return _evaluate_dates(config, ref, panel, days, sess_days)
+    return _evaluate_dates(config, ref, panel, days, sess_days, shares)

@@ -70,11 +70,12 @@ def symbol_history(md: MarketData, symbol: str, days: int = DEFAULT_DAYS,
 
 def universe_summary(ref: pd.DataFrame, out: Outcome) -> dict[str, Any]:
     """Listings as of the scan's session by sector and type, and what the default scan's
-    smart filter and pre-screen kept. Counts agree with the pipeline's universe stage: a
-    listing is in unless it was listed *after* the session (no list date: in)."""
-    day = np.datetime64(out.as_of or "NaT", "D")
-    list_date = pd.to_datetime(ref["ListDate"]).to_numpy("datetime64[D]")
-    listed = ref[~(list_date > day)]
+    smart filter and pre-screen kept. Counts are the pipeline's universe stage's: a listing
+    is in unless it was listed *after* the session or delisted before it (no list date: in)."""
+    from technic_v4.pipeline import universe
+
+    listed = ref if out.as_of is None else ref[universe(ref, dt.date.fromisoformat(
+        str(out.as_of)))[1]]
     stages = {s["stage"]: s for s in out.stats["stages"]}
 
     def counts(col: str) -> dict[str, int]:
