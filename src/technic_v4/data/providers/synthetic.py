@@ -219,7 +219,7 @@ class SyntheticProvider:
         # Daily idiosyncratic vol: small caps and pennies are wilder.
         base_vol = np.clip(0.011 + 0.012 * (10.0 - log_mcap) + rng.lognormal(-4.6, 0.5, n), 0.006,
                            0.12)
-        base_vol[types == gics.SPAC] = 0.003
+        base_vol[types == gics.SPAC] = 0.004
         base_vol[pfd] = 0.004
         # Funds are diversified: only tracking error and theme on top of their market exposure.
         base_vol[is_fund] = np.clip(extra.lognormal(np.log(0.006), 0.4, n)[is_fund], 0.003, 0.02)
@@ -277,14 +277,10 @@ class SyntheticProvider:
         split_at[~(stock | (is_fund & fund_splits)) | (log_p0 > split_at - np.log(1.25)) | spy] = (
             np.inf)
         # The exchanges' minimum bid: a listing that closes below $1 for this many sessions
-        # running reverse-splits. Half the names that are sub-dollar from the start are left as
-        # they are (as on OTC markets); the other half are already in a deficiency period whose
-        # end (extensions, appeals) is spread over ten years.
+        # running reverse-splits. Names that are sub-dollar from the start are left as they are
+        # (as on OTC markets).
         bid_wait = act.integers(30, 150, n).astype(np.float64)
-        penny_wait = act.integers(30, 2500, n).astype(np.float64)
-        otc = act.random(n) < 0.5
-        bid_wait[log_p0 < 0.0] = penny_wait[log_p0 < 0.0]
-        bid_wait[~(stock | is_fund) | ((log_p0 < 0.0) & otc) | spy] = np.inf
+        bid_wait[~(stock | is_fund) | (log_p0 < 0.0) | spy] = np.inf
         # Quarterly cash dividends: who pays, the yield (0.5-6 %/yr), the first scheduled day.
         p_pay = np.select([types == gics.COMMON_STOCK, types == gics.ADR, is_fund,
                            types == gics.PREFERRED],
@@ -315,10 +311,11 @@ class SyntheticProvider:
         premium = act.uniform(0.2, 0.45, n)
         bk_frac = act.uniform(0.01, 0.08, n)
         # Busts (a failed trial, a lost customer): a small cap's home level falls to 1.5-12 % over
-        # about a year, at 4 % a year; many end below $1 and so reverse-split.
-        bust_day = np.minimum(e0 + 30 + act.exponential(365.0 / 0.04, n), _NEVER).astype(np.int64)
-        bust_day[~stock | (log_mcap >= 9.5)] = _NEVER
-        bust = act.uniform(np.log(0.015), np.log(0.12), n)
+        # about a year, at 5 % a year; many end below $1 and so reverse-split.
+        bust_day = np.minimum(e0 + 30 + act.exponential(365.0 / 0.05, n), _NEVER).astype(np.int64)
+        bust_day[~stock | (log_mcap >= 9.5) | ~np.isfinite(bid_wait)] = _NEVER
+        # ... but never below $0.08, where the lower price bound would damp its moves.
+        bust = np.maximum(act.uniform(np.log(0.015), np.log(0.12), n), np.log(0.08) - log_p0)
         never = delist_day >= _NEVER
         announce_day[(reason != _ACQUIRED) | never] = _NEVER
         distress_day[(reason != _BANKRUPT) | never] = _NEVER
@@ -400,7 +397,8 @@ class SyntheticProvider:
             special = np.flatnonzero(d["special_day"] <= today)
             pin = special[p["announce_day"][special] <= today]  # acquisition announced
             bk = special[p["distress_day"][special] <= today]  # on its way to bankruptcy
-            free = listed & (today < d["special_day"])
+            # Actions only for listings that traded before today (a bar before the ex-date).
+            free = listed & (today < d["special_day"]) & (p["list_day"] <= prev_day) & (t > 0)
             # Splits with ex-date today, decided on the last raw close: forward a while after
             # the close passed the name's threshold, reverse once the minimum-bid wait is over.
             fwd = np.flatnonzero(free & (prev_close > d["split_price"]) & (u < 1 / 20))
@@ -444,7 +442,11 @@ class SyntheticProvider:
                 left = ((p["delist_day"][pin] - today)
                         / (p["delist_day"][pin] - p["announce_day"][pin]))
                 target = offer[pin] + np.log1p(-0.03 * np.clip(left, 0.0, 1.0))
-                r[pin] = np.where(new, target - lp, 0.35 * (target - lp)) + 0.004 * eps[pin]
+                # Noise of ~2 ticks (at least 0.4 %, at most 3 %), so that a pinned close moves.
+                pc = prev_close[pin]
+                tick = np.where(pc >= 1.0, 0.01, 0.0001)
+                noise = np.clip(2.0 * tick / pc, 0.004, 0.03) * eps[pin]
+                r[pin] = np.where(new, target - lp, 0.35 * (target - lp)) + noise
             if len(bk):
                 # Bankruptcies: a drift to a small fraction of the price over the last months.
                 lp = np.log(prev_close[bk])
