@@ -326,6 +326,14 @@ def test_bars_do_not_depend_on_the_order_of_requests() -> None:
     want = np.lexsort((full.symbol.astype(str), full.date))
     for f in ("symbol", "date", "open", "high", "low", "close", "volume"):
         np.testing.assert_array_equal(getattr(got, f)[order], getattr(full, f)[want], err_msg=f)
+    # As the fetch planner asks: reference data first, then the bars in date order (served
+    # from what the reference walk kept).
+    c = SyntheticProvider(n_listings=150, seed=4, epoch=EPOCH, end=END)
+    c.reference()
+    in_order = BarBatch.concat([c.bars_for_sessions(days[i:i + 64])
+                                for i in range(0, len(days), 64)])
+    for f in ("symbol", "date", "open", "high", "low", "close", "volume"):
+        np.testing.assert_array_equal(getattr(in_order, f), getattr(full, f), err_msg=f)
     sym = ["SPY", *a.reference()["Symbol"][5:9]]
     one = b.bars_for_symbols(sym, EPOCH, END)
     sub = np.isin(full.symbol, sym)

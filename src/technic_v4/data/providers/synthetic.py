@@ -59,6 +59,8 @@ _DIV_PERIOD = 91  # days between a payer's scheduled ex-dates (quarterly)
 # Forward split ratios (new shares per old) and how often each: 3-for-2, 2-for-1, 3-for-1, 4-for-1.
 _FWD_RATIOS = np.array([1.5, 2.0, 3.0, 4.0])
 _FWD_CUM = np.cumsum([0.07, 0.63, 0.2, 0.1])
+# A session's closes before and after, move, volatility and shares (see SyntheticProvider._bars).
+_Memo = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 _SUFFIX = ("Inc.", "Corp.", "Holdings Inc.", "Group Inc.", "Technologies Inc.", "Co.", "plc",
            "Ltd.", "Systems Inc.", "Partners LP")
 
@@ -88,6 +90,10 @@ class SyntheticProvider:
         # Per walked session: (split listings, ratios, dividend listings, amounts).
         self._acts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         self._end_shares: np.ndarray | None = None  # shares outstanding after the end
+        # Per session walked but not served yet: what its bars are made of (see _simulate),
+        # within a budget of bytes.
+        self._memo: dict[int, _Memo] = {}
+        self._memo_budget = 2 << 30
         self._lock = threading.Lock()  # one walk at a time (the vendor server has threads)
 
     @cached_property
@@ -351,13 +357,27 @@ class SyntheticProvider:
 
     def _simulate(self, wanted: set[int], keep: np.ndarray | None = None,
                   last: int | None = None) -> BarBatch:
-        """Walk the market to the last wanted session (or ``last``); return the wanted sessions'
-        bars (of the listings in ``keep``, default all). Records each session's corporate actions
-        the first time it is walked."""
-        with self._lock:
-            return self._walk(wanted, keep, max(wanted) if last is None else last)
+        """The wanted sessions' bars (of the listings in ``keep``, default all), walking the
+        market as far as the last wanted session (or ``last``).
 
-    def _walk(self, wanted: set[int], keep: np.ndarray | None, last: int) -> BarBatch:
+        A walk with nothing wanted (reference data or actions, asked for first by the fetch
+        planner) keeps what each session's bars are made of (``_memo``), so that the bars asked
+        for next are not simulated twice; a served session's entries, and every earlier one,
+        are dropped (the planner asks in date order)."""
+        with self._lock:
+            ready = sorted(t for t in wanted if t in self._memo)
+            out = {t: self._bars(t, *self._memo[t], keep) for t in ready}
+            rest = wanted.difference(ready)
+            if rest or last is not None:
+                out.update(self._walk(rest, keep, max(rest, default=-1) if last is None
+                                      else last))
+            if wanted:
+                for t in [t for t in self._memo if t <= max(wanted)]:
+                    del self._memo[t]
+            return BarBatch.concat([out[t] for t in sorted(out)])
+
+    def _walk(self, wanted: set[int], keep: np.ndarray | None, last: int
+              ) -> dict[int, BarBatch]:
         p, d, n = self._params, self._derived, self.n_listings
         first = min(wanted, default=last)
         # Resume from the state after the last walk when it ended at or before the first wanted
@@ -373,9 +393,7 @@ class SyntheticProvider:
         offer, goal = st["offer"], st["goal"]
         a, b = 0.08, 0.90
         kappa = d["kappa"]
-        out: list[BarBatch] = []
-        sym = p["symbol"]
-        notspy = np.arange(n) > 0
+        out: dict[int, BarBatch] = {}
         for t in range(st["t"], last + 1):
             if t % _CHECKPOINT == 0 and t not in self._checkpoints:
                 self._checkpoints[t] = _copy_state({
@@ -411,6 +429,7 @@ class SyntheticProvider:
                 order = np.argsort(split)
                 split, ratio = split[order], ratio[order]
                 lcr[split] += np.log(ratio)
+                prev_close = prev_close.copy()  # yesterday's close may be kept in _memo
                 prev_close[split] /= ratio
                 shares[split] *= ratio
                 below[split] = 0.0
@@ -473,46 +492,63 @@ class SyntheticProvider:
             below_now = np.zeros(n)
             below_now[run] = below[run] + 1.0
             below = below_now
-            if t == len(self._acts):
+            first_time = t == len(self._acts)
+            if first_time:
                 self._acts.append((split, ratio, paid, amount))
-            if t not in wanted:
-                prev_close = close
-                continue
-            sig = np.sqrt(var) + 0.004
-            open_ = prev_close * np.exp(0.3 * r + 0.2 * sig * rng.standard_normal(n))
-            open_[paid] *= np.exp(rdiv)  # the open is ex-dividend too
-            high = np.maximum(open_, close) * np.exp(0.6 * sig * np.abs(rng.standard_normal(n)))
-            low = np.minimum(open_, close) * np.exp(-0.6 * sig * np.abs(rng.standard_normal(n)))
-            surge = 1.0 + 1.5 * np.abs(r) / sig
-            # Shares in today's basis: volume moves inversely to the price at a split.
-            volume = np.round(shares * p["turnover"] * surge
-                              * np.exp(0.35 * rng.standard_normal(n)))
+            if t in wanted or (first_time and not wanted and self._memo_budget > 0):
+                # What the session's bars are made of (volatility and shares need no more than
+                # float32: they scale noise and volume, which are rounded).
+                made: _Memo = (prev_close, close, r.astype(np.float32),
+                     (np.sqrt(var) + 0.004).astype(np.float32), shares.astype(np.float32))
+                if t in wanted:
+                    out[t] = self._bars(t, *made, keep)
+                else:
+                    self._memo[t] = made
+                    self._memo_budget -= 24 * n  # the closes, three float32 arrays
             prev_close = close
-            o, h, lo, c = (_tick_round(x) for x in (open_, high, low, close))
-            # Broken rows: validation and filters must have something to do (never in a
-            # listing's last week, so that its last session has a clean bar).
-            v = rng.random((3, n))
-            dirty = p["delist_day"] - today >= 7
-            live = listed & ~((v[0] < 2e-4) & notspy & dirty)  # a missing session
-            volume[v[1] < 4e-4] = 0.0  # a no-trade day
-            bad = np.flatnonzero((v[2] < 4e-5) & dirty)
-            kind = rng.integers(0, 3, len(bad))
-            c[bad[kind == 0]] = np.nan
-            c[bad[kind == 1]] = -c[bad[kind == 1]]
-            swap = bad[kind == 2]
-            h[swap], lo[swap] = lo[swap] * 0.9, h[swap]
-            if keep is not None:
-                live &= keep
-            rows = np.flatnonzero(live)
-            out.append(BarBatch(sym[rows], np.full(len(rows), day), o[rows], h[rows], lo[rows],
-                                c[rows], volume[rows]))
         self._cursor = {"t": last + 1, "logp": logp, "mkt": mkt, "var": var, "mu": mu,
                         "mvar": mvar, "svar": svar, "prev_close": prev_close, "lcr": lcr,
                         "base": base, "shares": shares, "below": below, "offer": offer,
                         "goal": goal}
         if last == len(self.sessions) - 1:
             self._end_shares = shares.copy()
-        return BarBatch.concat(out) if out else BarBatch.empty()
+        return out
+
+    def _bars(self, t: int, prev_close: np.ndarray, close: np.ndarray, r: np.ndarray,
+              sig: np.ndarray, shares: np.ndarray, keep: np.ndarray | None) -> BarBatch:
+        """Session ``t``'s bars from its closes, move, volatility and shares (draws of their own,
+        so that bars made now or from ``_memo`` later are the same)."""
+        p, n = self._params, self.n_listings
+        day = self.sessions[t]
+        today = int(day.astype(np.int64))
+        rng = np.random.default_rng([self.seed, 4, today + 100_000])
+        paid, amount = self._acts[t][2:]
+        open_ = prev_close * np.exp(0.3 * r + 0.2 * sig * rng.standard_normal(n))
+        open_[paid] *= 1.0 - amount / prev_close[paid]  # the open is ex-dividend too
+        high = np.maximum(open_, close) * np.exp(0.6 * sig * np.abs(rng.standard_normal(n)))
+        low = np.minimum(open_, close) * np.exp(-0.6 * sig * np.abs(rng.standard_normal(n)))
+        surge = 1.0 + 1.5 * np.abs(r) / sig
+        # Shares in today's basis: volume moves inversely to the price at a split.
+        volume = np.round(shares * p["turnover"] * surge * np.exp(0.35 * rng.standard_normal(n)))
+        o, h, lo, c = (_tick_round(x) for x in (open_, high, low, close))
+        # Broken rows: validation and filters must have something to do (never in a listing's
+        # last week, so that its last session has a clean bar).
+        v = rng.random((3, n))
+        dirty = p["delist_day"] - today >= 7
+        live = ((today >= p["list_day"]) & (today <= p["delist_day"])
+                & ~((v[0] < 2e-4) & (np.arange(n) > 0) & dirty))  # a missing session
+        volume[v[1] < 4e-4] = 0.0  # a no-trade day
+        bad = np.flatnonzero((v[2] < 4e-5) & dirty)
+        kind = rng.integers(0, 3, len(bad))
+        c[bad[kind == 0]] = np.nan
+        c[bad[kind == 1]] = -c[bad[kind == 1]]
+        swap = bad[kind == 2]
+        h[swap], lo[swap] = lo[swap] * 0.9, h[swap]
+        if keep is not None:
+            live &= keep
+        rows = np.flatnonzero(live)
+        return BarBatch(p["symbol"][rows], np.full(len(rows), day), o[rows], h[rows], lo[rows],
+                        c[rows], volume[rows])
 
 
 def _copy_state(st: dict[str, Any]) -> dict[str, Any]:
