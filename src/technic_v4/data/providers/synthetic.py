@@ -93,7 +93,7 @@ class SyntheticProvider:
         # Per session walked but not served yet: what its bars are made of (see _simulate),
         # within a budget of bytes.
         self._memo: dict[int, _Memo] = {}
-        self._memo_budget = 2 << 30
+        self._memo_budget = 1 << 30
         self._lock = threading.Lock()  # one walk at a time (the vendor server has threads)
 
     @cached_property
