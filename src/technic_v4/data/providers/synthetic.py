@@ -18,6 +18,7 @@ What it models, so that every stage of a scan has something to do:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import threading
 from collections.abc import Sequence
 from functools import cached_property
@@ -168,18 +169,20 @@ class SyntheticProvider:
         self._walk_to_end()
         first = int(np.searchsorted(self.sessions, np.datetime64(since, "D")))
         rows = self._acts[first:len(self.sessions)]
-        sym = self._params["symbol"]
-        parts = []
-        for t, (si, ratio, di, amount) in enumerate(rows, start=first):
-            day = self.sessions[t]
-            parts.append(pd.DataFrame({"Symbol": sym[si], "ExDate": day, "Type": "split",
-                                       "Ratio": ratio, "Amount": np.nan}))
-            parts.append(pd.DataFrame({"Symbol": sym[di], "ExDate": day, "Type": "dividend",
-                                       "Ratio": np.nan, "Amount": amount}))
-        if not parts:
+        if not rows:
             return pd.DataFrame({c: pd.Series(dtype=object) for c in ACTION_COLUMNS})
-        out = pd.concat(parts, ignore_index=True)
-        out["ExDate"] = out["ExDate"].astype("datetime64[ns]")
+        days = self.sessions[first:first + len(rows)]
+        si, ratio, di, amount = (np.concatenate([r[k] for r in rows]) for k in range(4))
+        n_split = np.array([len(r[0]) for r in rows])
+        n_div = np.array([len(r[2]) for r in rows])
+        out = pd.DataFrame({
+            "Symbol": self._params["symbol"][np.concatenate([si, di])],
+            "ExDate": np.concatenate([np.repeat(days, n_split), np.repeat(days, n_div)]
+                                     ).astype("datetime64[ns]"),
+            "Type": np.repeat(np.array(["split", "dividend"], dtype=object), [len(si), len(di)]),
+            "Ratio": np.concatenate([ratio, np.full(len(di), np.nan)]),
+            "Amount": np.concatenate([np.full(len(si), np.nan), amount]),
+        })
         return out.sort_values(["ExDate", "Symbol", "Type"], ignore_index=True)[
             list(ACTION_COLUMNS)]
 
@@ -349,6 +352,8 @@ class SyntheticProvider:
         phase = (p["div_anchor"][payers] - e0) % _DIV_PERIOD
         return {"kappa": kappa, "split_price": np.exp(p["split_at"]),
                 "special_day": np.minimum(p["announce_day"], p["distress_day"]),
+                "act_until": np.minimum(np.minimum(p["announce_day"], p["distress_day"]),
+                                        p["delist_day"] + 1),
                 "by_phase": [payers[phase == k] for k in range(_DIV_PERIOD)], "e0": e0}
 
     def _walk_to_end(self) -> None:
@@ -411,16 +416,17 @@ class SyntheticProvider:
             m = np.sqrt(mvar) * m_eps
             sec = np.sqrt(svar) * s_eps
             idio = np.sqrt(var) * eps
-            listed = (today >= p["list_day"]) & (today <= p["delist_day"])
             special = np.flatnonzero(d["special_day"] <= today)
             pin = special[p["announce_day"][special] <= today]  # acquisition announced
             bk = special[p["distress_day"][special] <= today]  # on its way to bankruptcy
-            # Actions only for listings that traded before today (a bar before the ex-date).
-            free = listed & (today < d["special_day"]) & (p["list_day"] <= prev_day) & (t > 0)
+            # Which listings may have an action today: listed, traded the session before (a
+            # bar before the ex-date), neither acquired nor failing.
+            free = functools.partial(_may_act, p["list_day"], d["act_until"], prev_day, today)
             # Splits with ex-date today, decided on the last raw close: forward a while after
             # the close passed the name's threshold, reverse once the minimum-bid wait is over.
-            fwd = np.flatnonzero(free & (prev_close > d["split_price"]) & (u < 1 / 20))
-            rev = np.flatnonzero(free & (below >= p["bid_wait"]))
+            fwd = np.flatnonzero(u < 1 / 20) if t else np.empty(0, dtype=np.int64)
+            fwd = free(fwd[prev_close[fwd] > d["split_price"][fwd]])
+            rev = free(np.flatnonzero(below >= p["bid_wait"]))
             split = np.concatenate([fwd, rev])
             ratio = np.concatenate([
                 _FWD_RATIOS[np.searchsorted(_FWD_CUM, u[fwd] * 20.0)],
@@ -429,14 +435,15 @@ class SyntheticProvider:
                 order = np.argsort(split)
                 split, ratio = split[order], ratio[order]
                 lcr[split] += np.log(ratio)
-                prev_close = prev_close.copy()  # yesterday's close may be kept in _memo
+                # Copies: yesterday's close and shares may be kept in _memo.
+                prev_close, shares = prev_close.copy(), shares.copy()
                 prev_close[split] /= ratio
                 shares[split] *= ratio
                 below[split] = 0.0
             # Quarterly dividends: ex-date = the first session on or after a scheduled day.
             due = [d["by_phase"][(x - d["e0"]) % _DIV_PERIOD] for x in range(prev_day + 1, today + 1)]
             paid = np.sort(np.concatenate(due)) if len(due) > 1 else due[0]
-            paid = paid[free[paid]]
+            paid = free(paid) if t else paid[:0]
             amount = np.round(p["div_yield"][paid] / 4.0 * prev_close[paid], 2)
             paid, amount = paid[amount >= 0.01], amount[amount >= 0.01]
             rdiv = np.log1p(-amount / prev_close[paid])
@@ -488,7 +495,7 @@ class SyntheticProvider:
             base[paid] += rdiv
             close = np.exp(logp - lcr)  # as traded: in today's share basis
             run = np.flatnonzero(close < 1.0)
-            run = run[listed[run]]
+            run = run[(p["list_day"][run] <= today) & (today <= p["delist_day"][run])]
             below_now = np.zeros(n)
             below_now[run] = below[run] + 1.0
             below = below_now
@@ -496,15 +503,15 @@ class SyntheticProvider:
             if first_time:
                 self._acts.append((split, ratio, paid, amount))
             if t in wanted or (first_time and not wanted and self._memo_budget > 0):
-                # What the session's bars are made of (volatility and shares need no more than
-                # float32: they scale noise and volume, which are rounded).
-                made: _Memo = (prev_close, close, r.astype(np.float32),
-                     (np.sqrt(var) + 0.004).astype(np.float32), shares.astype(np.float32))
+                # What the session's bars are made of (the volatility needs no more than float32:
+                # it scales noise).
+                made: _Memo = (prev_close, close, r, (np.sqrt(var) + 0.004).astype(np.float32),
+                               shares)
                 if t in wanted:
                     out[t] = self._bars(t, *made, keep)
                 else:
                     self._memo[t] = made
-                    self._memo_budget -= 24 * n  # the closes, three float32 arrays
+                    self._memo_budget -= 20 * n  # close, move, volatility (float32)
             prev_close = close
         self._cursor = {"t": last + 1, "logp": logp, "mkt": mkt, "var": var, "mu": mu,
                         "mvar": mvar, "svar": svar, "prev_close": prev_close, "lcr": lcr,
@@ -549,6 +556,11 @@ class SyntheticProvider:
         rows = np.flatnonzero(live)
         return BarBatch(p["symbol"][rows], np.full(len(rows), day), o[rows], h[rows], lo[rows],
                         c[rows], volume[rows])
+
+
+def _may_act(list_day: np.ndarray, act_until: np.ndarray, prev_day: int, today: int,
+             idx: np.ndarray) -> np.ndarray:
+    return idx[(list_day[idx] <= prev_day) & (today < act_until[idx])]
 
 
 def _copy_state(st: dict[str, Any]) -> dict[str, Any]:
