@@ -1,8 +1,12 @@
 """The embedded synthetic US market: deterministic, offline, realistic enough to scan.
 
 Same (listings, seed, epoch) -> same data. Each session's random draws are keyed by the session's
-date, and the state (prices, volatilities, drifts) only moves forward, so a new session appears as
-time passes without changing any earlier one.
+date, per-listing event dates are absolute (never relative to the end), and the state (prices,
+volatilities, drifts, split ratios) only moves forward, so a new session appears as time passes
+without changing any earlier one, nor any earlier action or delisting.
+
+Bars are as traded (unadjusted). The state keeps each name's economic log price; its raw price is
+that divided by the product of its split ratios, and a dividend lowers both by the amount.
 
 What it models, so that every stage of a scan has something to do:
 - a market factor (SPY) and 11 GICS sector factors with GARCH-like volatility clustering;
@@ -10,7 +14,11 @@ What it models, so that every stage of a scan has something to do:
 - slowly wandering drifts (trending names) and a mean-reverting cohort;
 - a heavy-tailed market-cap distribution from micro-caps to mega-caps, penny stocks, illiquid names;
 - listing types: common stock, ADR, ETF (incl. leveraged and inverse), SPAC, preferred;
-- IPOs after the epoch (some with only weeks of history) and halted names whose bars stop;
+- IPOs after the epoch (some with only weeks of history);
+- corporate actions: forward splits of names whose raw price climbs past a per-name threshold,
+  reverse splits under the exchanges' $1 minimum bid, quarterly cash dividends;
+- delistings: acquisitions (a premium, then pinned near the offer), bankruptcies (a drift towards
+  zero), other (bars just stop); the reference keeps every listing with its last session;
 - a few broken rows: zero volume, missing sessions, and invalid prices that validation must drop;
 - price levels and one-year returns inside what US listings show (bounds in README).
 """
@@ -21,7 +29,6 @@ import datetime as dt
 import functools
 import threading
 from collections.abc import Sequence
-from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -97,7 +104,7 @@ class SyntheticProvider:
         self._memo_budget = 1 << 30
         self._lock = threading.Lock()  # one walk at a time (the vendor server has threads)
 
-    @cached_property
+    @functools.cached_property
     def _params(self) -> dict[str, np.ndarray]:
         """Per-listing parameters; built on first use (a warm scan never needs them)."""
         return self._make_listings()
@@ -341,7 +348,7 @@ class SyntheticProvider:
                 "base": p["log_p0"].copy(), "shares": p["shares"].astype(np.float64),
                 "below": np.zeros(n), "offer": np.full(n, np.nan), "goal": np.full(n, np.nan)}
 
-    @cached_property
+    @functools.cached_property
     def _derived(self) -> dict[str, Any]:
         """What the walk reads every session, precomputed from the parameters."""
         p = self._params
