@@ -323,7 +323,7 @@ def simulate_trades(open_: Any, high: Any, low: Any, close: Any, *, listing: Any
         "listing": lst, "signal_session": ses, "stop": stp, "target": tgt, "rank": rnk,
         "entry_session": entry_s, "entry_price": entry_px, "exit_session": exit_s,
         "exit_price": exit_px,
-        "reason": pd.Categorical.from_codes(reason.astype(np.int64), categories=list(REASONS)),
+        "reason": pd.Categorical.from_codes(reason.astype(np.int64), categories=pd.Index(REASONS)),
         "bars_held": bars, "r_multiple": r, "return": ret,
     })
 
@@ -418,7 +418,7 @@ def simulate_portfolio(trades: pd.DataFrame, close: Any, *, initial_equity: floa
         raise ConfigError("close", "has fewer rows than the trades' listing indices")
 
     entered = (trades["entry_session"].to_numpy() >= 0) & trades["reason"].isin(
-        CLOSED_REASONS + ("open",)).to_numpy()
+        (*CLOSED_REASONS, "open")).to_numpy()
     idx = np.nonzero(entered)[0]
     sub = trades.iloc[idx]
     rank_key = sub["rank"].to_numpy(np.float64)
@@ -450,7 +450,7 @@ def simulate_portfolio(trades: pd.DataFrame, close: Any, *, initial_equity: floa
     all_shares = np.zeros(len(trades))
     all_shares[order] = shares
     out = trades.copy()
-    out["status"] = pd.Categorical.from_codes(all_status, categories=list(PORTFOLIO_STATUS))
+    out["status"] = pd.Categorical.from_codes(all_status, categories=pd.Index(PORTFOLIO_STATUS))
     out["shares"] = all_shares
 
     labels = list(range(start, n_sessions)) if sessions is None else list(sessions)[start:]
