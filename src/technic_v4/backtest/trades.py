@@ -172,6 +172,20 @@ def _simulate_nb(o: Any, h: Any, lo: Any, c: Any, listing: Any, session: Any, st
 
 
 @njit(**_JIT)
+def _last_bar_nb(close: Any) -> Any:
+    """Each row's last session with a close, or -1 when that is the panel's last session."""
+    n, t = close.shape
+    out = np.full(n, -1, dtype=np.int64)
+    for row in range(n):
+        for s in range(t - 1, -1, -1):
+            if np.isfinite(close[row, s]):
+                if s < t - 1:
+                    out[row] = s
+                break
+    return out
+
+
+@njit(**_JIT)
 def _portfolio_nb(close: Any, listing: Any, entry_s: Any, entry_px: Any, stop: Any,
                   exit_s: Any, exit_px: Any, start: int, equity0: float, risk_fraction: float,
                   max_positions: int, max_position_fraction: float, shares: Any, status: Any,
@@ -266,16 +280,14 @@ def _positive_int(name: str, value: int) -> int:
 
 
 def _last_session(close: npt.NDArray[Any], last_session: Any) -> IntArray:
-    n, t = close.shape
+    n = close.shape[0]
     if last_session is not None:
         ls = np.asarray(last_session, dtype=np.int64)
         if ls.shape != (n,):
             raise ConfigError("last_session", f"needs one session index per listing ({n}), "
                               f"got shape {ls.shape}; use -1 for listings still trading")
         return np.ascontiguousarray(ls)
-    finite = np.isfinite(close)
-    last = np.where(finite.any(axis=1), t - 1 - np.argmax(finite[:, ::-1], axis=1), -1)
-    return np.where(last == t - 1, -1, last).astype(np.int64)
+    return _last_bar_nb(close)
 
 
 def simulate_trades(open_: Any, high: Any, low: Any, close: Any, *, listing: Any, session: Any,
@@ -417,21 +429,18 @@ def simulate_portfolio(trades: pd.DataFrame, close: Any, *, initial_equity: floa
     if len(trades) and int(trades["listing"].max()) >= c.shape[0]:
         raise ConfigError("close", "has fewer rows than the trades' listing indices")
 
-    entered = (trades["entry_session"].to_numpy() >= 0) & trades["reason"].isin(
-        (*CLOSED_REASONS, "open")).to_numpy()
-    idx = np.nonzero(entered)[0]
-    sub = trades.iloc[idx]
-    rank_key = sub["rank"].to_numpy(np.float64)
+    code = np.asarray(pd.Categorical(trades["reason"], categories=pd.Index(REASONS)).codes)
+    entry_s = trades["entry_session"].to_numpy(np.int64)
+    idx = np.nonzero((entry_s >= 0) & (code > NO_ENTRY) & (code < INVALID))[0]
+    rank_key = trades["rank"].to_numpy(np.float64)[idx]
     rank_key = np.where(np.isnan(rank_key), np.inf, rank_key)
-    order = idx[np.lexsort((sub["listing"].to_numpy(), rank_key,
-                            sub["entry_session"].to_numpy()))]
+    order = idx[np.lexsort((trades["listing"].to_numpy(np.int64)[idx], rank_key, entry_s[idx]))]
 
     def col(name: str, dtype: Any) -> Any:
         return np.ascontiguousarray(trades[name].to_numpy(dtype)[order])
 
     # An open trade stays held to the end of the panel: it never frees its slot.
-    exit_s = col("exit_session", np.int64)
-    exit_s = np.where(trades["reason"].to_numpy()[order] == "open", n_sessions, exit_s)
+    exit_s = np.where(code[order] == OPEN, n_sessions, col("exit_session", np.int64))
     m = len(order)
     shares = np.zeros(m)
     status = np.zeros(m, np.int8)
