@@ -265,8 +265,8 @@ def trades_bench(listings: int = 6000, sessions: int = 5000, signals: int = 1_00
     lst = rng.integers(0, listings, signals)
     ses = rng.integers(0, sessions - 1, signals)
     entry = close[lst, ses]
-    kw = {"listing": lst, "session": ses, "stop": entry * 0.95, "target": entry * 1.10,
-          "rank": rng.random(signals), "max_hold": 20}
+    kw: dict[str, Any] = {"listing": lst, "session": ses, "stop": entry * 0.95,
+                          "target": entry * 1.10, "rank": rng.random(signals), "max_hold": 20}
     simulate_portfolio(simulate_trades(open_[:1, :3], high[:1, :3], low[:1, :3], close[:1, :3],
                                        listing=[0], session=[0], stop=[1.0], target=[2.0]),
                        close[:1, :3])
