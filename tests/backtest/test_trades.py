@@ -494,3 +494,11 @@ def test_bad_portfolio_inputs_name_the_field(kwargs: dict[str, Any], field: str)
     trades = simulate_trades(*panel, listing=[0], session=[0], stop=[95.0], target=[110.0])
     with pytest.raises(ConfigError, match=field):
         simulate_portfolio(trades, panel[3], **kwargs)
+
+
+def test_portfolio_refuses_a_panel_other_than_the_trades_one() -> None:
+    panel = bars(FLAT, FLAT, FLAT, FLAT)
+    trades = simulate_trades(*panel, listing=[0], session=[0], stop=[95.0], target=[110.0],
+                             max_hold=2)
+    with pytest.raises(ConfigError, match="close"):
+        simulate_portfolio(trades, panel[3][:, :2])

@@ -15,7 +15,7 @@ Signals
     A plan with a non-finite level or ``stop >= target`` is ``invalid`` and never entered.
 Delistings
     ``last_session[l]`` is the listing's last trading session (from reference data) or ``-1``
-    while it still trades. Without it, a listing whose last bar comes before the panel's last
+    while it still trades (bars after it are ignored). Without it, a listing whose last bar comes before the panel's last
     session counts as delisted there. That inference peeks (a halt running to the panel's end
     looks like a delisting), so the replay should pass the store's delisting sessions.
 
@@ -295,6 +295,9 @@ def simulate_trades(open_: Any, high: Any, low: Any, close: Any, *, listing: Any
                     entry_window: int = 5, last_session: Any = None) -> pd.DataFrame:
     """Play out each signal's plan on the bars (rules in the module docstring).
 
+    ``listing``/``session`` are row/column indices of the panel; ``rank`` orders same-session
+    entries in ``simulate_portfolio`` (smaller first, like the scan's Rank; NaN last);
+    ``last_session`` holds each listing's delisting session, -1 (any negative) while listed.
     One row per signal, in input order: ``listing, signal_session, stop, target, rank,
     entry_session, entry_price, exit_session, exit_price, reason, bars_held, r_multiple,
     return``. Sessions are column indices (-1 where there is none); prices NaN when not entered.
@@ -426,8 +429,10 @@ def simulate_portfolio(trades: pd.DataFrame, close: Any, *, initial_equity: floa
     if sessions is not None and len(sessions) != n_sessions:
         raise ConfigError("sessions", f"needs one label per panel column ({n_sessions}), "
                           f"got {len(sessions)}")
-    if len(trades) and int(trades["listing"].max()) >= c.shape[0]:
-        raise ConfigError("close", "has fewer rows than the trades' listing indices")
+    if len(trades) and (int(trades["listing"].max()) >= c.shape[0]
+                        or int(trades["exit_session"].max()) >= n_sessions):
+        raise ConfigError("close", "must be the panel the trades were simulated on (it has "
+                          "fewer listings or sessions than the trades refer to)")
 
     code = np.asarray(pd.Categorical(trades["reason"], categories=pd.Index(REASONS)).codes)
     entry_s = trades["entry_session"].to_numpy(np.int64)
