@@ -10,6 +10,7 @@ in its own child process so that "cold" really is cold:
   symbol, per-symbol TA-Lib calls in a 32-thread pool), as a ratio;
 - a scan as of a past date (bars adjusted as of it), first and warm;
 - 50,000 listings, local threads and Ray; historical scans over many dates, local and Ray;
+- backtest trade plans: 10^6 signals played out over 6,000 × 5,000 bars, and the portfolio;
 - the embedded market's build (reference, actions, every session's bars in the fetch planner's
   chunks): the default one, and 20 years of 6,000 listings with its peak RSS and a cold
   ``technic scan`` on it (full runs only).
@@ -328,6 +329,38 @@ def vendor_bench(listings: int = 6000, sessions: int = 320, delay_s: float = 0.0
     return out
 
 
+def trades_bench(listings: int = 6000, sessions: int = 5000, signals: int = 1_000_000,
+                 repeats: int = 3) -> dict[str, Any]:
+    """Plan simulation and the equal-risk portfolio on a random-walk panel (compute only; the
+    first call compiles or loads the numba cache and is not counted). Medians of repeats."""
+    import numpy as np
+
+    from technic_v4.backtest.trades import simulate_portfolio, simulate_trades
+
+    rng = np.random.default_rng(0)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.02, (listings, sessions)), axis=1))
+    open_ = close * np.exp(rng.normal(0.0, 0.005, close.shape))
+    high, low = np.maximum(open_, close) * 1.01, np.minimum(open_, close) * 0.99
+    lst = rng.integers(0, listings, signals)
+    ses = rng.integers(0, sessions - 1, signals)
+    entry = close[lst, ses]
+    kw: dict[str, Any] = {"listing": lst, "session": ses, "stop": entry * 0.95,
+                          "target": entry * 1.10, "rank": rng.random(signals), "max_hold": 20}
+    simulate_portfolio(simulate_trades(open_[:1, :3], high[:1, :3], low[:1, :3], close[:1, :3],
+                                       listing=[0], session=[0], stop=[1.0], target=[2.0]),
+                       close[:1, :3])
+    sim, port = [], []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        trades = simulate_trades(open_, high, low, close, **kw)
+        sim.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        simulate_portfolio(trades, close, max_positions=20)
+        port.append(time.perf_counter() - t)
+    return {"listings": listings, "sessions": sessions, "signals": signals,
+            "simulate_s": statistics.median(sim), "portfolio_s": statistics.median(port)}
+
+
 def _child(env: dict[str, str], args: list[str]) -> tuple[float, dict[str, Any] | None]:
     t = time.perf_counter()
     r = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True,
@@ -375,6 +408,7 @@ def run_bench(quick: bool = False, listings: int = 6200, big: int = 50_000,
     res["big_listings"] = big
     if vendor:
         res["vendor"] = vendor_bench()
+    res["trades"] = trades_bench(repeats=2 if quick else 3)
     return report(res)
 
 
@@ -466,6 +500,12 @@ def report(res: dict[str, Any]) -> str:
             out.append(f"| {res['big_listings']:,} listings: warm scan median, Ray "
                        f"(ratio to local {br['warm_s'] / big['warm_s']:.2f}) | "
                        f"{br['warm_s']:.3f} s |")
+    if "trades" in res:
+        tb = res["trades"]
+        out += [f"| backtest: {tb['signals']:,} trade plans played out over {tb['listings']:,} "
+                f"× {tb['sessions']:,} bars (max_hold 20) | {tb['simulate_s']:.2f} s |",
+                f"| backtest: equal-risk portfolio over those trades (20 slots) | "
+                f"{tb['portfolio_s']:.2f} s |"]
     if "build" in res:
         out += build_report(res["build"])
     if "vendor" in res:
