@@ -55,7 +55,12 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
        ties=st.booleans())
 def test_ic_equals_spearman_per_session(seed: int, n: int, t: int, ties: bool) -> None:
     score, fwd = panels(seed, n, t, ties)
+    before = score.copy(), fwd.copy()
     got = information_coefficient(score, fwd)
+    quantize(score, 3)
+    # the inputs are never edited in place (a (N, 1) panel's transpose is not a copy)
+    np.testing.assert_array_equal(score, before[0])
+    np.testing.assert_array_equal(fwd, before[1])
     want = np.array([spearman(score[:, d], fwd[:, d]) for d in range(t)])
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
 

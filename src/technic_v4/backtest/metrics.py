@@ -226,9 +226,12 @@ def _panel(name: str, a: np.ndarray) -> np.ndarray:
 
 
 def _session_major(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(T, N) copy of an (N, T) panel and, per session, the listing order sorting it."""
-    vt = np.ascontiguousarray(a.T)
-    return vt, np.argsort(vt, axis=1)
+    """(T, N) copy of an (N, T) panel with every non-finite value set to +inf, and per session
+    the listing order sorting it.  +inf instead of NaN: numpy's vectorised sort is ~10x faster
+    without NaN, and the kernels treat every non-finite entry as missing anyway."""
+    keys = np.array(a.T, dtype=np.float64, order="C", copy=True)   # never a view: edited below
+    np.nan_to_num(keys, copy=False, nan=np.inf, posinf=np.inf, neginf=np.inf)
+    return keys, np.argsort(keys, axis=1)
 
 
 @dataclass(frozen=True)
@@ -263,7 +266,7 @@ def prepare_score(score: np.ndarray | ScorePanel) -> ScorePanel:
     vt, order = _session_major(s)
     ranks_t = np.empty_like(vt)
     _ranks_nb(order, vt, ranks_t)
-    count = np.isfinite(vt).sum(axis=1)
+    count = np.isfinite(s).sum(axis=0)
     return ScorePanel(values=s, count=count, _values_t=vt, _order_t=order, _ranks_t=ranks_t)
 
 
@@ -491,24 +494,43 @@ def screen_stats(matched: np.ndarray, returns: np.ndarray) -> ScreenStats:
     ``matched`` is ``(N, T)`` bool (or float with NaN meaning not matched); pairs whose return
     is not finite (horizon past the data, no entry bar) are left out.
     """
-    y = _panel("returns", returns)
+    y = np.ascontiguousarray(_panel("returns", returns))
     m = np.asarray(matched)
     if m.dtype != np.bool_:
         m = np.nan_to_num(m.astype(np.float64), nan=0.0) != 0.0
     _check_shape("matched", m, (int(y.shape[0]), int(y.shape[1])))
-    use = m & np.isfinite(y)
-    count = use.sum(axis=0)
-    wins = (use & (y > 0)).sum(axis=0)
-    total = np.where(use, y, 0.0).sum(axis=0)
+    m = np.ascontiguousarray(m)
+    n_t = y.shape[1]
+    count = np.zeros(n_t, dtype=np.int64)
+    wins = np.zeros(n_t, dtype=np.int64)
+    total = np.zeros(n_t)
+    vals = np.empty(int(np.count_nonzero(m)))
+    n = _screen_nb(m, y, count, wins, total, vals)
+    vals = vals[:n]
     with np.errstate(invalid="ignore", divide="ignore"):
         hit = np.where(count > 0, wins / np.maximum(count, 1), np.nan)
         mean_s = np.where(count > 0, total / np.maximum(count, 1), np.nan)
-    vals = y[use]
-    n = int(vals.size)
     return ScreenStats(
         count=count, hit_rate_by_session=hit, mean_by_session=mean_s, n=n,
-        hit_rate=float((vals > 0).mean()) if n else float("nan"),
+        hit_rate=float(np.count_nonzero(vals > 0) / n) if n else float("nan"),
         mean=float(vals.mean()) if n else float("nan"),
         median=float(np.median(vals)) if n else float("nan"),
         std=float(vals.std(ddof=1)) if n > 1 else float("nan"),
         t_stat=t_stat(vals), session_t_stat=t_stat(mean_s))
+
+
+@numba.njit(cache=True, nogil=True)
+def _screen_nb(m: np.ndarray, y: np.ndarray, count: np.ndarray, wins: np.ndarray,
+               total: np.ndarray, vals: np.ndarray) -> int:
+    n, n_t = y.shape
+    k = 0
+    for i in range(n):
+        for t in range(n_t):
+            v = y[i, t]
+            if m[i, t] and np.isfinite(v):
+                count[t] += 1
+                wins[t] += v > 0.0
+                total[t] += v
+                vals[k] = v
+                k += 1
+    return k
