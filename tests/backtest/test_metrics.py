@@ -282,3 +282,18 @@ def test_bad_arguments_name_the_field() -> None:
         quantile_turnover(np.ones((3, 3)), 1, period=0)
     with pytest.raises(ConfigError, match="score"):
         prepare_score(np.ones(3))
+
+
+def test_threads_give_the_same_numbers() -> None:
+    """Session blocks on several threads write disjoint slices: bit-identical results."""
+    score, fwd = panels(21, 40, 700, ties=True)     # 700 sessions: three blocks
+    one = prepare_score(score)
+    three = prepare_score(score, workers=3)
+    np.testing.assert_array_equal(one.ranks, three.ranks)
+    np.testing.assert_array_equal(information_coefficient(one, fwd),
+                                  information_coefficient(score, fwd, workers=3))
+    np.testing.assert_array_equal(quantize(one, 5), quantize(three, 5))
+    pd.testing.assert_frame_equal(ic_decay(score, {1: fwd}), ic_decay(score, {1: fwd},
+                                                                         workers=2))
+    with pytest.raises(ConfigError, match="workers"):
+        prepare_score(score, workers=0)

@@ -191,3 +191,12 @@ def test_panels_reject_open_entry_without_benchmark_open() -> None:
                               benchmark_close=np.ones(5))
     with pytest.raises(ConfigError, match="horizons"):
         forward_return_panels(np.ones((2, 5)), np.ones((2, 5)), (1, 1))
+
+
+def test_threads_give_the_same_numbers() -> None:
+    open_, close, delist, price = random_market(3, 23, 50)
+    one = forward_returns(open_, close, 5, delist_session=delist, delist_price=price)
+    many = forward_returns(open_, close, 5, delist_session=delist, delist_price=price, workers=4)
+    np.testing.assert_array_equal(one, many)
+    with pytest.raises(ConfigError, match="workers"):
+        forward_returns(open_, close, 5, workers=0)

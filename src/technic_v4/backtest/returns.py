@@ -41,6 +41,7 @@ Excess returns
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -110,11 +111,12 @@ def _panel(name: str, a: np.ndarray) -> np.ndarray:
 
 def forward_returns(open_: np.ndarray | None, close: np.ndarray, horizon: int, *,
                     entry: Entry = "open", delist_session: np.ndarray | None = None,
-                    delist_price: np.ndarray | None = None) -> np.ndarray:
+                    delist_price: np.ndarray | None = None, workers: int = 1) -> np.ndarray:
     """Forward return over ``horizon`` sessions of a signal at every session (see module doc).
 
     ``open_``/``close`` are ``(N, T)`` (or 1D ``(T,)``, e.g. a benchmark: a 1D result is
-    returned); ``open_`` may be None only with ``entry="close"``.
+    returned); ``open_`` may be None only with ``entry="close"``.  ``workers`` threads split
+    the listings (same result).
     """
     if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or horizon < 1:
         raise ConfigError("horizon", f"must be a whole number of sessions >= 1, got {horizon!r}")
@@ -142,8 +144,22 @@ def forward_returns(open_: np.ndarray | None, close: np.ndarray, horizon: int, *
         if ks.shape != (n,) or kp.shape != (n,):
             raise ConfigError("delist_session", f"expected {n} values (one per listing), got "
                               f"{ks.shape[0]} sessions and {kp.shape[0]} prices")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError("workers", f"must be a whole number >= 1, got {workers!r}")
     out = np.empty_like(c)
-    _forward_nb(o, c, int(horizon), entry == "open", ks, kp, out)
+    step = max(1, -(-n // workers))
+    spans = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
+
+    def rows(lo: int, hi: int) -> None:
+        _forward_nb(o[lo:hi], c[lo:hi], int(horizon), entry == "open", ks[lo:hi], kp[lo:hi],
+                    out[lo:hi])
+
+    if len(spans) < 2:
+        rows(0, n)
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for done in [pool.submit(rows, lo, hi) for lo, hi in spans]:
+                done.result()
     return out[0] if one_d else out
 
 
@@ -211,7 +227,8 @@ def forward_return_panels(open_: np.ndarray | None, close: np.ndarray,
                           delist_price: np.ndarray | None = None,
                           benchmark_open: np.ndarray | None = None,
                           benchmark_close: np.ndarray | None = None,
-                          universe: np.ndarray | None = None) -> Mapping[int, ForwardReturns]:
+                          universe: np.ndarray | None = None,
+                          workers: int = 1) -> Mapping[int, ForwardReturns]:
     """Forward returns and excess returns for each horizon, keyed by horizon.
 
     The benchmark (e.g. SPY's rows) is timed like the listings: with ``entry="open"`` it needs
@@ -225,7 +242,7 @@ def forward_return_panels(open_: np.ndarray | None, close: np.ndarray,
     out: dict[int, ForwardReturns] = {}
     for h in hs:
         raw = forward_returns(open_, close, h, entry=entry, delist_session=delist_session,
-                              delist_price=delist_price)
+                              delist_price=delist_price, workers=workers)
         bench = None if benchmark_close is None else forward_returns(
             benchmark_open, np.asarray(benchmark_close).reshape(-1), h, entry=entry)
         uni = universe_mean(raw, universe)
