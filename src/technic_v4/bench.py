@@ -255,11 +255,12 @@ def vendor_bench(listings: int = 6000, sessions: int = 320, delay_s: float = 0.0
 # the panel has the NaN head a real history has): forward returns at every horizon (with a
 # benchmark), IC decay, deciles, turnover, rank autocorrelation and a boolean screen's stats.
 _BACKTEST_CHILD = r"""
-import json, resource, sys, time
+import json, os, resource, sys, time
 import numpy as np
 from technic_v4.backtest import metrics as M, returns as R
 a = json.loads(sys.argv[1])
 n, t, hs = a["listings"], a["sessions"], tuple(a["horizons"])
+w = os.cpu_count() or 1
 rng = np.random.default_rng(0)
 close = 50 * np.exp(np.cumsum(rng.normal(0, 0.02, (n, t)), axis=1))
 open_ = close * np.exp(rng.normal(0, 0.005, (n, t)))
@@ -271,9 +272,9 @@ def run(o, c, s, m, steps):
     def step(name, f):
         t0 = time.perf_counter(); r = f(); steps[name] = time.perf_counter() - t0; return r
     fw = step("forward returns", lambda: R.forward_return_panels(
-        o, c, hs, benchmark_open=o[0], benchmark_close=c[0]))
-    sp = step("sort the score", lambda: M.prepare_score(s))
-    step("IC decay", lambda: M.ic_decay(sp, {h: f.raw for h, f in fw.items()}))
+        o, c, hs, benchmark_open=o[0], benchmark_close=c[0], workers=w))
+    sp = step("sort the score", lambda: M.prepare_score(s, workers=w))
+    step("IC decay", lambda: M.ic_decay(sp, {h: f.raw for h, f in fw.items()}, workers=w))
     q = step("deciles", lambda: M.quantize(sp, 10))
     step("mean return by decile", lambda: [M.mean_return_by_quantile(q, f.raw, 10)
                                            for f in fw.values()])
@@ -283,8 +284,12 @@ def run(o, c, s, m, steps):
                                                  for x in (f.raw, f.over_universe)])
 run(open_[:50, :200], close[:50, :200], score[:50, :200], matched[:50, :200], {})
 steps = {}
+r0 = resource.getrusage(resource.RUSAGE_SELF)
 t0 = time.perf_counter(); run(open_, close, score, matched, steps)
-out = {"listings": n, "sessions": t, "horizons": list(hs), "seconds": time.perf_counter() - t0,
+r1 = resource.getrusage(resource.RUSAGE_SELF)
+out = {"listings": n, "sessions": t, "horizons": list(hs), "workers": w,
+       "seconds": time.perf_counter() - t0,
+       "cpu_s": r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime,
        "steps": steps, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 print("BENCH " + json.dumps(out))
 """
@@ -442,7 +447,8 @@ def report(res: dict[str, Any]) -> str:
         bt = res["backtest"]
         out += ["", f"Backtest statistics kernels (`technic_v4.backtest`), {bt['listings']:,} "
                 f"listings x {bt['sessions']:,} sessions x horizons {bt['horizons']}, seeded "
-                f"synthetic panel, one process: {bt['seconds']:.2f} s, peak RSS "
+                f"synthetic panel, one process, {bt['workers']} threads: {bt['seconds']:.2f} s "
+                f"wall ({bt['cpu_s']:.2f} s CPU, user + system), peak RSS "
                 f"{bt['peak_rss_mb']:,.0f} MB.", "", "| step | s |", "|---|---:|"]
         out += [f"| {name} | {sec:.2f} |" for name, sec in bt["steps"].items()]
     out += ["", f"Message of the first scan: `{std['first_msg']}`", ""]
