@@ -297,3 +297,14 @@ def test_threads_give_the_same_numbers() -> None:
                                                                          workers=2))
     with pytest.raises(ConfigError, match="workers"):
         prepare_score(score, workers=0)
+
+
+@pytest.mark.parametrize("shape", [(0, 5), (5, 0), (0, 0)])
+def test_empty_panels_give_empty_or_nan_answers(shape: tuple[int, int]) -> None:
+    x = np.ones(shape)
+    b = quantize(x, 3)
+    assert b.shape == shape
+    assert information_coefficient(x, x).shape == (shape[1],)
+    assert np.isnan(mean_return_by_quantile(b, x, 3).mean).all()
+    stats = screen_stats(x > 0, x)
+    assert stats.n == 0 and math.isnan(stats.mean)

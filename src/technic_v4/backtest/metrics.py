@@ -6,7 +6,8 @@ place this module differs says so in the function's docstring.  In short:
 * IC (``factor_information_coefficient``): per session, Spearman rank correlation of score and
   forward return over listings where both are finite, average ranks for ties (as
   ``scipy.stats.spearmanr``).  Fewer than 2 pairs, or a constant side, gives NaN.
-* Quantiles (``quantize_factor``): per session, ``pd.qcut(score, Q, labels=False) + 1``.
+* Quantiles (``quantize_factor``): per session, ``pd.qcut(ranks, Q, labels=False) + 1`` on the
+  score's average ranks.
 * Mean return by quantile (``mean_return_by_quantile``, ``demeaned=True`` by default): per
   session the mean (demeaned) forward return of each bucket; over sessions the mean of those
   means with standard error ``std / sqrt(n_sessions)``.
@@ -371,16 +372,20 @@ def ic_decay(score: np.ndarray | ScorePanel, fwd_by_horizon: Mapping[int, np.nda
 def quantize(score: np.ndarray | ScorePanel, quantiles: int = 5) -> np.ndarray:
     """Per-session quantile bucket 1..Q of each listing's score, 0 where it has none (int16).
 
-    For distinct scores this equals alphalens ``quantize_factor`` (``pd.qcut(x, Q,
-    labels=False) + 1`` per date).  Differences: ties never fail -- pandas qcut raises on
-    duplicate bin edges (alphalens then drops the date); here tied scores share the bucket of
-    their average rank, so the bucket never depends on listing order.  A session with fewer
+    Equals ``pd.qcut(score.rank(), Q, labels=False) + 1`` per session, bit for bit.  alphalens
+    ``quantize_factor`` qcuts the raw scores: for distinct scores that is the same buckets,
+    except where a bin edge falls exactly on a score and float rounding of the interpolated
+    edge decides.  With ties pandas qcut raises on duplicate bin edges (alphalens then drops
+    the date); here tied scores share the bucket of their average rank, so the bucket never
+    depends on listing order.  A session with fewer
     than 2 scores gets no buckets (qcut's edges would all coincide).  With n < Q some buckets
     are empty, as with qcut.
     """
     if isinstance(quantiles, bool) or not isinstance(quantiles, int) or not 2 <= quantiles <= 1000:
         raise ConfigError("quantiles", f"must be a whole number from 2 to 1000, got {quantiles!r}")
     sp = prepare_score(score)
+    if sp.count.size == 0:
+        return np.zeros(sp.shape, dtype=np.int16)
     sizes, row = np.unique(sp.count, return_inverse=True)
     row = np.where(sp.count >= 2, row, -1).astype(np.int64)
     edges = np.vstack([_qcut_inner_edges(int(n), quantiles) for n in sizes])
