@@ -35,6 +35,7 @@ h-th session (``--every h``) for an honest one.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -394,16 +395,21 @@ def quantize(score: np.ndarray | ScorePanel, quantiles: int = 5) -> np.ndarray:
     return np.ascontiguousarray(out.T)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _qcut_inner_edges(n: int, quantiles: int) -> np.ndarray:
     """The inner bin edges ``pd.qcut(ranks, Q)`` uses for the ranks 1..n, to the last bit:
     pandas nudges its ``linspace`` grid up with ``nextafter`` where ``Q·q`` is not a whole
-    number, then takes numpy's linear quantiles (``tests/backtest`` checks against pandas)."""
+    number, then takes numpy's linear quantiles (``tests/backtest`` checks against pandas).
+    Cached: a replay quantizes many sessions and scores over the same listing counts."""
     if n < 2:
-        return np.full(quantiles - 1, np.nan)
-    grid = np.linspace(0.0, 1.0, quantiles + 1)
-    np.putmask(grid, quantiles * grid != np.arange(quantiles + 1), np.nextafter(grid, 1.0))
-    edges = np.quantile(np.arange(1, n + 1, dtype=np.float64), grid, method="linear")
-    return np.ascontiguousarray(edges[1:-1])
+        edges = np.full(quantiles - 1, np.nan)
+    else:
+        grid = np.linspace(0.0, 1.0, quantiles + 1)
+        np.putmask(grid, quantiles * grid != np.arange(quantiles + 1), np.nextafter(grid, 1.0))
+        edges = np.quantile(np.arange(1, n + 1, dtype=np.float64), grid, method="linear")[1:-1]
+    edges = np.ascontiguousarray(edges)
+    edges.flags.writeable = False
+    return edges
 
 
 @dataclass(frozen=True)
