@@ -10,6 +10,8 @@ in its own child process so that "cold" really is cold:
   symbol, per-symbol TA-Lib calls in a 32-thread pool), as a ratio;
 - a scan as of a past date (bars adjusted as of it), first and warm;
 - 50,000 listings, local threads and Ray; historical scans over many dates, local and Ray;
+- the backtest statistics kernels (forward returns, IC, deciles, turnover, screen stats) on a
+  6,000 x 5,000-session synthetic panel;
 - backtest trade plans: 10^6 signals played out over 6,000 × 5,000 bars, and the portfolio;
 - the embedded market's build (reference, actions, every session's bars in the fetch planner's
   chunks): the default one, and 20 years of 6,000 listings with its peak RSS and a cold
@@ -361,6 +363,50 @@ def trades_bench(listings: int = 6000, sessions: int = 5000, signals: int = 1_00
             "simulate_s": statistics.median(sim), "portfolio_s": statistics.median(port)}
 
 
+# Backtest statistics kernels on a seeded synthetic panel (listings start at random sessions, so
+# the panel has the NaN head a real history has): forward returns at every horizon (with a
+# benchmark), IC decay, deciles, turnover, rank autocorrelation and a boolean screen's stats.
+_BACKTEST_CHILD = r"""
+import json, os, resource, sys, time
+import numpy as np
+from technic_v4.backtest import metrics as M, returns as R
+a = json.loads(sys.argv[1])
+n, t, hs = a["listings"], a["sessions"], tuple(a["horizons"])
+w = os.cpu_count() or 1
+rng = np.random.default_rng(0)
+close = 50 * np.exp(np.cumsum(rng.normal(0, 0.02, (n, t)), axis=1))
+open_ = close * np.exp(rng.normal(0, 0.005, (n, t)))
+score = rng.normal(size=(n, t))
+late = np.arange(t)[None, :] < rng.integers(0, t // 2, n)[:, None]
+close[late] = open_[late] = score[late] = np.nan
+matched = score > 1.5
+def run(o, c, s, m, steps):
+    def step(name, f):
+        t0 = time.perf_counter(); r = f(); steps[name] = time.perf_counter() - t0; return r
+    fw = step("forward returns", lambda: R.forward_return_panels(
+        o, c, hs, benchmark_open=o[0], benchmark_close=c[0], workers=w))
+    sp = step("sort the score", lambda: M.prepare_score(s, workers=w))
+    step("IC decay", lambda: M.ic_decay(sp, {h: f.raw for h, f in fw.items()}, workers=w))
+    q = step("deciles", lambda: M.quantize(sp, 10))
+    step("mean return by decile", lambda: [M.mean_return_by_quantile(q, f.raw, 10)
+                                           for f in fw.values()])
+    step("turnover + rank autocorrelation", lambda: (M.quantile_turnover(q, 10),
+                                                      M.rank_autocorrelation(sp)))
+    step("screen stats (raw + excess)", lambda: [M.screen_stats(m, x) for f in fw.values()
+                                                 for x in (f.raw, f.over_universe)])
+run(open_[:50, :200], close[:50, :200], score[:50, :200], matched[:50, :200], {})
+steps = {}
+r0 = resource.getrusage(resource.RUSAGE_SELF)
+t0 = time.perf_counter(); run(open_, close, score, matched, steps)
+r1 = resource.getrusage(resource.RUSAGE_SELF)
+out = {"listings": n, "sessions": t, "horizons": list(hs), "workers": w,
+       "seconds": time.perf_counter() - t0,
+       "cpu_s": r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime,
+       "steps": steps, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+print("BENCH " + json.dumps(out))
+"""
+
+
 def _child(env: dict[str, str], args: list[str]) -> tuple[float, dict[str, Any] | None]:
     t = time.perf_counter()
     r = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True,
@@ -405,6 +451,8 @@ def run_bench(quick: bool = False, listings: int = 6200, big: int = 50_000,
                 _, res["big_ray"] = _child({**env_big, "TECHNIC_USE_RAY": "true"},
                                            ["-c", _CHILD, big_args])
         res["build"] = build_bench(env, full=not quick)
+        _, res["backtest"] = _child(env, ["-c", _BACKTEST_CHILD, json.dumps(
+            {"listings": 6000, "sessions": 1250 if quick else 5000, "horizons": [1, 5, 21, 63]})])
     res["big_listings"] = big
     if vendor:
         res["vendor"] = vendor_bench()
@@ -522,6 +570,14 @@ def report(res: dict[str, Any]) -> str:
                 f"({', '.join(f'{k} {n}' for k, n in v['daily_requests'].items())}) |",
                 f"| second instance, empty store, fills from Redis and scans | "
                 f"{v['redis_instance_s']:.2f} | {v['redis_instance_requests']} |"]
+    if "backtest" in res:
+        bt = res["backtest"]
+        out += ["", f"Backtest statistics kernels (`technic_v4.backtest`), {bt['listings']:,} "
+                f"listings x {bt['sessions']:,} sessions x horizons {bt['horizons']}, seeded "
+                f"synthetic panel, one process, {bt['workers']} threads: {bt['seconds']:.2f} s "
+                f"wall ({bt['cpu_s']:.2f} s CPU, user + system), peak RSS "
+                f"{bt['peak_rss_mb']:,.0f} MB.", "", "| step | s |", "|---|---:|"]
+        out += [f"| {name} | {sec:.2f} |" for name, sec in bt["steps"].items()]
     out += ["", f"Message of the first scan: `{std['first_msg']}`", ""]
     return "\n".join(out)
 

@@ -224,11 +224,12 @@ class ActionsProvider(SyntheticProvider):
         self.actions_asked.append(since)
         if self.fail_actions:
             raise ProviderError("reference splits: HTTP 503 after retries")
-        own = () if not self.own_actions else super().actions(since)
-        if self.own_actions:
-            self._requests["actions"] -= 1  # one request: the market's own and the added rows
         rows = pd.DataFrame([r for r in self.extra_actions
                              if str(r[1]) >= str(since)],
                             columns=["Symbol", "ExDate", "Type", "Ratio", "Amount"],
                             dtype=object)
+        if not self.own_actions:
+            return rows
+        own = super().actions(since)
+        self._requests["actions"] -= 1  # one request: the market's own and the added rows
         return rows if not len(own) else pd.concat([own, rows], ignore_index=True)
