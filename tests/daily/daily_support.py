@@ -21,12 +21,13 @@ class Receiver:
     def __init__(self, fail: int = 0) -> None:
         self.bodies: list[dict[str, Any]] = []
         self.fail = fail
+        self.lock = threading.Lock()
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                with threading.Lock():
+                with owner.lock:
                     if owner.fail > 0:
                         owner.fail -= 1
                         self.send_response(500)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from daily_support import Receiver, Recorder, webhook_send
+from daily_support import Receiver, Recorder
 
 from technic_v4 import pipeline
 from technic_v4.config.scan import ScanConfig

@@ -58,13 +58,17 @@ _WATCH_OPTIONS: dict[str, Any] = {"min_price": 0.0, "min_dollar_volume": 0.0,
 
 def default_send(target: dict[str, Any], message: Message) -> Delivery:
     """The notify package's sender: validate the stored target dict, deliver (never raises)."""
-    from technic_v4.notify import send, targets
+    import importlib
 
+    # Imported by name: the senders are built beside the runner (technic_v4.notify).
+    targets = importlib.import_module("technic_v4.notify.targets")
+    send = importlib.import_module("technic_v4.notify.send")
     try:
         parsed = targets.parse_target(target)
     except ConfigError as e:
         return Delivery(str(target.get("name")), False, 0, f"invalid target: {e}")
-    return send.deliver(parsed, message)
+    delivery: Delivery = send.deliver(parsed, message)
+    return delivery
 
 
 @dataclass
@@ -153,7 +157,7 @@ def result_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """The stored part of a result: Symbol, Signal, TechRating, Entry, Stop, Target,
     PositionSize (NaN as None)."""
     recs = frame[list(RESULT_COLUMNS)].to_dict("records")
-    return [{k: _clean(v) for k, v in r.items()} for r in recs]
+    return [{str(k): _clean(v) for k, v in r.items()} for r in recs]
 
 
 def _clean(v: Any) -> Any:
@@ -215,7 +219,8 @@ def session_bars(data: MarketData, session: dt.date, symbols: Iterable[str]
                  ) -> dict[str, tuple[float, float]]:
     """(low, high) of each symbol's bar on ``session`` (symbols without one are left out)."""
     ref = data.reference()
-    pos = pd.Index(ref["Symbol"].astype(str)).get_indexer(list(symbols))
+    symbols = list(symbols)
+    pos = pd.Index(ref["Symbol"].astype(str)).get_indexer(pd.Index(symbols))
     wanted = [(s, int(i)) for s, i in zip(symbols, pos, strict=True) if i >= 0]
     if not wanted:
         return {}
