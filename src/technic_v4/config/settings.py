@@ -82,6 +82,12 @@ class Settings(BaseSettings):
         default=2048, ge=1, description="Memory the service lets heavy requests (scans, long or "
         "point-in-time symbol histories) take at once, by estimate; beyond it: HTTP 429.")
     progress: bool = Field(default=True, description="Progress bars on stderr for slow steps.")
+    schedule_enabled: bool = Field(
+        default=True, description="`technic serve` runs the saved screens after each NYSE "
+        "close (the daily run); `technic watch` runs it whatever this says.")
+    schedule_delay_min: float = Field(
+        default=30.0, ge=0, le=24 * 60, description="Minutes after each NYSE close (early "
+        "closes respected) the daily run fires.")
 
     @field_validator("redis_url")
     @classmethod

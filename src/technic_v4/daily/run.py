@@ -254,7 +254,8 @@ def run_session(session: dt.date, *, catch_up: bool = False, state: StateStore |
                 data: MarketData | None = None, send: Sender | None = None,
                 names: Iterable[str] | None = None, link: str | None = None,
                 update: bool = True) -> SessionReport:
-    """Run every enabled saved screen (or those in ``names``) and every watchlist for
+    """Run every enabled saved screen and watchlist (or those in ``names``; a watchlist as
+    ``watchlist:<name>``) for
     ``session``, store each run with its outbox rows, then send what is pending (see module
     docstring). A run already stored is not recomputed."""
     from technic_v4 import data_engine
@@ -308,16 +309,18 @@ def run_session(session: dt.date, *, catch_up: bool = False, state: StateStore |
             outbox = [] if msg.empty else [(t, message_payload(msg)) for t in s["targets"]]
             if state.store_run(name, session, started, catch_up, rows, changes, outbox):
                 rep.ran.append(name)
-        _run_watchlists(state, data, session, catch_up, link, rep, started)
+        _run_watchlists(state, data, session, catch_up, link, rep, started, wanted)
         sent, dead = flush(state, send)
         rep.sent, rep.dead = sent, dead
     return rep
 
 
 def _run_watchlists(state: StateStore, data: MarketData, session: dt.date, catch_up: bool,
-                    link: str | None, rep: SessionReport, started: dt.datetime) -> None:
+                    link: str | None, rep: SessionReport, started: dt.datetime,
+                    wanted: set[str] | None) -> None:
     todo = [w for w in state.watchlists()
-            if state.run(WATCHLIST_PREFIX + w["name"], session) is None]
+            if (wanted is None or WATCHLIST_PREFIX + w["name"] in wanted)
+            and state.run(WATCHLIST_PREFIX + w["name"], session) is None]
     if not todo:
         return
     symbols = sorted({it["symbol"] for w in todo for it in w["items"]})
