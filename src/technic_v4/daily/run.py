@@ -61,8 +61,11 @@ def default_send(target: dict[str, Any], message: Message) -> Delivery:
     import importlib
 
     # Imported by name: the senders are built beside the runner (technic_v4.notify).
-    targets = importlib.import_module("technic_v4.notify.targets")
-    send = importlib.import_module("technic_v4.notify.send")
+    try:
+        targets = importlib.import_module("technic_v4.notify.targets")
+        send = importlib.import_module("technic_v4.notify.send")
+    except ImportError as e:
+        return Delivery(str(target.get("name")), False, 0, f"no sender installed ({e})")
     try:
         parsed = targets.parse_target(target)
     except ConfigError as e:
