@@ -39,10 +39,15 @@ def screen_config(config: dict[str, Any]) -> dict[str, Any]:
     return cfg.model_dump(mode="json", exclude_defaults=True)
 
 
+RESERVED = ("validate", "presets")  # /v1/screens/<these> are other routes
+
+
 def add_screen(name: str, config: dict[str, Any], targets: list[str] | None = None,
                enabled: bool = True, replace: bool = False,
                state: StateStore | None = None) -> dict[str, Any]:
     check_name(name)
+    if name in RESERVED:
+        raise ConfigError("name", f"{name!r} is reserved; choose another name")
     st = open_state(state)
     st.put_screen(name, screen_config(config), enabled, list(targets or []), replace=replace)
     return show_screen(name, st)

@@ -84,6 +84,10 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}\Z")
 RESULT_COLUMNS = ("Symbol", "Signal", "TechRating", "Entry", "Stop", "Target", "PositionSize")
 
 
+class NotFound(ConfigError):
+    """A saved screen, watchlist or alert target that does not exist (HTTP 404)."""
+
+
 def check_name(value: Any, field: str = "name") -> str:
     """A saved thing's name: a slug (lowercase letters, digits, ``-``, ``_``; ≤ 64)."""
     if not isinstance(value, str) or not _NAME.match(value):
@@ -260,13 +264,13 @@ class StateStore:
         for s in self.screens():
             if s["name"] == name:
                 return s
-        raise ConfigError("screen", f"no saved screen named {name!r}; saved: "
+        raise NotFound("screen", f"no saved screen named {name!r}; saved: "
                           f"{', '.join(x['name'] for x in self.screens()) or 'none'}")
 
     def remove_screen(self, name: str) -> None:
         with self.transaction() as con:
             if not con.execute("SELECT 1 FROM screens WHERE name = ?", [name]).fetchall():
-                raise ConfigError("screen", f"no saved screen named {name!r}")
+                raise NotFound("screen", f"no saved screen named {name!r}")
             con.execute("DELETE FROM screens WHERE name = ?", [name])
 
     # -- watchlists ------------------------------------------------------------------------------
@@ -294,13 +298,13 @@ class StateStore:
         for w in self.watchlists():
             if w["name"] == name:
                 return w
-        raise ConfigError("watchlist", f"no watchlist named {name!r}; saved: "
+        raise NotFound("watchlist", f"no watchlist named {name!r}; saved: "
                           f"{', '.join(x['name'] for x in self.watchlists()) or 'none'}")
 
     def remove_watchlist(self, name: str) -> None:
         with self.transaction() as con:
             if not con.execute("SELECT 1 FROM watchlists WHERE name = ?", [name]).fetchall():
-                raise ConfigError("watchlist", f"no watchlist named {name!r}")
+                raise NotFound("watchlist", f"no watchlist named {name!r}")
             con.execute("DELETE FROM watchlists WHERE name = ?", [name])
 
     # -- alert targets ---------------------------------------------------------------------------
@@ -325,14 +329,14 @@ class StateStore:
         rows = self._query("SELECT spec FROM targets WHERE name = ?", [name])
         if not rows:
             known = [t["name"] for t in self.targets()]
-            raise ConfigError("target", f"no alert target named {name!r}; saved: "
+            raise NotFound("target", f"no alert target named {name!r}; saved: "
                               f"{', '.join(known) or 'none'}")
         return dict(json.loads(rows[0][0]))
 
     def remove_target(self, name: str) -> None:
         with self.transaction() as con:
             if not con.execute("SELECT 1 FROM targets WHERE name = ?", [name]).fetchall():
-                raise ConfigError("target", f"no alert target named {name!r}")
+                raise NotFound("target", f"no alert target named {name!r}")
             users = [n for (n, t) in con.execute(
                 "SELECT name, targets FROM screens UNION ALL SELECT 'watchlist:' || name, "
                 "targets FROM watchlists").fetchall() if name in json.loads(t)]
