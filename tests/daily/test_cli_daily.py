@@ -40,6 +40,9 @@ def test_saved_things_round_trip_and_secrets_are_never_shown(tmp_path: Path) -> 
     assert "golden_cross_today  (Golden cross today)" in r.stdout  # presets still listed
     show = json.loads(_technic(["screens", "show", "dips"], tmp_path).stdout)
     assert show["config"] == {"where": "RSI14 < 40", "top_n": 10}
+    # User data: clearing the market store leaves the saved screens alone.
+    assert _technic(["cache", "clear", "--store"], tmp_path).returncode == 0
+    assert "dips  (enabled" in _technic(["screens", "list"], tmp_path).stdout
     r = _technic(["screens", "run", "dips", "--format", "csv"], tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[0].startswith("\"Symbol\",\"Name\"")

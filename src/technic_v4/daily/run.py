@@ -37,7 +37,7 @@ from filelock import FileLock
 
 from technic_v4 import pipeline
 from technic_v4.config.scan import ScanConfig
-from technic_v4.daily.state import RESULT_COLUMNS, OutboxRow, StateStore
+from technic_v4.daily.state import RESULT_COLUMNS, NewRun, OutboxRow, StateStore
 from technic_v4.data.market import MarketData
 from technic_v4.errors import ConfigError, DataError, TechnicError
 from technic_v4.notify import Delivery, Message
@@ -238,7 +238,8 @@ def session_bars(data: MarketData, session: dt.date, symbols: Iterable[str]
 
 # -- the run ---------------------------------------------------------------------------------------
 def message_payload(msg: Message) -> dict[str, Any]:
-    d = dataclasses.asdict(msg)
+    """The message as JSON-ready fields (its rows are plain dicts of scalars: no deep copy)."""
+    d = {f.name: getattr(msg, f.name) for f in dataclasses.fields(msg)}
     d["session"] = msg.session.isoformat()
     return d
 
@@ -258,14 +259,13 @@ def run_session(session: dt.date, *, catch_up: bool = False, state: StateStore |
                 names: Iterable[str] | None = None, link: str | None = None,
                 update: bool = True) -> SessionReport:
     """Run every enabled saved screen and watchlist (or those in ``names``; a watchlist as
-    ``watchlist:<name>``) for
-    ``session``, store each run with its outbox rows, then send what is pending (see module
-    docstring). A run already stored is not recomputed."""
+    ``watchlist:<name>``) for ``session``, store the runs with their outbox rows in one
+    transaction, then send what is pending (see module docstring). A run already stored is not
+    recomputed."""
     from technic_v4 import data_engine
-    from technic_v4.config.settings import get_settings
 
     data = data or data_engine.market()
-    state = state or StateStore(data.settings.data_dir if data else get_settings().data_dir)
+    state = state or StateStore(data.settings.data_dir)
     rep = SessionReport(session)
     with FileLock(str(state.path) + ".run.lock", thread_local=False):
         if update:
@@ -277,20 +277,25 @@ def run_session(session: dt.date, *, catch_up: bool = False, state: StateStore |
         wanted = None if names is None else set(names)
         screens = [s for s in state.screens(enabled_only=True)
                    if wanted is None or s["name"] in wanted]
+        watch = [w for w in state.watchlists()
+                 if wanted is None or WATCHLIST_PREFIX + w["name"] in wanted]
+        prev_day = previous_session(data, session)
+        known = state.runs_at([s["name"] for s in screens] +
+                              [WATCHLIST_PREFIX + w["name"] for w in watch],
+                              [session] + ([prev_day] if prev_day is not None else []))
         todo = []
         for s in screens:
-            if state.run(s["name"], session) is not None:
+            if (s["name"], session) in known:
                 rep.skipped.append(s["name"])
             else:
                 todo.append(s)
         started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         configs = {s["name"]: ScanConfig(**s["config"]) for s in todo}
         now = evaluate_screens(configs, data, session) if configs else {}
-        prev_day = previous_session(data, session)
         baseline: dict[str, list[dict[str, Any]]] = {}
         need_prev: dict[str, ScanConfig] = {}
         for s in todo:
-            old = state.run(s["name"], prev_day) if prev_day is not None else None
+            old = known.get((s["name"], prev_day)) if prev_day is not None else None
             if old is not None and old.status == "done":
                 baseline[s["name"]] = old.rows
             elif prev_day is not None:
@@ -298,36 +303,37 @@ def run_session(session: dt.date, *, catch_up: bool = False, state: StateStore |
         if need_prev and prev_day is not None:
             for name, res in evaluate_screens(need_prev, data, prev_day).items():
                 baseline[name] = result_rows(res) if isinstance(res, pd.DataFrame) else []
+        new: list[NewRun] = []
         for s in todo:
             name = s["name"]
             res = now[name]
             if isinstance(res, ConfigError):
                 rep.failed[name] = str(res)
-                state.store_run(name, session, started, catch_up, [], {"error": str(res)}, [])
+                new.append(NewRun(name, session, started, catch_up, [], {"error": str(res)}, [],
+                                  "failed"))
                 continue
             rows = result_rows(res)
             changes = compare(baseline.get(name, []), rows)
             msg = Message(name, session, changes["entered"], changes["left"],
                           changes["changed"], link=link, catch_up=catch_up)
             outbox = [] if msg.empty else [(t, message_payload(msg)) for t in s["targets"]]
-            if state.store_run(name, session, started, catch_up, rows, changes, outbox):
-                rep.ran.append(name)
-        _run_watchlists(state, data, session, catch_up, link, rep, started, wanted)
+            new.append(NewRun(name, session, started, catch_up, rows, changes, outbox))
+        watch = [w for w in watch if (WATCHLIST_PREFIX + w["name"], session) not in known]
+        new += _watchlist_runs(watch, data, session, prev_day, catch_up, link, started)
+        for run, run_id in zip(new, state.store_runs(new), strict=True):
+            if run_id is not None and run.status == "done":
+                rep.ran.append(run.name)
         sent, dead = flush(state, send)
         rep.sent, rep.dead = sent, dead
     return rep
 
 
-def _run_watchlists(state: StateStore, data: MarketData, session: dt.date, catch_up: bool,
-                    link: str | None, rep: SessionReport, started: dt.datetime,
-                    wanted: set[str] | None) -> None:
-    todo = [w for w in state.watchlists()
-            if (wanted is None or WATCHLIST_PREFIX + w["name"] in wanted)
-            and state.run(WATCHLIST_PREFIX + w["name"], session) is None]
+def _watchlist_runs(todo: list[dict[str, Any]], data: MarketData, session: dt.date,
+                    prev_day: dt.date | None, catch_up: bool, link: str | None,
+                    started: dt.datetime) -> list[NewRun]:
     if not todo:
-        return
+        return []
     symbols = sorted({it["symbol"] for w in todo for it in w["items"]})
-    prev_day = previous_session(data, session)
     plan: dict[str, dict[str, Any]] = {}
     current: dict[str, dict[str, Any]] = {}
     if symbols:
@@ -339,6 +345,7 @@ def _run_watchlists(state: StateStore, data: MarketData, session: dt.date, catch
             if isinstance(res, pd.DataFrame):
                 into.update({r["Symbol"]: r for r in result_rows(res)})
     bars = session_bars(data, session, symbols)
+    out = []
     for w in todo:
         hits = touched(w["name"], w["items"], plan, bars)
         rows = [current[it["symbol"]] for it in w["items"] if it["symbol"] in current]
@@ -347,9 +354,9 @@ def _run_watchlists(state: StateStore, data: MarketData, session: dt.date, catch
         msg = Message(WATCHLIST_PREFIX + w["name"], session, touched=hits, link=link,
                       catch_up=catch_up)
         outbox = [] if msg.empty else [(t, message_payload(msg)) for t in w["targets"]]
-        if state.store_run(WATCHLIST_PREFIX + w["name"], session, started, catch_up, rows,
-                           {"touched": hits, "levels": levels}, outbox):
-            rep.ran.append(WATCHLIST_PREFIX + w["name"])
+        out.append(NewRun(WATCHLIST_PREFIX + w["name"], session, started, catch_up, rows,
+                          {"touched": hits, "levels": levels}, outbox))
+    return out
 
 
 def flush(state: StateStore, send: Sender | None = None) -> tuple[int, int]:

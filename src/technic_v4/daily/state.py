@@ -139,6 +139,20 @@ class Run:
 
 
 @dataclass(frozen=True)
+class NewRun:
+    """A run to store, with its outbox rows (target name, message payload)."""
+
+    name: str
+    session: dt.date
+    started_at: dt.datetime
+    catch_up: bool
+    rows: list[dict[str, Any]]
+    changes: dict[str, Any]
+    outbox: list[tuple[str, dict[str, Any]]]
+    status: str = "done"
+
+
+@dataclass(frozen=True)
 class OutboxRow:
     id: int
     run_id: int
@@ -372,25 +386,45 @@ class StateStore:
         """The latest session with a stored run, by name."""
         return {n: d for n, d in self._query("SELECT name, max(session) FROM runs GROUP BY name")}
 
+    def runs_at(self, names: list[str], sessions: list[dt.date]) -> dict[tuple[str, dt.date], Run]:
+        """The stored runs of these names on these sessions, in one read."""
+        if not names or not sessions:
+            return {}
+        rows = self._query(
+            "SELECT id, name, session, started_at, finished_at, status, catch_up, rows, changes "
+            "FROM runs WHERE list_contains(?, name) AND list_contains(?, session)",
+            [names, sessions])
+        return {(r.name, r.session): r for r in map(_run, rows)}
+
     def store_run(self, name: str, session: dt.date, started_at: dt.datetime, catch_up: bool,
                   rows: list[dict[str, Any]], changes: dict[str, Any],
-                  outbox: list[tuple[str, dict[str, Any]]]) -> int | None:
+                  outbox: list[tuple[str, dict[str, Any]]], status: str = "done") -> int | None:
         """The run and its outbox rows (target, payload) in one transaction. Returns the run id,
         or None when a run of (name, session) is already stored (nothing is written then)."""
+        return self.store_runs([NewRun(name, session, started_at, catch_up, rows, changes,
+                                       outbox, status)])[0]
+
+    def store_runs(self, runs: list[NewRun]) -> list[int | None]:
+        """Several runs with their outbox rows in one transaction (all or nothing); a run whose
+        (name, session) is already stored is left out (None)."""
+        texts = [(json.dumps(r.rows, default=_jsonable), json.dumps(r.changes, default=_jsonable),
+                  [(t, json.dumps(p, default=_jsonable)) for t, p in r.outbox]) for r in runs]
+        ids: list[int | None] = []
         with self.transaction() as con:
-            if con.execute("SELECT 1 FROM runs WHERE name = ? AND session = ?",
-                           [name, session]).fetchall():
-                return None
-            run_id = int(con.execute("SELECT nextval('run_ids')").fetchall()[0][0])
-            con.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, 'done', ?, ?, ?)",
-                        [run_id, name, session, started_at, _now(), catch_up,
-                         json.dumps(rows, default=_jsonable), json.dumps(changes,
-                                                                        default=_jsonable)])
-            for target, payload in outbox:
-                con.execute("INSERT INTO outbox VALUES (nextval('outbox_ids'), ?, ?, ?, "
-                            "'pending', 0, NULL, ?, NULL)",
-                            [run_id, target, json.dumps(payload, default=_jsonable), _now()])
-        return run_id
+            for r, (rows, changes, outbox) in zip(runs, texts, strict=True):
+                if con.execute("SELECT 1 FROM runs WHERE name = ? AND session = ?",
+                               [r.name, r.session]).fetchall():
+                    ids.append(None)
+                    continue
+                run_id = int(con.execute("SELECT nextval('run_ids')").fetchall()[0][0])
+                con.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            [run_id, r.name, r.session, r.started_at, _now(), r.status,
+                             r.catch_up, rows, changes])
+                for target, payload in outbox:
+                    con.execute("INSERT INTO outbox VALUES (nextval('outbox_ids'), ?, ?, ?, "
+                                "'pending', 0, NULL, ?, NULL)", [run_id, target, payload, _now()])
+                ids.append(run_id)
+        return ids
 
     def outbox(self, status: str | None = None, limit: int = 1000) -> list[OutboxRow]:
         where = "" if status is None else " WHERE status = ?"
