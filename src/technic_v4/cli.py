@@ -644,17 +644,20 @@ def _check_bind(host: str, port: int) -> None:
 @click.option("--quick", is_flag=True, help="Fewer repeats (a smoke run).")
 @click.option("--no-ray", is_flag=True, help="Skip the Ray measurements.")
 @click.option("--no-vendor", is_flag=True, help="Skip the loopback-vendor measurements.")
+@click.option("--no-daily", is_flag=True, help="Skip the daily run of 50 saved screens.")
 @click.option("--big", type=int, default=50_000, show_default=True,
               help="Listings of the large-universe run (0 skips it).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("bench-report.md"), show_default=True, callback=_output_path)
-def bench(quick: bool, no_ray: bool, no_vendor: bool, big: int, output: Path) -> None:
+def bench(quick: bool, no_ray: bool, no_vendor: bool, no_daily: bool, big: int,
+          output: Path) -> None:
     """Benchmark scans on this machine and write a markdown report."""
     from technic_v4.bench import run_bench
     from technic_v4.config.settings import get_settings
 
     get_settings()  # a bad TECHNIC_* value fails here in one line, not inside a child process
-    report = run_bench(quick=quick, big=big, ray=not no_ray, vendor=not no_vendor)
+    report = run_bench(quick=quick, big=big, ray=not no_ray, vendor=not no_vendor,
+                       daily=not no_daily)
     fsio.write_text(output, report)
     click.echo(report)
     click.echo(f"wrote {output}", err=True)
