@@ -521,7 +521,10 @@ def watch(once: bool) -> None:
         return
 
     def stop(signum: int, frame: Any) -> None:
+        if sched.stop.is_set():  # a second Ctrl-C: stop now (stored runs resume on restart)
+            raise KeyboardInterrupt
         sched.stop.set()  # wakes the loop's sleep at once; a run under way finishes first
+        click.echo("stopping after the current run (Ctrl-C again to stop now)", err=True)
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)

@@ -81,3 +81,29 @@ def test_bad_input_is_one_line_naming_the_field(tmp_path: Path) -> None:
     # the preset path of `screens show` keeps its error
     assert "unknown preset 'golden'; did you mean" in _technic(["screens", "show", "golden"],
                                                                  tmp_path).stderr
+
+
+def test_watch_runs_in_the_foreground_and_ctrl_c_exits(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    env = {**os.environ, "TECHNIC_DATA_DIR": str(tmp_path), "TECHNIC_SYNTHETIC_LISTINGS": "150",
+           "TECHNIC_SYNTHETIC_EPOCH": "2025-06-02", "TECHNIC_SYNTHETIC_END": "2026-11-20",
+           "TECHNIC_PROGRESS": "false"}
+    StateStore(tmp_path).put_screen("up", {"where": "close > sma(close, 5)"}, True, [])
+    with subprocess.Popen([sys.executable, "-m", "technic_v4.cli", "watch"], env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as p:
+        try:
+            assert p.stderr is not None
+            assert "Ctrl-C exits" in p.stderr.readline()
+            # The first tick catches up: once it stored the run, interrupt the sleep.
+            st = StateStore(tmp_path)
+            while not st.runs("up"):
+                assert p.poll() is None, p.stderr.read()
+                time.sleep(0.05)  # a poll, not a timing assertion
+            p.send_signal(signal.SIGINT)
+            assert p.wait(timeout=120) == 0
+        finally:
+            if p.poll() is None:
+                p.kill()
+    assert [str(r.session) for r in st.runs("up")] == ["2026-11-20"]

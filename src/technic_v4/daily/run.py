@@ -359,6 +359,12 @@ def _watchlist_runs(todo: list[dict[str, Any]], data: MarketData, session: dt.da
     return out
 
 
+def resume(state: StateStore, send: Sender | None = None) -> tuple[int, int]:
+    """Send what a killed run left pending, taking turns with runs in this data dir."""
+    with FileLock(str(state.path) + ".run.lock", thread_local=False):
+        return flush(state, send)
+
+
 def flush(state: StateStore, send: Sender | None = None) -> tuple[int, int]:
     """Send every pending outbox row; returns (sent, dead). Rows of different targets go out in
     parallel (one failing target never delays another), a target's rows in order."""

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from technic_v4.daily.run import WATCHLIST_PREFIX, Sender, SessionReport, flush, run_session
+from technic_v4.daily.run import WATCHLIST_PREFIX, Sender, SessionReport, resume, run_session
 from technic_v4.daily.state import StateStore
 from technic_v4.data import calendar
 from technic_v4.data.market import MarketData
@@ -162,7 +162,7 @@ class Scheduler:
         if not reports and self.state.outbox("pending", limit=1):
             with self.election.hold(latest) as won:  # rows a killed run left behind
                 if won:
-                    flush(self.state, self.send)
+                    resume(self.state, self.send)
         self.last = reports
         return reports
 
