@@ -73,7 +73,8 @@ def test_changes_since_the_previous_session_and_one_outbox_row_per_target(
     rec = Recorder()
     rep = run_session(PREV, state=st, data=md, send=rec, update=False)
     assert rep.ran == ["up"]
-    rep = run_session(END, state=st, data=md, send=rec, update=False)
+    rep = run_session(END, state=st, data=md, send=rec, update=False,
+                      link="https://technic.example/")
     assert rep.ran == ["up"] and rep.sent == 2
     before, after = _symbols(md, PREV), _symbols(md, END)
     run = st.run("up", END)
@@ -87,6 +88,7 @@ def test_changes_since_the_previous_session_and_one_outbox_row_per_target(
     msgs = [m for _, m in rec.calls if m.session == END]
     assert sorted(t for t, m in rec.calls if m.session == END) == ["t1", "t2"]
     assert msgs[0].entered == ch["entered"] and msgs[0].screen == "up"
+    assert msgs[0].link == "https://technic.example/#screen=up"
     # A second run of the session neither recomputes nor sends.
     n = len(rec.calls)
     rep = run_session(END, state=st, data=md, send=rec, update=False)

@@ -269,4 +269,9 @@ def test_page_lists_saved_screens_with_changes_and_a_watchlist(
     want = w["items"][0]["ToStopPct"]
     assert first.locator('td[data-col="ToStopPct"]').inner_text() == f"{want:.1f}%"
     assert w["items"][0]["Signal"] in first.inner_text()
+    # A daily-run message's link opens the screen's changes (a fresh page: no click).
+    linked = browser.new_page()
+    linked.goto(s.url + "/#screen=up")
+    linked.wait_for_selector('#changes[data-screen="up"]')
+    assert linked.eval_on_selector_all("#entered li", "lis => lis.length") == len(shown)
     assert not problems, problems

@@ -248,6 +248,13 @@ def payload_message(d: dict[str, Any]) -> Message:
     return Message(**{**d, "session": dt.date.fromisoformat(d["session"])})
 
 
+def page_link(base: str | None, name: str, kind: str = "screen") -> str | None:
+    """The web page showing a screen's (or watchlist's) last run, under ``base``."""
+    from urllib.parse import quote
+
+    return None if not base else f"{base.rstrip('/')}/#{kind}={quote(name)}"
+
+
 def previous_session(data: MarketData, session: dt.date) -> dt.date | None:
     stored = data.store.stored_sessions()
     i = int(np.searchsorted(stored, np.datetime64(session, "D"))) - 1
@@ -261,13 +268,15 @@ def run_session(session: dt.date, *, catch_up: bool = False, state: StateStore |
     """Run every enabled saved screen and watchlist (or those in ``names``; a watchlist as
     ``watchlist:<name>``) for ``session``, store the runs with their outbox rows in one
     transaction, then send what is pending (see module docstring). A run already stored is not
-    recomputed."""
+    recomputed. ``link``: the web page's base URL for the messages (default
+    ``TECHNIC_PUBLIC_URL``)."""
     from technic_v4 import data_engine
 
     data = data or data_engine.market()
     state = state or StateStore(data.settings.data_dir)
     rep = SessionReport(session)
     with FileLock(str(state.path) + ".run.lock", thread_local=False):
+        page = link if link is not None else data.settings.public_url
         if update:
             data.ensure_current()
         stored = data.store.stored_sessions()
@@ -315,11 +324,11 @@ def run_session(session: dt.date, *, catch_up: bool = False, state: StateStore |
             rows = result_rows(res)
             changes = compare(baseline.get(name, []), rows)
             msg = Message(name, session, changes["entered"], changes["left"],
-                          changes["changed"], link=link, catch_up=catch_up)
+                          changes["changed"], link=page_link(page, name), catch_up=catch_up)
             outbox = [] if msg.empty else [(t, message_payload(msg)) for t in s["targets"]]
             new.append(NewRun(name, session, started, catch_up, rows, changes, outbox))
         watch = [w for w in watch if (WATCHLIST_PREFIX + w["name"], session) not in known]
-        new += _watchlist_runs(watch, data, session, prev_day, catch_up, link, started)
+        new += _watchlist_runs(watch, data, session, prev_day, catch_up, page, started)
         for run, run_id in zip(new, state.store_runs(new), strict=True):
             if run_id is not None and run.status == "done":
                 rep.ran.append(run.name)
@@ -351,8 +360,8 @@ def _watchlist_runs(todo: list[dict[str, Any]], data: MarketData, session: dt.da
         rows = [current[it["symbol"]] for it in w["items"] if it["symbol"] in current]
         levels = {s: {"Stop": st, "Target": tg} for s, (st, tg) in
                   watch_levels(w["items"], plan).items()}
-        msg = Message(WATCHLIST_PREFIX + w["name"], session, touched=hits, link=link,
-                      catch_up=catch_up)
+        msg = Message(WATCHLIST_PREFIX + w["name"], session, touched=hits,
+                      link=page_link(link, w["name"], "watchlist"), catch_up=catch_up)
         outbox = [] if msg.empty else [(t, message_payload(msg)) for t in w["targets"]]
         out.append(NewRun(WATCHLIST_PREFIX + w["name"], session, started, catch_up, rows,
                           {"touched": hits, "levels": levels}, outbox))

@@ -104,7 +104,7 @@ class Scheduler:
             url = data.settings.redis_url
             election = RedisElection(url) if url else LocalElection()
         self.election = election
-        self.link = link
+        self.link = link if link is not None else data.settings.public_url
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.stop = threading.Event()
         self.last: list[SessionReport] = []

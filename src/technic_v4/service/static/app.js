@@ -596,10 +596,16 @@ function init() {
   $("watchlist").addEventListener("change", () => showWatchlist($("watchlist").value)
     .catch(showError));
   loadStore();
-  loadSaved().catch(showError);
-  loadWatchlists().catch(showError);
   loadOptions().catch(showError);
   loadPresets().catch(showError);
+  const linked = new URLSearchParams(location.hash.slice(1));  // a daily-run message's link
+  loadSaved().then(() => linked.get("screen") && showChanges(linked.get("screen")))
+    .catch(showError);
+  loadWatchlists().then(() => {
+    const w = linked.get("watchlist");
+    if (w) { $("watchlist").value = w; return showWatchlist(w); }
+    return null;
+  }).catch(showError);
 }
 
 document.addEventListener("DOMContentLoaded", init);
