@@ -22,7 +22,7 @@ def test_crud_errors_and_secrets(serve: Serve, market: MarketData, tmp_path: Pat
     s = serve(market, settings=_settings(market, tmp_path))
     c = s.client
     r = c.post("/v1/alerts", json={"name": "hook", "kind": "webhook",
-                                   "url": "http://127.0.0.1:9/h", "secret": "s3cr3t"})
+                                   "url": "http://hooks.example/h", "secret": "s3cr3t"})
     assert r.status_code == 201, r.text
     assert r.json()["secret"] == "set"
     r = c.post("/v1/screens", json={"name": "dips", "config": {"where": "RSI14 < 40"},

@@ -232,10 +232,15 @@ def list_targets(state: StateStore | None = None) -> dict[str, Any]:
 def test_target(name: str, send: Sender | None = None, state: StateStore | None = None
                 ) -> dict[str, Any]:
     """Send a sample message to one target now; returns the delivery."""
+    from technic_v4 import notify
+
     spec = open_state(state).target(name)
-    sample = Message("sample", dt.date.today(), entered=[{
-        "Symbol": "TEST", "Signal": "Long", "TechRating": 70.0, "Entry": 100.0, "Stop": 95.0,
-        "Target": 110.0, "PositionSize": 100}], test=True)
+    # The senders' own sample when they ship one (a row in every group), else a small one.
+    make = getattr(notify, "sample_message", None)
+    sample = make() if callable(make) else Message(
+        "sample", dt.date.today(), entered=[{
+            "Symbol": "TEST", "Signal": "Long", "TechRating": 70.0, "Entry": 100.0,
+            "Stop": 95.0, "Target": 110.0, "PositionSize": 100}], test=True)
     d = (send or default_send)(spec, sample)
     return {"target": d.target, "ok": d.ok, "attempts": d.attempts, "error": d.error,
             "status": d.status}
