@@ -107,3 +107,38 @@ def test_two_instances_on_one_redis_elect_one_runner(tmp_path: Path) -> None:
         lines = sorted(o.strip().splitlines()[-1] for o, _ in outs)
         assert lines == ["ran ['2026-11-20'] idle []", "ran [] idle ['2026-11-20']"]
         assert [b["screen"] for b in rx.bodies] == ["a"]  # one runner, one notification
+
+
+def test_the_loop_outlives_a_failed_tick_and_stops_at_once(md: MarketData,
+                                                           tmp_path: Path) -> None:
+    import logging
+    import threading
+
+    from technic_v4.daily.schedule import RedisElection
+    from technic_v4.testing import free_port
+
+    st = StateStore(tmp_path)
+    st.put_screen("a", {"where": WHERE}, True, [])
+    # Nothing listens there: electing a runner fails, the tick with it.
+    s = Scheduler(md, st, delay_min=30, send=Recorder(),
+                  election=RedisElection(f"redis://127.0.0.1:{free_port()}/0"),
+                  clock=lambda: dt.datetime(2026, 11, 29, 12, tzinfo=UTC))
+    failed = threading.Event()
+
+    class Seen(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "daily run failed" in record.getMessage():
+                failed.set()
+
+    handler = Seen()
+    logging.getLogger("technic_v4.daily.schedule").addHandler(handler)
+    try:
+        t = s.start()
+        assert failed.wait(60)
+        assert t.is_alive()  # sleeping until the retry, not dead
+        s.stop.set()
+        t.join(30)
+        assert not t.is_alive()
+    finally:
+        logging.getLogger("technic_v4.daily.schedule").removeHandler(handler)
+    assert st.runs("a") == []

@@ -33,7 +33,7 @@ from technic_v4.errors import TechnicError
 log = logging.getLogger(__name__)
 
 MAX_CATCH_UP = 5  # sessions back a start catches up at most
-RETRY_UNSTORED_S = 600.0  # a due session the provider has not published yet: look again
+RETRY_UNSTORED_S = 600.0  # a due session not published yet, or a failed tick: look again
 
 
 class LocalElection:
@@ -169,15 +169,20 @@ class Scheduler:
     def run_forever(self) -> None:
         """Tick, sleep until the next fire time, repeat; returns soon after :meth:`stop` is set."""
         while not self.stop.is_set():
+            failed = False
             try:
                 self.tick()
             except TechnicError as e:
-                log.error("daily run failed: %s", e)
+                log.error("daily run failed: %s; trying again in %.0f s", e, RETRY_UNSTORED_S)
+                failed = True
+            except Exception:  # Redis down, a bug: the loop must outlive one bad tick
+                log.exception("daily run failed; trying again in %.0f s", RETRY_UNSTORED_S)
+                failed = True
             now = self.clock()
             wait = (self.next_fire(now) - now).total_seconds()
             last = self.data.store.last_session()
-            if last is not None and last < self.latest_due(now):
-                wait = min(wait, RETRY_UNSTORED_S)  # published late: look again soon
+            if failed or (last is not None and last < self.latest_due(now)):
+                wait = min(wait, RETRY_UNSTORED_S)  # published late, or failed: look again soon
             log.info("next daily run in %.0f s", wait)
             self.stop.wait(max(1.0, wait))
 
