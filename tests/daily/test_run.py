@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,6 +57,21 @@ def test_screens_evaluated_together_equal_separate_scans(md: MarketData) -> None
         frame = got[name]
         assert isinstance(frame, pd.DataFrame)
         pd.testing.assert_frame_equal(frame.reset_index(drop=True), want.reset_index(drop=True))
+
+
+def test_screens_with_equal_options_share_their_terms(md: MarketData) -> None:
+    shared = "highest(high, 20)"
+    configs = {f"s{i}": ScanConfig(where=f"close > 0.9 * {shared} and RSI14 > {10 * i}")
+               for i in range(4)}
+    configs["other"] = ScanConfig(where=f"close < {shared}", min_tech_rating=30)  # output only
+    configs["apart"] = ScanConfig(where=f"close < {shared}", min_price=5)  # pre-screen differs
+    stats: dict[str, object] = {}
+    evaluate_screens(configs, md, END, stats)
+    assert stats["groups"] == 2
+    computed = stats["computed"]
+    assert isinstance(computed, Counter)
+    assert computed["highest(high,20)"] == 2  # once per group, not once per screen
+    assert max(computed.values()) <= 2
 
 
 def _symbols(md: MarketData, day: dt.date) -> dict[str, str]:

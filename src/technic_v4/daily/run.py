@@ -93,12 +93,16 @@ def _group_key(cfg: ScanConfig) -> tuple[str, int]:
     return (cfg.model_dump_json(exclude=_SCREEN_ONLY), cfg.bars_needed)
 
 
-def evaluate_screens(configs: dict[str, ScanConfig], data: MarketData, as_of: dt.date
+def evaluate_screens(configs: dict[str, ScanConfig], data: MarketData, as_of: dt.date,
+                     stats: dict[str, Any] | None = None
                      ) -> dict[str, pd.DataFrame | ConfigError]:
     """Each config's scan result as of a stored session (as ``pipeline.scan`` would return it),
     computed together: one panel load per width (the widest first; the L1 cache serves the
     others from it), stages 2-8 once per group of equal scan options, one Evaluator per group.
-    A config the store cannot serve (a term needing more history) maps to its ConfigError."""
+    A config the store cannot serve (a term needing more history) maps to its ConfigError.
+    ``stats`` (when given) receives ``groups`` and ``computed`` (computations per term key)."""
+    from collections import Counter
+
     from technic_v4.execution import get_backend
     from technic_v4.terms.engine import Evaluator
     from technic_v4.terms.kernels import Bars
@@ -118,6 +122,7 @@ def evaluate_screens(configs: dict[str, ScanConfig], data: MarketData, as_of: dt
             continue
         groups.setdefault(_group_key(cfg), []).append(name)
     backend = get_backend(data.settings)
+    computed: Counter[str] = Counter()
     for (_, width), names in sorted(groups.items(), key=lambda kv: -kv[0][1]):
         base = configs[names[0]]
         stages = pipeline._Stages(None, None)
@@ -153,6 +158,11 @@ def evaluate_screens(configs: dict[str, ScanConfig], data: MarketData, as_of: dt
                 _, scr = pipeline.no_screen(len(idx))
             _, frame = pipeline.output(cfg, ref, idx, mcap, cols, s, sig, p, scr)
             out[name] = frame
+        if ev is not None:
+            computed.update(ev.computed)
+    if stats is not None:
+        stats["groups"] = len(groups)
+        stats["computed"] = computed
     return out
 
 
