@@ -41,6 +41,7 @@ import logging
 import math
 import re
 import sys
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib import metadata, resources
@@ -182,6 +183,7 @@ class Service:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._state: StateStore | None = None
         self.scheduler: Scheduler | None = None
+        self._scheduler_thread = threading.Thread()
 
     @property
     def state(self) -> StateStore:
@@ -232,7 +234,7 @@ class Service:
         self.freshness.start(update_now=self.options.warm_store)
         if self.options.schedule:
             self.scheduler = Scheduler(self.market, self.state)
-            self.scheduler.start()
+            self._scheduler_thread = self.scheduler.start()
 
     def drain(self) -> None:
         """The server is stopping (SIGTERM): long polls and event streams answer now, new
@@ -243,7 +245,8 @@ class Service:
 
     def stop(self) -> None:
         if self.scheduler is not None:
-            self.scheduler.stop.set()  # a daily run under way finishes its session first
+            self.scheduler.stop.set()  # wakes its sleep; a run under way finishes its session
+            self._scheduler_thread.join(timeout=5)  # (a daemon: resumed on the next start)
         self.freshness.stop()
         self.jobs.shutdown()
         self.health.stop()
