@@ -7,6 +7,7 @@ from pathlib import Path
 
 from service_support import Serve
 
+from technic_v4.config.settings import Settings
 from technic_v4.daily.run import run_session
 from technic_v4.daily.state import StateStore
 from technic_v4.data.market import MarketData
@@ -14,7 +15,8 @@ from technic_v4.notify import Delivery, Message
 from technic_v4.service.app import ServiceOptions
 
 
-def _settings(market: MarketData, tmp_path: Path):  # type: ignore[no-untyped-def]
+def _settings(market: MarketData, tmp_path: Path) -> Settings:
+    """The market's settings with the state store in ``tmp_path`` (not the shared market's)."""
     return market.settings.model_copy(update={"data_dir": tmp_path})
 
 
