@@ -9,8 +9,8 @@ its previous session's run, check the watchlists' levels, store, then notify.
                   when there is none): entered, left, Signal changed
     4. watchlists symbols whose stop or target the session's bar touched (low <= stop,
                   high >= target)
-    5. store      per screen (and watchlist) one transaction: the run and one outbox row per
-                  target when there is news (``StateStore.store_run``)
+    5. store      one transaction for the session: each screen's (and watchlist's) run and one
+                  outbox row per target when there is news (``StateStore.store_runs``)
     6. send       every pending outbox row (``flush``): marked sent after its delivery, dead
                   with its one-line error when the sender gave up
 

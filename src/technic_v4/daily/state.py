@@ -386,7 +386,8 @@ class StateStore:
         """The latest session with a stored run, by name."""
         return {n: d for n, d in self._query("SELECT name, max(session) FROM runs GROUP BY name")}
 
-    def runs_at(self, names: list[str], sessions: list[dt.date]) -> dict[tuple[str, dt.date], Run]:
+    def runs_at(self, names: list[str], sessions: list[dt.date]
+                ) -> dict[tuple[str, dt.date], Run]:
         """The stored runs of these names on these sessions, in one read."""
         if not names or not sessions:
             return {}
