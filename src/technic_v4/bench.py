@@ -407,6 +407,76 @@ print("BENCH " + json.dumps(out))
 """
 
 
+_DAILY_CHILD = r"""
+import datetime as dt, json, statistics, sys, tempfile, time
+from pathlib import Path
+from technic_v4.config.settings import Settings
+from technic_v4.daily.run import run_session
+from technic_v4.daily.state import StateStore
+from technic_v4.data import calendar
+from technic_v4.data.market import MarketData
+from technic_v4.notify import Delivery
+args = json.loads(sys.argv[1])
+end = dt.date.fromisoformat(args["end"])
+prev = calendar.session_on_or_before(end - dt.timedelta(days=1))
+base = Path(args["dir"])
+def market(day):
+    return MarketData(Settings(data_dir=base / "data", synthetic_end=day, progress=False,
+                               synthetic_listings=args["listings"]))
+WHERES = ["close > sma(close, 50) and RSI14 < {k}", "rsi(close, 2) < {k} and close > SMA200",
+          "close > highest(high, {k})[1]", "change(close, 21) > {k} / 100",
+          "volume > 1.5 * sma(volume, 50) and close > open and RSI14 > {k}",
+          'rank(change(close, 126), by="sector") >= {k} + 40', "atr(14) / close < {k} / 1000",
+          "crossed_above(ema(close, 10), sma(close, {k}))",
+          "close < lowest(low, {k})[1] * 1.05", "TechRating > {k} + 30"]
+def screens(st):
+    for i in range(args["screens"]):
+        k = 10 + 5 * (i // len(WHERES))
+        opts = [{}, {"top_n": 25}, {"min_tech_rating": 40}, {"sectors": ["Energy"]}][i % 4]
+        st.put_screen(f"s{i}", {"where": WHERES[i % len(WHERES)].format(k=k), **opts}, True,
+                      ["sink"])
+sent = []
+def sink(target, message):
+    sent.append(message.screen)
+    return Delivery(target["name"], True, 1)
+def fresh_state(name):
+    st = StateStore(base / name)
+    st.put_target({"name": "sink", "kind": "webhook", "url": "http://127.0.0.1:9/"})
+    screens(st)
+    return st
+md = market(prev)
+md.ensure_current()
+st = fresh_state("state0")
+run_session(prev, state=st, data=md, send=sink)  # yesterday's runs; compiles the kernels
+md2 = market(end)  # the next session: the provider has one session the store lacks
+t = time.perf_counter()
+rep = run_session(end, state=st, data=md2, send=sink)
+daily_s = time.perf_counter() - t
+warm = []
+for r in range(args["repeats"]):
+    st_r = fresh_state(f"state{r + 1}")
+    run_session(prev, state=st_r, data=md2, send=sink, update=False)
+    t = time.perf_counter()
+    run_session(end, state=st_r, data=md2, send=sink)
+    warm.append(time.perf_counter() - t)
+print("BENCH " + json.dumps({"daily_s": daily_s, "warm_s": statistics.median(warm),
+                             "screens": args["screens"], "ran": len(rep.ran),
+                             "notified": rep.sent, "listings": args["listings"]}))
+"""
+
+
+def daily_bench(listings: int = 6000, screens: int = 50, repeats: int = 3) -> dict[str, Any]:
+    """The daily run of ``screens`` saved screens over the embedded market: a store that lacks
+    the newest session is updated, every screen runs, changes are stored and sent to a sink."""
+    with tempfile.TemporaryDirectory(prefix="technic-bench-daily-") as tmp:
+        env = {**os.environ, "TECHNIC_PROGRESS": "false", "TECHNIC_USE_RAY": "false"}
+        args = {"listings": listings, "screens": screens, "repeats": repeats,
+                "end": "2026-11-20", "dir": tmp}
+        _, data = _child(env, ["-c", _DAILY_CHILD, json.dumps(args)])
+    assert data is not None
+    return data
+
+
 def _child(env: dict[str, str], args: list[str]) -> tuple[float, dict[str, Any] | None]:
     t = time.perf_counter()
     r = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True,
@@ -422,7 +492,7 @@ def _child(env: dict[str, str], args: list[str]) -> tuple[float, dict[str, Any] 
 
 
 def run_bench(quick: bool = False, listings: int = 6200, big: int = 50_000,
-              ray: bool = True, vendor: bool = True) -> str:
+              ray: bool = True, vendor: bool = True, daily: bool = True) -> str:
     """Run every measurement (see module docstring) and return the markdown report."""
     repeats = 3 if quick else 7
     proc_repeats = 2 if quick else 5
@@ -457,6 +527,8 @@ def run_bench(quick: bool = False, listings: int = 6200, big: int = 50_000,
     if vendor:
         res["vendor"] = vendor_bench()
     res["trades"] = trades_bench(repeats=2 if quick else 3)
+    if daily:
+        res["daily"] = daily_bench(repeats=2 if quick else 3)
     return report(res)
 
 
@@ -578,6 +650,12 @@ def report(res: dict[str, Any]) -> str:
                 f"wall ({bt['cpu_s']:.2f} s CPU, user + system), peak RSS "
                 f"{bt['peak_rss_mb']:,.0f} MB.", "", "| step | s |", "|---|---:|"]
         out += [f"| {name} | {sec:.2f} |" for name, sec in bt["steps"].items()]
+    if "daily" in res:
+        d = res["daily"]
+        out += ["", f"Daily run ({d['screens']} saved screens over {d['listings']:,} listings, "
+                f"{d['ran']} stored, {d['notified']} notifications to a local sink): "
+                f"{d['daily_s']:.2f} s with the store update of the new session (a new "
+                f"MarketData: L1 cold), {d['warm_s']:.2f} s warm (median)."]
     out += ["", f"Message of the first scan: `{std['first_msg']}`", ""]
     return "\n".join(out)
 
