@@ -142,3 +142,18 @@ def test_the_loop_outlives_a_failed_tick_and_stops_at_once(md: MarketData,
     finally:
         logging.getLogger("technic_v4.daily.schedule").removeHandler(handler)
     assert st.runs("a") == []
+
+
+def test_the_lease_is_renewed_while_a_long_run_lasts() -> None:
+    import time
+
+    from technic_v4.daily.schedule import RedisElection
+
+    with RedisServer() as redis:
+        first = RedisElection(redis.url, lease_s=0.6)
+        second = RedisElection(redis.url, lease_s=0.6)
+        with first.hold(END) as won:
+            assert won
+            time.sleep(2.0)  # a run lasting several leases: the renewals keep it held
+            with second.hold(END) as also:
+                assert not also  # the other instance stays idle while the first still runs

@@ -60,8 +60,9 @@ class RedisElection:
         if self.client.exists(done):
             yield False
             return
+        # Not thread-local: the renewal thread extends the lease with the token acquired here.
         lock = self.client.lock(f"{self.prefix}:lock:{session}", timeout=self.lease_s,
-                                blocking=False)
+                                blocking=False, thread_local=False)
         if not lock.acquire():
             yield False
             return
