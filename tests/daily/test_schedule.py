@@ -157,3 +157,36 @@ def test_the_lease_is_renewed_while_a_long_run_lasts() -> None:
             time.sleep(2.0)  # a run lasting several leases: the renewals keep it held
             with second.hold(END) as also:
                 assert not also  # the other instance stays idle while the first still runs
+
+
+def test_an_instance_that_lost_to_a_runner_that_died_runs_the_session_soon(
+        md: MarketData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from technic_v4.daily import schedule
+    from technic_v4.daily.schedule import RedisElection
+
+    monkeypatch.setattr(schedule, "RETRY_UNSTORED_S", 1.0)
+    st = StateStore(tmp_path)
+    st.put_screen("a", {"where": WHERE}, True, [])
+    with RedisServer() as redis:
+        other = RedisElection(redis.url, lease_s=600)
+        lock = other.client.lock(f"{other.prefix}:lock:{END}", timeout=600, thread_local=False)
+        assert lock.acquire(blocking=False)  # another instance is running END ...
+        # The evening of END (a Friday), after its fire time: END is the latest due session.
+        s = Scheduler(md, st, delay_min=30, send=Recorder(), election=RedisElection(redis.url),
+                      clock=lambda: dt.datetime(2026, 11, 20, 23, tzinfo=UTC))
+        t = s.start()
+        try:
+            deadline = time.monotonic() + 60
+            while END not in s.idle and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert END in s.idle
+            lock.release()  # ... and dies before finishing: its lease is gone, no done marker
+            while not st.runs("a") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            # Not after Monday's close but a retry soon after.
+            assert [r.session for r in st.runs("a")] == [END]
+        finally:
+            s.stop.set()
+            t.join(30)

@@ -43,6 +43,9 @@ class LocalElection:
     def hold(self, session: dt.date) -> Iterator[bool]:
         yield True
 
+    def done(self, session: dt.date) -> bool:
+        return True
+
 
 class RedisElection:
     """One runner per session among instances sharing a Redis (see module docstring)."""
@@ -53,6 +56,11 @@ class RedisElection:
         self.client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         self.lease_s = lease_s
         self.prefix = prefix
+
+    def done(self, session: dt.date) -> bool:
+        """Whether an instance finished ``session`` (else a lost election may be a runner that
+        died before its lease lapsed: look again soon)."""
+        return bool(self.client.exists(f"{self.prefix}:done:{session}"))
 
     @contextlib.contextmanager
     def hold(self, session: dt.date) -> Iterator[bool]:
@@ -110,6 +118,7 @@ class Scheduler:
         self.stop = threading.Event()
         self.last: list[SessionReport] = []
         self.idle: list[dt.date] = []  # sessions another instance ran
+        self.unsettled = False  # the last tick lost an election for a session not done yet
 
     # -- what is due ---------------------------------------------------------------------------
     def latest_due(self, now: dt.datetime) -> dt.date:
@@ -144,6 +153,7 @@ class Scheduler:
     def tick(self, now: dt.datetime | None = None) -> list[SessionReport]:
         """Update the store, then run every due session this instance is elected for."""
         now = now or self.clock()
+        self.unsettled = False
         self.data.ensure_current()
         latest = min(self.latest_due(now), self.data.store.last_session() or dt.date.min)
         reports = []
@@ -154,6 +164,7 @@ class Scheduler:
                 if not won:
                     log.info("daily run of %s: another instance runs it; idle", session)
                     self.idle.append(session)
+                    self.unsettled |= not self.election.done(session)
                     continue
                 rep = run_session(session, catch_up=session != latest, state=self.state,
                                   data=self.data, send=self.send, names=names,
@@ -164,6 +175,8 @@ class Scheduler:
             with self.election.hold(latest) as won:  # rows a killed run left behind
                 if won:
                     resume(self.state, self.send)
+                else:
+                    self.unsettled |= not self.election.done(latest)
         self.last = reports
         return reports
 
@@ -182,8 +195,9 @@ class Scheduler:
             now = self.clock()
             wait = (self.next_fire(now) - now).total_seconds()
             last = self.data.store.last_session()
-            if failed or (last is not None and last < self.latest_due(now)):
-                wait = min(wait, RETRY_UNSTORED_S)  # published late, or failed: look again soon
+            if failed or self.unsettled or (last is not None and last < self.latest_due(now)):
+                # published late, failed, or another runner has not finished: look again soon
+                wait = min(wait, RETRY_UNSTORED_S)
             log.info("next daily run in %.0f s", wait)
             self.stop.wait(max(1.0, wait))
 
