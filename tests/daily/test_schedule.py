@@ -190,3 +190,17 @@ def test_an_instance_that_lost_to_a_runner_that_died_runs_the_session_soon(
         finally:
             s.stop.set()
             t.join(30)
+
+
+def test_a_screen_enabled_again_is_not_back_filled_for_the_sessions_it_was_off(
+        md: MarketData, tmp_path: Path) -> None:
+    st = StateStore(tmp_path)
+    st.put_screen("a", {"where": WHERE}, True, [])
+    stored = [d.astype(dt.date) for d in md.store.stored_sessions()]
+    run_session(stored[-9], state=st, data=md, send=Recorder(), update=False)
+    st.put_screen("a", {"where": WHERE}, False, [], replace=True)  # off for 8 sessions ...
+    st.put_screen("a", {"where": WHERE}, True, [], replace=True)  # ... and on again now
+    s = Scheduler(md, st, delay_min=30, send=Recorder(), election=LocalElection())
+    reports = s.tick(dt.datetime(2026, 11, 29, 12, tzinfo=UTC))
+    assert [r.session for r in reports] == [END]  # today's run, not 5 catch-ups
+    assert [r.session for r in st.runs("a")] == [END, stored[-9]]

@@ -138,13 +138,22 @@ class Scheduler:
                   stored[stored <= np.datetime64(latest, "D")][-MAX_CATCH_UP:]]
         if not window:
             return []
-        names = [s["name"] for s in self.state.screens(enabled_only=True)]
-        names += [WATCHLIST_PREFIX + w["name"] for w in self.state.watchlists()]
+        names = [(s["name"], s["updated_at"]) for s in self.state.screens(enabled_only=True)]
+        names += [(WATCHLIST_PREFIX + w["name"], w["updated_at"])
+                  for w in self.state.watchlists()]
         last = self.state.last_sessions()
+        lasts = self.state.runs_at([n for n, _ in names if n in last],
+                                   sorted({last[n] for n, _ in names if n in last}))
         todo: dict[dt.date, list[str]] = {}
-        for name in names:
+        for name, updated in names:
             ran = last.get(name)
             days = window[-1:] if ran is None else [d for d in window if d > ran]
+            prev = None if ran is None else lasts.get((name, ran))
+            if prev is not None and updated > prev.started_at:
+                # Enabled again (or edited, re-created) since its last run: the sessions it was
+                # off for were not missed; no back-fill before the change, as for a new screen.
+                days = [d for d in days if d == window[-1] or
+                        calendar.close_time(d).replace(tzinfo=None) + self.delay >= updated]
             for d in days:
                 todo.setdefault(d, []).append(name)
         return sorted(todo.items())
