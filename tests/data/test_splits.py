@@ -165,7 +165,7 @@ def test_actions_are_shared_through_redis(tmp_path: Path) -> None:
         a = _market(tmp_path / "a", AFTER, acts, redis_url=server.url)
         a.ensure_current()
         assert a.provider.request_counts["actions"] == 1, a.provider.actions_asked
-        key = f"technic:{a.provider.store_key}:actions:{FIRST}:{AFTER}"  # carries the dataset
+        key = f"technic:{a.provider.store_key}:actions"  # carries the dataset
         r = redis.Redis.from_url(server.url)
         assert r.exists(key) and r.ttl(key) > 0
         b = _market(tmp_path / "b", AFTER, acts, redis_url=server.url)
@@ -187,6 +187,27 @@ def test_actions_are_shared_through_redis(tmp_path: Path) -> None:
         assert other.request_counts["actions"] == 1, other.actions_asked
         for m in (a, b, c, d):
             m.close()
+
+
+def test_a_second_instance_reads_the_actions_two_checks_fetched(tmp_path: Path) -> None:
+    """The ledger in Redis grows with each check (a cold fill, then daily updates): an instance
+    that fills its empty store later asks the vendor nothing, although its check spans both."""
+    sym = _symbols(1)[0]
+    acts = [(sym, SPLIT_DAY, "split", 4.0, np.nan), (sym, BEFORE, "dividend", np.nan, 0.1)]
+    with RedisServer() as server:
+        a = _market(tmp_path / "a", BEFORE, acts, redis_url=server.url)
+        a.ensure_current()  # checks FIRST..BEFORE
+        a.close()
+        a = _market(tmp_path / "a", AFTER, acts, redis_url=server.url)
+        a.ensure_current()  # checks the day after BEFORE..AFTER
+        assert a.provider.actions_asked == [BEFORE + dt.timedelta(days=1)]
+        b = _market(tmp_path / "b", AFTER, acts, redis_url=server.url)
+        b.ensure_current()  # checks FIRST..AFTER: inside the ledger
+        assert b.provider.request_counts["actions"] == 0
+        assert _actions(b) == _actions(a) and len(_actions(a)) == 2
+        assert a.store.content() == b.store.content()
+        a.close()
+        b.close()
 
 
 class Delisting(ActionsProvider):

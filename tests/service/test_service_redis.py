@@ -168,7 +168,7 @@ def test_malformed_l3_values_are_misses(redis_server: RedisServer) -> None:
     bad: list[bytes] = [b"\xff\xff\xff\xff\x10", b"junk", _foreign_arrow()]
     for value in bad:
         raw.set(f"technic:{ns}:reference:{day}", value)
-        raw.set(f"technic:{ns}:actions:{day}:{day}", value)
+        raw.set(f"technic:{ns}:actions", value)
         raw.set(panel_key, value)
         raw.set(f"technic:{ns}:bars:{day}", value)
         assert layer.get_reference(day) is None

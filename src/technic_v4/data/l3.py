@@ -4,8 +4,9 @@ What it holds, under ``technic:<store_key>:``
     ``bars:<YYYY-MM-DD>``              validated bars of one session (every listing), unadjusted
                                         (as traded; technic before layout 2 of the store wrote
                                         split-adjusted ``session:`` keys, never read now)
-    ``actions:<since>:<through>``       the vendor's corporate actions (splits, dividends) with an
-                                        ex-date in that range (with a TTL)
+    ``actions``                         the vendor's corporate actions (splits, dividends) with
+                                        ex-dates in the range it covers (one ledger that every
+                                        instance's checks extend; with a TTL)
     ``reference:<YYYY-MM-DD>``          reference data as of a session (with a TTL)
     ``panel:<as_of>:<n_bars>:<fp>``     a loaded panel (fp fingerprints the data it came from)
 
@@ -200,13 +201,37 @@ class RedisLayer:
     def put_reference(self, ref: pd.DataFrame, session: dt.date) -> None:
         self._put_frame("reference", f"{self.prefix}reference:{session}", ref)
 
+    def _actions_ledger(self) -> tuple[pd.DataFrame, dt.date, dt.date] | None:
+        """The shared actions and the ex-date range they cover, or None."""
+
+        def decode(t: pa.Table) -> tuple[pd.DataFrame, dt.date, dt.date]:
+            meta = t.schema.metadata or {}
+            lo = dt.date.fromisoformat(meta[b"from"].decode())
+            hi = dt.date.fromisoformat(meta[b"through"].decode())
+            return _frame(t, ACTION_COLUMNS), lo, hi
+
+        got: tuple[pd.DataFrame, dt.date, dt.date] | None = self._get_one(
+            "actions", f"{self.prefix}actions", decode)
+        return got
+
     def get_actions(self, since: dt.date, through: dt.date) -> pd.DataFrame | None:
-        """The corporate actions another instance fetched for ex-dates ``since``..``through``
-        (:data:`ACTION_COLUMNS`; the store drops and counts bad rows as for the vendor's)."""
-        return self._get_one("actions", f"{self.prefix}actions:{since}:{through}",
-                             lambda t: _frame(t, ACTION_COLUMNS))
+        """The corporate actions other instances fetched, with ex-dates ``since``..``through``
+        (:data:`ACTION_COLUMNS`), when the shared ledger covers that whole range; else None."""
+        got = self._actions_ledger()
+        if got is None:
+            return None
+        frame, lo, hi = got
+        if not (lo <= since and through <= hi):
+            return None
+        ex = pd.to_datetime(frame["ExDate"]).dt.date
+        return frame[(ex >= since) & (ex <= through)].reset_index(drop=True)
 
     def put_actions(self, since: dt.date, through: dt.date, actions: pd.DataFrame) -> None:
+        """Add what one check fetched (ex-dates ``since``..``through``) to the shared ledger:
+        these rows replace the ledger's in that range when the ranges touch (a gap between them
+        would hide actions: then the ledger starts again from this range). Rows without an
+        ex-date are not shared (the store drops them). Two instances writing at once can lose
+        one's extension: the next check then asks the vendor, nothing is wrong."""
         frame = pd.DataFrame({
             "Symbol": actions["Symbol"].astype(str).to_numpy(),
             "ExDate": pd.to_datetime(actions["ExDate"], errors="coerce").to_numpy(),
@@ -214,7 +239,25 @@ class RedisLayer:
             "Ratio": pd.to_numeric(actions["Ratio"], errors="coerce").astype(float).to_numpy(),
             "Amount": pd.to_numeric(actions["Amount"], errors="coerce").astype(float).to_numpy(),
         })
-        self._put_frame("actions", f"{self.prefix}actions:{since}:{through}", frame)
+        frame = frame[frame["ExDate"].notna()]
+        lo, hi = since, through
+        old = self._actions_ledger()
+        if old is not None:
+            prev, p_lo, p_hi = old
+            one_day = dt.timedelta(days=1)
+            if p_lo <= through + one_day and since <= p_hi + one_day:
+                ex = pd.to_datetime(prev["ExDate"]).dt.date
+                keep = prev[(ex < since) | (ex > through)]
+                frame = pd.concat([keep, frame], ignore_index=True) if len(keep) else frame
+                lo, hi = min(lo, p_lo), max(hi, p_hi)
+        frame = frame.sort_values(["ExDate", "Symbol", "Type"], kind="stable")
+        t = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
+        t = t.replace_schema_metadata({"from": str(lo), "through": str(hi)})
+        data = _dumps(t)
+        with self._lock:
+            self.bytes_written += len(data)
+        self._call("put actions", lambda: self._client.set(
+            f"{self.prefix}actions", data, ex=self.reference_ttl_s), None)
 
     # -- panels ----------------------------------------------------------------------------------
     def panel_key(self, as_of: dt.date, n_bars: int, fingerprint: str) -> str:
