@@ -265,7 +265,7 @@ def evaluate(config: ScanConfig, ref: pd.DataFrame, panel: Panel, as_of: dt.date
     st, p = plans_stage(config, cols, sig)
     stages.append(st)
     if config.screen().active:
-        st, scr = screen(config, long_panel, ref.iloc[idx].reset_index(drop=True),
+        st, scr = screen(config, long_panel, screen_ref(ref, idx, shares),
                          builtin_columns(ref, idx, mcap, cols, s, sig, p), rows=rows)
     else:  # no screen: nothing to copy or evaluate
         st, scr = no_screen(len(idx))
@@ -273,6 +273,17 @@ def evaluate(config: ScanConfig, ref: pd.DataFrame, panel: Panel, as_of: dt.date
     st, frame = output(config, ref, idx, mcap, cols, s, sig, p, scr)
     stages.append(st)
     return frame, reg, execution
+
+
+def screen_ref(ref: pd.DataFrame, idx: np.ndarray, shares: np.ndarray | None = None
+               ) -> pd.DataFrame:
+    """The reference rows ``idx`` the screen reads, with SharesOutstanding as of as-of
+    (``shares``, by ``ref`` row; None: ``ref``'s column): the screen's ``market_cap`` must not
+    see shares a later split created."""
+    sub = ref.iloc[idx].reset_index(drop=True)
+    if shares is not None:
+        sub["SharesOutstanding"] = np.asarray(shares, dtype=np.float64)[idx]
+    return sub
 
 
 def universe(ref: pd.DataFrame, as_of: dt.date) -> tuple[Stage, np.ndarray]:

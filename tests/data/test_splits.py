@@ -307,3 +307,39 @@ def test_a_late_listing_gets_its_earlier_actions_with_its_history(tmp_path: Path
     assert md.store.content() == fresh.store.content()
     md.close()
     fresh.close()
+
+
+class Window(ActionsProvider):
+    """A vendor whose history window starts at ``start`` (Polygon's ``history_days``, a files
+    folder given older files): moving it back adds sessions before the first stored one."""
+
+    start = FIRST
+
+    def first_session(self) -> dt.date:
+        return self.start
+
+
+def test_a_longer_history_window_gets_the_actions_of_the_older_sessions(
+        tmp_path: Path) -> None:
+    sym = _symbols(1)[0]
+    old_split = dt.date(2025, 11, 3)
+    later = dt.date(2026, 1, 5)
+    split = [(sym, old_split, "split", 2.0, np.nan)]
+
+    def market(start: dt.date) -> MarketData:
+        prov = Window(split, n_listings=N, seed=7, epoch=EPOCH, end=AFTER, own_actions=False)
+        prov.start = start
+        return make_market(tmp_path, n=N, epoch=EPOCH, provider=prov)
+
+    md = market(later)
+    md.ensure_current()
+    assert md.store.stored_sessions()[0] == np.datetime64(later) and _actions(md) == []
+    md.close()
+
+    md = market(FIRST)  # the window now reaches back before the split
+    rep = md.ensure_current()
+    assert md.store.stored_sessions()[0] == np.datetime64(FIRST)
+    assert rep.actions_checked is not None and rep.actions_error is None
+    # The split of the older sessions is stored: their bars, as traded, are adjusted in views.
+    assert _actions(md) == [(sym, str(old_split), "split", 2.0, None)]
+    md.close()

@@ -73,6 +73,31 @@ def test_splits_after_d_change_nothing_in_a_scan_as_of_d(stores: dict[str, Marke
     assert REV not in set(past.frame["Symbol"])
 
 
+def test_the_screen_market_cap_as_of_d_uses_the_shares_of_d(stores: dict[str, MarketData]
+                                                           ) -> None:
+    """The screen language's ``market_cap`` (shares x close) as of D: shares as of D, like the
+    MarketCap column, not today's (a later 4:1 split would quadruple it)."""
+    cfg = ScanConfig(columns={"Cap": "market_cap", "CapThen": "market_cap[5]"})
+    past = scan(cfg.model_copy(update={"as_of_date": D}), stores["full"]).frame
+    then = scan(cfg, stores["then"]).frame
+    assert FWD in set(past["Symbol"])
+    pd.testing.assert_frame_equal(past, then, check_exact=True)
+    np.testing.assert_array_equal(past["Cap"], past["MarketCap"])
+
+
+def test_the_daily_run_of_a_past_session_uses_the_shares_of_that_session(
+        stores: dict[str, MarketData]) -> None:
+    """A catch-up run as of D equals the scan as of D (MarketCap and the screen's market_cap
+    with the shares of D, not those of a later split)."""
+    from technic_v4.daily.run import evaluate_screens
+
+    cfg = ScanConfig(where="close > 0", columns={"Cap": "market_cap"})
+    got = evaluate_screens({"s": cfg}, stores["full"], D)["s"]
+    want = scan(cfg, stores["then"]).frame
+    assert isinstance(got, pd.DataFrame) and FWD in set(got["Symbol"])
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), want, check_exact=True)
+
+
 def test_the_old_adjusted_storage_rewrote_the_past(stores: dict[str, MarketData]) -> None:
     """The bias this fixes: with bars stored split-adjusted to today, a scan as of D saw the
     reverse-split name at ten times the price it traded at."""

@@ -111,6 +111,7 @@ def evaluate_screens(configs: dict[str, ScanConfig], data: MarketData, as_of: dt
     if not configs:
         return out
     ref = data.reference()
+    shares = data.shares_as_of(as_of)  # market cap as of a past session: its shares
     sess_days = data.sessions(as_of).astype(np.int64)
     stored = min(data.max_bars(), len(sess_days))
     groups: dict[tuple[str, int], list[str]] = {}
@@ -136,12 +137,12 @@ def evaluate_screens(configs: dict[str, ScanConfig], data: MarketData, as_of: dt
                 bench_close = data.panel(as_of, pipeline.REGIME_BARS, count_rows=i).close[i[0]]
         _, alive = pipeline.universe(ref, as_of)
         _, alive = pipeline.smart_filter(base, ref, alive, notes)
-        _, idx, row_of, mcap = pipeline.max_symbols(base, ref, panel, alive)
+        _, idx, row_of, mcap = pipeline.max_symbols(base, ref, panel, alive, shares)
         _, idx, rows = pipeline.pre_screen(base, panel, idx, row_of, mcap, sess_days, notes)
         _, cols, _ = pipeline.indicators(panel, rows, backend, stages.tick, notes)
         _, s, sig, _ = pipeline.scores(base, cols, panel, bench_close, notes)
         _, p = pipeline.plans_stage(base, cols, sig)
-        sub_ref = ref.iloc[idx].reset_index(drop=True)
+        sub_ref = pipeline.screen_ref(ref, idx, shares)
         builtin = pipeline.builtin_columns(ref, idx, mcap, cols, s, sig, p)
         ev = None
         for name in names:

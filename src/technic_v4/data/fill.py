@@ -51,6 +51,9 @@ _STALL_FLUSH_S = 1.0  # ... or fewer, when the next request has kept us waiting 
 # Meta key: the last session whose corporate actions are stored (the next check asks for actions
 # since the day after it). Absent: never checked (the first check starts at the first session).
 ACTIONS = "actions_checked_through"
+# Meta key: the first stored session when the actions were last checked. Sessions stored before
+# it later (a vendor's history window moved back) have had no check: the next goes back to them.
+ACTIONS_FROM = "actions_checked_from"
 BACKFILL = "backfill_pending"  # meta key: JSON list of symbols whose history is still to fetch
 
 
@@ -141,7 +144,13 @@ class FetchPlanner:
         """Whether stored sessions are newer than the last corporate-actions check."""
         stored = self.store.stored_sessions()
         checked = self.store.get_meta(ACTIONS)
-        return len(stored) > 0 and (checked is None or checked < str(stored[-1]))
+        return len(stored) > 0 and (checked is None or checked < str(stored[-1])
+                                    or self._unchecked_before(stored))
+
+    def _unchecked_before(self, stored: np.ndarray) -> bool:
+        """Whether sessions were stored before the first one the last actions check covered."""
+        since = self.store.get_meta(ACTIONS_FROM)
+        return since is not None and str(stored[0].astype(dt.date)) < since
 
     def _update_locked(self, last: dt.date, want: np.ndarray, rep: UpdateReport, progress: bool,
                        on_progress: Callable[[int, int], None] | None) -> UpdateReport:
@@ -259,6 +268,8 @@ class FetchPlanner:
         first, last = stored[0].astype(dt.date), stored[-1].astype(dt.date)
         checked = self.store.get_meta(ACTIONS)
         since = dt.date.fromisoformat(checked) + dt.timedelta(days=1) if checked else first
+        if self._unchecked_before(stored):
+            since = first
         if since > last:
             return
         rep.actions_checked = f"{since}..{last}"
@@ -280,6 +291,8 @@ class FetchPlanner:
                 self.l3.put_actions(since, last, acts)
         counts = self.store.upsert_actions(acts)
         self.store.set_meta(ACTIONS, str(last))
+        if self.store.get_meta(ACTIONS_FROM) != str(first):
+            self.store.set_meta(ACTIONS_FROM, str(first))
         rep.actions_stored += counts.pop("stored", 0)
         for why, n in counts.items():
             rep.actions_dropped[why] = rep.actions_dropped.get(why, 0) + n

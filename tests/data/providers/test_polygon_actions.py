@@ -246,6 +246,35 @@ def test_vendor_dividend_kinds_and_currencies(double: ActionsDouble, names: list
     assert p.skipped_actions == {"dividend_currency": 1, "dividend_type": 1}
 
 
+def test_cash_distributions_on_one_ex_date_add_up(double: ActionsDouble, names: list[str],
+                                                 vendor: Vendor, polygon: Polygon,
+                                                 tmp_path: Path) -> None:
+    """A regular and a special dividend (or a fund's long- and short-term gains) on the same
+    ex-date both come off the price: the store keeps one dividend per (listing, ex-date), so
+    they reach it as one row of their sum; a row the vendor sends twice counts once."""
+    c = names[2]
+    extra = [{"ticker": c, "ex_dividend_date": str(S[5]), "cash_amount": 1.0,
+              "dividend_type": "SC", "currency": "USD"},
+             {"ticker": c, "ex_dividend_date": str(S[5]), "cash_amount": 1.0,
+              "dividend_type": "SC", "currency": "USD"},  # the same row again
+             {"ticker": "SPY", "ex_dividend_date": str(S[9]), "cash_amount": 0.2,
+              "dividend_type": "LT"},
+             {"ticker": "SPY", "ex_dividend_date": str(S[9]), "cash_amount": 0.05,
+              "dividend_type": "ST"}]
+    p = polygon(vendor(provider=double, dividends=extra))
+    store = Store(tmp_path / "store.duckdb")
+    try:
+        store.upsert_reference(p.reference())
+        store.upsert_actions(p.actions(S[0]))
+        kept = store.actions()
+        amount = {(s, d): a for s, d, a in zip(kept["Symbol"], kept["ExDate"].dt.date,
+                                              kept["Amount"], strict=True)}
+        assert amount[(c, S[5])] == 0.25 + 1.0
+        assert amount[("SPY", S[9])] == 0.2 + 0.05
+    finally:
+        store.close()
+
+
 def test_bad_action_rows_reach_the_store_which_drops_and_counts_them(
         double: ActionsDouble, names: list[str], vendor: Vendor, polygon: Polygon,
         tmp_path: Path) -> None:

@@ -503,6 +503,7 @@ class PolygonProvider:
         :data:`ACTION_COLUMNS` (see the module docstring): every page of both endpoints."""
         lo, hi = f"{since:%Y-%m-%d}", f"{self.latest_session():%Y-%m-%d}"
         recs: list[tuple[str, object, str, float, float]] = []
+        kinds: list[str] = []  # dividend_type of each dividend row (they follow the splits)
         params = {"execution_date.gte": lo, "execution_date.lte": hi, "limit": "1000",
                   "sort": "execution_date", "order": "asc"}
         for payload in self._pages("splits", "/v3/reference/splits", params):
@@ -528,12 +529,14 @@ class PolygonProvider:
                     self._skipped("dividend_currency")
                     continue
                 recs.append((sym, r.get("ex_dividend_date"), "dividend", np.nan, float(amount)))
+                kinds.append(str(kind).upper() if kind is not None else "")
         df = pd.DataFrame(recs, columns=list(ACTION_COLUMNS))
         # An unreadable or missing date is NaT: the store drops and counts it (missing_ex_date).
         df["ExDate"] = pd.to_datetime(df["ExDate"].where(df["ExDate"].map(_is_iso_date)),
                                       errors="coerce", format="%Y-%m-%d")
         df["Ratio"] = df["Ratio"].astype(np.float64)
         df["Amount"] = df["Amount"].astype(np.float64)
+        df = _sum_cash(df, np.asarray([""] * (len(df) - len(kinds)) + kinds, dtype=object))
         return df.sort_values(["ExDate", "Symbol", "Type"], kind="stable").reset_index(drop=True)
 
     def _action_fields(self, r: object, endpoint: str, fields: tuple[str, ...]
@@ -1051,6 +1054,21 @@ def _utc_iso(x: object) -> str | None:
 def _ny_midnight_utc(day: dt.date) -> str:
     """00:00 New York on ``day``, as :data:`_UTC_FMT`."""
     return str(pd.Timestamp(day).tz_localize(NY).tz_convert("UTC").strftime(_UTC_FMT))
+
+
+def _sum_cash(df: pd.DataFrame, kind: np.ndarray) -> pd.DataFrame:
+    """One dividend row per (ticker, ex-date): the store keeps one, and every cash distribution
+    of the day (a regular and a special dividend, a fund's long- and short-term gains) comes
+    off the price, so their amounts add up; a row sent twice (same kind, same amount) counts
+    once. Rows with a bad date or amount pass as they are (the store drops and counts them)."""
+    div = ((df["Type"] == "dividend") & df["ExDate"].notna() & np.isfinite(df["Amount"])
+           & (df["Amount"] > 0)).to_numpy()
+    if not div.any():
+        return df
+    d = df[div].assign(_kind=kind[div]).drop_duplicates(["Symbol", "ExDate", "_kind", "Amount"])
+    d = d.groupby(["Symbol", "ExDate"], as_index=False, sort=False).agg(
+        Type=("Type", "first"), Ratio=("Ratio", "first"), Amount=("Amount", "sum"))
+    return pd.concat([df[~div], d[list(ACTION_COLUMNS)]], ignore_index=True)
 
 
 def _is_iso_date(x: object) -> bool:
