@@ -98,8 +98,8 @@ def main(verbose: int, debug: bool) -> None:
               help="Minimum TechRating.")
 @click.option("--only-tradeable", is_flag=True, help="Only Long/Strong Long rows with a position.")
 @click.option("--allow-shorts", is_flag=True, help="Emit Short/Strong Short signals and plans.")
-@click.option("--lookback", "lookback_days", type=int, default=None,
-              help="Bars (sessions) per symbol (default 300).")
+@click.option("--lookback", "lookback_days", default=None, metavar="N|all",
+              help="Bars (sessions) per symbol (default 300; all = every stored bar).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               callback=_output_path, help="Write to this file instead of stdout (parquet needs it).")
@@ -120,7 +120,7 @@ def main(verbose: int, debug: bool) -> None:
 def scan(max_symbols: int | None, sectors: tuple[str, ...], industries: tuple[str, ...],
          types: tuple[str, ...], symbols: str | None, top_n: int | None,
          as_of: dt.datetime | None, min_rating: float, only_tradeable: bool, allow_shorts: bool,
-         lookback_days: int | None, fmt: str, output: Path | None, rows: int,
+         lookback_days: str | None, fmt: str, output: Path | None, rows: int,
          show_stats: bool, where: str | None, columns: tuple[str, ...], sort_by: str | None,
          preset: str | None, near_miss: int) -> None:
     """Scan the market and print a ranked table of trade candidates."""
@@ -143,7 +143,7 @@ def scan(max_symbols: int | None, sectors: tuple[str, ...], industries: tuple[st
     if as_of is not None:
         kw["as_of_date"] = as_of.date()
     if lookback_days is not None:
-        kw["lookback_days"] = lookback_days
+        kw["lookback_days"] = _lookback(lookback_days)
     if fmt == "parquet" and output is None:
         raise click.UsageError("--format parquet needs --output FILE")
     config = ScanConfig(**kw)
@@ -153,6 +153,17 @@ def scan(max_symbols: int | None, sectors: tuple[str, ...], industries: tuple[st
     click.echo(msg, err=True)
     if show_stats:
         click.echo(json.dumps(df.attrs["stats"], indent=2, default=str), err=True)
+
+
+def _lookback(text: str) -> int | None:
+    """``--lookback``: a number of sessions, or ``all`` (every stored bar: None)."""
+    if text.strip().lower() == "all":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise click.BadParameter(f"a number of sessions or 'all', got {text!r}",
+                                 param_hint="--lookback") from None
 
 
 def _columns(specs: tuple[str, ...]) -> dict[str, str]:

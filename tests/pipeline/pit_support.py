@@ -21,7 +21,7 @@ from technic_v4.config.settings import Settings
 from technic_v4.data import calendar
 from technic_v4.data.bars import BarBatch, ValidationReport
 from technic_v4.data.market import MarketData
-from technic_v4.data.providers.base import ACTION_COLUMNS, SPLIT_COLUMNS
+from technic_v4.data.providers.base import ACTION_COLUMNS
 from technic_v4.data.store import Store
 
 FIRST = dt.date(2025, 1, 2)
@@ -181,9 +181,6 @@ class PitVendor:
         if self.adjusted:
             a = a[:0]
         return a[a["ExDate"] >= pd.Timestamp(since)].reset_index(drop=True)
-
-    def splits(self, since: dt.date) -> pd.DataFrame:  # the pre-issue-10 protocol member
-        return pd.DataFrame(columns=list(SPLIT_COLUMNS))
 
 
 def build(path: Path, market: PitMarket, end: dt.date, adjusted: bool = False,
