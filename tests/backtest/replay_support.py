@@ -21,12 +21,12 @@ from technic_v4.pipeline import scan  # noqa: E402
 
 FIRST = dt.date(2024, 10, 1)
 LAST = dt.date(2026, 3, 31)
-START = dt.date(2025, 12, 1)  # the replayed range: splits, a dividend and a delisting inside
+START = dt.date(2026, 1, 2)  # the replayed range: splits, a dividend and a delisting inside
 END = LAST
 FWD, REV, GONE, PAYER = "S000", "S001", "S002", "S003"
 
 MARKET = PitMarket(
-    n=150, seed=5, first=FIRST, last=LAST,
+    n=120, seed=5, first=FIRST, last=LAST,
     splits={FWD: [(dt.date(2026, 1, 15), 3.0)], REV: [(dt.date(2026, 2, 17), 0.2)],
             "S010": [(dt.date(2025, 12, 10), 2.0), (dt.date(2026, 3, 2), 2.0)]},
     dividends={PAYER: [(dt.date(2026, 1, 5), 0.5)]},

@@ -202,9 +202,10 @@ def _per_session(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, panel: Pa
         regs.append({"AsOf": asof, **reg.as_dict()})
     tick("sessions", len(days), len(days))
     matches = pd.concat(frames, ignore_index=True)
-    matches = matches[["AsOf", *[c for c in matches.columns if c != "AsOf"]]]
+    matches = text_as_object(matches[["AsOf", *[c for c in matches.columns if c != "AsOf"]]])
     universe = pd.concat(unis, ignore_index=True)
     universe = universe[["AsOf", *[c for c in universe.columns if c != "AsOf"]]]
+    universe = universe.sort_values(["AsOf", "Symbol"], kind="stable", ignore_index=True)
     return matches, universe, pd.DataFrame(regs), {}
 
 
@@ -237,7 +238,8 @@ def _evaluate_one(cfg: ScanConfig, ref: pd.DataFrame, panel: Panel, as_of: dt.da
     stages.append(st)
     st, frame = pl.output(cfg, ref, idx, mcap, cols, s, sig, p, scr)
     stages.append(st)
-    scored = pd.DataFrame({"Symbol": ref["Symbol"].to_numpy(object)[idx], "Signal": sig,
+    scored = pd.DataFrame({"Symbol": pd.Series(ref["Symbol"].to_numpy(object)[idx], dtype=object),
+                           "Signal": pd.Series(sig, dtype=object),
                            "Close": cols["Close"], **{c: s[c] for c in SCORE_COLUMNS}})
     return frame, reg, scored
 
@@ -397,7 +399,7 @@ def _series(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, panel: Panel,
     timing["pass_b"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    matches = _assemble(cfg, ref, days, kept)
+    matches = text_as_object(_assemble(cfg, ref, days, kept))
     universe = _universe(ref, days, uni)
     timing["output"] = time.perf_counter() - t
     regime = pd.DataFrame([{"AsOf": pd.Timestamp(d.astype(dt.date)), **r.as_dict()}
@@ -598,6 +600,15 @@ def _assemble(cfg: ScanConfig, ref: pd.DataFrame, days: np.ndarray,
     return frame
 
 
+def text_as_object(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text columns as ``object`` (a concat of scan frames gives str or object depending on
+    whether a session had no rows: a replay's frame has one dtype whatever the sessions)."""
+    for c in frame.columns:
+        if isinstance(frame[c].dtype, pd.StringDtype):
+            frame[c] = frame[c].astype(object)
+    return frame
+
+
 def _universe(ref: pd.DataFrame, days: np.ndarray, parts: list[dict[str, Any]]) -> pd.DataFrame:
     if not parts:
         return pd.DataFrame({"AsOf": pd.Series(dtype="datetime64[s]"),
@@ -608,7 +619,8 @@ def _universe(ref: pd.DataFrame, days: np.ndarray, parts: list[dict[str, Any]]) 
     sym = ref["Symbol"].to_numpy(object)[cat["pos"]]
     order = np.lexsort((sym.astype(str), cat["q"]))
     return pd.DataFrame({"AsOf": pd.DatetimeIndex(days[cat["q"][order]].astype("datetime64[s]")),
-                         "Symbol": sym[order], "Signal": cat["Signal"][order],
+                         "Symbol": pd.Series(sym[order], dtype=object),
+                         "Signal": pd.Series(cat["Signal"][order], dtype=object),
                          **{c: cat[c][order] for c in ("Close", *SCORE_COLUMNS)}})
 
 
