@@ -14,7 +14,7 @@ Algorithm (exact: every value equals the scan's at D; the tests compare frame by
 4. Cross-sectional, vectorised over (S, N): universe at D, smart filter, market cap as of D,
    max_symbols, pre-screen; RSRating among each session's survivors; the regime from SPY.
 5. Pass B (chunks): every indicator column at the survivors' (row, session) pairs
-   (``series.at_sessions``); scores, signals and plans elementwise over the pairs; the screen:
+   (``series.at_pairs``); scores, signals and plans elementwise over the pairs; the screen:
    its bar-series sub-terms computed over the chunk's history and read at the pairs, the rest
    (scan columns, comparisons) evaluated over the pairs; min_tech_rating, only_tradeable.
 6. Output: one sort over every kept pair (session, then TechRating or sort_by, ties by Symbol),
@@ -314,6 +314,8 @@ def _series(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, panel: Panel,
     from technic_v4 import pipeline as pl
 
     timing: dict[str, float] = {}
+    # Text columns as Python strings once (each chunk reads them at its pairs).
+    ref = ref.astype({c: object for c in ref.columns if isinstance(ref[c].dtype, pd.StringDtype)})
     n_ref, n_s = len(ref), len(days)
     width = panel.close.shape[1]
     dq = days.astype(np.int64)
@@ -329,12 +331,12 @@ def _series(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, panel: Panel,
     pre["LastDay"][:] = -1.0
     done = 0
     for ch in _chunks(panel, days):
-        cols = ser.at_sessions(*_fields(ch.view), ch.at, width, indicators=False)
         r, q = np.nonzero(ch.at >= 0)
+        cols = ser.at_pairs(*_fields(ch.view), r, ch.at[r, q], width, indicators=False)
         p = ref_of_row[ch.rows[r]]
         ok = p >= 0
         for c in pre:
-            pre[c][q[ok], p[ok]] = cols[c][r[ok], q[ok]]
+            pre[c][q[ok], p[ok]] = cols[c][ok]
         done += len(ch.rows)
         tick("pre-screen", done, len(panel.sids))
     timing["pass_a"] = time.perf_counter() - t
@@ -364,8 +366,7 @@ def _series(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, panel: Panel,
         r, q = np.nonzero(at >= 0)
         if len(r) == 0:
             continue
-        grid = ser.at_sessions(*_fields(ch.view), at, width)
-        cols = {c: v[r, q] for c, v in grid.items()}
+        cols = ser.at_pairs(*_fields(ch.view), r, at[r, q], width)
         ser.derived(cols)
         cols["LastDay"] = cols["LastDay"].astype(np.int64)
         pos = p_ref[r]
@@ -470,8 +471,9 @@ def _regimes(panel: Panel, days: np.ndarray) -> list[sc.Regime]:
     if not len(spy):
         return [sc.regime(np.empty(0))] * len(days)
     row = panel.rows(spy[:1])
-    width = panel.close.shape[1]
-    return [sc.regime(row.at(d.astype(dt.date), width).close[0]) for d in days]
+    # The regime reads the last 61 closes and whether there are 201: this tail decides it.
+    tail = min(panel.close.shape[1], 2 * sc.REGIME_MIN_BARS)
+    return [sc.regime(row.at(d.astype(dt.date), tail).close[0]) for d in days]
 
 
 def _series_roots(term: Term) -> list[Term]:
@@ -542,9 +544,9 @@ def _screen(cfg: ScanConfig, ch: _Chunk, at: np.ndarray, r: np.ndarray, q: np.nd
             k = int((~keep & (first == j)).sum())
             if k:
                 dropped[f"where: {text}"] = dropped.get(f"where: {text}", 0) + k
-        matched = pl._joined(held, texts)
+        matched = _joined(held, texts)
         if cfg.near_miss:
-            failed = pl._joined(~held, texts)
+            failed = _joined(~held, texts)
     user = {name: ev.latest(col.term) for name, col in spec.columns}
     sort_key = None
     if spec.sort is not None:
@@ -552,6 +554,20 @@ def _screen(cfg: ScanConfig, ch: _Chunk, at: np.ndarray, r: np.ndarray, q: np.nd
     elif spec.sort_column is not None:
         sort_key = np.asarray(user[spec.sort_column], dtype=np.float64)
     return pl.Screened(keep, matched, failed, user, sort_key)
+
+
+def _joined(mask: np.ndarray, texts: list[str]) -> np.ndarray:
+    """``pipeline._joined`` (the texts whose column holds, "; "-joined) for many rows: each
+    row's pattern as one integer, one join per distinct pattern."""
+    from technic_v4 import pipeline as pl
+
+    if mask.shape[1] > 62:
+        return pl._joined(mask, texts)
+    code = mask.astype(np.int64) @ (np.int64(1) << np.arange(mask.shape[1], dtype=np.int64))
+    uniq, inv = np.unique(code, return_inverse=True)
+    words = np.array(["; ".join(t for j, t in enumerate(texts) if (int(u) >> j) & 1)
+                      for u in uniq], dtype=object)
+    return words[inv]
 
 
 def ref_rows(ch: _Chunk, ref: pd.DataFrame) -> np.ndarray:

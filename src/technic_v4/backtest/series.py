@@ -7,8 +7,8 @@ S sessions costs one pass over the history instead of S. Contract:
 - Inputs are ``(n, L)`` float64 rows (``day`` int32), right-aligned like a Panel, with at least
   :data:`PAD` padding columns on the left of every row (``Panel.at(day, width + PAD)``), so
   every window ending at a real bar lies inside the array.
-- ``at`` is ``(n, S)`` int64: the column of each requested bar (-1: not requested, the outputs
-  hold NaN there). ``width`` is the width of the panel the scan itself would see (the stored
+- The requested bars are pairs ``(rows[i], at[i])`` (row, column), rows ascending; the outputs
+  are ``(P,)`` arrays, one value per pair. ``width`` is the width of the panel the scan itself would see (the stored
   sessions): columns a scan cannot compute on so few bars are NaN here too.
 - Every value equals, bit for bit, ``block_columns`` over the row's bars up to that column:
   the recursive indicators are the same TA-Lib-exact kernels (causal: a later bar never
@@ -76,92 +76,130 @@ def _ret(c: Any, j: int, h: int, width: int) -> float:
 
 
 @njit(cache=True, nogil=True)
-def _extreme(x: Any, j: int, span: int, high: bool) -> float:
-    """``fmax`` (``high``) or ``fmin`` of ``x[j - span + 1 : j + 1]``, NaN ignored."""
-    best = np.nan
-    for t in range(j - span + 1, j + 1):
+def _rolling_extreme(x: Any, span: int, high: bool, out: Any, dq: Any) -> None:
+    """``out[t]`` = ``fmax`` (``high``) or ``fmin`` of ``x[t - span + 1 : t + 1]`` (NaN ignored;
+    NaN when the window has no value), by a monotonic queue of indices: O(1) per bar."""
+    head = 0
+    tail = 0
+    for t in range(len(x)):
         y = x[t]
-        if y == y and (best != best or (y > best if high else y < best)):
-            best = y
-    return best
+        if y == y:
+            while tail > head and (x[dq[tail - 1]] <= y if high else x[dq[tail - 1]] >= y):
+                tail -= 1
+            dq[tail] = t
+            tail += 1
+        while tail > head and dq[head] <= t - span:
+            head += 1
+        out[t] = x[dq[head]] if tail > head else np.nan
 
 
 @njit(cache=True, nogil=True)
-def _window_core(h: Any, lo: Any, c: Any, v: Any, day: Any, lr: Any, at: Any, width: int,
-                 ret_h: Any, rs_h: Any, rs_w: Any, out: Any) -> None:
-    n, s = at.shape
+def _volume_and_range(v: Any, lr: Any, ext: Any, j: int, width: int, tmp: Any, o: Any) -> None:
+    """VolumeSurge, RealizedVol20 and the 52-week / swing extremes at bar ``j`` into o[3:9]."""
+    o[3] = v[j] / (_pairwise(v, j - 20, 20) / 20.0)
+    if width >= 21:
+        mean = _pairwise(lr, j - 19, 20) / 20.0
+        for m in range(20):
+            d = lr[j - 19 + m] - mean
+            tmp[m] = d * d
+        o[4] = np.sqrt(_pairwise(tmp, 0, 20) / 19.0) * np.sqrt(252.0) * 100.0
+    else:
+        o[4] = np.nan
+    for m in range(4):
+        o[5 + m] = ext[m, j]
+
+
+@njit(cache=True, nogil=True)
+def _window_core(h: Any, lo: Any, c: Any, v: Any, day: Any, lr: Any, rows: Any, at: Any,
+                 width: int, ret_h: Any, rs_h: Any, rs_w: Any, full: bool, out: Any) -> None:
+    """The window columns at the pairs (``rows[i]``, ``at[i]``), rows ascending, into
+    ``out[:, i]`` (order of ``_WINDOW``)."""
     tmp = np.empty(20)
-    for r in range(n):
-        first = 0
-        while first < day.shape[1] and day[r, first] < 0:
-            first += 1
-        for q in range(s):
-            j = at[r, q]
-            if j < 0:
-                for m in range(out.shape[2]):
-                    out[r, q, m] = np.nan
-                continue
-            out[r, q, 0] = c[r, j]
-            out[r, q, 1] = v[r, j]
-            for m in range(20):
-                tmp[m] = c[r, j - 19 + m] * v[r, j - 19 + m]
-            out[r, q, 2] = _pairwise(tmp, 0, 20) / 20.0
-            out[r, q, 3] = v[r, j] / (_pairwise(v[r], j - 20, 20) / 20.0)
+    length = c.shape[1]
+    ext = np.empty((4, length))
+    dq = np.empty(length, dtype=np.int64)
+    year, swing = min(WEEKS52, width), min(SWING, width)
+    row = -1
+    first = 0
+    for i in range(len(rows)):
+        r = rows[i]
+        j = at[i]
+        if r != row:
+            row = r
+            if full:
+                _rolling_extreme(h[r], year, True, ext[0], dq)
+                _rolling_extreme(lo[r], year, False, ext[1], dq)
+                _rolling_extreme(lo[r], swing, False, ext[2], dq)
+                _rolling_extreme(h[r], swing, True, ext[3], dq)
+            first = 0
+            while first < length and day[r, first] < 0:
+                first += 1
+        out[0, i] = c[r, j]
+        out[1, i] = v[r, j]
+        for m in range(20):
+            tmp[m] = c[r, j - 19 + m] * v[r, j - 19 + m]
+        out[2, i] = _pairwise(tmp, 0, 20) / 20.0
+        if full:
+            out[3, i] = v[r, j] / (_pairwise(v[r], j - 20, 20) / 20.0)
             if width >= 21:
                 mean = _pairwise(lr[r], j - 19, 20) / 20.0
                 for m in range(20):
                     d = lr[r, j - 19 + m] - mean
                     tmp[m] = d * d
-                out[r, q, 4] = np.sqrt(_pairwise(tmp, 0, 20) / 19.0) * np.sqrt(252.0) * 100.0
+                out[4, i] = np.sqrt(_pairwise(tmp, 0, 20) / 19.0) * np.sqrt(252.0) * 100.0
             else:
-                out[r, q, 4] = np.nan
-            year, swing = min(WEEKS52, width), min(SWING, width)
-            out[r, q, 5] = _extreme(h[r], j, year, True)
-            out[r, q, 6] = _extreme(lo[r], j, year, False)
-            out[r, q, 7] = _extreme(lo[r], j, swing, False)
-            out[r, q, 8] = _extreme(h[r], j, swing, True)
-            num = 0.0
-            den = 0.0
-            for m in range(len(rs_h)):
-                x = _ret(c[r], j, rs_h[m], width)
-                if np.isfinite(x):
-                    num += rs_w[m] * x
-                    den += rs_w[m]
-            if np.isfinite(_ret(c[r], j, rs_h[0], width)):
-                out[r, q, 9] = num / den * 100.0
-            else:
-                out[r, q, 9] = np.nan * 100.0
-            out[r, q, 10] = float(j - first + 1) if first <= j else 0.0
-            out[r, q, 11] = float(day[r, j])
-            for m in range(len(ret_h)):
-                out[r, q, 12 + m] = _ret(c[r], j, ret_h[m], width) * 100.0
+                out[4, i] = np.nan
+            for m in range(4):
+                out[5 + m, i] = ext[m, j]
+        else:  # the pre-screen's columns only (and RSScore, bars, last day below)
+            for m in range(3, 9):
+                out[m, i] = np.nan
+        num = 0.0
+        den = 0.0
+        for m in range(len(rs_h)):
+            x = _ret(c[r], j, rs_h[m], width)
+            if np.isfinite(x):
+                num += rs_w[m] * x
+                den += rs_w[m]
+        if np.isfinite(_ret(c[r], j, rs_h[0], width)):
+            out[9, i] = num / den * 100.0
+        else:
+            out[9, i] = np.nan
+        out[10, i] = float(j - first + 1)
+        out[11, i] = float(day[r, j])
+        for m in range(len(ret_h)):
+            out[12 + m, i] = _ret(c[r], j, ret_h[m], width) * 100.0
 
 
-def at_sessions(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray,
-                day: np.ndarray, at: np.ndarray, width: int, indicators: bool = True
-                ) -> Columns:
-    """Every indicator column of ``block_columns`` at the columns ``at`` of each row: ``(n, S)``
-    arrays (see the module docstring). ``indicators=False``: the window columns only (close,
-    volume, dollar volume, returns, RSScore, bars …), not the recursive indicators."""
+def at_pairs(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray,
+             day: np.ndarray, rows: np.ndarray, at: np.ndarray, width: int,
+             indicators: bool = True) -> Columns:
+    """Every indicator column of ``block_columns`` at the bars ``(rows[i], at[i])`` (rows
+    ascending): ``(P,)`` arrays (see the module docstring). ``indicators=False``: the window
+    columns only (close, volume, dollar volume, returns, RSScore, bars …), not the recursive
+    indicators (nor VolumeSurge, RealizedVol20 and the extremes: NaN)."""
     del o  # no column reads the open
-    n, s = at.shape
+    n = c.shape[0]
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    at = np.ascontiguousarray(at, dtype=np.int64)
     out: Columns = {}
     if indicators:
-        out.update(_indicators(h, lo, c, at))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lr = np.log(c[:, 1:] / c[:, :-1])
-    lr = np.concatenate([np.full((n, 1), np.nan), lr], axis=1)  # lr[:, t]: c[t] / c[t - 1]
-    win = np.empty((n, s, len(_WINDOW)))
-    _window_core(h, lo, c, v, day, lr, np.ascontiguousarray(at), width, _RET_H, _RS_H, _RS_W,
-                 win)
+        out.update(_indicators(h, lo, c, rows, at))
+    lr = np.empty((n, 1))
+    if indicators:  # RealizedVol20's log returns; lr[:, t] is log(c[t] / c[t - 1])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lr = np.concatenate([np.full((n, 1), np.nan), np.log(c[:, 1:] / c[:, :-1])], axis=1)
+    win = np.empty((len(_WINDOW), len(rows)))
+    _window_core(h, lo, c, v, day, lr, rows, at, width, _RET_H, _RS_H, _RS_W, indicators, win)
     for m, name in enumerate(_WINDOW):
-        out[name] = win[:, :, m]
+        out[name] = win[m]
     return out
 
 
-def _indicators(h: np.ndarray, lo: np.ndarray, c: np.ndarray, at: np.ndarray) -> Columns:
-    """The recursive indicators (``kernels.SCAN_COLUMNS``) over whole rows, read at ``at``."""
-    safe = np.where(at >= 0, at, c.shape[1] - 1)
+def _indicators(h: np.ndarray, lo: np.ndarray, c: np.ndarray, rows: np.ndarray,
+                at: np.ndarray) -> Columns:
+    """The recursive indicators (``kernels.SCAN_COLUMNS``) over whole rows, read at the pairs."""
+    flat = rows * c.shape[1] + at
     out: Columns = {}
     ta = {"SMA20": k.sma(c, 20), "SMA50": k.sma(c, 50), "SMA200": k.sma(c, 200),
           "EMA21": k.ema(c, 21), "RSI14": k.rsi(c, 14)}
@@ -170,9 +208,7 @@ def _indicators(h: np.ndarray, lo: np.ndarray, c: np.ndarray, at: np.ndarray) ->
     ta["PlusDI14"], ta["MinusDI14"], ta["ADX14"] = k.dmi(h, lo, c, 14)
     ta["BBUpper"], ta["BBMiddle"], ta["BBLower"] = k.bbands(c, 20, 2.0, 2.0)
     for name, series in ta.items():
-        vals = np.take_along_axis(series, safe, axis=1)
-        vals[at < 0] = np.nan
-        out[name] = vals
+        out[name] = series.ravel()[flat]
     return out
 
 
