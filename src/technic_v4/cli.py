@@ -431,6 +431,71 @@ def _check_bind(host: str, port: int) -> None:
 
 
 @main.command()
+@click.option("--where", help="The screen: keep rows where this holds (README \"Screen language\").")
+@click.option("--preset", help="A preset screen (technic screens list); combined with --where.")
+@click.option("--signal", "signals", multiple=True,
+              help='Keep rows with this Signal (repeatable), e.g. --signal "Strong Long".')
+@click.option("--from", "start", required=True, type=click.DateTime(["%Y-%m-%d"]),
+              help="First session replayed (YYYY-MM-DD).")
+@click.option("--to", "end", required=True, type=click.DateTime(["%Y-%m-%d"]),
+              help="Last session replayed (YYYY-MM-DD).")
+@click.option("--every", type=int, default=1, show_default=True,
+              help="Replay every N-th session.")
+@click.option("--horizons", default="1,5,21,63", show_default=True,
+              help="Forward-return horizons in sessions.")
+@click.option("--rank-by", help="A numeric column whose IC is measured (e.g. TechRating).")
+@click.option("--max-hold", type=int, default=20, show_default=True,
+              help="Sessions a trade plan is held at most.")
+@click.option("--top", "top_n", type=int, default=None, help="Keep the N best rows a session.")
+@click.option("--min-rating", type=float, default=0.0, show_default=True,
+              help="Minimum TechRating.")
+@click.option("--max-symbols", "-n", type=int, default=None,
+              help="First N listings by market cap at each session (default: all).")
+@click.option("--type", "types", multiple=True, help="Listing type (repeatable).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              callback=_output_path,
+              help="Write the matched rows here (.csv, .json or .parquet by the suffix).")
+def backtest(where: str | None, preset: str | None, signals: tuple[str, ...],
+             start: dt.datetime, end: dt.datetime, every: int, horizons: str,
+             rank_by: str | None, max_hold: int, top_n: int | None, min_rating: float,
+             max_symbols: int | None, types: tuple[str, ...], output: Path | None) -> None:
+    """Replay a screen over every session of a date range: what it matched, and after."""
+    from technic_v4.backtest import run
+    from technic_v4.scanner_core import ScanConfig
+
+    if signals:
+        bad = sorted(set(signals) - set(_SIGNALS))
+        if bad:
+            raise click.BadParameter(f"unknown signal {bad[0]!r}; valid: {', '.join(_SIGNALS)}",
+                                     param_hint="--signal")
+        clause = " or ".join(f'Signal == "{x}"' for x in signals)
+        where = f"({where}) and ({clause})" if where else clause
+    kw: dict[str, Any] = {"where": where, "preset": preset, "top_n": top_n,
+                          "min_tech_rating": min_rating, "max_symbols": max_symbols,
+                          "allow_shorts": any(x in ("Short", "Strong Short") for x in signals)}
+    if types:
+        kw["types"] = types
+    config = ScanConfig(**kw)
+    with _Progress() as prog:
+        res = run(config, start.date(), end.date(), every=every, horizons=horizons,
+                  rank_by=rank_by, max_hold=max_hold, on_progress=prog.update)
+    per_day = res.matches.groupby("AsOf").size() if len(res.matches) else None
+    if per_day is not None:
+        click.echo(f"{len(per_day):,} of {len(res.replay.sessions):,} sessions matched; rows "
+                   f"per matching session: median {per_day.median():g}, max {per_day.max()}")
+    if output is not None:
+        fmt = {".csv": "csv", ".json": "json", ".parquet": "parquet"}.get(output.suffix.lower())
+        if fmt is None:
+            raise click.BadParameter("the file name ends in .csv, .json or .parquet",
+                                     param_hint="--output")
+        _write(res.matches, fmt, output, 0)
+    click.echo(res.message, err=True)
+
+
+_SIGNALS = ("Strong Long", "Long", "Watch", "Avoid", "Short", "Strong Short")
+
+
+@main.command()
 @click.option("--quick", is_flag=True, help="Fewer repeats (a smoke run).")
 @click.option("--no-ray", is_flag=True, help="Skip the Ray measurements.")
 @click.option("--no-vendor", is_flag=True, help="Skip the loopback-vendor measurements.")

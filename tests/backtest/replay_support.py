@@ -13,11 +13,11 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pipeline"))
 
-from pit_support import PitMarket, build  # noqa: E402
+from pit_support import PitMarket, build
 
-from technic_v4.config.scan import ScanConfig  # noqa: E402
-from technic_v4.data.market import MarketData  # noqa: E402
-from technic_v4.pipeline import scan  # noqa: E402
+from technic_v4.config.scan import ScanConfig
+from technic_v4.data.market import MarketData
+from technic_v4.pipeline import scan
 
 FIRST = dt.date(2024, 10, 1)
 LAST = dt.date(2026, 3, 31)

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from replay_support import CONFIG, END, FWD, GONE, REV, START, build_market, per_session, sessions
 
-from technic_v4.backtest.replay import replay, text_as_object
+from technic_v4.backtest.replay import replay, text_as_str
 from technic_v4.config.scan import ScanConfig
 from technic_v4.data.market import MarketData
 from technic_v4.errors import ConfigError, ScanCancelled
@@ -43,7 +43,7 @@ def test_replay_equals_one_scan_per_session(md: MarketData) -> None:
     days = sessions(md, START, END)
     res = replay(CONFIG, START, END, data=md)
     assert res.stats["method"] == "series"
-    expected = text_as_object(per_session(md, CONFIG, days))
+    expected = text_as_str(per_session(md, CONFIG, days))
     pd.testing.assert_frame_equal(res.matches, expected, check_exact=True)
     assert list(res.sessions.date) == days
     # A split listing is scored before and after its ex-date (its view re-adjusted as of D).
@@ -56,7 +56,7 @@ def test_replay_equals_one_scan_per_session(md: MarketData) -> None:
 def test_scan_history_agrees(md: MarketData) -> None:
     days = [dt.date(2026, 1, 14), dt.date(2026, 1, 15), dt.date(2026, 2, 17), END]
     cfg = CONFIG.model_copy(update={"lookback_days": None})
-    hist = text_as_object(scan_history(cfg, days, md))
+    hist = text_as_str(scan_history(cfg, days, md))
     res = replay(CONFIG, START, END, data=md).matches
     got = res[res["AsOf"].isin(pd.to_datetime(days))].reset_index(drop=True)
     pd.testing.assert_frame_equal(got, hist, check_exact=True)
@@ -104,7 +104,7 @@ def test_cross_sectional_screen_runs_per_session_and_exactly(md: MarketData) -> 
     assert res.stats["method"] == "per_session"
     assert "rank()" in res.stats["per_session_reason"]
     pd.testing.assert_frame_equal(
-        res.matches, text_as_object(per_session(md, cfg, sessions(md, dt.date(2026, 3, 2), END))),
+        res.matches, text_as_str(per_session(md, cfg, sessions(md, dt.date(2026, 3, 2), END))),
         check_exact=True)
     with pytest.raises(ConfigError, match="method"):
         replay(cfg, "2026-03-02", END, data=md, method="series")

@@ -1,7 +1,9 @@
-"""Backtesting a screen: replay it over history (``replay``), then measure what followed."""
+"""Backtesting a screen: replay it over every stored session of a range (``replay``: the scan's
+rows as of each session, point in time), then measure what followed (``run``)."""
 
 from __future__ import annotations
 
 from technic_v4.backtest.replay import ReplayResult, replay
+from technic_v4.backtest.runner import BacktestResult, run
 
-__all__ = ["ReplayResult", "replay"]
+__all__ = ["BacktestResult", "ReplayResult", "replay", "run"]

@@ -202,10 +202,13 @@ def _per_session(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, panel: Pa
         regs.append({"AsOf": asof, **reg.as_dict()})
     tick("sessions", len(days), len(days))
     matches = pd.concat(frames, ignore_index=True)
-    matches = text_as_object(matches[["AsOf", *[c for c in matches.columns if c != "AsOf"]]])
+    matches = text_as_str(matches[["AsOf", *[c for c in matches.columns if c != "AsOf"]]])
     universe = pd.concat(unis, ignore_index=True)
     universe = universe[["AsOf", *[c for c in universe.columns if c != "AsOf"]]]
     universe = universe.sort_values(["AsOf", "Symbol"], kind="stable", ignore_index=True)
+    names, _ = symbol_codes(ref)
+    universe["Symbol"] = pd.Categorical(universe["Symbol"], categories=names)
+    universe["Signal"] = pd.Categorical(universe["Signal"], categories=sc.SIGNALS)
     return matches, universe, pd.DataFrame(regs), {}
 
 
@@ -304,7 +307,8 @@ def _chunks(panel: Panel, days: np.ndarray, rows_wanted: np.ndarray | None = Non
             yield _Chunk(rows, at, view)
 
 
-def _fields(view: Panel) -> tuple[np.ndarray, ...]:
+def _fields(view: Panel) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                  np.ndarray]:
     return view.open, view.high, view.low, view.close, view.volume, view.day
 
 
@@ -315,10 +319,10 @@ def _series(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, panel: Panel,
 
     timing: dict[str, float] = {}
     # Text columns as Python strings once (each chunk reads them at its pairs).
+    text_ref = ref  # the frame reads text from pandas' str arrays (no round trip)
     ref = ref.astype({c: object for c in ref.columns if isinstance(ref[c].dtype, pd.StringDtype)})
     n_ref, n_s = len(ref), len(days)
     width = panel.close.shape[1]
-    dq = days.astype(np.int64)
     row_of = pd.Index(panel.sids).get_indexer(ref["sid"].to_numpy())
     ref_of_row = np.full(len(panel.sids), -1, dtype=np.int64)
     ref_of_row[row_of[row_of >= 0]] = np.flatnonzero(row_of >= 0)
@@ -400,7 +404,7 @@ def _series(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, panel: Panel,
     timing["pass_b"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    matches = text_as_object(_assemble(cfg, ref, days, kept))
+    matches = text_as_str(_assemble(cfg, text_ref, days, kept))
     universe = _universe(ref, days, uni)
     timing["output"] = time.perf_counter() - t
     regime = pd.DataFrame([{"AsOf": pd.Timestamp(d.astype(dt.date)), **r.as_dict()}
@@ -592,13 +596,14 @@ def _assemble(cfg: ScanConfig, ref: pd.DataFrame, days: np.ndarray,
         return None if first is None else np.concatenate([get(x) for x in kept])
 
     q, pos, mcap = cat(lambda x: x["q"]), cat(lambda x: x["pos"]), cat(lambda x: x["mcap"])
-    cols, s, p, user = (cat(lambda x, k=k: x[k]) for k in ("cols", "s", "p", "user"))
+    cols, s, p, user = (cat(_getter(k)) for k in ("cols", "s", "p", "user"))
     sig, matched, failed = cat(lambda x: x["sig"]), cat(lambda x: x["matched"]), \
         cat(lambda x: x["failed"])
     key = cat(lambda x: x["key"])
     key = s["TechRating"] if key is None else key
-    sym = ref["Symbol"].to_numpy(object)[pos].astype(str)
-    order = np.lexsort((sym, -key, q))
+    # The scan's order: key descending, then Symbol, then (equal symbols) market cap.
+    _, code = symbol_codes(ref)
+    order = np.lexsort((-np.nan_to_num(mcap, nan=-1.0), code[pos], -key, q))
     qs = q[order]
     starts = np.flatnonzero(np.r_[True, qs[1:] != qs[:-1]])
     rank = np.arange(len(qs)) - np.repeat(starts, np.diff(np.r_[starts, len(qs)])) + 1
@@ -616,28 +621,43 @@ def _assemble(cfg: ScanConfig, ref: pd.DataFrame, days: np.ndarray,
     return frame
 
 
-def text_as_object(frame: pd.DataFrame) -> pd.DataFrame:
-    """Text columns as ``object`` (a concat of scan frames gives str or object depending on
-    whether a session had no rows: a replay's frame has one dtype whatever the sessions)."""
+def text_as_str(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text columns as pandas' ``str`` dtype (a scan's frame has it, but a concat with a
+    session without rows gives ``object``: a replay's frame has one dtype whatever the
+    sessions)."""
     for c in frame.columns:
-        if isinstance(frame[c].dtype, pd.StringDtype):
-            frame[c] = frame[c].astype(object)
+        if frame[c].dtype == object and pd.api.types.infer_dtype(
+                frame[c], skipna=True) in ("string", "empty"):
+            frame[c] = frame[c].astype(pd.StringDtype(na_value=np.nan))
     return frame
+
+
+def _getter(key: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda x: x[key]
 
 
 def _universe(ref: pd.DataFrame, days: np.ndarray, parts: list[dict[str, Any]]) -> pd.DataFrame:
     if not parts:
+        names, _ = symbol_codes(ref)
         return pd.DataFrame({"AsOf": pd.Series(dtype="datetime64[s]"),
-                             "Symbol": pd.Series(dtype=object), "Signal": pd.Series(dtype=object),
+                             "Symbol": pd.Categorical([], categories=names),
+                             "Signal": pd.Categorical([], categories=sc.SIGNALS),
                              **{c: pd.Series(dtype="float64") for c in ("Close",
                                                                          *SCORE_COLUMNS)}})
     cat = {k: np.concatenate([x[k] for x in parts]) for k in parts[0]}
-    sym = ref["Symbol"].to_numpy(object)[cat["pos"]]
-    order = np.lexsort((sym.astype(str), cat["q"]))
+    names, code = symbol_codes(ref)
+    order = np.lexsort((code[cat["pos"]], cat["q"]))
+    sig = pd.Categorical(cat["Signal"][order], categories=sc.SIGNALS)
     return pd.DataFrame({"AsOf": pd.DatetimeIndex(days[cat["q"][order]].astype("datetime64[s]")),
-                         "Symbol": pd.Series(sym[order], dtype=object),
-                         "Signal": pd.Series(cat["Signal"][order], dtype=object),
-                         **{c: cat[c][order] for c in ("Close", *SCORE_COLUMNS)}})
+                         "Symbol": pd.Categorical.from_codes(code[cat["pos"][order]], names),
+                         "Signal": sig, **{c: cat[c][order] for c in ("Close", *SCORE_COLUMNS)}})
+
+
+def symbol_codes(ref: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted distinct symbols and each reference row's position among them (equal
+    symbols, e.g. a reused ticker, share a code: ties keep their order, as a string sort)."""
+    names, code = np.unique(ref["Symbol"].to_numpy(object).astype(str), return_inverse=True)
+    return names, np.asarray(code, dtype=np.int64).reshape(-1)
 
 
 def _message(res: ReplayResult) -> str:
