@@ -1,0 +1,83 @@
+"""``technic backtest`` and ``backtest.run``: thin front doors over the replay; bad input is one
+line naming the field; ``--lookback all`` scans every stored bar."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from replay_support import END, build_market
+
+from technic_v4 import data_engine
+from technic_v4.backtest import replay, run
+from technic_v4.cli import main
+from technic_v4.config.scan import ScanConfig
+from technic_v4.data.market import MarketData
+from technic_v4.errors import ConfigError
+
+PLAIN = ScanConfig(min_history=60, min_market_cap=0, min_dollar_volume=0, top_n=8)
+
+
+@pytest.fixture(scope="module")
+def md(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MarketData]:
+    m = build_market(tmp_path_factory.mktemp("cli"))
+    data_engine._market = m
+    yield m
+    data_engine._market = None
+    m.close()
+
+
+def test_cli_writes_the_replayed_rows(md: MarketData, tmp_path: Path) -> None:
+    out = tmp_path / "rows.parquet"
+    r = CliRunner().invoke(main, ["backtest", "--signal", "Strong Long", "--signal", "Long",
+                                  "--from", "2026-03-02", "--to", str(END), "--every", "2",
+                                  "--top", "5", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    got = pd.read_parquet(out)
+    want = replay(ScanConfig(where='Signal == "Strong Long" or Signal == "Long"', top_n=5),
+                  "2026-03-02", END, every=2, data=md).matches
+    assert len(got) == len(want) > 0
+    assert set(got["Signal"]) <= {"Strong Long", "Long"}
+    assert list(got.columns[:2]) == ["AsOf", "Symbol"]
+    assert "Replayed" in r.stderr and "sessions matched" in r.stdout
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["--from", "2026-03-10", "--to", "2026-03-02"], "start: 2026-03-10 is after end"),
+    (["--from", "2026-03-02", "--to", "2031-01-02"], "end: 2031-01-02 is after the latest"),
+    (["--from", "2026-03-02", "--to", "2026-03-31", "--horizons", "1,x"], "horizons:"),
+    (["--from", "2026-03-02", "--to", "2026-03-31", "--rank-by", "Nope"], "rank_by: unknown"),
+    (["--from", "2026-03-02", "--to", "2026-03-31", "--every", "0"], "every: must be"),
+    (["--from", "2026-03-02", "--to", "2026-03-31", "--signal", "Buy"], "unknown signal"),
+])
+def test_cli_bad_input_is_one_line(md: MarketData, args: list[str], fragment: str) -> None:
+    r = CliRunner().invoke(main, ["backtest", *args])
+    assert r.exit_code != 0
+    assert fragment in r.output
+    assert "Traceback" not in r.output
+
+
+def test_run_checks_its_options_and_says_what_it_lacks(md: MarketData) -> None:
+    res = run(PLAIN, "2026-03-02", END, horizons="1,5", rank_by="TechRating", data=md)
+    assert res.horizons == (1, 5) and res.rank_by == "TechRating"
+    pd.testing.assert_frame_equal(res.matches,
+                                  replay(PLAIN, "2026-03-02", END, data=md).matches)
+    for kw, field in [({"horizons": (0, 5)}, "horizons"), ({"horizons": (5, 5)}, "horizons"),
+                      ({"horizons": (1.5,)}, "horizons"), ({"rank_by": "Symbol"}, "rank_by"),
+                      ({"max_hold": 0}, "max_hold")]:
+        with pytest.raises(ConfigError) as e:
+            run(PLAIN, "2026-03-02", END, data=md, **kw)  # type: ignore[arg-type]
+        assert e.value.field == field
+    cols = ScanConfig(columns={"Gap": "open / close[1] - 1"}, min_history=60)
+    assert run(cols, "2026-03-30", END, rank_by="Gap", data=md).rank_by == "Gap"
+
+
+def test_cli_lookback_all(md: MarketData) -> None:
+    r = CliRunner().invoke(main, ["scan", "--lookback", "all", "--format", "csv",
+                                  "--as-of", str(END)])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["scan", "--lookback", "most"])
+    assert r.exit_code == 2 and "a number of sessions or 'all'" in r.output
