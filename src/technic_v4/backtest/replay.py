@@ -54,8 +54,7 @@ Cancel = Callable[[], bool] | threading.Event
 
 METHODS = ("auto", "series", "per_session")
 CHUNK_ROWS = 256  # listings per chunk: (rows x sessions) column arrays stay ~100 MB
-SCORE_COLUMNS = ("TechRating", "RSRating", "TrendScore", "MomentumScore", "VolumeScore",
-                 "VolatilityScore", "BreakoutScore")
+SCORE_COLUMNS = ("TechRating", "RSRating")
 
 
 @dataclass
@@ -327,33 +326,37 @@ def _series(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, panel: Panel,
     ref_of_row = np.full(len(panel.sids), -1, dtype=np.int64)
     ref_of_row[row_of[row_of >= 0]] = np.flatnonzero(row_of >= 0)
 
+    workers = data.settings.max_workers
+
     # Pass A: the pre-screen's inputs at every session, (S, N) by reference row.
     t = time.perf_counter()
-    pre = {c: np.full((n_s, n_ref), np.nan) for c in ("Close", "DollarVolume20", "RSScore",
-                                                        "Bars", "LastDay")}
-    pre["Bars"][:] = 0.0
-    pre["LastDay"][:] = -1.0
-    done = 0
-    for ch in _chunks(panel, days):
+    pre = {c: np.full((n_s, n_ref), np.nan) for c in ("Close", "DollarVolume20", "RSScore")}
+    pre["Bars"] = np.zeros((n_s, n_ref), dtype=np.int32)
+    pre["LastDay"] = np.full((n_s, n_ref), -1, dtype=np.int32)
+
+    def window_columns(ch: _Chunk) -> tuple[_Chunk, np.ndarray, np.ndarray, dict[str, Any]]:
         r, q = np.nonzero(ch.at >= 0)
-        cols = ser.at_pairs(*_fields(ch.view), r, ch.at[r, q], width, indicators=False)
+        return ch, r, q, ser.at_pairs(*_fields(ch.view), r, ch.at[r, q], width,
+                                      indicators=False)
+
+    for ch, r, q, cols in _threaded(_chunks(panel, days), window_columns, workers, tick,
+                                    "pre-screen", len(panel.sids)):
         p = ref_of_row[ch.rows[r]]
         ok = p >= 0
-        for c in pre:
-            pre[c][q[ok], p[ok]] = cols[c][ok]
-        done += len(ch.rows)
-        tick("pre-screen", done, len(panel.sids))
+        for c, a in pre.items():
+            a[q[ok], p[ok]] = cols[c][ok]
     timing["pass_a"] = time.perf_counter() - t
 
     # Cross-sectional steps, vectorised over (S, N).
     t = time.perf_counter()
     keep, mcap = _survivors(cfg, data, ref, pre, days)
     rs_rating = _rs_rating(np.where(keep, pre["RSScore"], np.nan))
+    del pre
     regs = _regimes(panel, days)
     factor = np.array([r.factor for r in regs])
     timing["cross_section"] = time.perf_counter() - t
 
-    # Pass B: everything else at the survivors' pairs.
+    # Pass B: everything else at the survivors' pairs, chunk by chunk on ``workers`` threads.
     t = time.perf_counter()
     spec = cfg.screen()
     texts = [clause_text(c.text) for c in spec.where.clauses] if spec.where is not None else []
@@ -361,15 +364,14 @@ def _series(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, panel: Panel,
     uni: list[dict[str, Any]] = []
     dropped: dict[str, int] = {}
     alive_rows = np.unique(row_of[np.flatnonzero(keep.any(axis=0))])
-    done = 0
-    for ch in _chunks(panel, days, alive_rows[alive_rows >= 0]):
+    alive_rows = alive_rows[alive_rows >= 0]
+
+    def chunk_rows(ch: _Chunk) -> dict[str, Any] | None:
         p_ref = ref_of_row[ch.rows]
         at = np.where((p_ref[:, None] >= 0) & keep[:, np.maximum(p_ref, 0)].T, ch.at, -1)
-        done += len(ch.rows)
-        tick("indicators", done, len(alive_rows))
         r, q = np.nonzero(at >= 0)
         if len(r) == 0:
-            continue
+            return None
         cols = ser.at_pairs(*_fields(ch.view), r, at[r, q], width)
         ser.derived(cols)
         cols["LastDay"] = cols["LastDay"].astype(np.int64)
@@ -381,9 +383,8 @@ def _series(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, panel: Panel,
                     min_stop_atr=float(cfg.min_stop_atr), max_stop_atr=float(cfg.max_stop_atr),
                     max_adv_pct=float(cfg.max_adv_pct))
         m = mcap[q, pos]
-        uni.append({"q": q, "pos": pos, "Signal": sig, "Close": cols["Close"],
-                    **{c: s[c] for c in SCORE_COLUMNS}})
-        scr = _screen(cfg, ch, at, r, q, ref, pos, m, cols, s, sig, pl_, texts, dropped)
+        drops: dict[str, int] = {}
+        scr = _screen(cfg, ch, at, r, q, ref, pos, m, cols, s, sig, pl_, texts, drops)
         tradeable = np.isin(sig, ("Strong Long", "Long",
                                   *(SHORT_SIGNALS if cfg.allow_shorts else ()))) \
             & np.isfinite(pl_["Entry"]) & (np.nan_to_num(pl_["PositionSize"]) >= 1)
@@ -392,15 +393,31 @@ def _series(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, panel: Panel,
             ("not tradeable (signal or size)", ~tradeable if cfg.only_tradeable
              else np.zeros(len(r), dtype=bool))])
         sel = np.flatnonzero(out)
+        res: dict[str, Any] = {
+            "dropped": drops,
+            "uni": {"q": q.astype(np.int32), "pos": pos.astype(np.int32),
+                    "Signal": _signal_codes(sig), "Close": cols["Close"],
+                    **{c: s[c] for c in SCORE_COLUMNS}}}
         if len(sel):
-            kept.append({"q": q[sel], "pos": pos[sel], "mcap": m[sel],
-                         "cols": {c: v[sel] for c, v in cols.items()},
-                         "s": {c: v[sel] for c, v in s.items()}, "sig": sig[sel],
-                         "p": {c: v[sel] for c, v in pl_.items()},
-                         "matched": scr.matched[sel],
-                         "failed": None if scr.failed is None else scr.failed[sel],
-                         "user": {c: v[sel] for c, v in scr.columns.items()},
-                         "key": None if scr.sort_key is None else scr.sort_key[sel]})
+            res["kept"] = {"q": q[sel], "pos": pos[sel], "mcap": m[sel],
+                           "cols": {c: v[sel] for c, v in cols.items()},
+                           "s": {c: v[sel] for c, v in s.items()}, "sig": sig[sel],
+                           "p": {c: v[sel] for c, v in pl_.items()},
+                           "matched": scr.matched[sel],
+                           "failed": None if scr.failed is None else scr.failed[sel],
+                           "user": {c: v[sel] for c, v in scr.columns.items()},
+                           "key": None if scr.sort_key is None else scr.sort_key[sel]}
+        return res
+
+    for got in _threaded(_chunks(panel, days, alive_rows), chunk_rows, workers, tick,
+                         "indicators", len(alive_rows)):
+        if got is None:
+            continue
+        for k, v in got["dropped"].items():
+            dropped[k] = dropped.get(k, 0) + v
+        uni.append(got["uni"])
+        if "kept" in got:
+            kept.append(got["kept"])
     timing["pass_b"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -413,6 +430,38 @@ def _series(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, panel: Panel,
              "pairs": int(keep.sum()), "dropped": dropped,
              "epoch_groups": len(_epochs(panel, days))}
     return matches, universe, regime, stats
+
+
+def _threaded(chunks: Iterator[_Chunk], fn: Callable[[_Chunk], Any], workers: int,
+              tick: _Ticker, step: str, total: int) -> Iterator[Any]:
+    """``fn`` over the chunks on ``workers`` threads (the kernels release the GIL), results in
+    chunk order, at most ``workers + 1`` chunks in memory; progress and cancel per chunk."""
+    from collections import deque
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    done = 0
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="technic-replay") as ex:
+        pending: deque[tuple[int, Future[Any]]] = deque()
+        for ch in chunks:
+            pending.append((len(ch.rows), ex.submit(fn, ch)))
+            while len(pending) > workers:
+                n, fut = pending.popleft()
+                done += n
+                yield fut.result()
+                tick(step, done, total)
+        while pending:
+            n, fut = pending.popleft()
+            done += n
+            yield fut.result()
+            tick(step, done, total)
+
+
+def _signal_codes(sig: np.ndarray) -> np.ndarray:
+    """Signals as int8 codes into ``scores.SIGNALS``."""
+    codes = np.zeros(len(sig), dtype=np.int8)
+    for i, name in enumerate(sc.SIGNALS):
+        codes[sig == name] = i
+    return codes
 
 
 def _survivors(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, pre: dict[str, np.ndarray],
@@ -448,7 +497,7 @@ def _survivors(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, pre: dict[s
             alive[q, idx[order[:cfg.max_symbols]]] = True
     sess = data.sessions(days[-1].astype(dt.date)).astype(np.int64)
     n_sess = np.searchsorted(sess, days.astype(np.int64), side="right")
-    last = pre["LastDay"].astype(np.int64)
+    last = pre["LastDay"]
     stale = n_sess[:, None] - 1 - (np.searchsorted(sess, last, side="right") - 1)
     nb = pre["Bars"]
     with np.errstate(invalid="ignore"):
@@ -647,9 +696,9 @@ def _universe(ref: pd.DataFrame, days: np.ndarray, parts: list[dict[str, Any]]) 
     cat = {k: np.concatenate([x[k] for x in parts]) for k in parts[0]}
     names, code = symbol_codes(ref)
     order = np.lexsort((code[cat["pos"]], cat["q"]))
-    sig = pd.Categorical(cat["Signal"][order], categories=sc.SIGNALS)
+    sig = pd.Categorical.from_codes(cat["Signal"][order], categories=sc.SIGNALS)
     return pd.DataFrame({"AsOf": pd.DatetimeIndex(days[cat["q"][order]].astype("datetime64[s]")),
-                         "Symbol": pd.Categorical.from_codes(code[cat["pos"][order]], names),
+                         "Symbol": pd.Categorical.from_codes(code[cat["pos"]][order], names),
                          "Signal": sig, **{c: cat[c][order] for c in ("Close", *SCORE_COLUMNS)}})
 
 
