@@ -11,7 +11,11 @@ in its own child process so that "cold" really is cold:
 - a scan as of a past date (bars adjusted as of it), first and warm;
 - 50,000 listings, local threads and Ray; historical scans over many dates, local and Ray;
 - a replay (``technic backtest``) of a 10-clause screen over the last 250 sessions, and its ratio
-  to one scan per session.
+  to one scan per session;
+- backtest trade plans: 10^6 signals played out over 6,000 × 5,000 bars, and the portfolio;
+- the embedded market's build (reference, actions, every session's bars in the fetch planner's
+  chunks): the default one, and 20 years of 6,000 listings with its peak RSS and a cold
+  ``technic scan`` on it (full runs only).
 Scans of N listings use every listing type (so that N listings really enter the pre-screen).
 """
 
@@ -210,6 +214,66 @@ def baseline(n: int) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - t, "symbols": len(frames)}
 
 
+# The embedded market's build, as the fetch planner drives it: reference data, the corporate
+# actions, then every session's bars in CHUNK_SESSIONS-session calls (each batch dropped once
+# counted, as the planner drops it once stored). Peak RSS is this child's own.
+_BUILD = r"""
+import datetime as dt, json, resource, sys, time
+from technic_v4.data.fill import CHUNK_SESSIONS
+from technic_v4.data.providers.synthetic import SyntheticProvider
+a = json.loads(sys.argv[1])
+t = time.perf_counter()
+p = SyntheticProvider(n_listings=a["listings"], epoch=dt.date.fromisoformat(a["epoch"]),
+                      end=dt.date.fromisoformat(a["end"]))
+ref = p.reference()
+acts = p.actions(p.first_session())
+days = [d.astype(dt.date) for d in p.sessions]
+rows = sum(len(p.bars_for_sessions(days[i:i + CHUNK_SESSIONS]))
+           for i in range(0, len(days), CHUNK_SESSIONS))
+print("BENCH " + json.dumps({
+    "seconds": time.perf_counter() - t, "sessions": len(days), "listings": len(ref),
+    "rows": rows, "splits": int((acts["Type"] == "split").sum()),
+    "dividends": int((acts["Type"] == "dividend").sum()),
+    "delisted": int(ref["Delisted"].notna().sum()),
+    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+# A CLI command in this child, reporting the child's own peak RSS after it.
+_CLI_RSS = r"""
+import json, resource, runpy, sys
+sys.argv = ["technic", *json.loads(sys.argv[1])]
+try:
+    runpy.run_module("technic_v4.cli", run_name="__main__")
+except SystemExit as e:
+    if e.code:
+        raise
+print("BENCH " + json.dumps({"peak_rss_mb":
+                             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+LONG_EPOCH = "2006-01-03"  # 20 years of embedded market
+
+
+def build_bench(env: dict[str, str], full: bool) -> dict[str, Any]:
+    """The embedded market's build: default (median of 3), and in full runs 20 years of 6,000
+    listings (build, and a cold ``technic scan`` filling a store from it)."""
+    from technic_v4.data.calendar import latest_completed_session
+
+    end = env.get("TECHNIC_SYNTHETIC_END") or str(latest_completed_session())
+    args = {"listings": 6000, "epoch": "2023-01-03", "end": end}
+    runs = [_child(env, ["-c", _BUILD, json.dumps(args)])[1] or {} for _ in range(3)]
+    out: dict[str, Any] = {"default": sorted(runs, key=lambda r: r["seconds"])[1]}
+    if full:
+        _, out["long"] = _child(env, ["-c", _BUILD, json.dumps({**args, "epoch": LONG_EPOCH})])
+        with tempfile.TemporaryDirectory(prefix="technic-bench-long-") as tmp:
+            env_long = {**env, "TECHNIC_DATA_DIR": tmp, "TECHNIC_SYNTHETIC_LISTINGS": "6000",
+                        "TECHNIC_SYNTHETIC_EPOCH": LONG_EPOCH, "TECHNIC_SYNTHETIC_END": end}
+            cli = ["scan", "--format", "csv", "-o", str(Path(tmp) / "o.csv")]
+            out["long_scan_s"], out["long_scan"] = _child(env_long,
+                                                          ["-c", _CLI_RSS, json.dumps(cli)])
+    return out
+
+
 _VENDOR_SERVER = r"""
 import sys, datetime as dt
 from technic_v4.data.providers.synthetic import SyntheticProvider
@@ -290,6 +354,38 @@ def vendor_bench(listings: int = 6000, sessions: int = 320, delay_s: float = 0.0
     return out
 
 
+def trades_bench(listings: int = 6000, sessions: int = 5000, signals: int = 1_000_000,
+                 repeats: int = 3) -> dict[str, Any]:
+    """Plan simulation and the equal-risk portfolio on a random-walk panel (compute only; the
+    first call compiles or loads the numba cache and is not counted). Medians of repeats."""
+    import numpy as np
+
+    from technic_v4.backtest.trades import simulate_portfolio, simulate_trades
+
+    rng = np.random.default_rng(0)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.02, (listings, sessions)), axis=1))
+    open_ = close * np.exp(rng.normal(0.0, 0.005, close.shape))
+    high, low = np.maximum(open_, close) * 1.01, np.minimum(open_, close) * 0.99
+    lst = rng.integers(0, listings, signals)
+    ses = rng.integers(0, sessions - 1, signals)
+    entry = close[lst, ses]
+    kw: dict[str, Any] = {"listing": lst, "session": ses, "stop": entry * 0.95,
+                          "target": entry * 1.10, "rank": rng.random(signals), "max_hold": 20}
+    simulate_portfolio(simulate_trades(open_[:1, :3], high[:1, :3], low[:1, :3], close[:1, :3],
+                                       listing=[0], session=[0], stop=[1.0], target=[2.0]),
+                       close[:1, :3])
+    sim, port = [], []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        trades = simulate_trades(open_, high, low, close, **kw)
+        sim.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        simulate_portfolio(trades, close, max_positions=20)
+        port.append(time.perf_counter() - t)
+    return {"listings": listings, "sessions": sessions, "signals": signals,
+            "simulate_s": statistics.median(sim), "portfolio_s": statistics.median(port)}
+
+
 def _child(env: dict[str, str], args: list[str]) -> tuple[float, dict[str, Any] | None]:
     t = time.perf_counter()
     r = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True,
@@ -334,9 +430,11 @@ def run_bench(quick: bool = False, listings: int = 6200, big: int = 50_000,
             if ray:
                 _, res["big_ray"] = _child({**env_big, "TECHNIC_USE_RAY": "true"},
                                            ["-c", _CHILD, big_args])
+        res["build"] = build_bench(env, full=not quick)
     res["big_listings"] = big
     if vendor:
         res["vendor"] = vendor_bench()
+    res["trades"] = trades_bench(repeats=2 if quick else 3)
     return report(res)
 
 
@@ -436,6 +534,14 @@ def report(res: dict[str, Any]) -> str:
             out.append(f"| {res['big_listings']:,} listings: warm scan median, Ray "
                        f"(ratio to local {br['warm_s'] / big['warm_s']:.2f}) | "
                        f"{br['warm_s']:.3f} s |")
+    if "trades" in res:
+        tb = res["trades"]
+        out += [f"| backtest: {tb['signals']:,} trade plans played out over {tb['listings']:,} "
+                f"× {tb['sessions']:,} bars (max_hold 20) | {tb['simulate_s']:.2f} s |",
+                f"| backtest: equal-risk portfolio over those trades (20 slots) | "
+                f"{tb['portfolio_s']:.2f} s |"]
+    if "build" in res:
+        out += build_report(res["build"])
     if "vendor" in res:
         v = res["vendor"]
         out += ["", f"Data layer against the loopback Polygon-format vendor ({v['listings']:,} "
@@ -452,3 +558,23 @@ def report(res: dict[str, Any]) -> str:
                 f"{v['redis_instance_s']:.2f} | {v['redis_instance_requests']} |"]
     out += ["", f"Message of the first scan: `{std['first_msg']}`", ""]
     return "\n".join(out)
+
+
+def build_report(b: dict[str, Any]) -> list[str]:
+    """The embedded market's build, as markdown lines."""
+    d = b["default"]
+    out = ["", "Embedded market build (reference, corporate actions, every session's bars in the "
+           "fetch planner's chunks; each in a fresh child process):", "",
+           "| market | sessions | bars | splits | dividends | delisted | seconds | peak RSS |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = [("default, 6,000 listings from 2023-01-03 (median of 3)", d)]
+    if "long" in b:
+        rows.append((f"20 years, 6,000 listings from {LONG_EPOCH}", b["long"]))
+    out += [f"| {name} | {r['sessions']:,} | {r['rows']:,} | {r['splits']:,} | "
+            f"{r['dividends']:,} | {r['delisted']:,} | {r['seconds']:.1f} | "
+            f"{r['peak_rss_mb']:,.0f} MB |" for name, r in rows]
+    if "long_scan" in b:
+        out += ["", f"Cold `technic scan` on the 20-year market (fills an empty store, then "
+                f"scans): {b['long_scan_s']:.1f} s, peak RSS "
+                f"{b['long_scan']['peak_rss_mb']:,.0f} MB."]
+    return out

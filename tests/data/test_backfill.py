@@ -92,11 +92,11 @@ def test_a_listing_new_to_the_reference_gets_its_history(tmp_path: Path, epoch: 
         if grouped:
             assert n_before < k
             assert rep.backfill_plan == f"{n_before} grouped requests"
-            assert calls == {"reference": 1, "grouped_daily": 5 + n_before}
+            assert calls == {"reference": 1, "actions": 1, "grouped_daily": 5 + n_before}
         else:
             assert k < n_before
             assert rep.backfill_plan == f"{k} per-ticker requests"
-            assert calls == {"reference": 1, "grouped_daily": 5, "ticker": k}
+            assert calls == {"reference": 1, "actions": 1, "grouped_daily": 5, "ticker": k}
         assert c.served["vendor"] > 0
         fresh.ensure_current()
         pd.testing.assert_frame_equal(_history(md, syms), _history(fresh, syms))

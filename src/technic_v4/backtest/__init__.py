@@ -1,5 +1,6 @@
-"""Backtesting a screen: replay it over every stored session of a range (``replay``: the scan's
-rows as of each session, point in time), then measure what followed (``run``)."""
+"""Backtest: replay a screen over history (``replay``: the scan's rows as of each session, point
+in time), then forward returns, factor statistics and trade plans played out (``trades``: each
+plan's stop/target race, and an equal-risk portfolio); ``run`` does it all."""
 
 from __future__ import annotations
 
