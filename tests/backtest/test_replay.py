@@ -162,3 +162,29 @@ def test_lookback_none_reads_every_stored_bar(md: MarketData) -> None:
     with pytest.raises(ConfigError, match="lookback_days"):
         ScanConfig(lookback_days=10)
     assert np.isfinite(every.frame["SMA200"]).any()
+
+
+def test_embedded_market_with_its_actions(tmp_path: Path) -> None:
+    """The embedded synthetic market (splits, dividends, delistings of its own): the replay over
+    a month around one of its splits equals one scan per session."""
+    from technic_v4.testing import make_market
+
+    m = make_market(tmp_path, n=200, epoch=dt.date(2024, 6, 3))
+    try:
+        m.ensure_current(progress=False)
+        acts = m.store.actions()
+        splits = acts[(acts["Type"] == "split") & (acts["ExDate"] > pd.Timestamp("2025-09-01"))]
+        assert len(splits), "the embedded market should split a listing within a year"
+        stored = [d.astype(dt.date) for d in m.store.stored_sessions()]
+        at = int(np.searchsorted(np.array(stored, dtype="datetime64[D]"),
+                                 np.datetime64(splits["ExDate"].iloc[0].date(), "D")))
+        start, end = stored[max(0, at - 12)], stored[min(len(stored) - 1, at + 12)]
+        cfg = ScanConfig(min_history=60, where="close > sma(close, 20) and RSI14 > 40",
+                         top_n=30)
+        res = replay(cfg, start, end, data=m)
+        assert res.stats["epoch_groups"] > 1  # a listing's view changes basis inside the range
+        pd.testing.assert_frame_equal(
+            res.matches, text_as_str(per_session(m, cfg, sessions(m, start, end))),
+            check_exact=True)
+    finally:
+        m.close()
