@@ -446,6 +446,8 @@ def _check_bind(host: str, port: int) -> None:
 @click.option("--rank-by", help="A numeric column whose IC is measured (e.g. TechRating).")
 @click.option("--max-hold", type=int, default=20, show_default=True,
               help="Sessions a trade plan is held at most.")
+@click.option("--max-positions", type=int, default=10, show_default=True,
+              help="Open positions at most in the equal-risk portfolio.")
 @click.option("--top", "top_n", type=int, default=None, help="Keep the N best rows a session.")
 @click.option("--min-rating", type=float, default=0.0, show_default=True,
               help="Minimum TechRating.")
@@ -457,7 +459,8 @@ def _check_bind(host: str, port: int) -> None:
               help="Write the matched rows here (.csv, .json or .parquet by the suffix).")
 def backtest(where: str | None, preset: str | None, signals: tuple[str, ...],
              start: dt.datetime, end: dt.datetime, every: int, horizons: str,
-             rank_by: str | None, max_hold: int, top_n: int | None, min_rating: float,
+             rank_by: str | None, max_hold: int, max_positions: int, top_n: int | None,
+             min_rating: float,
              max_symbols: int | None, types: tuple[str, ...], output: Path | None) -> None:
     """Replay a screen over every session of a date range: what it matched, and after."""
     from technic_v4.backtest import run
@@ -478,11 +481,20 @@ def backtest(where: str | None, preset: str | None, signals: tuple[str, ...],
     config = ScanConfig(**kw)
     with _Progress() as prog:
         res = run(config, start.date(), end.date(), every=every, horizons=horizons,
-                  rank_by=rank_by, max_hold=max_hold, on_progress=prog.update)
+                  rank_by=rank_by, max_hold=max_hold, max_positions=max_positions,
+                  on_progress=prog.update)
     per_day = res.matches.groupby("AsOf").size() if len(res.matches) else None
     if per_day is not None:
         click.echo(f"{len(per_day):,} of {len(res.replay.sessions):,} sessions matched; rows "
                    f"per matching session: median {per_day.median():g}, max {per_day.max()}")
+    ts = res.analyses.get("trade_summary")
+    if ts and ts["trades"]:
+        pf = res.analyses["portfolio"].stats
+        click.echo(f"trade plans: {ts['trades']:,} closed of {ts['signals']:,} signals, win rate "
+                   f"{ts['win_rate']:.1%}, expectancy {ts['expectancy_r']:+.2f} R, mean "
+                   f"{ts['mean_bars_held']:.1f} sessions held; portfolio (at most "
+                   f"{max_positions} open): CAGR {pf['cagr']:+.1%}, max drawdown "
+                   f"{pf['max_drawdown']:.1%}, exposure {pf['exposure']:.0%}")
     if output is not None:
         fmt = {".csv": "csv", ".json": "json", ".parquet": "parquet"}.get(output.suffix.lower())
         if fmt is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -13,6 +14,7 @@ from replay_support import END, build_market
 
 from technic_v4 import data_engine
 from technic_v4.backtest import replay, run
+from technic_v4.backtest.runner import aligned_bars
 from technic_v4.cli import main
 from technic_v4.config.scan import ScanConfig
 from technic_v4.data.market import MarketData
@@ -43,6 +45,7 @@ def test_cli_writes_the_replayed_rows(md: MarketData, tmp_path: Path) -> None:
     assert set(got["Signal"]) <= {"Strong Long", "Long"}
     assert list(got.columns[:2]) == ["AsOf", "Symbol"]
     assert "Replayed" in r.stderr and "sessions matched" in r.stdout
+    assert "trade plans:" in r.stdout and "max drawdown" in r.stdout
 
 
 @pytest.mark.parametrize(("args", "fragment"), [
@@ -81,3 +84,33 @@ def test_cli_lookback_all(md: MarketData) -> None:
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(main, ["scan", "--lookback", "most"])
     assert r.exit_code == 2 and "a number of sessions or 'all'" in r.output
+
+
+def test_run_plays_out_the_plans_in_one_price_basis(md: MarketData) -> None:
+    """Plans made before a split are expressed in the bars' basis (split-adjusted as of the
+    last session): a 3:1 split divides the levels by 3; entries are the next session's open."""
+    from replay_support import FWD
+
+    cfg = ScanConfig(min_history=60, min_market_cap=0, min_dollar_volume=0,
+                     symbols=(FWD, "S004", "S005", "S006", "S007"))
+    res = run(cfg, "2026-01-05", END, data=md, max_hold=10, max_positions=3)
+    assert "trades" not in res.missing
+    trades = res.analyses["trades"]
+    longs = res.matches[~res.matches["Signal"].isin(("Short", "Strong Short"))]
+    assert len(trades) == len(longs) > 0
+    split = pd.Timestamp("2026-01-15")
+    before = (trades["Symbol"] == FWD).to_numpy() & (trades["AsOf"] < split).to_numpy()
+    after = ~before
+    assert before.any(), "the split listing should be among the rows before its split"
+    rows = longs.reset_index(drop=True)
+    np.testing.assert_allclose(trades.loc[before, "stop"], rows.loc[before, "Stop"] / 3.0)
+    np.testing.assert_array_equal(trades.loc[after, "stop"], rows.loc[after, "Stop"])
+    # Entry: the open of the session after the signal, in the last session's basis.
+    bars = aligned_bars(md)
+    t = trades[trades["reason"] != "no_entry"].iloc[0]
+    i = int(pd.Index(md.reference()["Symbol"].astype(str)).get_loc(t["Symbol"]))
+    assert t["entry_session"] == t["signal_session"] + 1
+    assert t["entry_price"] == bars.open[i, t["entry_session"]]
+    assert res.analyses["trade_summary"]["signals"] == len(trades)
+    curve = res.analyses["portfolio"].curve
+    assert curve.index[0] == pd.Timestamp("2026-01-05") and curve["positions"].max() <= 3

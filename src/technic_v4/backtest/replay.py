@@ -696,9 +696,10 @@ def _universe(ref: pd.DataFrame, days: np.ndarray, parts: list[dict[str, Any]]) 
     cat = {k: np.concatenate([x[k] for x in parts]) for k in parts[0]}
     names, code = symbol_codes(ref)
     order = np.lexsort((code[cat["pos"]], cat["q"]))
-    sig = pd.Categorical.from_codes(cat["Signal"][order], categories=sc.SIGNALS)
+    sig = pd.Categorical.from_codes(cat["Signal"][order], categories=pd.Index(sc.SIGNALS))
     return pd.DataFrame({"AsOf": pd.DatetimeIndex(days[cat["q"][order]].astype("datetime64[s]")),
-                         "Symbol": pd.Categorical.from_codes(code[cat["pos"]][order], names),
+                         "Symbol": pd.Categorical.from_codes(code[cat["pos"]][order],
+                                                             categories=pd.Index(names)),
                          "Signal": sig, **{c: cat[c][order] for c in ("Close", *SCORE_COLUMNS)}})
 
 

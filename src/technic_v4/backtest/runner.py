@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from technic_v4.backtest.replay import Cancel, Progress, ReplayResult, replay
@@ -90,26 +91,146 @@ def rank_columns(config: ScanConfig) -> tuple[str, ...]:
 
 def run(config: ScanConfig, start: dt.date | str, end: dt.date | str, every: int = 1,
         horizons: Sequence[int] | str = DEFAULT_HORIZONS, rank_by: str | None = None,
-        max_hold: int = 20, data: MarketData | None = None,
+        max_hold: int = 20, max_positions: int = 10, data: MarketData | None = None,
         on_progress: Progress | None = None, cancel: Cancel | None = None,
         method: str = "auto") -> BacktestResult:
     """Replay ``config`` over the stored sessions of [start, end] (every ``every``-th) and
     analyse what followed (module docstring). ``cancel`` (callable or Event) raises
-    ScanCancelled; ``on_progress(step, done, total)`` reports."""
+    ScanCancelled; ``on_progress(step, done, total)`` reports.
+
+    Trade plans (``analyses["trades"]``, ``["trade_summary"]``, ``["portfolio"]``): every long
+    row's Stop/Target played out from the next session's open for at most ``max_hold``
+    sessions (``trades.simulate_trades``), then an equal-risk portfolio of ``risk_pct`` of
+    equity per trade (``account_size`` to start) with at most ``max_positions`` open,
+    same-session entries by Rank. Prices are split-adjusted as of the last stored session;
+    a plan made at D is expressed in that basis (divided by the splits after D)."""
     hs = check_horizons(horizons)
     if rank_by is not None and rank_by not in rank_columns(config):
         raise ConfigError("rank_by", f"unknown numeric column {rank_by!r}; valid: "
                           f"{', '.join(rank_columns(config))}")
-    if not isinstance(max_hold, int) or isinstance(max_hold, bool) or max_hold < 1:
-        raise ConfigError("max_hold", f"a whole number of sessions >= 1, got {max_hold!r}")
+    for name, v in (("max_hold", max_hold), ("max_positions", max_positions)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ConfigError(name, f"a whole number >= 1, got {v!r}")
+    from technic_v4 import data_engine
+
+    data = data or data_engine.market()
     rep = replay(config, start, end, every=every, data=data, on_progress=on_progress,
                  cancel=cancel, method=method)
     missing = tuple(m.rsplit(".", 1)[1] for m in ANALYSES if importlib.util.find_spec(m) is None)
     res = BacktestResult(rep, hs, rank_by, max_hold, {}, missing)
+    if "trades" not in missing:
+        res.analyses.update(_trades(rep, data, max_hold, max_positions))
     res.message = rep.message + (
         f" Not in this build: {', '.join(missing)} (forward returns, IC, trades)."
         if missing else "")
     return res
+
+
+@dataclass
+class Bars:
+    """Session-aligned ``(listings, sessions)`` bars of every reference listing over every
+    stored session (NaN where a listing has no bar), adjusted as of the last stored session in
+    ``mode``: what the analysis kernels read."""
+
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    sessions: np.ndarray  # datetime64[D]
+    last_session: np.ndarray  # per listing: its delisting session's column, -1 while listed
+
+
+def aligned_bars(data: MarketData, mode: str = "split") -> Bars:
+    """:class:`Bars` from the store (one panel load with every stored bar)."""
+    stored = data.store.stored_sessions()
+    last = stored[-1].astype(dt.date)
+    ref = data.reference()
+    panel = data.panel(last, len(stored), adjust=mode)
+    rows = pd.Index(panel.sids).get_indexer(ref["sid"].to_numpy())
+    day = panel.day[rows]
+    ok = day >= 0
+    col = np.searchsorted(stored.astype(np.int64), day[ok].astype(np.int64))
+    r = np.nonzero(ok)[0]
+    out = []
+    for f in ("open", "high", "low", "close"):
+        a = np.full((len(ref), len(stored)), np.nan)
+        a[r, col] = getattr(panel, f)[rows][ok]
+        out.append(a)
+    gone = pd.to_datetime(ref["Delisted"]).to_numpy("datetime64[D]") if "Delisted" in ref \
+        else np.full(len(ref), np.datetime64("NaT"), dtype="datetime64[D]")
+    last_s = np.where(np.isnat(gone), -1,
+                      np.searchsorted(stored, np.where(np.isnat(gone), stored[0], gone),
+                                      side="right") - 1)
+    return Bars(out[0], out[1], out[2], out[3], sessions=stored,
+                last_session=last_s.astype(np.int64))
+
+
+def _trades(rep: ReplayResult, data: MarketData, max_hold: int, max_positions: int
+            ) -> dict[str, Any]:
+    """Each long row's plan played out, its summary and the equal-risk portfolio."""
+    tr = _module("technic_v4.backtest.trades")
+    from technic_v4.plans import SHORT_SIGNALS
+
+    bars = aligned_bars(data, "split")
+    m = rep.matches
+    m = m[~m["Signal"].isin(SHORT_SIGNALS)]
+    ref = data.reference()
+    names = pd.Index(ref["Symbol"].astype(str).to_numpy())
+    if names.has_duplicates and "Delisted" in ref:  # a reused ticker: the listing of the day
+        listing = _listing_at(ref, m)
+    else:
+        listing = names.get_indexer(pd.Index(m["Symbol"].astype(str).to_numpy()))
+    asof = m["AsOf"].to_numpy("datetime64[D]")
+    session = np.searchsorted(bars.sessions, asof)
+    # Plans are priced as of their session: in the bars' basis, divide by the later splits.
+    factor = _split_factor(data, ref["sid"].to_numpy(np.int32)[listing], asof,
+                           bars.sessions[-1])
+    trades = tr.simulate_trades(bars.open, bars.high, bars.low, bars.close, listing=listing,
+                                session=session, stop=m["Stop"].to_numpy() / factor,
+                                target=m["Target"].to_numpy() / factor,
+                                rank=m["Rank"].to_numpy(np.float64), max_hold=max_hold,
+                                last_session=bars.last_session)
+    trades.insert(0, "AsOf", m["AsOf"].to_numpy())
+    trades.insert(1, "Symbol", m["Symbol"].to_numpy())
+    cfg = rep.config
+    start = int(np.searchsorted(bars.sessions, rep.sessions.to_numpy("datetime64[D]")[0]))
+    port = tr.simulate_portfolio(trades, bars.close, initial_equity=float(cfg.account_size),
+                                 risk_fraction=float(cfg.risk_pct) / 100.0,
+                                 max_positions=max_positions, start=start,
+                                 sessions=list(pd.DatetimeIndex(bars.sessions)))
+    return {"trades": trades, "trade_summary": tr.trade_summary(trades), "portfolio": port}
+
+
+def _listing_at(ref: pd.DataFrame, m: pd.DataFrame) -> np.ndarray:
+    """Reference row of each match when a ticker names several listings: the one listed on
+    the row's session and not delisted before it."""
+    out = np.full(len(m), -1, dtype=np.int64)
+    sym = ref["Symbol"].astype(str).to_numpy()
+    listed = pd.to_datetime(ref["ListDate"]).to_numpy("datetime64[D]")
+    gone = pd.to_datetime(ref["Delisted"]).to_numpy("datetime64[D]")
+    by_sym: dict[str, list[int]] = {}
+    for i, s in enumerate(sym):
+        by_sym.setdefault(s, []).append(i)
+    for k, (s, d) in enumerate(zip(m["Symbol"].astype(str), m["AsOf"].to_numpy("datetime64[D]"),
+                                   strict=True)):
+        for i in by_sym.get(s, []):
+            if listed[i] <= d and (np.isnat(gone[i]) or gone[i] >= d):
+                out[k] = i
+                break
+    return out
+
+
+def _split_factor(data: MarketData, sids: np.ndarray, asof: np.ndarray, last: np.datetime64
+                  ) -> np.ndarray:
+    """Per row, the product of its listing's split ratios after its session through ``last``
+    (1.0 without any)."""
+    acts = data.actions().of_mode("split")
+    out = np.ones(len(sids))
+    d = asof.astype(np.int64)
+    for sid, day, ratio in zip(acts.sid, acts.day, acts.value, strict=True):
+        if day <= int(last.astype(np.int64)):
+            out[(sids == sid) & (d < day)] *= ratio
+    return out
 
 
 def _module(name: str) -> Any:
