@@ -419,6 +419,9 @@ def _series(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, panel: Panel,
         if "kept" in got:
             kept.append(got["kept"])
     timing["pass_b"] = time.perf_counter() - t
+    n_pairs = int(keep.sum())
+    # Free the (S, N) arrays the output does not read (the chunk function holds their cells).
+    keep = mcap = rs_rating = np.empty((0, 0))
 
     t = time.perf_counter()
     matches = text_as_str(_assemble(cfg, text_ref, days, kept))
@@ -427,7 +430,7 @@ def _series(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, panel: Panel,
     regime = pd.DataFrame([{"AsOf": pd.Timestamp(d.astype(dt.date)), **r.as_dict()}
                            for d, r in zip(days, regs, strict=True)])
     stats = {"seconds_by_step": {k: round(v, 6) for k, v in timing.items()},
-             "pairs": int(keep.sum()), "dropped": dropped,
+             "pairs": n_pairs, "dropped": dropped,
              "epoch_groups": len(_epochs(panel, days))}
     return matches, universe, regime, stats
 
@@ -649,6 +652,7 @@ def _assemble(cfg: ScanConfig, ref: pd.DataFrame, days: np.ndarray,
     sig, matched, failed = cat(lambda x: x["sig"]), cat(lambda x: x["matched"]), \
         cat(lambda x: x["failed"])
     key = cat(lambda x: x["key"])
+    kept.clear()  # the chunks' arrays are copied: free them before the frame is built
     key = s["TechRating"] if key is None else key
     # The scan's order: key descending, then Symbol, then (equal symbols) market cap.
     _, code = symbol_codes(ref)
