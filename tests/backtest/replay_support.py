@@ -28,7 +28,8 @@ FWD, REV, GONE, PAYER = "S000", "S001", "S002", "S003"
 MARKET = PitMarket(
     n=120, seed=5, first=FIRST, last=LAST,
     splits={FWD: [(dt.date(2026, 1, 15), 3.0)], REV: [(dt.date(2026, 2, 17), 0.2)],
-            "S010": [(dt.date(2025, 12, 10), 2.0), (dt.date(2026, 3, 2), 2.0)]},
+            "S010": [(dt.date(2025, 12, 10), 2.0), (dt.date(2026, 3, 2), 2.0)],
+            "SPY": [(dt.date(2026, 2, 2), 2.0)]},  # the regime's benchmark splits too
     dividends={PAYER: [(dt.date(2026, 1, 5), 0.5)]},
     delist={GONE: (dt.date(2026, 1, 20), "bankrupt")},
     crash_from={GONE: dt.date(2025, 11, 1)},

@@ -529,7 +529,16 @@ def _regimes(panel: Panel, days: np.ndarray) -> list[sc.Regime]:
     row = panel.rows(spy[:1])
     # The regime reads the last 61 closes and whether there are 201: this tail decides it.
     tail = min(panel.close.shape[1], 2 * sc.REGIME_MIN_BARS)
-    return [sc.regime(row.at(d.astype(dt.date), tail).close[0]) for d in days]
+    acts = panel.actions.of_mode(panel.adjust) if panel.actions is not None \
+        else adj.Actions.empty()
+    dq = days.astype(np.int64)
+    if ((acts.sid == row.sids[0]) & (acts.day > dq[0]) & (acts.day <= dq[-1])).any():
+        return [sc.regime(row.at(d.astype(dt.date), tail).close[0]) for d in days]
+    # No SPY action inside the range: its bars as of the last session are those as of each D.
+    ok = row.day[0] >= 0
+    day, close = row.day[0][ok], row.close[0][ok]
+    ends = np.searchsorted(day, dq, side="right")
+    return [sc.regime(close[max(0, k - tail):k]) for k in ends]
 
 
 def _series_roots(term: Term) -> list[Term]:
