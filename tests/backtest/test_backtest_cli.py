@@ -114,3 +114,25 @@ def test_run_plays_out_the_plans_in_one_price_basis(md: MarketData) -> None:
     assert res.analyses["trade_summary"]["signals"] == len(trades)
     curve = res.analyses["portfolio"].curve
     assert curve.index[0] == pd.Timestamp("2026-01-05") and curve["positions"].max() <= 3
+
+
+def test_run_forward_returns_and_ic(md: MarketData) -> None:
+    """With the analysis kernels in the build: each row's forward return is the brute-force
+    close[d+h] / open[d+1] - 1 on total-return bars; IC per horizon for rank_by."""
+    pytest.importorskip("technic_v4.backtest.returns")
+    pytest.importorskip("technic_v4.backtest.metrics")
+    res = run(PLAIN, "2026-01-05", END, horizons=(1, 5), rank_by="TechRating", data=md)
+    fwd = res.analyses["forward"]
+    assert len(fwd) == len(res.matches)
+    bars = aligned_bars(md, "total")
+    names = list(md.reference()["Symbol"].astype(str))
+    checked = 0
+    for _, row in fwd.iloc[:: max(1, len(fwd) // 15)].iterrows():
+        i = names.index(row["Symbol"])
+        d = int(np.searchsorted(bars.sessions, np.datetime64(row["AsOf"].date(), "D")))
+        if d + 5 < len(bars.sessions) and np.isfinite(bars.close[i, d + 5]):
+            assert row["Fwd5D"] == pytest.approx(bars.close[i, d + 5] / bars.open[i, d + 1] - 1)
+            checked += 1
+    assert checked >= 5
+    assert set(res.analyses["ic_decay"].index) == {1, 5}
+    assert {1, 5} <= set(res.analyses["summary"].index.get_level_values("horizon"))

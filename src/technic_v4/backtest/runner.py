@@ -120,6 +120,8 @@ def run(config: ScanConfig, start: dt.date | str, end: dt.date | str, every: int
     res = BacktestResult(rep, hs, rank_by, max_hold, {}, missing)
     if "trades" not in missing:
         res.analyses.update(_trades(rep, data, max_hold, max_positions))
+    if "returns" not in missing and "metrics" not in missing:
+        res.analyses.update(_factor_stats(rep, data, hs, rank_by))
     res.message = rep.message + (
         f" Not in this build: {', '.join(missing)} (forward returns, IC, trades)."
         if missing else "")
@@ -175,11 +177,7 @@ def _trades(rep: ReplayResult, data: MarketData, max_hold: int, max_positions: i
     m = rep.matches
     m = m[~m["Signal"].isin(SHORT_SIGNALS)]
     ref = data.reference()
-    names = pd.Index(ref["Symbol"].astype(str).to_numpy())
-    if names.has_duplicates and "Delisted" in ref:  # a reused ticker: the listing of the day
-        listing = _listing_at(ref, m)
-    else:
-        listing = names.get_indexer(pd.Index(m["Symbol"].astype(str).to_numpy()))
+    listing = _listing_of(ref, m)  # a reused ticker: the listing trading that day
     asof = m["AsOf"].to_numpy("datetime64[D]")
     session = np.searchsorted(bars.sessions, asof)
     # Plans are priced as of their session: in the bars' basis, divide by the later splits.
@@ -199,6 +197,91 @@ def _trades(rep: ReplayResult, data: MarketData, max_hold: int, max_positions: i
                                  max_positions=max_positions, start=start,
                                  sessions=list(pd.DatetimeIndex(bars.sessions)))
     return {"trades": trades, "trade_summary": tr.trade_summary(trades), "portfolio": port}
+
+
+def _factor_stats(rep: ReplayResult, data: MarketData, horizons: tuple[int, ...],
+                  rank_by: str | None) -> dict[str, Any]:
+    """Forward returns of every match per horizon (from the next session's open, total return:
+    splits and dividends; a delisting inside the horizon exits at the last close), their excess
+    over SPY and over the equal-weight universe of the session (the listings the scan scored),
+    the screen's summary per horizon, and for ``rank_by``: IC per session and its decay over
+    horizons, quintile mean returns and the top-minus-bottom spread, top-quintile turnover
+    (over the session's universe for TechRating/RSRating, over the matches for other
+    columns)."""
+    rt = _module("technic_v4.backtest.returns")
+    mt = _module("technic_v4.backtest.metrics")
+    from technic_v4.pipeline import BENCHMARK
+
+    bars = aligned_bars(data, "total")
+    ref = data.reference()
+    n, t = bars.close.shape
+    cols = np.searchsorted(bars.sessions, rep.sessions.to_numpy("datetime64[D]"))
+
+    def mask(frame: pd.DataFrame, values: str | None = None) -> np.ndarray:
+        """(N, T) of the frame's rows: True (or ``values``) at (listing, session), else
+        False (NaN)."""
+        li = _listing_of(ref, frame)
+        si = np.searchsorted(bars.sessions, frame["AsOf"].to_numpy("datetime64[D]"))
+        if values is None:
+            out = np.zeros((n, t), dtype=bool)
+            out[li, si] = True
+            return out
+        outf = np.full((n, t), np.nan)
+        outf[li, si] = frame[values].to_numpy(np.float64)
+        return outf
+
+    universe, matched = mask(rep.universe), mask(rep.matches)
+    last = bars.last_session
+    delist_price = np.where(last >= 0, bars.close[np.arange(n), np.maximum(last, 0)], np.nan)
+    spy = np.flatnonzero(ref["Symbol"].astype(str).to_numpy() == BENCHMARK)
+    bench = {} if not len(spy) else {"benchmark_open": bars.open[spy[0]],
+                                     "benchmark_close": bars.close[spy[0]]}
+    fwd = rt.forward_return_panels(bars.open, bars.close, horizons, entry="open",
+                                   delist_session=last, delist_price=delist_price,
+                                   universe=universe, **bench)
+    li = _listing_of(ref, rep.matches)
+    si = np.searchsorted(bars.sessions, rep.matches["AsOf"].to_numpy("datetime64[D]"))
+    forward = rep.matches[["AsOf", "Symbol"]].copy()
+    summary = []
+    for h, f in fwd.items():
+        forward[f"Fwd{h}D"] = f.raw[li, si]
+        over_u = f.over_universe
+        forward[f"Excess{h}D"] = over_u[li, si]
+        sides = {"return": f.raw, "excess_universe": over_u}
+        if f.benchmark is not None:
+            over_b = f.over_benchmark
+            forward[f"ExcessSPY{h}D"] = over_b[li, si]
+            sides["excess_spy"] = over_b
+        for name, panel in sides.items():
+            st = mt.screen_stats(matched[:, cols], panel[:, cols])
+            summary.append({"horizon": h, "of": name, "n": st.n, "hit_rate": st.hit_rate,
+                            "mean": st.mean, "median": st.median, "t_stat": st.t_stat,
+                            "session_t_stat": st.session_t_stat})
+    out: dict[str, Any] = {"forward": forward,
+                           "summary": pd.DataFrame(summary).set_index(["horizon", "of"])}
+    if rank_by is not None:
+        # A score of every scored listing (TechRating, RSRating) is ranked over the session's
+        # universe, as alphalens ranks a factor; any other column over the screen's rows.
+        frame = rep.universe if rank_by in rep.universe.columns else rep.matches
+        score = mask(frame, rank_by)[:, cols]
+        prepared = mt.prepare_score(score)
+        raw = {h: f.raw[:, cols] for h, f in fwd.items()}
+        out["ic"] = pd.DataFrame({h: mt.information_coefficient(prepared, y)
+                                  for h, y in raw.items()}, index=rep.sessions)
+        out["ic_decay"] = mt.ic_decay(prepared, raw)
+        buckets = mt.quantize(prepared, 5)
+        out["quantiles"] = {h: mt.mean_return_by_quantile(buckets, y, 5)
+                            for h, y in raw.items()}
+        out["turnover"] = pd.Series(mt.quantile_turnover(buckets, 5), index=rep.sessions)
+    return out
+
+
+def _listing_of(ref: pd.DataFrame, frame: pd.DataFrame) -> np.ndarray:
+    """The reference row of each (AsOf, Symbol) row of a replay frame."""
+    names = pd.Index(ref["Symbol"].astype(str).to_numpy())
+    if names.has_duplicates and "Delisted" in ref:
+        return _listing_at(ref, frame)
+    return np.asarray(names.get_indexer(pd.Index(frame["Symbol"].astype(str).to_numpy())))
 
 
 def _listing_at(ref: pd.DataFrame, m: pd.DataFrame) -> np.ndarray:
