@@ -443,6 +443,13 @@ def _threaded(chunks: Iterator[_Chunk], fn: Callable[[_Chunk], Any], workers: in
     from concurrent.futures import Future, ThreadPoolExecutor
 
     done = 0
+    if workers == 1:  # in this thread (what a profile sees)
+        for ch in chunks:
+            got = fn(ch)
+            done += len(ch.rows)
+            yield got
+            tick(step, done, total)
+        return
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="technic-replay") as ex:
         pending: deque[tuple[int, Future[Any]]] = deque()
         for ch in chunks:
@@ -461,10 +468,7 @@ def _threaded(chunks: Iterator[_Chunk], fn: Callable[[_Chunk], Any], workers: in
 
 def _signal_codes(sig: np.ndarray) -> np.ndarray:
     """Signals as int8 codes into ``scores.SIGNALS``."""
-    codes = np.zeros(len(sig), dtype=np.int8)
-    for i, name in enumerate(sc.SIGNALS):
-        codes[sig == name] = i
-    return codes
+    return np.asarray(pd.Categorical(sig, categories=pd.Index(sc.SIGNALS)).codes, dtype=np.int8)
 
 
 def _survivors(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, pre: dict[str, np.ndarray],
