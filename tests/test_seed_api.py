@@ -77,7 +77,8 @@ def test_cold_fill_counts_vendor_rows_and_requests(tmp_path: object) -> None:
         _, msg = run_scan(ScanConfig(min_history=30, lookback_days=60))
         s = data_engine.get_cache_stats()
         sessions = len(md.store.stored_sessions())
-        assert s["last_request"]["api_calls"] == {"reference": 1, "grouped_daily": sessions}
+        assert s["last_request"]["api_calls"] == {"reference": 1, "actions": 1,
+                                                  "grouped_daily": sessions}
         assert s["last_request"]["hit_rate"] < 100.0
         assert f"{s['last_request']['api_calls_total']} API calls" in msg
         run_scan(ScanConfig(min_history=30, lookback_days=60))

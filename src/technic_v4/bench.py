@@ -12,6 +12,8 @@ in its own child process so that "cold" really is cold:
 - 50,000 listings, local threads and Ray; historical scans over many dates, local and Ray;
 - a replay (``technic backtest``) of a 10-clause screen over the last 250 sessions, and its ratio
   to one scan per session;
+- the backtest statistics kernels (forward returns, IC, deciles, turnover, screen stats) on a
+  6,000 x 5,000-session synthetic panel;
 - backtest trade plans: 10^6 signals played out over 6,000 × 5,000 bars, and the portfolio;
 - the embedded market's build (reference, actions, every session's bars in the fetch planner's
   chunks): the default one, and 20 years of 6,000 listings with its peak RSS and a cold
@@ -386,6 +388,120 @@ def trades_bench(listings: int = 6000, sessions: int = 5000, signals: int = 1_00
             "simulate_s": statistics.median(sim), "portfolio_s": statistics.median(port)}
 
 
+# Backtest statistics kernels on a seeded synthetic panel (listings start at random sessions, so
+# the panel has the NaN head a real history has): forward returns at every horizon (with a
+# benchmark), IC decay, deciles, turnover, rank autocorrelation and a boolean screen's stats.
+_BACKTEST_CHILD = r"""
+import json, os, resource, sys, time
+import numpy as np
+from technic_v4.backtest import metrics as M, returns as R
+a = json.loads(sys.argv[1])
+n, t, hs = a["listings"], a["sessions"], tuple(a["horizons"])
+w = os.cpu_count() or 1
+rng = np.random.default_rng(0)
+close = 50 * np.exp(np.cumsum(rng.normal(0, 0.02, (n, t)), axis=1))
+open_ = close * np.exp(rng.normal(0, 0.005, (n, t)))
+score = rng.normal(size=(n, t))
+late = np.arange(t)[None, :] < rng.integers(0, t // 2, n)[:, None]
+close[late] = open_[late] = score[late] = np.nan
+matched = score > 1.5
+def run(o, c, s, m, steps):
+    def step(name, f):
+        t0 = time.perf_counter(); r = f(); steps[name] = time.perf_counter() - t0; return r
+    fw = step("forward returns", lambda: R.forward_return_panels(
+        o, c, hs, benchmark_open=o[0], benchmark_close=c[0], workers=w))
+    sp = step("sort the score", lambda: M.prepare_score(s, workers=w))
+    step("IC decay", lambda: M.ic_decay(sp, {h: f.raw for h, f in fw.items()}, workers=w))
+    q = step("deciles", lambda: M.quantize(sp, 10))
+    step("mean return by decile", lambda: [M.mean_return_by_quantile(q, f.raw, 10)
+                                           for f in fw.values()])
+    step("turnover + rank autocorrelation", lambda: (M.quantile_turnover(q, 10),
+                                                      M.rank_autocorrelation(sp)))
+    step("screen stats (raw + excess)", lambda: [M.screen_stats(m, x) for f in fw.values()
+                                                 for x in (f.raw, f.over_universe)])
+run(open_[:50, :200], close[:50, :200], score[:50, :200], matched[:50, :200], {})
+steps = {}
+r0 = resource.getrusage(resource.RUSAGE_SELF)
+t0 = time.perf_counter(); run(open_, close, score, matched, steps)
+r1 = resource.getrusage(resource.RUSAGE_SELF)
+out = {"listings": n, "sessions": t, "horizons": list(hs), "workers": w,
+       "seconds": time.perf_counter() - t0,
+       "cpu_s": r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime,
+       "steps": steps, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+print("BENCH " + json.dumps(out))
+"""
+
+
+_DAILY_CHILD = r"""
+import datetime as dt, json, statistics, sys, tempfile, time
+from pathlib import Path
+from technic_v4.config.settings import Settings
+from technic_v4.daily.run import run_session
+from technic_v4.daily.state import StateStore
+from technic_v4.data import calendar
+from technic_v4.data.market import MarketData
+from technic_v4.notify import Delivery
+args = json.loads(sys.argv[1])
+end = dt.date.fromisoformat(args["end"])
+prev = calendar.session_on_or_before(end - dt.timedelta(days=1))
+base = Path(args["dir"])
+def market(day):
+    return MarketData(Settings(data_dir=base / "data", synthetic_end=day, progress=False,
+                               synthetic_listings=args["listings"]))
+WHERES = ["close > sma(close, 50) and RSI14 < {k}", "rsi(close, 2) < {k} and close > SMA200",
+          "close > highest(high, {k})[1]", "change(close, 21) > {k} / 100",
+          "volume > 1.5 * sma(volume, 50) and close > open and RSI14 > {k}",
+          'rank(change(close, 126), by="sector") >= {k} + 40', "atr(14) / close < {k} / 1000",
+          "crossed_above(ema(close, 10), sma(close, {k}))",
+          "close < lowest(low, {k})[1] * 1.05", "TechRating > {k} + 30"]
+def screens(st):
+    for i in range(args["screens"]):
+        k = 10 + 5 * (i // len(WHERES))
+        opts = [{}, {"top_n": 25}, {"min_tech_rating": 40}, {"sectors": ["Energy"]}][i % 4]
+        st.put_screen(f"s{i}", {"where": WHERES[i % len(WHERES)].format(k=k), **opts}, True,
+                      ["sink"])
+sent = []
+def sink(target, message):
+    sent.append(message.screen)
+    return Delivery(target["name"], True, 1)
+def fresh_state(name):
+    st = StateStore(base / name)
+    st.put_target({"name": "sink", "kind": "webhook", "url": "http://127.0.0.1:9/"})
+    screens(st)
+    return st
+md = market(prev)
+md.ensure_current()
+st = fresh_state("state0")
+run_session(prev, state=st, data=md, send=sink)  # yesterday's runs; compiles the kernels
+md2 = market(end)  # the next session: the provider has one session the store lacks
+t = time.perf_counter()
+rep = run_session(end, state=st, data=md2, send=sink)
+daily_s = time.perf_counter() - t
+warm = []
+for r in range(args["repeats"]):
+    st_r = fresh_state(f"state{r + 1}")
+    run_session(prev, state=st_r, data=md2, send=sink, update=False)
+    t = time.perf_counter()
+    run_session(end, state=st_r, data=md2, send=sink)
+    warm.append(time.perf_counter() - t)
+print("BENCH " + json.dumps({"daily_s": daily_s, "warm_s": statistics.median(warm),
+                             "screens": args["screens"], "ran": len(rep.ran),
+                             "notified": rep.sent, "listings": args["listings"]}))
+"""
+
+
+def daily_bench(listings: int = 6000, screens: int = 50, repeats: int = 3) -> dict[str, Any]:
+    """The daily run of ``screens`` saved screens over the embedded market: a store that lacks
+    the newest session is updated, every screen runs, changes are stored and sent to a sink."""
+    with tempfile.TemporaryDirectory(prefix="technic-bench-daily-") as tmp:
+        env = {**os.environ, "TECHNIC_PROGRESS": "false", "TECHNIC_USE_RAY": "false"}
+        args = {"listings": listings, "screens": screens, "repeats": repeats,
+                "end": "2026-11-20", "dir": tmp}
+        _, data = _child(env, ["-c", _DAILY_CHILD, json.dumps(args)])
+    assert data is not None
+    return data
+
+
 def _child(env: dict[str, str], args: list[str]) -> tuple[float, dict[str, Any] | None]:
     t = time.perf_counter()
     r = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True,
@@ -401,7 +517,7 @@ def _child(env: dict[str, str], args: list[str]) -> tuple[float, dict[str, Any] 
 
 
 def run_bench(quick: bool = False, listings: int = 6200, big: int = 50_000,
-              ray: bool = True, vendor: bool = True) -> str:
+              ray: bool = True, vendor: bool = True, daily: bool = True) -> str:
     """Run every measurement (see module docstring) and return the markdown report."""
     repeats = 3 if quick else 7
     proc_repeats = 2 if quick else 5
@@ -431,10 +547,14 @@ def run_bench(quick: bool = False, listings: int = 6200, big: int = 50_000,
                 _, res["big_ray"] = _child({**env_big, "TECHNIC_USE_RAY": "true"},
                                            ["-c", _CHILD, big_args])
         res["build"] = build_bench(env, full=not quick)
+        _, res["backtest"] = _child(env, ["-c", _BACKTEST_CHILD, json.dumps(
+            {"listings": 6000, "sessions": 1250 if quick else 5000, "horizons": [1, 5, 21, 63]})])
     res["big_listings"] = big
     if vendor:
         res["vendor"] = vendor_bench()
     res["trades"] = trades_bench(repeats=2 if quick else 3)
+    if daily:
+        res["daily"] = daily_bench(repeats=2 if quick else 3)
     return report(res)
 
 
@@ -556,6 +676,20 @@ def report(res: dict[str, Any]) -> str:
                 f"({', '.join(f'{k} {n}' for k, n in v['daily_requests'].items())}) |",
                 f"| second instance, empty store, fills from Redis and scans | "
                 f"{v['redis_instance_s']:.2f} | {v['redis_instance_requests']} |"]
+    if "backtest" in res:
+        bt = res["backtest"]
+        out += ["", f"Backtest statistics kernels (`technic_v4.backtest`), {bt['listings']:,} "
+                f"listings x {bt['sessions']:,} sessions x horizons {bt['horizons']}, seeded "
+                f"synthetic panel, one process, {bt['workers']} threads: {bt['seconds']:.2f} s "
+                f"wall ({bt['cpu_s']:.2f} s CPU, user + system), peak RSS "
+                f"{bt['peak_rss_mb']:,.0f} MB.", "", "| step | s |", "|---|---:|"]
+        out += [f"| {name} | {sec:.2f} |" for name, sec in bt["steps"].items()]
+    if "daily" in res:
+        d = res["daily"]
+        out += ["", f"Daily run ({d['screens']} saved screens over {d['listings']:,} listings, "
+                f"{d['ran']} stored, {d['notified']} notifications to a local sink): "
+                f"{d['daily_s']:.2f} s with the store update of the new session (a new "
+                f"MarketData: L1 cold), {d['warm_s']:.2f} s warm (median)."]
     out += ["", f"Message of the first scan: `{std['first_msg']}`", ""]
     return "\n".join(out)
 

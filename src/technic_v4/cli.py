@@ -283,14 +283,27 @@ def _fmt(col: str, v: Any) -> str:
 
 @main.group()
 def screens() -> None:
-    """Preset screens (plain expression files in technic_v4/terms/presets)."""
+    """Saved screens (run after each close) and the preset screens (technic_v4/terms/presets)."""
 
 
 @screens.command("list")
 def screens_list() -> None:
-    """Every preset: id, name, description and its expression."""
+    """The saved screens (name, enabled, last run), then every preset: id, name, description
+    and its expression."""
+    from technic_v4.daily import service
     from technic_v4.terms.presets import presets
 
+    saved = service.list_screens()
+    if saved:
+        click.echo("Saved screens:")
+        for s in saved:
+            last = s["last_run"]
+            run = "never run" if last is None else (
+                f"last run {last['session']}: {last['rows']} rows, +{last['entered']} "
+                f"-{last['left']}, {last['changed']} changed")
+            click.echo(f"  {s['name']}  ({'enabled' if s['enabled'] else 'disabled'}; {run}; "
+                       f"targets: {', '.join(s['targets']) or 'none'})")
+        click.echo("\nPresets:")
     for p in presets().values():
         click.echo(f"{p.id}  ({p.name})\n  {p.description}\n"
                    + "\n".join("    " + line for line in p.expression.splitlines()) + "\n")
@@ -299,14 +312,235 @@ def screens_list() -> None:
 @screens.command("show")
 @click.argument("name")
 def screens_show(name: str) -> None:
-    """One preset: its header and expression, and the sessions of history it needs."""
+    """A saved screen (as JSON: its config, targets, runs and last changes), else a preset:
+    its header and expression, and the sessions of history it needs."""
+    from technic_v4.daily import service
+    from technic_v4.daily.state import check_name
+    from technic_v4.errors import ConfigError
     from technic_v4.terms.language import compile
     from technic_v4.terms.presets import preset
 
+    try:
+        check_name(name)
+        click.echo(json.dumps(service.show_screen(name), indent=2, default=str))
+        return
+    except ConfigError:
+        pass  # not a saved screen: a preset (or the preset's error, naming the closest ids)
     p = preset(name)
     s = compile(p.expression, "preset", "bool")
     click.echo(f"# id: {p.id}\n# name: {p.name}\n# description: {p.description}\n"
                f"# source: {p.source}\n# sessions needed: {s.bars}\n{p.expression}")
+
+
+@screens.command("add")
+@click.argument("name")
+@click.option("--where", help="The screen's condition (README \"Screen language\").")
+@click.option("--preset", help="A preset id (combined with --where by and).")
+@click.option("--column", "columns", multiple=True, metavar="NAME=EXPR",
+              help="An extra output column (repeatable).")
+@click.option("--sort", "sort_by", help="Sort by this expression or --column name.")
+@click.option("--near-miss", "near_miss", type=int, default=None)
+@click.option("--max-symbols", "-n", type=int, default=None)
+@click.option("--sector", "sectors", multiple=True)
+@click.option("--industry", "industries", multiple=True)
+@click.option("--type", "types", multiple=True)
+@click.option("--symbols", help="Comma-separated tickers.")
+@click.option("--top", "top_n", type=int, default=None)
+@click.option("--min-rating", "min_tech_rating", type=float, default=None)
+@click.option("--only-tradeable", is_flag=True, default=None)
+@click.option("--allow-shorts", is_flag=True, default=None)
+@click.option("--lookback", "lookback_days", type=int, default=None)
+@click.option("--target", "targets", multiple=True, help="An alert target's name (repeatable; "
+              "technic alerts add).")
+@click.option("--disabled", is_flag=True, help="Save it without running it daily.")
+@click.option("--replace", is_flag=True, help="Replace a saved screen of that name.")
+def screens_add(name: str, targets: tuple[str, ...], disabled: bool, replace: bool,
+                columns: tuple[str, ...], symbols: str | None, **opts: Any) -> None:
+    """Save a screen: a --where and/or --preset plus scan options, run after each close."""
+    from technic_v4.daily import service
+
+    if not opts.get("where") and not opts.get("preset"):
+        raise click.ClickException("give --where EXPR or --preset ID")
+    config = {k: v for k, v in opts.items() if v not in (None, (), False)}
+    if columns:
+        config["columns"] = _columns(columns)
+    if symbols:
+        config["symbols"] = [s for s in symbols.split(",") if s.strip()]
+    out = service.add_screen(name, config, list(targets), enabled=not disabled, replace=replace)
+    click.echo(f"saved screen {name} ({'disabled' if disabled else 'enabled'}; targets: "
+               f"{', '.join(out['targets']) or 'none'})")
+
+
+@screens.command("remove")
+@click.argument("name")
+def screens_remove(name: str) -> None:
+    """Delete a saved screen (its past runs stay in the state store)."""
+    from technic_v4.daily import service
+
+    service.remove_screen(name)
+    click.echo(f"removed screen {name}")
+
+
+@screens.command("run")
+@click.argument("name")
+@click.option("--as-of", "as_of", type=click.DateTime(["%Y-%m-%d"]), default=None)
+@click.option("--format", "fmt", type=click.Choice(FORMATS[:3]), default="table",
+              show_default=True)
+@click.option("--rows", type=int, default=30, show_default=True)
+def screens_run(name: str, as_of: dt.datetime | None, fmt: str, rows: int) -> None:
+    """Scan with a saved screen now (nothing is stored or sent: the daily run does that)."""
+    from technic_v4.daily import service
+
+    df, msg = service.run_screen(name, None if as_of is None else as_of.date())
+    _write(df, fmt, None, rows)
+    click.echo(msg, err=True)
+
+
+@main.group()
+def watchlists() -> None:
+    """Watchlists: symbols with your own entry/stop/size; alerts when a stop or target is hit."""
+
+
+@watchlists.command("add")
+@click.argument("name")
+@click.argument("items", nargs=-1, required=True, metavar="SYMBOL[:entry[:stop[:size]]]...")
+@click.option("--target", "targets", multiple=True, help="An alert target's name (repeatable).")
+@click.option("--replace", is_flag=True, help="Replace a watchlist of that name.")
+def watchlists_add(name: str, items: tuple[str, ...], targets: tuple[str, ...],
+                   replace: bool) -> None:
+    """Save a watchlist, e.g. `technic watchlists add core AAPL:180:170:50 MSFT`."""
+    from technic_v4.daily import service
+
+    out = service.add_watchlist(name, list(items), list(targets), replace=replace)
+    click.echo(f"saved watchlist {name}: {', '.join(i['symbol'] for i in out['items'])}")
+
+
+@watchlists.command("list")
+def watchlists_list() -> None:
+    """Every watchlist and its symbols."""
+    from technic_v4.daily import service
+
+    for w in service.list_watchlists():
+        click.echo(f"{w['name']}: {', '.join(w['symbols'])} (targets: "
+                   f"{', '.join(w['targets']) or 'none'})")
+
+
+@watchlists.command("show")
+@click.argument("name")
+def watchlists_show(name: str) -> None:
+    """A watchlist as JSON: each symbol's last signal, levels and distance to them."""
+    from technic_v4.daily import service
+
+    click.echo(json.dumps(service.show_watchlist(name), indent=2, default=str))
+
+
+@watchlists.command("remove")
+@click.argument("name")
+def watchlists_remove(name: str) -> None:
+    from technic_v4.daily import service
+
+    service.remove_watchlist(name)
+    click.echo(f"removed watchlist {name}")
+
+
+@main.group()
+def alerts() -> None:
+    """Alert targets (webhook, slack, discord, email, telegram) and failed deliveries."""
+
+
+@alerts.command("add")
+@click.argument("name")
+@click.option("--kind", required=True, type=click.Choice(
+    ("webhook", "slack", "discord", "email", "telegram")))
+@click.option("--url", help="webhook/slack/discord: the URL to post to.")
+@click.option("--secret", help="webhook: HMAC-SHA256 signing secret.")
+@click.option("--host", help="email: SMTP host.")
+@click.option("--port", type=int, help="email: SMTP port.")
+@click.option("--security", type=click.Choice(("starttls", "ssl", "none")))
+@click.option("--username", help="email: SMTP user.")
+@click.option("--password", help="email: SMTP password (stored, never shown).")
+@click.option("--sender", help="email: the From address.")
+@click.option("--to", "to", multiple=True, help="email: a recipient (repeatable).")
+@click.option("--token", help="telegram: the bot token (stored, never shown).")
+@click.option("--chat-id", "chat_id", help="telegram: the chat id.")
+@click.option("--base-url", "base_url", help="telegram: Bot API base URL.")
+@click.option("--replace", is_flag=True, help="Replace a target of that name.")
+def alerts_add(name: str, replace: bool, to: tuple[str, ...], **fields: Any) -> None:
+    """Save an alert target."""
+    from technic_v4.daily import service
+
+    spec = {"name": name, **{k: v for k, v in fields.items() if v is not None}}
+    if to:
+        spec["to"] = list(to)
+    out = service.add_target(spec, replace=replace)
+    click.echo(json.dumps(out, default=str))
+
+
+@alerts.command("list")
+def alerts_list() -> None:
+    """Every target (secrets shown as "set") and the dead letters: deliveries that failed."""
+    from technic_v4.daily import service
+
+    out = service.list_targets()
+    for t in out["targets"]:
+        click.echo(json.dumps(t, default=str))
+    dead = out["dead_letters"]
+    click.echo(f"dead letters: {len(dead)}")
+    for d in dead:
+        click.echo(f"  #{d['id']} {d['target']} {d['screen']} {d['session']}: "
+                   f"{d['last_error']} ({d['attempts']} attempts)")
+
+
+@alerts.command("test")
+@click.argument("name")
+def alerts_test(name: str) -> None:
+    """Send a sample message to a target now."""
+    from technic_v4.daily import service
+
+    out = service.test_target(name)
+    if not out["ok"]:
+        raise click.ClickException(f"{name}: {out['error']}")
+    click.echo(f"sent a sample to {name} ({out['attempts']} attempt(s))")
+
+
+@alerts.command("remove")
+@click.argument("name")
+def alerts_remove(name: str) -> None:
+    from technic_v4.daily import service
+
+    service.remove_target(name)
+    click.echo(f"removed alert target {name}")
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Run what is due (catching up) and exit.")
+def watch(once: bool) -> None:
+    """The daily run in the foreground: after each NYSE close (+ TECHNIC_SCHEDULE_DELAY_MIN)
+    update the store, run the saved screens and watchlists, notify. Ctrl-C exits."""
+    import signal
+
+    from technic_v4 import data_engine
+    from technic_v4.daily.schedule import Scheduler
+
+    sched = Scheduler(data_engine.market())
+    if once:
+        reports = sched.tick()
+        for r in reports:
+            click.echo(json.dumps(r.as_dict()))
+        for d in sched.idle:
+            click.echo(f"idle: another instance runs {d}")
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        if sched.stop.is_set():  # a second Ctrl-C: stop now (stored runs resume on restart)
+            raise KeyboardInterrupt
+        sched.stop.set()  # wakes the loop's sleep at once; a run under way finishes first
+        click.echo("stopping after the current run (Ctrl-C again to stop now)", err=True)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    click.echo("technic watch: the daily run fires after each close; Ctrl-C exits", err=True)
+    sched.run_forever()
 
 
 @main.group()
@@ -511,17 +745,20 @@ _SIGNALS = ("Strong Long", "Long", "Watch", "Avoid", "Short", "Strong Short")
 @click.option("--quick", is_flag=True, help="Fewer repeats (a smoke run).")
 @click.option("--no-ray", is_flag=True, help="Skip the Ray measurements.")
 @click.option("--no-vendor", is_flag=True, help="Skip the loopback-vendor measurements.")
+@click.option("--no-daily", is_flag=True, help="Skip the daily run of 50 saved screens.")
 @click.option("--big", type=int, default=50_000, show_default=True,
               help="Listings of the large-universe run (0 skips it).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("bench-report.md"), show_default=True, callback=_output_path)
-def bench(quick: bool, no_ray: bool, no_vendor: bool, big: int, output: Path) -> None:
+def bench(quick: bool, no_ray: bool, no_vendor: bool, no_daily: bool, big: int,
+          output: Path) -> None:
     """Benchmark scans on this machine and write a markdown report."""
     from technic_v4.bench import run_bench
     from technic_v4.config.settings import get_settings
 
     get_settings()  # a bad TECHNIC_* value fails here in one line, not inside a child process
-    report = run_bench(quick=quick, big=big, ray=not no_ray, vendor=not no_vendor)
+    report = run_bench(quick=quick, big=big, ray=not no_ray, vendor=not no_vendor,
+                       daily=not no_daily)
     fsio.write_text(output, report)
     click.echo(report)
     click.echo(f"wrote {output}", err=True)

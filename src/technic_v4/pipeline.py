@@ -463,14 +463,15 @@ class Screened:
 
 
 def screen(config: ScanConfig, sub: Panel, ref: pd.DataFrame,
-           builtin: dict[str, np.ndarray], rows: np.ndarray | None = None
-           ) -> tuple[Stage, Screened]:
+           builtin: dict[str, np.ndarray], rows: np.ndarray | None = None,
+           evaluator: Any = None) -> tuple[Stage, Screened]:
     """Stage 9: the scan's ``where``/``preset``, ``columns`` and ``sort_by`` over the survivors.
 
     ``sub`` holds the survivors' rows (or, with ``rows``, those rows of it: only the fields
     the screen reads are gathered) with every bar the screen needs, ``ref`` their reference
     rows and ``builtin`` their built-in columns (:func:`builtin_columns`). One Evaluator serves
-    where, columns and sort key, so every distinct term is computed once. A row failing the
+    where, columns and sort key, so every distinct term is computed once; screens over the same
+    survivors and bars may share one (``evaluator``: the daily run's screens share their terms). A row failing the
     where counts under its first failing top-level clause (``where: <clause>``)."""
     t = time.perf_counter()
     spec = config.screen()
@@ -487,8 +488,9 @@ def screen(config: ScanConfig, sub: Panel, ref: pd.DataFrame,
 
         # Built-in columns were computed on the last lookback_days bars: a term equal to one is
         # read from it only when the screen's panel is that wide (else it is computed here).
-        ev = Evaluator(Bars.of(sub, rows), ref, builtin,
-                       reuse_builtins=sub.close.shape[1] <= config.lookback)
+        ev = evaluator if evaluator is not None else Evaluator(
+            Bars.of(sub, rows), ref, builtin,
+            reuse_builtins=sub.close.shape[1] <= config.lookback)
         # Every root first: a key shared by where, columns and sort is computed once.
         ev.plan([*(() if spec.where is None else (c.term for c in spec.where.clauses)),
                  *(c.term for _, c in spec.columns),

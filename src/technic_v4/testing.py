@@ -185,14 +185,18 @@ class ActionsProvider(SyntheticProvider):
     ex-date (a vendor lists announced splits before they happen); rows may be bad on purpose.
     Bars are unadjusted: before a split's ex-date a symbol trades at ``ratio`` times the
     synthetic price, with volume divided by ``ratio`` -- the same whatever ``end`` is.
-    ``fail_actions`` makes every actions request fail as a vendor outage would.
+    ``fail_actions`` makes every actions request fail as a vendor outage would;
+    ``own_actions=False`` serves only the given rows (for tests that count what is stored; the
+    bars still trade through the market's own splits, which such tests never adjust).
     """
 
     def __init__(self, actions: Sequence[tuple[str, dt.date | str, str, float, float]] = (),
-                 *, fail_actions: bool = False, **kw: object) -> None:
+                 *, fail_actions: bool = False, own_actions: bool = True,
+                 **kw: object) -> None:
         super().__init__(**kw)  # type: ignore[arg-type]
         self.extra_actions = list(actions)
         self.fail_actions = fail_actions
+        self.own_actions = own_actions
         self._requests["actions"] = 0
         self.actions_asked: list[dt.date] = []  # ``since`` of every actions request
 
@@ -220,9 +224,12 @@ class ActionsProvider(SyntheticProvider):
         self.actions_asked.append(since)
         if self.fail_actions:
             raise ProviderError("reference splits: HTTP 503 after retries")
-        own = super().actions(since)
         rows = pd.DataFrame([r for r in self.extra_actions
                              if str(r[1]) >= str(since)],
                             columns=["Symbol", "ExDate", "Type", "Ratio", "Amount"],
                             dtype=object)
+        if not self.own_actions:
+            return rows
+        own = super().actions(since)
+        self._requests["actions"] -= 1  # one request: the market's own and the added rows
         return rows if not len(own) else pd.concat([own, rows], ignore_index=True)

@@ -49,7 +49,7 @@ def test_panel_equals_last_n_stored_bars(small_market: MarketData, as_of: dt.dat
                                          n: int) -> None:
     md = small_market
     md.clear_memory()  # a cold load through the store, not a tail of another test's panel
-    p = md.panel(as_of, n)
+    p = md.panel(as_of, n, adjust="none")  # as traded: the stored bars themselves
     ref = md.reference()
     assert p.symbols.tolist() == ref["Symbol"].tolist()
     np.testing.assert_array_equal(p.sids, ref["sid"].to_numpy())
@@ -176,9 +176,10 @@ def test_first_fill_fetches_every_session(tmp_path: Path) -> None:
         assert rep.rows_stored == md.store.status()["bars"] > 0
         assert rep.validation.rows_kept == rep.rows_stored
         assert rep.validation.rows_in == rep.rows_stored + rep.validation.rows_dropped
-        # One reference call and one grouped request per session, nothing more.
-        assert md.provider.request_counts == {"reference": 1, "grouped_daily": len(want)}
-        assert c.api_calls == {"reference": 1, "grouped_daily": len(want)}
+        # One reference call, one actions call and one grouped request per session, nothing more.
+        want_calls = {"reference": 1, "actions": 1, "grouped_daily": len(want)}
+        assert md.provider.request_counts == want_calls
+        assert c.api_calls == want_calls
         assert c.served == {"memory": 0, "redis": 0, "store": 0, "vendor": rep.rows_stored}
         # What was stored is exactly the provider's validated bars.
         p = SyntheticProvider(n_listings=120, seed=7, epoch=FRESH_EPOCH, end=END)
@@ -216,8 +217,9 @@ def test_later_end_fetches_exactly_the_new_sessions(tmp_path: Path) -> None:
         assert rep.sessions_fetched == new
         assert c.api_calls.get("grouped_daily") == 3
         assert md2.provider.request_counts["grouped_daily"] == 3
-        # one transaction for the refreshed reference data, one for the three sessions
-        assert md2.store.version == v1 + 2
+        # one transaction for the refreshed reference data, one for the three sessions, one for
+        # their corporate actions (when there were any)
+        assert md2.store.version == v1 + 2 + (rep.actions_stored > 0)
         after = all_stored(md2)
         old = after[after["day"] <= day_of(end1)].reset_index(drop=True)
         pd.testing.assert_frame_equal(old, before)  # history untouched
@@ -392,9 +394,10 @@ def test_fill_counts_vendor_bars_and_api_calls(tmp_path: Path) -> None:
             rep = md.ensure_current()
         n_sess = len(sessions_between(FRESH_EPOCH, END))
         assert c.served["vendor"] == rep.rows_stored > 0
-        assert c.api_calls == {"reference": 1, "grouped_daily": n_sess}
-        assert md.stats()["api_calls"] == {"reference": 1, "grouped_daily": n_sess}
-        assert md.stats()["last_request"]["api_calls_total"] == n_sess + 1
+        calls = {"reference": 1, "actions": 1, "grouped_daily": n_sess}
+        assert c.api_calls == calls
+        assert md.stats()["api_calls"] == calls
+        assert md.stats()["last_request"]["api_calls_total"] == n_sess + 2
         # The next request makes no vendor calls.
         with md.request() as c2:
             md.ensure_current()

@@ -14,10 +14,12 @@ def test_full_universe_scan_keeps_every_sector(full_market: MarketData) -> None:
     res = scan(ScanConfig(max_symbols=6000), full_market)
     st = {s["stage"]: s for s in res.stats["stages"]}
     ref = full_market.reference()
-    stocks = ref[ref["Type"].isin(gics.DEFAULT_TYPES)]
+    listed = ref[~(ref["Delisted"] < pd.Timestamp(full_market.resolve_as_of(None)))]
+    stocks = listed[listed["Type"].isin(gics.DEFAULT_TYPES)]
     assert st["smart_filter"]["out"] == len(stocks) > 4000
     # Only the documented reasons drop listings, each counted.
-    assert set(st["smart_filter"]["dropped"]) <= {f"type {t}" for t in gics.TYPES}
+    assert set(st["smart_filter"]["dropped"]) <= {f"type {t}" for t in gics.TYPES} | {
+        "delisted before as-of"}
     assert set(res.frame["Sector"]) == set(gics.SECTORS)
     assert len(res.frame) > 3000
     per_sector = res.frame["Sector"].value_counts()

@@ -116,14 +116,20 @@ def test_explicit_symbols_and_unknown_ones(small_market: MarketData) -> None:
     assert "NOPE" in res.message
 
 
-def test_stale_names_are_dropped_with_a_reason(small_market: MarketData) -> None:
+def test_names_that_stopped_trading_are_dropped_with_a_reason(small_market: MarketData) -> None:
+    # The embedded market's names that stop trading are delisted (their last session is in the
+    # reference): out of the universe after it, with the reason. Staleness of names a vendor
+    # stopped sending without a delisting: tests/pipeline/test_bad_data.py.
     from technic_v4.universe.gics import TYPES
 
     df = _run(small_market, min_price=0, min_dollar_volume=0, min_market_cap=0, min_history=1,
               types=TYPES)
-    pre = next(s for s in df.attrs["stats"]["stages"] if s["stage"] == "pre_screen")
-    stale = [k for k in pre["dropped"] if k.startswith("stale")]
-    assert stale, pre["dropped"]
+    dropped: dict[str, int] = {}
+    for s in df.attrs["stats"]["stages"]:
+        dropped.update(s.get("dropped") or {})
+    ref = small_market.reference()
+    gone = int((ref["Delisted"] < pd.Timestamp(small_market.resolve_as_of(None))).sum())
+    assert gone > 0 and dropped.get("delisted before as-of") == gone, dropped
     last = pd.to_datetime(df["LastDate"]).dt.date
     assert (last >= dt.date(2026, 11, 18)).all()
 

@@ -229,3 +229,49 @@ def test_page_screen_box_validates_as_you_type_and_presets_run(
     assert matched == [r["Matched"] for r in rows]
     assert all(m.endswith("RSRating >= 70; RSI14 < 90") for m in matched)
     assert not problems, problems
+
+
+def test_page_lists_saved_screens_with_changes_and_a_watchlist(
+        serve: Serve, market: MarketData, browser: Any, tmp_path: Path) -> None:
+    """Saved screens with their last run and its changes; a watchlist with each symbol's
+    signal and distance to stop and target (what the API answers, as the page shows it)."""
+    from technic_v4.daily.run import run_session
+    from technic_v4.daily.state import StateStore
+    from technic_v4.notify import Delivery
+
+    st = StateStore(tmp_path)
+    st.put_screen("up", {"where": "close > sma(close, 5)"}, True, [])
+    syms = [str(x) for x in market.reference()["Symbol"][:2]]
+    st.put_watchlist("core", [{"symbol": syms[0], "stop": 1.0}, {"symbol": syms[1]}], [])
+    run_session(market.store.last_session(), state=st, data=market, update=False,
+                send=lambda t, m: Delivery(str(t["name"]), True, 1))
+    s = serve(market, settings=market.settings.model_copy(update={"data_dir": tmp_path}))
+    api_screen = s.client.get("/v1/screens/up").json()
+    page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+            if m.type in ("error", "warning") else None)
+    page.goto(s.url + "/")
+    page.wait_for_selector('#saved[data-ready="1"]')
+    row = page.locator('#saved-table tr[data-screen="up"]')
+    run = api_screen["last_run"]
+    assert row.locator('td[data-col="entered"]').inner_text() == str(run["entered"])
+    assert row.locator('td[data-col="left"]').inner_text() == str(run["left"])
+    assert run["session"] in row.inner_text()
+    row.locator("button").click()
+    page.wait_for_selector('#changes[data-screen="up"]')
+    shown = page.eval_on_selector_all("#entered li", "lis => lis.map(li => li.dataset.symbol)")
+    assert shown == [r["Symbol"] for r in run["changes"]["entered"]]
+    page.wait_for_selector('#watch-table[data-watchlist="core"]')
+    w = s.client.get("/v1/watchlists/core").json()
+    first = page.locator(f'#watch-table tr[data-symbol="{syms[0]}"]')
+    want = w["items"][0]["ToStopPct"]
+    assert first.locator('td[data-col="ToStopPct"]').inner_text() == f"{want:.1f}%"
+    assert w["items"][0]["Signal"] in first.inner_text()
+    # A daily-run message's link opens the screen's changes (a fresh page: no click).
+    linked = browser.new_page()
+    linked.goto(s.url + "/#screen=up")
+    linked.wait_for_selector('#changes[data-screen="up"]')
+    assert linked.eval_on_selector_all("#entered li", "lis => lis.length") == len(shown)
+    assert not problems, problems

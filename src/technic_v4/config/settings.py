@@ -92,6 +92,15 @@ class Settings(BaseSettings):
         default=False, description="Let alert targets (webhook, Slack, Discord, Telegram URLs) "
         "reach private, loopback, link-local, multicast or reserved addresses; off, such URLs "
         "are refused (server-side request forgery guard). Tests and a LAN-only relay turn it on.")
+    schedule_enabled: bool = Field(
+        default=True, description="`technic serve` runs the saved screens after each NYSE "
+        "close (the daily run); `technic watch` runs it whatever this says.")
+    public_url: str | None = Field(
+        default=None, description="The web page's address as alert receivers reach it (e.g. "
+        "https://technic.example.com); each daily-run message links to its screen there.")
+    schedule_delay_min: float = Field(
+        default=30.0, ge=0, le=24 * 60, description="Minutes after each NYSE close (early "
+        "closes respected) the daily run fires.")
 
     @field_validator("redis_url")
     @classmethod

@@ -99,3 +99,20 @@ def session_on_or_before(day: dt.date) -> dt.date:
     if i < 0:
         raise ValueError(f"{day} is before the first supported session {_FIRST}")
     return s[i].astype(dt.date)
+
+
+def close_time(session: dt.date) -> dt.datetime:
+    """The close of ``session`` (a session: early closes included) as an aware UTC datetime."""
+    sessions, closes = _table()
+    i = int(np.searchsorted(sessions, np.datetime64(session, "D")))
+    if i >= len(sessions) or sessions[i] != np.datetime64(session, "D"):
+        raise ValueError(f"{session} is not an NYSE session")
+    minute = np.datetime64(int(closes[i]), "m").astype(dt.datetime)
+    return minute.replace(tzinfo=dt.UTC)
+
+
+def next_session(day: dt.date) -> dt.date:
+    """The first session after ``day``."""
+    s = all_sessions()
+    i = int(np.searchsorted(s, np.datetime64(day, "D"), side="right"))
+    return s[i].astype(dt.date)

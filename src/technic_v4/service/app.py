@@ -10,6 +10,11 @@ small market; ``run`` uses the process-wide ``data_engine.market()``). Routes:
     POST /v1/scan                     ScanConfig JSON -> 202 + job (shared when identical)
     POST /v1/screens/validate         check where/columns/sort_by/preset: keys, clauses, bars
     GET  /v1/screens/presets          the preset screens and their expressions
+    GET|POST /v1/screens, GET|PUT|DELETE /v1/screens/{name}   saved screens (daily run)
+    POST /v1/screens/{name}/run       scan with a saved screen now -> 202 + job
+    GET|POST /v1/watchlists, GET|PUT|DELETE /v1/watchlists/{name}
+    GET|POST /v1/alerts (targets, secrets as "set", and dead letters), DELETE /v1/alerts/{name},
+    POST /v1/alerts/{name}/test       send a sample
     GET  /v1/scans                    retained jobs, newest first
     GET  /v1/scan/{id}[?wait=S]       state and multi-stage progress (long-poll with ``wait``)
     GET  /v1/scan/{id}/results        JSON (default) or CSV (?format=csv or Accept: text/csv)
@@ -36,6 +41,7 @@ import logging
 import math
 import re
 import sys
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib import metadata, resources
@@ -54,6 +60,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from technic_v4 import __version__, data_engine
 from technic_v4.config.scan import ScanConfig
 from technic_v4.config.settings import Settings
+from technic_v4.daily import service as daily
+from technic_v4.daily.schedule import Scheduler
+from technic_v4.daily.state import NotFound, StateStore
 from technic_v4.data.market import MarketData
 from technic_v4.errors import ConfigError, DataError
 from technic_v4.pipeline import COLUMNS, STAGES, check_bars
@@ -97,6 +106,7 @@ class ServiceOptions:
     max_queued_scans: int = 8  # more accepted while they wait; beyond: 429
     max_jobs: int = 200  # retained jobs; oldest finished evicted first
     max_body_bytes: int = 64 * 1024
+    schedule: bool = False  # run the daily scheduler (``technic serve``: TECHNIC_SCHEDULE_ENABLED)
     result_cache_entries: int = 32  # in-process result cache (LRU) ...
     result_cache_mb: int = 256  # ... and its memory bound
     max_result_mb: int = 512  # results held by retained jobs; oldest finished evicted first
@@ -171,6 +181,16 @@ class Service:
         self.universes: dict[tuple[str, str], dict[str, Any]] = {}  # (data version, as-of)
         self.draining: asyncio.Event | None = None  # set on the event loop at start-up
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._state: StateStore | None = None
+        self.scheduler: Scheduler | None = None
+        self._scheduler_thread = threading.Thread()
+
+    @property
+    def state(self) -> StateStore:
+        """The saved screens' store (opened on first use)."""
+        if self._state is None:
+            self._state = StateStore(self.settings.data_dir)
+        return self._state
 
     def job(self, job_id: str) -> Job:
         job = self.jobs.get(job_id)
@@ -212,6 +232,9 @@ class Service:
         self.draining = asyncio.Event()
         self.health.start()
         self.freshness.start(update_now=self.options.warm_store)
+        if self.options.schedule:
+            self.scheduler = Scheduler(self.market, self.state)
+            self._scheduler_thread = self.scheduler.start()
 
     def drain(self) -> None:
         """The server is stopping (SIGTERM): long polls and event streams answer now, new
@@ -221,6 +244,9 @@ class Service:
             self._loop.call_soon_threadsafe(self.draining.set)
 
     def stop(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.stop.set()  # wakes its sleep; a run under way finishes its session
+            self._scheduler_thread.join(timeout=5)  # (a daemon: resumed on the next start)
         self.freshness.stop()
         self.jobs.shutdown()
         self.health.stop()
@@ -378,6 +404,120 @@ def create_app(market: MarketData | None = None, settings: Settings | None = Non
     def screen_presets() -> Response:
         """The preset screens: id, name, description, source, expression, sessions needed."""
         return _json({"presets": queries.preset_list()})
+
+    # -- saved screens, watchlists, alert targets (logic in daily/service.py) ----------------
+    async def body(request: Request) -> dict[str, Any]:
+        try:
+            obj = json.loads(await request.body() or b"{}")
+        except (UnicodeDecodeError, ValueError, RecursionError) as e:
+            raise ApiError(422, "invalid_request", f"body: not valid JSON ({e})",
+                           "body") from None
+        if not isinstance(obj, dict):
+            raise ApiError(422, "invalid_request", "body: expected a JSON object", "body")
+        return obj
+
+    def saved(fn: Any, *args: Any, status: int = 200, **kw: Any) -> Response:
+        try:
+            out = fn(*args, state=svc.state, **kw)
+        except NotFound as e:
+            raise ApiError(404, "not_found", str(e), e.field) from None
+        except ConfigError as e:
+            raise config_error(e) from None
+        return Response(status_code=204) if out is None else _json(out, status)
+
+    def screen_args(obj: dict[str, Any]) -> dict[str, Any]:
+        return {"config": obj.get("config") or {}, "targets": obj.get("targets") or [],
+                "enabled": bool(obj.get("enabled", True))}
+
+    @app.get("/v1/screens", tags=["saved"], dependencies=KEYED)
+    def screens_list() -> Response:
+        """Saved screens with their last run."""
+        return saved(lambda state: {"screens": daily.list_screens(state)})
+
+    @app.post("/v1/screens", tags=["saved"], dependencies=KEYED, status_code=201)
+    async def screens_add(request: Request) -> Response:
+        """Save a screen: {name, config: ScanConfig fields, targets: [...], enabled}."""
+        obj = await body(request)
+        return await run_in_threadpool(saved, daily.add_screen, obj.get("name"),
+                                       **screen_args(obj), status=201)
+
+    @app.get("/v1/screens/{name}", tags=["saved"], dependencies=KEYED)
+    def screens_show(name: str) -> Response:
+        """A saved screen, its recent runs and its last run's changes and rows."""
+        return saved(daily.show_screen, name)
+
+    @app.put("/v1/screens/{name}", tags=["saved"], dependencies=KEYED)
+    async def screens_put(name: str, request: Request) -> Response:
+        obj = await body(request)
+        return await run_in_threadpool(saved, daily.add_screen, name, **screen_args(obj),
+                                       replace=True)
+
+    @app.delete("/v1/screens/{name}", tags=["saved"], dependencies=KEYED, status_code=204)
+    def screens_remove(name: str) -> Response:
+        return saved(daily.remove_screen, name)
+
+    @app.post("/v1/screens/{name}/run", tags=["saved"], dependencies=KEYED, status_code=202)
+    async def screens_run(name: str) -> Response:
+        """Scan with the saved screen now (a job, as POST /v1/scan; nothing is stored)."""
+        try:
+            config = ScanConfig(**svc.state.screen(name)["config"])
+        except NotFound as e:
+            raise ApiError(404, "not_found", str(e), e.field) from None
+        except ConfigError as e:
+            raise config_error(e) from None
+        job, served = await run_in_threadpool(svc.submit, config)
+        out = job.status()
+        out["served_by"] = served
+        return _json(out, 202, {"Location": f"/v1/scan/{job.id}"})
+
+    @app.get("/v1/watchlists", tags=["saved"], dependencies=KEYED)
+    def watchlists_list() -> Response:
+        return saved(lambda state: {"watchlists": daily.list_watchlists(state)})
+
+    @app.post("/v1/watchlists", tags=["saved"], dependencies=KEYED, status_code=201)
+    async def watchlists_add(request: Request) -> Response:
+        """Save a watchlist: {name, items: ["AAPL:180:170:50" or {symbol, entry, stop, target,
+        size}], targets: [...]}."""
+        obj = await body(request)
+        return await run_in_threadpool(saved, daily.add_watchlist, obj.get("name"),
+                                       obj.get("items") or [], obj.get("targets") or [],
+                                       status=201)
+
+    @app.get("/v1/watchlists/{name}", tags=["saved"], dependencies=KEYED)
+    def watchlists_show(name: str) -> Response:
+        """Each symbol's last signal, its stop and target and the distance to them."""
+        return saved(daily.show_watchlist, name)
+
+    @app.put("/v1/watchlists/{name}", tags=["saved"], dependencies=KEYED)
+    async def watchlists_put(name: str, request: Request) -> Response:
+        obj = await body(request)
+        return await run_in_threadpool(saved, daily.add_watchlist, name,
+                                       obj.get("items") or [], obj.get("targets") or [],
+                                       replace=True)
+
+    @app.delete("/v1/watchlists/{name}", tags=["saved"], dependencies=KEYED, status_code=204)
+    def watchlists_remove(name: str) -> Response:
+        return saved(daily.remove_watchlist, name)
+
+    @app.get("/v1/alerts", tags=["saved"], dependencies=KEYED)
+    def alerts_list() -> Response:
+        """Alert targets (secrets shown as "set") and the dead letters."""
+        return saved(daily.list_targets)
+
+    @app.post("/v1/alerts", tags=["saved"], dependencies=KEYED, status_code=201)
+    async def alerts_add(request: Request) -> Response:
+        """Save an alert target: {name, kind, ...its fields}."""
+        obj = await body(request)
+        return await run_in_threadpool(saved, daily.add_target, obj, status=201)
+
+    @app.delete("/v1/alerts/{name}", tags=["saved"], dependencies=KEYED, status_code=204)
+    def alerts_remove(name: str) -> Response:
+        return saved(daily.remove_target, name)
+
+    @app.post("/v1/alerts/{name}/test", tags=["saved"], dependencies=KEYED)
+    def alerts_test(name: str) -> Response:
+        """Send a sample message to the target now."""
+        return saved(daily.test_target, name)
 
     # -- scans -------------------------------------------------------------------------------
     scan_schema = ScanConfig.model_json_schema()
@@ -629,7 +769,7 @@ def run(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, max_scans: int | 
     if not loopback and not settings.api_key:
         log.warning("serving on %s without TECHNIC_API_KEY: anyone who reaches this address "
                     "can run scans", host)
-    kw: dict[str, Any] = {"warm_store": True,
+    kw: dict[str, Any] = {"warm_store": True, "schedule": settings.schedule_enabled,
                           "allowed_hosts": (*LOOPBACK, host) if loopback else None}
     if max_scans is not None:
         kw["max_running_scans"] = max_scans

@@ -474,6 +474,106 @@ async function showSymbol(sym) {
   requestAnimationFrame(() => requestAnimationFrame(() => { chartEl.dataset.ready = "1"; }));
 }
 
+/* ---- saved screens and watchlists ------------------------------------------------------ */
+function cell(row, text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (cls) td.className = cls;
+  row.appendChild(td);
+  return td;
+}
+
+function pct(value) {
+  return value === null || value === undefined ? "–" : `${value > 0 ? "+" : ""}${fmt(value, 1)}%`;
+}
+
+async function loadSaved() {
+  const data = await (await api("/v1/screens")).json();
+  const body = $("saved-table").querySelector("tbody");
+  body.replaceChildren();
+  $("saved-empty").hidden = data.screens.length > 0;
+  $("saved-table").hidden = data.screens.length === 0;
+  for (const s of data.screens) {
+    const tr = document.createElement("tr");
+    tr.dataset.screen = s.name;
+    const name = document.createElement("button");
+    name.type = "button";
+    name.className = "sym";
+    name.textContent = s.name;
+    name.addEventListener("click", () => showChanges(s.name).catch(showError));
+    const td = document.createElement("td");
+    td.className = "text";
+    td.appendChild(name);
+    tr.appendChild(td);
+    const r = s.last_run;
+    cell(tr, s.enabled ? "yes" : "no", "text");
+    cell(tr, r ? r.session + (r.catch_up ? " (caught up)" : "") : "never", "text");
+    for (const k of ["rows", "entered", "left", "changed"]) {
+      cell(tr, r ? String(r[k]) : "–").dataset.col = k;
+    }
+    body.appendChild(tr);
+  }
+  $("saved").dataset.ready = "1";
+}
+
+async function showChanges(name) {
+  const s = await (await api(`/v1/screens/${encodeURIComponent(name)}`)).json();
+  const run = s.last_run;
+  $("changes").hidden = false;
+  $("changes-title").textContent = run ? `${name}: ${run.session}` : `${name}: never run`;
+  const ch = (run && run.changes) || {};
+  const fill = (id, items, text) => {
+    const ul = $(id);
+    ul.replaceChildren();
+    for (const it of items || []) {
+      const li = document.createElement("li");
+      li.textContent = text(it);
+      li.dataset.symbol = it.Symbol;
+      ul.appendChild(li);
+    }
+  };
+  const row = (r) => `${r.Symbol} ${r.Signal || ""} ${fmt(r.TechRating, 1)}`;
+  fill("entered", ch.entered, row);
+  fill("left", ch.left, row);
+  fill("changed", ch.changed, (c) => `${c.Symbol}: ${c.From} → ${c.To}`);
+  $("changes").dataset.screen = name;
+}
+
+async function loadWatchlists() {
+  const data = await (await api("/v1/watchlists")).json();
+  const pick = $("watchlist");
+  pick.replaceChildren();
+  for (const w of data.watchlists) {
+    const o = document.createElement("option");
+    o.value = o.textContent = w.name;
+    pick.appendChild(o);
+  }
+  const any = data.watchlists.length > 0;
+  $("watch-empty").hidden = any;
+  $("watch-pick").hidden = !any;
+  $("watch-table").hidden = !any;
+  if (any) await showWatchlist(pick.value);
+}
+
+async function showWatchlist(name) {
+  const w = await (await api(`/v1/watchlists/${encodeURIComponent(name)}`)).json();
+  const body = $("watch-table").querySelector("tbody");
+  body.replaceChildren();
+  for (const it of w.items) {
+    const tr = document.createElement("tr");
+    tr.dataset.symbol = it.symbol;
+    cell(tr, it.symbol, "text");
+    cell(tr, it.Signal || "–", `text sig-${(it.Signal || "").replace(" ", "-")}`);
+    cell(tr, fmt(it.Close, 2));
+    cell(tr, fmt(it.Stop, 2));
+    cell(tr, pct(it.ToStopPct)).dataset.col = "ToStopPct";
+    cell(tr, fmt(it.Target, 2));
+    cell(tr, pct(it.ToTargetPct)).dataset.col = "ToTargetPct";
+    body.appendChild(tr);
+  }
+  $("watch-table").dataset.watchlist = name;
+}
+
 /* ---- wiring ---------------------------------------------------------------------------- */
 function init() {
   $("scan-form").addEventListener("submit", runScan);
@@ -488,12 +588,24 @@ function init() {
     $("key-form").hidden = true;
     loadOptions().catch(showError);
     loadPresets().catch(showError);
+    loadSaved().catch(showError);
+    loadWatchlists().catch(showError);
   });
   $("where").addEventListener("input", scheduleCheck);
   $("preset").addEventListener("change", checkScreen);
+  $("watchlist").addEventListener("change", () => showWatchlist($("watchlist").value)
+    .catch(showError));
   loadStore();
   loadOptions().catch(showError);
   loadPresets().catch(showError);
+  const linked = new URLSearchParams(location.hash.slice(1));  // a daily-run message's link
+  loadSaved().then(() => linked.get("screen") && showChanges(linked.get("screen")))
+    .catch(showError);
+  loadWatchlists().then(() => {
+    const w = linked.get("watchlist");
+    if (w) { $("watchlist").value = w; return showWatchlist(w); }
+    return null;
+  }).catch(showError);
 }
 
 document.addEventListener("DOMContentLoaded", init);
