@@ -285,25 +285,40 @@ def _epochs(panel: Panel, days: np.ndarray) -> dict[int, list[tuple[int, int, in
 
 def _chunks(panel: Panel, days: np.ndarray, rows_wanted: np.ndarray | None = None
             ) -> Iterator[_Chunk]:
-    """The epoch views of every panel row (``rows_wanted``: only those), ``CHUNK_ROWS`` rows
-    at a time, each with the column of every replayed session."""
+    """The epoch views of every panel row (``rows_wanted``: only those), ``CHUNK_ROWS`` (row,
+    epoch) views at a time, each with the column of every replayed session of its epoch. A
+    chunk may stack views of several bases (a split's few listings ride along with others)."""
     dq = days.astype(np.int64)
     width = panel.close.shape[1] + ser.PAD
     want = None if rows_wanted is None else set(rows_wanted.tolist())
-    for basis, ranges in sorted(_epochs(panel, days).items()):
-        if want is not None:
-            ranges = [x for x in ranges if x[0] in want]
-        for lo in range(0, len(ranges), CHUNK_ROWS):
-            part = ranges[lo:lo + CHUNK_ROWS]
-            rows = np.array([x[0] for x in part], dtype=np.int64)
-            view = panel.rows(rows).at(np.datetime64(basis, "D").astype(dt.date), width)
-            at = np.full((len(rows), len(dq)), -1, dtype=np.int64)
-            for i, (_, q0, q1) in enumerate(part):
-                d = view.day[i]
-                first = int(np.searchsorted(d >= 0, True))  # rows are right-aligned
-                k = np.searchsorted(d[first:], dq[q0:q1], side="right")
-                at[i, q0:q1] = np.where(k > 0, first + k - 1, -1)
-            yield _Chunk(rows, at, view)
+    tasks = [(basis, r, q0, q1) for basis, ranges in sorted(_epochs(panel, days).items())
+             for r, q0, q1 in ranges if want is None or r in want]
+    for lo in range(0, len(tasks), CHUNK_ROWS):
+        part = tasks[lo:lo + CHUNK_ROWS]
+        rows = np.array([x[1] for x in part], dtype=np.int64)
+        bases = np.array([x[0] for x in part], dtype=np.int64)
+        views = []
+        for b in np.unique(bases):  # tasks are sorted by basis: the stack keeps their order
+            views.append(panel.rows(rows[bases == b]).at(
+                np.datetime64(int(b), "D").astype(dt.date), width))
+        view = views[0] if len(views) == 1 else _stack(views)
+        at = np.full((len(rows), len(dq)), -1, dtype=np.int64)
+        for i, (_, _, q0, q1) in enumerate(part):
+            d = view.day[i]
+            first = int(np.searchsorted(d >= 0, True))  # rows are right-aligned
+            k = np.searchsorted(d[first:], dq[q0:q1], side="right")
+            at[i, q0:q1] = np.where(k > 0, first + k - 1, -1)
+        yield _Chunk(rows, at, view)
+
+
+def _stack(views: list[Panel]) -> Panel:
+    """Views of different bases as one panel of their rows (bars only: no raw rows)."""
+    def cat(f: str) -> np.ndarray:
+        return np.concatenate([getattr(v, f) for v in views])
+
+    return Panel(symbols=cat("symbols"), sids=cat("sids"), open=cat("open"), high=cat("high"),
+                 low=cat("low"), close=cat("close"), volume=cat("volume"), day=cat("day"),
+                 as_of=views[-1].as_of, adjust=views[-1].adjust)
 
 
 def _fields(view: Panel) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
