@@ -28,6 +28,7 @@ the result's ``stats["method"]`` says which ran and why).
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -669,19 +670,11 @@ def _assemble(cfg: ScanConfig, ref: pd.DataFrame, days: np.ndarray,
         frame.insert(0, "AsOf", pd.Series(dtype="datetime64[s]"))
         return frame
 
-    def cat(get: Callable[[dict[str, Any]], Any]) -> Any:
-        first = get(kept[0])
-        if isinstance(first, dict):
-            return {k: np.concatenate([get(x)[k] for x in kept]) for k in first}
-        return None if first is None else np.concatenate([get(x) for x in kept])
+    def keys(name: str) -> np.ndarray:
+        return np.concatenate([x[name] if x[name] is not None else x["s"]["TechRating"]
+                               for x in kept])
 
-    q, pos, mcap = cat(lambda x: x["q"]), cat(lambda x: x["pos"]), cat(lambda x: x["mcap"])
-    cols, s, p, user = (cat(_getter(k)) for k in ("cols", "s", "p", "user"))
-    sig, matched, failed = cat(lambda x: x["sig"]), cat(lambda x: x["matched"]), \
-        cat(lambda x: x["failed"])
-    key = cat(lambda x: x["key"])
-    kept.clear()  # the chunks' arrays are copied: free them before the frame is built
-    key = s["TechRating"] if key is None else key
+    q, pos, mcap, key = keys("q"), keys("pos"), keys("mcap"), keys("key")
     # The scan's order: key descending, then Symbol, then (equal symbols) market cap.
     _, code = symbol_codes(ref)
     order = np.lexsort((-np.nan_to_num(mcap, nan=-1.0), code[pos], -key, q))
@@ -690,6 +683,28 @@ def _assemble(cfg: ScanConfig, ref: pd.DataFrame, days: np.ndarray,
     rank = np.arange(len(qs)) - np.repeat(starts, np.diff(np.r_[starts, len(qs)])) + 1
     if cfg.top_n is not None:
         order, rank = order[rank <= cfg.top_n], rank[rank <= cfg.top_n]
+    # Gather only the rows that stay, part by part (each part's arrays freed once read).
+    chosen = np.sort(order)
+    bounds = np.cumsum([0, *(len(x["q"]) for x in kept)])
+    local = [chosen[(chosen >= lo) & (chosen < hi)] - lo
+             for lo, hi in itertools.pairwise(bounds.tolist())]
+
+    def cat(get: Callable[[dict[str, Any]], Any]) -> Any:
+        first = get(kept[0])
+        if isinstance(first, dict):
+            return {k: np.concatenate([get(x)[k][i] for x, i in zip(kept, local, strict=True)])
+                    for k in first}
+        return None if first is None else np.concatenate(
+            [get(x)[i] for x, i in zip(kept, local, strict=True)])
+
+    cols, s, p, user = (cat(_getter(k)) for k in ("cols", "s", "p", "user"))
+    sig, matched, failed = cat(lambda x: x["sig"]), cat(lambda x: x["matched"]), \
+        cat(lambda x: x["failed"])
+    kept.clear()  # the rows that stay are copied: free the chunks' arrays
+    # Positions of the sorted rows among the chosen ones (the gathered arrays' order).
+    at = np.searchsorted(chosen, order)
+    pos, mcap, q = pos[chosen], mcap[chosen], q[chosen]
+    order = at
     frame = pl._frame(ref, pos, order, np.zeros(len(ref)), cols, s, sig, p)
     frame["MarketCap"] = mcap[order]
     frame["Rank"] = rank.astype(np.int64)
