@@ -484,7 +484,10 @@ def _threaded(chunks: Iterator[_Chunk], fn: Callable[[_Chunk], Any], workers: in
 
 def _signal_codes(sig: np.ndarray) -> np.ndarray:
     """Signals as int8 codes into ``scores.SIGNALS``."""
-    return np.asarray(pd.Categorical(sig, categories=pd.Index(sc.SIGNALS)).codes, dtype=np.int8)
+    codes = np.zeros(len(sig), dtype=np.int8)
+    for i, name in enumerate(sc.SIGNALS[1:], start=1):  # a few comparisons beat hashing
+        codes[sig == name] = i
+    return codes
 
 
 def _survivors(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, pre: dict[str, np.ndarray],

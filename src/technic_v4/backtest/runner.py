@@ -277,42 +277,52 @@ def _factor_stats(rep: ReplayResult, data: MarketData, horizons: tuple[int, ...]
 
 
 def _listing_of(ref: pd.DataFrame, frame: pd.DataFrame) -> np.ndarray:
-    """The reference row of each (AsOf, Symbol) row of a replay frame."""
-    names = pd.Index(ref["Symbol"].astype(str).to_numpy())
-    if names.has_duplicates and "Delisted" in ref:
-        return _listing_at(ref, frame)
-    return np.asarray(names.get_indexer(pd.Index(frame["Symbol"].astype(str).to_numpy())))
-
-
-def _listing_at(ref: pd.DataFrame, m: pd.DataFrame) -> np.ndarray:
-    """Reference row of each match when a ticker names several listings: the one listed on
-    the row's session and not delisted before it."""
-    out = np.full(len(m), -1, dtype=np.int64)
-    sym = ref["Symbol"].astype(str).to_numpy()
-    listed = pd.to_datetime(ref["ListDate"]).to_numpy("datetime64[D]")
-    gone = pd.to_datetime(ref["Delisted"]).to_numpy("datetime64[D]")
-    by_sym: dict[str, list[int]] = {}
-    for i, s in enumerate(sym):
-        by_sym.setdefault(s, []).append(i)
-    for k, (s, d) in enumerate(zip(m["Symbol"].astype(str), m["AsOf"].to_numpy("datetime64[D]"),
-                                   strict=True)):
-        for i in by_sym.get(s, []):
-            if listed[i] <= d and (np.isnat(gone[i]) or gone[i] >= d):
-                out[k] = i
-                break
+    """The reference row of each (AsOf, Symbol) row of a replay frame: for a ticker that names
+    several listings (reused after a delisting), the one listed on the row's session and not
+    delisted before it."""
+    names = ref["Symbol"].astype(str).to_numpy(object)
+    sym = frame["Symbol"]
+    if isinstance(sym.dtype, pd.CategoricalDtype):  # the universe: each symbol once
+        cats = np.asarray(sym.cat.categories, dtype=object)
+        codes = sym.cat.codes.to_numpy()
+    else:
+        cats, inv = np.unique(sym.astype(str).to_numpy(object), return_inverse=True)
+        codes = np.asarray(inv).reshape(-1)
+    counts = pd.Series(names).value_counts()
+    dup = set(counts.index[counts.to_numpy() > 1])
+    first = pd.Index(pd.Series(names).drop_duplicates(keep="first")).get_indexer(
+        pd.Index(cats))
+    out = np.asarray(first[codes], dtype=np.int64)
+    if dup and "Delisted" in ref:
+        day = frame["AsOf"].to_numpy("datetime64[D]")
+        listed = pd.to_datetime(ref["ListDate"]).to_numpy("datetime64[D]")
+        gone = pd.to_datetime(ref["Delisted"]).to_numpy("datetime64[D]")
+        for k, c in enumerate(cats):
+            if c not in dup:
+                continue
+            rows = codes == k
+            out[rows] = -1
+            for i in np.flatnonzero(names == c):
+                ok = rows & (out < 0) & (listed[i] <= day) & (np.isnat(gone[i]) | (gone[i] >= day))
+                out[ok] = i
     return out
 
 
 def _split_factor(data: MarketData, sids: np.ndarray, asof: np.ndarray, last: np.datetime64
                   ) -> np.ndarray:
     """Per row, the product of its listing's split ratios after its session through ``last``
-    (1.0 without any)."""
+    (1.0 without any; each split visits only its listing's rows)."""
     acts = data.actions().of_mode("split")
     out = np.ones(len(sids))
     d = asof.astype(np.int64)
+    order = np.argsort(sids, kind="stable")
+    ssorted = sids[order]
     for sid, day, ratio in zip(acts.sid, acts.day, acts.value, strict=True):
-        if day <= int(last.astype(np.int64)):
-            out[(sids == sid) & (d < day)] *= ratio
+        if day > int(last.astype(np.int64)):
+            continue
+        lo, hi = np.searchsorted(ssorted, sid), np.searchsorted(ssorted, sid, side="right")
+        rows = order[lo:hi]
+        out[rows[d[rows] < day]] *= ratio
     return out
 
 
