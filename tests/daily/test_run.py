@@ -204,3 +204,20 @@ def test_kill_9_after_storing_resumes_without_a_duplicate(tmp_path: Path, kill_a
         assert "'ran': []" in second.stdout  # nothing recomputed
         assert sorted(b["screen"] for b in rx.bodies) == ["a", "b"]  # each exactly once
         assert {o.status for o in st.outbox()} == {"sent"}
+
+
+def test_a_screen_edited_since_its_last_run_compares_with_its_new_expression(
+        md: MarketData, tmp_path: Path) -> None:
+    st = StateStore(tmp_path)
+    st.put_screen("s", {"where": "close < sma(close, 5)"}, True, [])
+    run_session(PREV, state=st, data=md, send=Recorder(), update=False)
+    st.put_screen("s", {"where": WHERE}, True, [], replace=True)  # edited between sessions
+    run_session(END, state=st, data=md, send=Recorder(), update=False)
+    run = st.run("s", END)
+    assert run is not None
+    # What entered is what the screen as saved now finds that it did not find the day before,
+    # not everything the old, opposite expression did not find.
+    assert {r["Symbol"] for r in run.changes["entered"]} == \
+        set(_symbols(md, END)) - set(_symbols(md, PREV))
+    assert {r["Symbol"] for r in run.changes["left"]} == \
+        set(_symbols(md, PREV)) - set(_symbols(md, END))

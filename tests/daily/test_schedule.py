@@ -142,3 +142,65 @@ def test_the_loop_outlives_a_failed_tick_and_stops_at_once(md: MarketData,
     finally:
         logging.getLogger("technic_v4.daily.schedule").removeHandler(handler)
     assert st.runs("a") == []
+
+
+def test_the_lease_is_renewed_while_a_long_run_lasts() -> None:
+    import time
+
+    from technic_v4.daily.schedule import RedisElection
+
+    with RedisServer() as redis:
+        first = RedisElection(redis.url, lease_s=0.6)
+        second = RedisElection(redis.url, lease_s=0.6)
+        with first.hold(END) as won:
+            assert won
+            time.sleep(2.0)  # a run lasting several leases: the renewals keep it held
+            with second.hold(END) as also:
+                assert not also  # the other instance stays idle while the first still runs
+
+
+def test_an_instance_that_lost_to_a_runner_that_died_runs_the_session_soon(
+        md: MarketData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from technic_v4.daily import schedule
+    from technic_v4.daily.schedule import RedisElection
+
+    monkeypatch.setattr(schedule, "RETRY_UNSTORED_S", 1.0)
+    st = StateStore(tmp_path)
+    st.put_screen("a", {"where": WHERE}, True, [])
+    with RedisServer() as redis:
+        other = RedisElection(redis.url, lease_s=600)
+        lock = other.client.lock(f"{other.prefix}:lock:{END}", timeout=600, thread_local=False)
+        assert lock.acquire(blocking=False)  # another instance is running END ...
+        # The evening of END (a Friday), after its fire time: END is the latest due session.
+        s = Scheduler(md, st, delay_min=30, send=Recorder(), election=RedisElection(redis.url),
+                      clock=lambda: dt.datetime(2026, 11, 20, 23, tzinfo=UTC))
+        t = s.start()
+        try:
+            deadline = time.monotonic() + 60
+            while END not in s.idle and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert END in s.idle
+            lock.release()  # ... and dies before finishing: its lease is gone, no done marker
+            while not st.runs("a") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            # Not after Monday's close but a retry soon after.
+            assert [r.session for r in st.runs("a")] == [END]
+        finally:
+            s.stop.set()
+            t.join(30)
+
+
+def test_a_screen_enabled_again_is_not_back_filled_for_the_sessions_it_was_off(
+        md: MarketData, tmp_path: Path) -> None:
+    st = StateStore(tmp_path)
+    st.put_screen("a", {"where": WHERE}, True, [])
+    stored = [d.astype(dt.date) for d in md.store.stored_sessions()]
+    run_session(stored[-9], state=st, data=md, send=Recorder(), update=False)
+    st.put_screen("a", {"where": WHERE}, False, [], replace=True)  # off for 8 sessions ...
+    st.put_screen("a", {"where": WHERE}, True, [], replace=True)  # ... and on again now
+    s = Scheduler(md, st, delay_min=30, send=Recorder(), election=LocalElection())
+    reports = s.tick(dt.datetime(2026, 11, 29, 12, tzinfo=UTC))
+    assert [r.session for r in reports] == [END]  # today's run, not 5 catch-ups
+    assert [r.session for r in st.runs("a")] == [END, stored[-9]]

@@ -16,7 +16,7 @@ from notify_support import Answer, Receiver
 
 from technic_v4.notify import Delivery, Message, sample_message
 from technic_v4.notify.send import deliver, deliver_all, parse_retry_after
-from technic_v4.notify.targets import Target, parse_target
+from technic_v4.notify.targets import Target, parse_target, public_view
 
 TOKEN = "4242424242:AAE-t0ps3cret_bot-token"
 SECRET = "whsec-s1gn1ng-key"
@@ -345,3 +345,26 @@ def test_a_userinfo_token_is_kept_out_of_errors_and_logs(receiver: Receiver,
     d = deliver(t, sample_message(), attempts=1, **FAST)
     assert not d.ok and "us3rT0ken" not in (d.error or "")
     assert all("us3rT0ken" not in r.getMessage() for r in caplog.records)
+
+
+def test_a_secret_can_name_an_environment_variable(receiver: Receiver,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """``env:TECHNIC_…`` keeps the secret out of the state store: read at each send, never
+    shown (the variable's name is), and a missing variable is a failed delivery naming it."""
+    target = _webhook(receiver, secret="env:TECHNIC_TEST_HOOK_SECRET")
+    assert public_view(target)["secret"] == "env:TECHNIC_TEST_HOOK_SECRET"
+    missing = deliver(target, sample_message(), **FAST)
+    assert not missing.ok and missing.attempts == 0 and receiver.at("/hook") == []
+    assert missing.error == ("secret: TECHNIC_TEST_HOOK_SECRET is not set in the environment "
+                             "of this process")
+    monkeypatch.setenv("TECHNIC_TEST_HOOK_SECRET", "from-the-environment")
+    d = deliver(target, sample_message(), **FAST)
+    assert d.ok
+    (req,) = receiver.at("/hook")
+    ts = req.headers["x-technic-timestamp"]
+    want = hmac.new(b"from-the-environment", ts.encode() + b"." + req.body, hashlib.sha256)
+    assert req.headers["x-technic-signature"] == f"sha256={want.hexdigest()}"
+    # A Telegram token may name a variable too (its shape is checked when it is read).
+    tg = parse_target({"name": "tg", "kind": "telegram", "token": "env:TECHNIC_TEST_TG",
+                       "chat_id": 1, "base_url": receiver.url("/")})
+    assert public_view(tg)["token"] == "env:TECHNIC_TEST_TG"

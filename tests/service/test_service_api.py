@@ -421,7 +421,10 @@ def test_universe_counts(serve: Serve, market: MarketData) -> None:
     stages = {x["stage"]: x for x in stats["stages"]}
     assert u["as_of"] == stats["as_of"]
     ref = market.reference()
-    listed = ref[pd.to_datetime(ref["ListDate"]).dt.date <= END]
+    # Listed by then and not delisted before it (a delisted listing trades on its last day).
+    listed = ref[(pd.to_datetime(ref["ListDate"]).dt.date <= END)
+                 & ~(ref["Delisted"] < pd.Timestamp(END))]
+    assert (ref["Delisted"] < pd.Timestamp(END)).any()
     assert u["listings"] == len(listed) == stages["universe"]["out"]
     assert sum(u["by_sector"].values()) == sum(u["by_type"].values()) == u["listings"]
     assert u["by_type"]["Common Stock"] == int((listed["Type"] == "Common Stock").sum())

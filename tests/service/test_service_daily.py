@@ -94,3 +94,24 @@ def test_the_scheduler_runs_inside_the_service(serve: Serve, market: MarketData,
         time.sleep(0.1)
     assert last is not None and last["session"] == str(market.store.last_session())
     assert s.service.scheduler is not None
+
+
+def test_wrong_json_types_are_422_naming_the_field(serve: Serve, market: MarketData,
+                                                    tmp_path: Path) -> None:
+    c = serve(market, settings=_settings(market, tmp_path)).client
+    bad = [("/v1/screens", {"name": "s1", "config": "close > 1"}, "config"),
+           ("/v1/screens", {"name": "s2", "config": {"where": "close > 1"}, "targets": "hook"},
+            "targets"),
+           ("/v1/screens", {"name": "s3", "config": {"where": "close > 1"}, "targets": 5},
+            "targets"),
+           ("/v1/screens", {"name": "s4", "config": {"where": "close > 1"}, "enabled": "false"},
+            "enabled"),
+           ("/v1/watchlists", {"name": "w1", "items": "AAPL"}, "items"),
+           ("/v1/watchlists", {"name": "w2", "items": 5}, "items"),
+           ("/v1/watchlists", {"name": "w3", "items": ["AAPL"], "targets": {"a": 1}},
+            "targets")]
+    for path, obj, field in bad:
+        r = c.post(path, json=obj)
+        assert r.status_code == 422 and r.json()["field"] == field, (obj, r.text)
+    assert c.get("/v1/screens").json()["screens"] == []
+    assert c.get("/v1/watchlists").json()["watchlists"] == []

@@ -294,6 +294,8 @@ def run_session(session: dt.date, *, catch_up: bool = False, state: StateStore |
             raise DataError(f"session {session} is not in the local store (latest: "
                             f"{data.store.last_session()}); it is run once its data is stored")
         wanted = None if names is None else set(names)
+        # Before reading the screens: a screen updated after this is compared afresh next time.
+        started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         screens = [s for s in state.screens(enabled_only=True)
                    if wanted is None or s["name"] in wanted]
         watch = [w for w in state.watchlists()
@@ -308,14 +310,15 @@ def run_session(session: dt.date, *, catch_up: bool = False, state: StateStore |
                 rep.skipped.append(s["name"])
             else:
                 todo.append(s)
-        started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         configs = {s["name"]: ScanConfig(**s["config"]) for s in todo}
         now = evaluate_screens(configs, data, session) if configs else {}
         baseline: dict[str, list[dict[str, Any]]] = {}
         need_prev: dict[str, ScanConfig] = {}
         for s in todo:
             old = known.get((s["name"], prev_day)) if prev_day is not None else None
-            if old is not None and old.status == "done":
+            # A screen edited (or re-created) since that run is compared with its config as
+            # saved now, as of the previous session, not with what another config found.
+            if old is not None and old.status == "done" and s["updated_at"] <= old.started_at:
                 baseline[s["name"]] = old.rows
             elif prev_day is not None:
                 need_prev[s["name"]] = configs[s["name"]]

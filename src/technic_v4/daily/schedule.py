@@ -43,6 +43,9 @@ class LocalElection:
     def hold(self, session: dt.date) -> Iterator[bool]:
         yield True
 
+    def done(self, session: dt.date) -> bool:
+        return True
+
 
 class RedisElection:
     """One runner per session among instances sharing a Redis (see module docstring)."""
@@ -54,14 +57,20 @@ class RedisElection:
         self.lease_s = lease_s
         self.prefix = prefix
 
+    def done(self, session: dt.date) -> bool:
+        """Whether an instance finished ``session`` (else a lost election may be a runner that
+        died before its lease lapsed: look again soon)."""
+        return bool(self.client.exists(f"{self.prefix}:done:{session}"))
+
     @contextlib.contextmanager
     def hold(self, session: dt.date) -> Iterator[bool]:
         done = f"{self.prefix}:done:{session}"
         if self.client.exists(done):
             yield False
             return
+        # Not thread-local: the renewal thread extends the lease with the token acquired here.
         lock = self.client.lock(f"{self.prefix}:lock:{session}", timeout=self.lease_s,
-                                blocking=False)
+                                blocking=False, thread_local=False)
         if not lock.acquire():
             yield False
             return
@@ -109,6 +118,7 @@ class Scheduler:
         self.stop = threading.Event()
         self.last: list[SessionReport] = []
         self.idle: list[dt.date] = []  # sessions another instance ran
+        self.unsettled = False  # the last tick lost an election for a session not done yet
 
     # -- what is due ---------------------------------------------------------------------------
     def latest_due(self, now: dt.datetime) -> dt.date:
@@ -128,13 +138,22 @@ class Scheduler:
                   stored[stored <= np.datetime64(latest, "D")][-MAX_CATCH_UP:]]
         if not window:
             return []
-        names = [s["name"] for s in self.state.screens(enabled_only=True)]
-        names += [WATCHLIST_PREFIX + w["name"] for w in self.state.watchlists()]
+        names = [(s["name"], s["updated_at"]) for s in self.state.screens(enabled_only=True)]
+        names += [(WATCHLIST_PREFIX + w["name"], w["updated_at"])
+                  for w in self.state.watchlists()]
         last = self.state.last_sessions()
+        lasts = self.state.runs_at([n for n, _ in names if n in last],
+                                   sorted({last[n] for n, _ in names if n in last}))
         todo: dict[dt.date, list[str]] = {}
-        for name in names:
+        for name, updated in names:
             ran = last.get(name)
             days = window[-1:] if ran is None else [d for d in window if d > ran]
+            prev = None if ran is None else lasts.get((name, ran))
+            if prev is not None and updated > prev.started_at:
+                # Enabled again (or edited, re-created) since its last run: the sessions it was
+                # off for were not missed; no back-fill before the change, as for a new screen.
+                days = [d for d in days if d == window[-1] or
+                        calendar.close_time(d).replace(tzinfo=None) + self.delay >= updated]
             for d in days:
                 todo.setdefault(d, []).append(name)
         return sorted(todo.items())
@@ -143,6 +162,7 @@ class Scheduler:
     def tick(self, now: dt.datetime | None = None) -> list[SessionReport]:
         """Update the store, then run every due session this instance is elected for."""
         now = now or self.clock()
+        self.unsettled = False
         self.data.ensure_current()
         latest = min(self.latest_due(now), self.data.store.last_session() or dt.date.min)
         reports = []
@@ -153,6 +173,7 @@ class Scheduler:
                 if not won:
                     log.info("daily run of %s: another instance runs it; idle", session)
                     self.idle.append(session)
+                    self.unsettled |= not self.election.done(session)
                     continue
                 rep = run_session(session, catch_up=session != latest, state=self.state,
                                   data=self.data, send=self.send, names=names,
@@ -163,6 +184,8 @@ class Scheduler:
             with self.election.hold(latest) as won:  # rows a killed run left behind
                 if won:
                     resume(self.state, self.send)
+                else:
+                    self.unsettled |= not self.election.done(latest)
         self.last = reports
         return reports
 
@@ -181,8 +204,9 @@ class Scheduler:
             now = self.clock()
             wait = (self.next_fire(now) - now).total_seconds()
             last = self.data.store.last_session()
-            if failed or (last is not None and last < self.latest_due(now)):
-                wait = min(wait, RETRY_UNSTORED_S)  # published late, or failed: look again soon
+            if failed or self.unsettled or (last is not None and last < self.latest_due(now)):
+                # published late, failed, or another runner has not finished: look again soon
+                wait = min(wait, RETRY_UNSTORED_S)
             log.info("next daily run in %.0f s", wait)
             self.stop.wait(max(1.0, wait))
 

@@ -27,9 +27,29 @@ def open_state(state: StateStore | None = None) -> StateStore:
     return state or StateStore(get_settings().data_dir)
 
 
+def _list(value: Any, field: str) -> list[Any]:
+    """A JSON list (a string or an object would be split into its characters or keys)."""
+    if value is None:
+        return []
+    if not isinstance(value, list | tuple):
+        raise ConfigError(field, f"expected a list, got {type(value).__name__}")
+    return list(value)
+
+
+def _names(value: Any, field: str = "targets") -> list[str]:
+    names = _list(value, field)
+    for v in names:
+        if not isinstance(v, str):
+            raise ConfigError(field, f"expected alert target names, got {v!r}")
+    return names
+
+
 # -- screens ---------------------------------------------------------------------------------------
 def screen_config(config: dict[str, Any]) -> dict[str, Any]:
     """A saved screen's ScanConfig fields, validated (a bad ``where`` fails naming it)."""
+    if not isinstance(config, dict):
+        raise ConfigError("config", "expected an object of ScanConfig fields, got "
+                          f"{type(config).__name__}")
     if config.get("as_of_date") is not None:
         raise ConfigError("as_of_date", "a saved screen runs as of each session; leave it out "
                           "(use `technic screens run NAME --as-of D` to look back)")
@@ -48,8 +68,10 @@ def add_screen(name: str, config: dict[str, Any], targets: list[str] | None = No
     check_name(name)
     if name in RESERVED:
         raise ConfigError("name", f"{name!r} is reserved; choose another name")
+    if not isinstance(enabled, bool):
+        raise ConfigError("enabled", f"expected true or false, got {enabled!r}")
     st = open_state(state)
-    st.put_screen(name, screen_config(config), enabled, list(targets or []), replace=replace)
+    st.put_screen(name, screen_config(config), enabled, _names(targets), replace=replace)
     return show_screen(name, st)
 
 
@@ -133,11 +155,12 @@ def parse_item(item: str | dict[str, Any]) -> dict[str, Any]:
 def add_watchlist(name: str, items: list[str | dict[str, Any]], targets: list[str] | None = None,
                   replace: bool = False, state: StateStore | None = None) -> dict[str, Any]:
     check_name(name)
+    items = _list(items, "items")
     if not items:
         raise ConfigError("items", "a watchlist needs at least one symbol")
     parsed = [parse_item(i) for i in items]
     st = open_state(state)
-    st.put_watchlist(name, parsed, list(targets or []), replace=replace)
+    st.put_watchlist(name, parsed, _names(targets), replace=replace)
     return show_watchlist(name, st)
 
 

@@ -51,6 +51,7 @@ import httpx
 import tenacity
 from tenacity.wait import wait_base
 
+from technic_v4.errors import ConfigError
 from technic_v4.notify import Delivery, Message, render
 from technic_v4.notify.targets import (
     DiscordTarget,
@@ -63,6 +64,7 @@ from technic_v4.notify.targets import (
     describe,
     literal_blocked,
     private_refusal,
+    resolve_secrets,
 )
 
 logger = logging.getLogger(__name__)
@@ -391,6 +393,10 @@ def deliver(target: Target, message: Message, *, timeout_s: float = 10.0, attemp
 
         allow_private = get_settings().alerts_allow_private
     where = describe(target)
+    try:
+        target = resolve_secrets(target)
+    except ConfigError as e:
+        return Delivery(target=target.name, ok=False, attempts=0, error=str(e))
     tried = 0
 
     def once() -> int:

@@ -203,6 +203,8 @@ class TelegramTarget(_Target):
     @field_validator("token")
     @classmethod
     def _token(cls, v: SecretStr) -> SecretStr:
+        if env_reference(v) is not None:
+            return v  # read from the environment when sending
         if not re.fullmatch(r"\d+:[A-Za-z0-9_-]+", v.get_secret_value()):
             raise ValueError("not a bot token: expected <digits>:<letters, digits, _ or ->, "
                              "as @BotFather gives it")
@@ -257,6 +259,37 @@ _MESSAGES = {
     "too_short": "must not be empty",
     "string_pattern_mismatch": "must be one line of text (no control characters)",
 }
+
+
+# A secret field may name a setting instead of holding the secret: ``env:TECHNIC_SMTP_PASSWORD``
+# keeps the secret out of the state store (read from the environment at each send).
+_ENV_REFERENCE = re.compile(r"env:(TECHNIC_[A-Z0-9_]{1,100})")
+
+
+def env_reference(value: SecretStr | None) -> str | None:
+    """The environment variable a secret field names (``env:TECHNIC_…``), else None."""
+    if value is None:
+        return None
+    m = _ENV_REFERENCE.fullmatch(value.get_secret_value())
+    return m.group(1) if m else None
+
+
+def resolve_secrets(target: Target) -> Target:
+    """``target`` with each ``env:TECHNIC_…`` secret replaced by that variable's value; a
+    variable that is not set → ConfigError naming the field and the variable (never a value)."""
+    import os
+
+    update: dict[str, SecretStr] = {}
+    for name in type(target).model_fields:
+        value = getattr(target, name)
+        var = env_reference(value) if isinstance(value, SecretStr) else None
+        if var is None:
+            continue
+        got = os.environ.get(var)
+        if not got:
+            raise ConfigError(name, f"{var} is not set in the environment of this process")
+        update[name] = SecretStr(got)
+    return target.model_copy(update=update) if update else target
 
 
 def parse_target(d: Any, *, allow_private: bool | None = None) -> Target:
@@ -323,7 +356,8 @@ def public_view(target: Target) -> dict[str, Any]:
     d = target.model_dump(mode="python", exclude_none=True)
     for key, value in list(d.items()):
         if isinstance(value, SecretStr):
-            d[key] = "set"
+            var = env_reference(value)
+            d[key] = f"env:{var}" if var else "set"  # a variable's name is not a secret
     if isinstance(target, SlackTarget):  # also DiscordTarget
         d["url"] = _redacted_url(target.url, keep_path=False)
     elif isinstance(target, WebhookTarget):

@@ -427,7 +427,7 @@ def create_app(market: MarketData | None = None, settings: Settings | None = Non
 
     def screen_args(obj: dict[str, Any]) -> dict[str, Any]:
         return {"config": obj.get("config") or {}, "targets": obj.get("targets") or [],
-                "enabled": bool(obj.get("enabled", True))}
+                "enabled": obj.get("enabled", True)}  # checked (a bool) by add_screen
 
     @app.get("/v1/screens", tags=["saved"], dependencies=KEYED)
     def screens_list() -> Response:
