@@ -10,6 +10,8 @@ in its own child process so that "cold" really is cold:
   symbol, per-symbol TA-Lib calls in a 32-thread pool), as a ratio;
 - a scan as of a past date (bars adjusted as of it), first and warm;
 - 50,000 listings, local threads and Ray; historical scans over many dates, local and Ray;
+- a replay (``technic backtest``) of a 10-clause screen over the last 250 sessions, and its ratio
+  to one scan per session;
 - the backtest statistics kernels (forward returns, IC, deciles, turnover, screen stats) on a
   6,000 x 5,000-session synthetic panel;
 - backtest trade plans: 10^6 signals played out over 6,000 × 5,000 bars, and the portfolio;
@@ -137,6 +139,29 @@ if args.get("history"):
     t = time.perf_counter(); h = scan_history(ScanConfig(), dates); hs = time.perf_counter() - t
     out["history"] = {"dates": len(dates), "seconds": hs, "rows": len(h),
                       "backend": h.attrs["stats"]["backend"]["backend"]}
+if args.get("replay"):
+    # The replay of a 10-clause screen over the last N sessions (every session, lookback_days
+    # None: every stored bar), warm, against one scan per session (scan_history, 5 sessions).
+    from technic_v4.backtest import replay
+    from technic_v4.history import scan_history
+    md = data_engine.market()
+    sess = md.sessions(md.store.last_session())
+    start, end = sess[-args["replay"]].astype(object), sess[-1].astype(object)
+    cfg = ScanConfig(where=("close > sma(close,150) and sma(close,150) > sma(close,200) "
+                            "and rsi(close,2) < 90 and rsi(close,14) > 40 and volume > 0.5 * "
+                            "sma(volume,20) and close > 5 and atr(20) / close < 0.1 and close "
+                            ">= 0.7 * highest(high,252) and change(close,21) > -20 and "
+                            "dollar_volume > 1e6"))
+    replay(cfg, start, end)  # compiled kernels, panel in memory
+    t = time.perf_counter(); rep = replay(cfg, start, end); rs = time.perf_counter() - t
+    few = [d.astype(object) for d in sess[-5:]]
+    t = time.perf_counter()
+    scan_history(cfg.model_copy(update={"lookback_days": None}), few)
+    per = (time.perf_counter() - t) / len(few)
+    out["replay"] = {"sessions": len(rep.sessions), "seconds": rs, "rows": len(rep.matches),
+                     "pairs": rep.stats["pairs"], "bars": rep.stats["bars"],
+                     "listings": rep.stats["listings"], "per_session_s": per,
+                     "steps": rep.stats["seconds_by_step"]}
 if args.get("baseline"):
     from technic_v4.bench import baseline
     out["baseline"] = baseline(args["sizes"][-1])
@@ -505,7 +530,8 @@ def run_bench(quick: bool = False, listings: int = 6200, big: int = 50_000,
         res["cold_process_s"], _ = _child(env, cli)
         res["warm_process_s"] = [_child(env, cli)[0] for _ in range(proc_repeats)]
         args = {"sizes": list(SIZES), "repeats": repeats, "baseline": True, "history": 24,
-                "stages": 3 * repeats, "screens": repeats, "past": 60}
+                "stages": 3 * repeats, "screens": repeats, "past": 60,
+                "replay": 60 if quick else 250}
         _, res["std"] = _child(env, ["-c", _CHILD, json.dumps(args)])
         if ray:
             env_ray = {**env, "TECHNIC_USE_RAY": "true"}
@@ -600,6 +626,14 @@ def report(res: dict[str, Any]) -> str:
         h = std["history"]
         out.append(f"| history: {h['dates']} as-of dates x 6,000 listings, local | "
                    f"{h['seconds']:.2f} s |")
+    if "replay" in std:
+        r = std["replay"]
+        ratio = r["per_session_s"] * r["sessions"] / r["seconds"]
+        out.append(f"| replay: a 10-clause screen at each of {r['sessions']} sessions x "
+                   f"{r['listings']:,} listings (every stored bar, {r['bars']} sessions; "
+                   f"{r['pairs']:,} listing-sessions scored, {r['rows']:,} rows), warm; vs one "
+                   f"scan per session ({r['per_session_s']:.2f} s each) | {r['seconds']:.2f} s "
+                   f"({ratio:.0f}x faster) |")
     if "std_ray" in res:
         r = res["std_ray"]
         out.append(f"| 6,000 listings on Ray (local cluster), warm median | "

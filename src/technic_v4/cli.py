@@ -98,8 +98,8 @@ def main(verbose: int, debug: bool) -> None:
               help="Minimum TechRating.")
 @click.option("--only-tradeable", is_flag=True, help="Only Long/Strong Long rows with a position.")
 @click.option("--allow-shorts", is_flag=True, help="Emit Short/Strong Short signals and plans.")
-@click.option("--lookback", "lookback_days", type=int, default=None,
-              help="Bars (sessions) per symbol (default 300).")
+@click.option("--lookback", "lookback_days", default=None, metavar="N|all",
+              help="Bars (sessions) per symbol (default 300; all = every stored bar).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               callback=_output_path, help="Write to this file instead of stdout (parquet needs it).")
@@ -120,7 +120,7 @@ def main(verbose: int, debug: bool) -> None:
 def scan(max_symbols: int | None, sectors: tuple[str, ...], industries: tuple[str, ...],
          types: tuple[str, ...], symbols: str | None, top_n: int | None,
          as_of: dt.datetime | None, min_rating: float, only_tradeable: bool, allow_shorts: bool,
-         lookback_days: int | None, fmt: str, output: Path | None, rows: int,
+         lookback_days: str | None, fmt: str, output: Path | None, rows: int,
          show_stats: bool, where: str | None, columns: tuple[str, ...], sort_by: str | None,
          preset: str | None, near_miss: int) -> None:
     """Scan the market and print a ranked table of trade candidates."""
@@ -143,7 +143,7 @@ def scan(max_symbols: int | None, sectors: tuple[str, ...], industries: tuple[st
     if as_of is not None:
         kw["as_of_date"] = as_of.date()
     if lookback_days is not None:
-        kw["lookback_days"] = lookback_days
+        kw["lookback_days"] = _lookback(lookback_days)
     if fmt == "parquet" and output is None:
         raise click.UsageError("--format parquet needs --output FILE")
     config = ScanConfig(**kw)
@@ -153,6 +153,17 @@ def scan(max_symbols: int | None, sectors: tuple[str, ...], industries: tuple[st
     click.echo(msg, err=True)
     if show_stats:
         click.echo(json.dumps(df.attrs["stats"], indent=2, default=str), err=True)
+
+
+def _lookback(text: str) -> int | None:
+    """``--lookback``: a number of sessions, or ``all`` (every stored bar: None)."""
+    if text.strip().lower() == "all":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise click.BadParameter(f"a number of sessions or 'all', got {text!r}",
+                                 param_hint="--lookback") from None
 
 
 def _columns(specs: tuple[str, ...]) -> dict[str, str]:
@@ -651,6 +662,83 @@ def _check_bind(host: str, port: int) -> None:
         raise click.ClickException(f"cannot listen on {host}:{port} ({reason}); choose "
                                    "another --port or --host, or stop the process using it"
                                    ) from e
+
+
+@main.command()
+@click.option("--where", help="The screen: keep rows where this holds (README \"Screen language\").")
+@click.option("--preset", help="A preset screen (technic screens list); combined with --where.")
+@click.option("--signal", "signals", multiple=True,
+              help='Keep rows with this Signal (repeatable), e.g. --signal "Strong Long".')
+@click.option("--from", "start", required=True, type=click.DateTime(["%Y-%m-%d"]),
+              help="First session replayed (YYYY-MM-DD).")
+@click.option("--to", "end", required=True, type=click.DateTime(["%Y-%m-%d"]),
+              help="Last session replayed (YYYY-MM-DD).")
+@click.option("--every", type=int, default=1, show_default=True,
+              help="Replay every N-th session.")
+@click.option("--horizons", default="1,5,21,63", show_default=True,
+              help="Forward-return horizons in sessions.")
+@click.option("--rank-by", help="A numeric column whose IC is measured (e.g. TechRating).")
+@click.option("--max-hold", type=int, default=20, show_default=True,
+              help="Sessions a trade plan is held at most.")
+@click.option("--max-positions", type=int, default=10, show_default=True,
+              help="Open positions at most in the equal-risk portfolio.")
+@click.option("--top", "top_n", type=int, default=None, help="Keep the N best rows a session.")
+@click.option("--min-rating", type=float, default=0.0, show_default=True,
+              help="Minimum TechRating.")
+@click.option("--max-symbols", "-n", type=int, default=None,
+              help="First N listings by market cap at each session (default: all).")
+@click.option("--type", "types", multiple=True, help="Listing type (repeatable).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              callback=_output_path,
+              help="Write the matched rows here (.csv, .json or .parquet by the suffix).")
+def backtest(where: str | None, preset: str | None, signals: tuple[str, ...],
+             start: dt.datetime, end: dt.datetime, every: int, horizons: str,
+             rank_by: str | None, max_hold: int, max_positions: int, top_n: int | None,
+             min_rating: float,
+             max_symbols: int | None, types: tuple[str, ...], output: Path | None) -> None:
+    """Replay a screen over every session of a date range: what it matched, and after."""
+    from technic_v4.backtest import run
+    from technic_v4.scanner_core import ScanConfig
+
+    if signals:
+        bad = sorted(set(signals) - set(_SIGNALS))
+        if bad:
+            raise click.BadParameter(f"unknown signal {bad[0]!r}; valid: {', '.join(_SIGNALS)}",
+                                     param_hint="--signal")
+        clause = " or ".join(f'Signal == "{x}"' for x in signals)
+        where = f"({where}) and ({clause})" if where else clause
+    kw: dict[str, Any] = {"where": where, "preset": preset, "top_n": top_n,
+                          "min_tech_rating": min_rating, "max_symbols": max_symbols,
+                          "allow_shorts": any(x in ("Short", "Strong Short") for x in signals)}
+    if types:
+        kw["types"] = types
+    config = ScanConfig(**kw)
+    with _Progress() as prog:
+        res = run(config, start.date(), end.date(), every=every, horizons=horizons,
+                  rank_by=rank_by, max_hold=max_hold, max_positions=max_positions,
+                  on_progress=prog.update)
+    per_day = res.matches.groupby("AsOf").size() if len(res.matches) else None
+    if per_day is not None:
+        click.echo(f"{len(per_day):,} of {len(res.replay.sessions):,} sessions matched; rows "
+                   f"per matching session: median {per_day.median():g}, max {per_day.max()}")
+    ts = res.analyses.get("trade_summary")
+    if ts and ts["trades"]:
+        pf = res.analyses["portfolio"].stats
+        click.echo(f"trade plans: {ts['trades']:,} closed of {ts['signals']:,} signals, win rate "
+                   f"{ts['win_rate']:.1%}, expectancy {ts['expectancy_r']:+.2f} R, mean "
+                   f"{ts['mean_bars_held']:.1f} sessions held; portfolio (at most "
+                   f"{max_positions} open): CAGR {pf['cagr']:+.1%}, max drawdown "
+                   f"{pf['max_drawdown']:.1%}, exposure {pf['exposure']:.0%}")
+    if output is not None:
+        fmt = {".csv": "csv", ".json": "json", ".parquet": "parquet"}.get(output.suffix.lower())
+        if fmt is None:
+            raise click.BadParameter("the file name ends in .csv, .json or .parquet",
+                                     param_hint="--output")
+        _write(res.matches, fmt, output, 0)
+    click.echo(res.message, err=True)
+
+
+_SIGNALS = ("Strong Long", "Long", "Watch", "Avoid", "Short", "Strong Short")
 
 
 @main.command()

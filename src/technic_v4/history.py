@@ -35,9 +35,10 @@ def _evaluate_dates(config: ScanConfig, ref: pd.DataFrame, panel: Panel,
     for day in days:
         stages = _Stages(None, None)
         notes: list[str] = []
-        view = panel.at(day, config.bars_needed)
+        # Capped at the panel's width: lookback_days=None asks for every stored bar.
+        view = panel.at(day, min(config.bars_needed, panel.close.shape[1]))
         bench = None
-        if config.lookback_days < REGIME_BARS and len(spy):
+        if config.lookback < REGIME_BARS and len(spy):
             bench = panel.rows(spy).at(day, REGIME_BARS).close[0]
         sd = sess_days[sess_days <= np.datetime64(day, "D").astype(np.int64)]
         frame, reg, _ = evaluate(config, ref, view, day, sd, LocalBackend(1), stages, notes,

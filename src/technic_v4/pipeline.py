@@ -190,7 +190,7 @@ def scan(config: ScanConfig, data: MarketData, progress: Progress | None = None,
             before = data.store.identity()
             ref = data.reference()
             bound = data.max_bars()
-            if config.lookback_days > bound:
+            if config.lookback_days is not None and config.lookback_days > bound:
                 # No symbol has more bars than the store has sessions: the load is capped.
                 notes.append(f"lookback_days={config.lookback_days} is more than the {bound} "
                              f"stored sessions: loaded {bound}")
@@ -201,7 +201,7 @@ def scan(config: ScanConfig, data: MarketData, progress: Progress | None = None,
             backend = get_backend(data.settings) if max_workers is None else \
                 LocalBackend(max_workers)
             bench_close = None
-            if config.lookback_days < REGIME_BARS:
+            if config.lookback < REGIME_BARS:
                 # The regime needs SPY's SMA200 and 60-session vol, whatever the lookback.
                 i = np.flatnonzero(panel.symbols == BENCHMARK)
                 if len(i):
@@ -242,14 +242,14 @@ def evaluate(config: ScanConfig, ref: pd.DataFrame, panel: Panel, as_of: dt.date
 
     ``panel`` holds every listing of ``ref`` (any row order) as of ``as_of``, with at least
     ``config.bars_needed`` bars when the store has them; stages 4-9 see its last
-    ``lookback_days`` bars (the built-in columns never depend on the screen), the screen stage
-    all of them. ``sess_days`` are the sessions up to ``as_of`` (days since 1970) for the
+    ``lookback_days`` bars (all of them for None; the built-in columns never depend on the
+    screen), the screen stage all of them. ``sess_days`` are the sessions up to ``as_of`` (days since 1970) for the
     staleness check; ``bench_close`` is SPY's close history for the regime when the panel is
     shorter than ``REGIME_BARS``; ``shares`` the shares outstanding of each ``ref`` row as of
     ``as_of`` (``MarketData.shares_as_of``; None: ``ref``'s column).
     """
     long_panel = panel
-    panel = panel.tail(config.lookback_days)
+    panel = panel.tail(config.lookback)
     st, alive = universe(ref, as_of)
     stages.append(st)
     st, alive = smart_filter(config, ref, alive, notes)
@@ -501,7 +501,7 @@ def screen(config: ScanConfig, sub: Panel, ref: pd.DataFrame,
         # read from it only when the screen's panel is that wide (else it is computed here).
         ev = evaluator if evaluator is not None else Evaluator(
             Bars.of(sub, rows), ref, builtin,
-            reuse_builtins=sub.close.shape[1] <= config.lookback_days)
+            reuse_builtins=sub.close.shape[1] <= config.lookback)
         # Every root first: a key shared by where, columns and sort is computed once.
         ev.plan([*(() if spec.where is None else (c.term for c in spec.where.clauses)),
                  *(c.term for _, c in spec.columns),

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from technic_v4.config.screen import ScreenSpec
 
 Number = pydantic.StrictFloat | pydantic.StrictInt
+# ``lookback_days=None`` asks for every stored bar: more than any store holds (loads are capped
+# at the stored sessions, ``MarketData.max_bars``).
+ALL_BARS = 1_000_000
 
 
 class ScanConfig(BaseModel):
@@ -46,8 +49,10 @@ class ScanConfig(BaseModel):
     max_stale_sessions: pydantic.StrictInt = Field(
         default=2, ge=0, description="Drop names whose last bar is more sessions before as-of.")
     # Indicators
-    lookback_days: pydantic.StrictInt = Field(default=300, ge=30, le=5000,
-                                              description="Bars (sessions) loaded per symbol.")
+    lookback_days: pydantic.StrictInt | None = Field(
+        default=300, ge=30, le=5000, description="Bars (sessions) loaded per symbol; None = "
+        "every stored bar (each indicator then starts at the listing's first stored session: "
+        "what a backtest replays).")
     as_of_date: dt.date | None = Field(default=None, description="Point-in-time session.")
     # Ranking and output
     min_tech_rating: Number = Field(default=0.0, ge=0, le=100)
@@ -189,12 +194,18 @@ class ScanConfig(BaseModel):
 
     @property
     def bars_needed(self) -> int:
-        """Sessions the scan loads per symbol: lookback_days or what the screen needs."""
-        return max(self.lookback_days, self.screen().bars)
+        """Sessions the scan loads per symbol: lookback_days or what the screen needs
+        (:data:`ALL_BARS` for ``lookback_days=None``: loads are capped at the stored sessions)."""
+        return max(self.lookback, self.screen().bars)
+
+    @property
+    def lookback(self) -> int:
+        """``lookback_days`` as a number of bars (:data:`ALL_BARS` for None)."""
+        return ALL_BARS if self.lookback_days is None else self.lookback_days
 
     @model_validator(mode="after")
     def _consistent(self) -> ScanConfig:
-        if self.min_history > self.lookback_days:
+        if self.lookback_days is not None and self.min_history > self.lookback_days:
             raise ConfigError("min_history", f"{self.min_history} must be <= lookback_days "
                               f"({self.lookback_days})")
         if self.min_stop_atr > self.max_stop_atr:

@@ -129,9 +129,9 @@ def evaluate_screens(configs: dict[str, ScanConfig], data: MarketData, as_of: dt
         stages = pipeline._Stages(None, None)
         notes: list[str] = []
         long_panel = data.panel(as_of, width)
-        panel = long_panel.tail(base.lookback_days)
+        panel = long_panel.tail(base.lookback)
         bench_close = None
-        if base.lookback_days < pipeline.REGIME_BARS:
+        if base.lookback < pipeline.REGIME_BARS:
             i = np.flatnonzero(long_panel.symbols == pipeline.BENCHMARK)
             if len(i):
                 bench_close = data.panel(as_of, pipeline.REGIME_BARS, count_rows=i).close[i[0]]
@@ -150,7 +150,7 @@ def evaluate_screens(configs: dict[str, ScanConfig], data: MarketData, as_of: dt
             if cfg.screen().active and len(idx):
                 if ev is None:
                     ev = Evaluator(Bars.of(long_panel, rows), sub_ref, builtin,
-                                   reuse_builtins=long_panel.close.shape[1] <= cfg.lookback_days)
+                                   reuse_builtins=long_panel.close.shape[1] <= cfg.lookback)
                 _, scr = pipeline.screen(cfg, long_panel, sub_ref, builtin, rows=rows,
                                          evaluator=ev)
             elif cfg.screen().active:

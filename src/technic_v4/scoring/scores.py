@@ -99,11 +99,16 @@ def _clip(x: np.ndarray) -> np.ndarray:
     return np.clip(np.nan_to_num(x, nan=0.0), 0.0, 100.0)
 
 
-def score(cols: Columns, reg: Regime) -> Columns:
-    """Sub-scores, TechRating and RSRating (see README for every formula)."""
+def score(cols: Columns, reg: Regime, rs_rating: np.ndarray | None = None,
+          factor: np.ndarray | None = None) -> Columns:
+    """Sub-scores, TechRating and RSRating (see README for every formula).
+
+    A replay scores rows of many sessions at once: ``rs_rating`` (each row's RSRating among its
+    session's rows) and ``factor`` (its session's regime factor) replace what ``cols`` and
+    ``reg`` would give for rows of one session."""
     c = cols["Close"]
     out: Columns = {}
-    out["RSRating"] = percentile_rating(cols["RSScore"])
+    out["RSRating"] = percentile_rating(cols["RSScore"]) if rs_rating is None else rs_rating
     adx_pts = np.where(_gt(cols["PlusDI14"], cols["MinusDI14"]),
                        10.0 * np.clip(np.nan_to_num(cols["ADX14"]) / 40.0, 0.0, 1.0), 0.0)
     out["TrendScore"] = (15.0 * _gt(c, cols["SMA20"]) + 20.0 * _gt(c, cols["SMA50"])
@@ -120,7 +125,8 @@ def score(cols: Columns, reg: Regime) -> Columns:
     near_high = _clip(100.0 + 5.0 * cols["PctFromHigh52W"])
     out["BreakoutScore"] = 0.6 * near_high + 0.4 * _clip(100.0 * pct_b)
     raw = sum(w * out[name] for name, w in WEIGHTS.items())
-    out["TechRating"] = np.round(np.clip(raw * reg.factor, 0.0, 100.0), 2)
+    out["TechRating"] = np.round(np.clip(raw * (reg.factor if factor is None else factor),
+                                         0.0, 100.0), 2)
     return out
 
 

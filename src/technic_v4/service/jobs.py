@@ -341,14 +341,15 @@ class JobManager:
         try:
             _, st = self.data_version.status()
             listings = len(self.market.reference())
-            sessions = int(st["sessions"]) or config.bars_needed
+            # lookback_days=None asks for every stored bar: sized as the longest lookback.
+            sessions = int(st["sessions"]) or min(config.bars_needed, 5000)
         except Exception as e:  # noqa: BLE001 - an unreadable store: the scan reports it
             s = self.market.settings
             listings = max(FALLBACK_LISTINGS, s.synthetic_listings
                            if s.data_provider == "synthetic" else 0)
             log.warning("cannot size the scan from the store (%s: %s); reserving memory for "
                         "%s listings", type(e).__name__, e, f"{listings:,}")
-            return estimate_bytes(listings, config.bars_needed)
+            return estimate_bytes(listings, min(config.bars_needed, 5000))
         return estimate_bytes(listings, min(config.bars_needed, sessions))
 
     def _run(self, job: Job) -> None:
