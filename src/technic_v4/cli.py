@@ -73,6 +73,20 @@ def _output_path(ctx: click.Context, param: click.Parameter, value: Path | None
     return value
 
 
+def _report_dir(ctx: click.Context, param: click.Parameter, value: Path | None
+                ) -> Path | None:
+    """Refuse a report folder that is a file or cannot be created before any work is done."""
+    if value is None:
+        return None
+    from technic_v4.backtest.report import check_directory
+    from technic_v4.errors import ConfigError
+
+    try:
+        return check_directory(value)
+    except ConfigError as e:
+        raise click.ClickException(f"--report {str(e).removeprefix('report: ')}") from e
+
+
 @click.group(cls=_Technic, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="technic")
 @click.option("-v", "--verbose", count=True, help="More log output on stderr (-v info, -vv debug).")
@@ -691,11 +705,15 @@ def _check_bind(host: str, port: int) -> None:
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               callback=_output_path,
               help="Write the matched rows here (.csv, .json or .parquet by the suffix).")
+@click.option("--report", type=click.Path(path_type=Path), default=None, callback=_report_dir,
+              help="Write report.html, summary.md, charts and Parquet frames into this folder "
+                   "(created if missing).")
 def backtest(where: str | None, preset: str | None, signals: tuple[str, ...],
              start: dt.datetime, end: dt.datetime, every: int, horizons: str,
              rank_by: str | None, max_hold: int, max_positions: int, top_n: int | None,
              min_rating: float,
-             max_symbols: int | None, types: tuple[str, ...], output: Path | None) -> None:
+             max_symbols: int | None, types: tuple[str, ...], output: Path | None,
+             report: Path | None) -> None:
     """Replay a screen over every session of a date range: what it matched, and after."""
     from technic_v4.backtest import run
     from technic_v4.scanner_core import ScanConfig
@@ -735,6 +753,10 @@ def backtest(where: str | None, preset: str | None, signals: tuple[str, ...],
             raise click.BadParameter("the file name ends in .csv, .json or .parquet",
                                      param_hint="--output")
         _write(res.matches, fmt, output, 0)
+    if report is not None:
+        from technic_v4.backtest.report import write_report
+
+        click.echo(f"wrote {write_report(res, report)}", err=True)
     click.echo(res.message, err=True)
 
 
