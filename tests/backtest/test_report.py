@@ -82,6 +82,8 @@ def test_report_files_charts_and_escaping(result: BacktestResult, tmp_path: Path
         assert f"]({name}.svg)" in md_text
         assert (d / f"{name}.svg").read_bytes().lstrip().startswith(b"<?xml")
     assert "| horizon | of | n | hit_rate |" in md_text
+    ts = result.analyses["trade_summary"]
+    assert f"R multiples of {ts['trades']:,} closed trades" in (d / "r_multiples.svg").read_text()
     assert f"| win_rate | {result.analyses['trade_summary']['win_rate']:.4g} |" in md_text
     # Parquet: the same rows as the result's frames.
     _same_rows(d / "matches.parquet", result.matches)

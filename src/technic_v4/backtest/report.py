@@ -240,7 +240,10 @@ def build_charts(result: BacktestResult) -> list[Chart]:
         trades = a.get("trades")
         if trades is None:
             return f"no trades{lacks}"
-        r = trades["r_multiple"].to_numpy(np.float64)
+        from technic_v4.backtest.trades import CLOSED_REASONS  # same trades as the summary
+
+        closed = trades[trades["reason"].isin(CLOSED_REASONS)]
+        r = closed["r_multiple"].to_numpy(np.float64)
         r = r[np.isfinite(r)]
         if not len(r):
             return f"no closed trade: {nothing or 'no plan reached its stop, target or end'}"
