@@ -162,7 +162,7 @@ def ref_portfolio(trades: pd.DataFrame, close: np.ndarray, e0: float, f: float, 
                 if pos_frac is not None:
                     sh = min(sh, pos_frac * prev_equity / ep)
                 sh = min(sh, cash / ep)
-                if sh > 0:
+                if sh * ep > 1e-9 * prev_equity:  # rounding residue is no cash
                     status[i], shares[i] = "taken", sh
                     cash -= sh * ep
                     open_pos[i] = ep

@@ -46,7 +46,8 @@ Portfolio rules (``simulate_portfolio``)
     session after its exit), when the listing is already held (``held``), or when its actual risk
     per share is not positive (``no_risk``). Shares = risk_fraction × equity at the previous close
     / (entry − stop), fractional, capped by ``max_position_fraction`` × that equity / entry and by
-    the cash on hand (no margin; ``no_cash`` when nothing is left). Positions without a bar are
+    the cash on hand (no margin; ``no_cash`` when less than a billionth of the equity is
+    left). Positions without a bar are
     marked at their last close. Equity = cash + marked positions.
 """
 
@@ -81,6 +82,7 @@ NO_ENTRY, STOP, TARGET, TIME, DELISTED, GAP_STOP, GAP_TARGET, OPEN, INVALID = ra
 CLOSED_REASONS = ("stop", "target", "time", "delisted", "gap_stop", "gap_target")
 
 # Portfolio status codes (index = code).
+MIN_POSITION = 1e-9  # a position worth less than this share of equity is not taken (no_cash)
 PORTFOLIO_STATUS = ("taken", "full", "held", "no_risk", "no_cash", "before_start", "not_entered")
 TAKEN, FULL, HELD, NO_RISK, NO_CASH, BEFORE_START, NOT_ENTERED = range(7)
 
@@ -223,7 +225,9 @@ def _portfolio_nb(close: Any, listing: Any, entry_s: Any, entry_px: Any, stop: A
             if max_position_fraction > 0:
                 sh = min(sh, max_position_fraction * prev_equity / entry_px[t])
             sh = min(sh, cash / entry_px[t])
-            if not sh > 0:
+            # Rounding leaves ~1e-12 of the equity as cash once it is all invested: that is no
+            # cash (else a position of 1e-16 shares, taken or not by the order of the sums).
+            if not sh * entry_px[t] > MIN_POSITION * prev_equity:
                 status[t] = NO_CASH
                 continue
             status[t] = TAKEN
