@@ -15,7 +15,7 @@ import pandas as pd
 import redis
 
 from technic_v4.data import calendar
-from technic_v4.data.fill import ACTIONS
+from technic_v4.data.fill import ACTIONS, ACTIONS_OVERLAP_SESSIONS
 from technic_v4.data.market import MarketData
 from technic_v4.data.providers.synthetic import SyntheticProvider
 from technic_v4.testing import ActionsProvider, RedisServer, make_market
@@ -26,6 +26,8 @@ BEFORE = dt.date(2026, 11, 13)
 SPLIT_DAY = dt.date(2026, 11, 17)
 AFTER = dt.date(2026, 11, 20)
 N = 80
+# An update after BEFORE asks again from the session ACTIONS_OVERLAP_SESSIONS sessions back.
+RECHECK = calendar.sessions_between(FIRST, BEFORE)[-ACTIONS_OVERLAP_SESSIONS].astype(dt.date)
 
 
 def _symbols(k: int = 2) -> list[str]:
@@ -75,8 +77,8 @@ def test_a_split_after_the_bars_is_one_action_row_and_no_bar_is_rewritten(
     md = _market(tmp_path / "inc", AFTER, split)
     with md.request() as c:
         rep = md.ensure_current()
-    # Only what is new: 5 sessions and the actions since the day after the last check.
-    assert md.provider.actions_asked == [BEFORE + dt.timedelta(days=1)]
+    # Only what is new: 5 sessions, and the actions since the last check's last few sessions.
+    assert md.provider.actions_asked == [RECHECK]
     assert md.provider.request_counts == {"reference": 1, "grouped_daily": 5, "actions": 1}
     assert c.api_calls.get("ticker", 0) == 0
     assert rep.actions_stored == 1 and rep.actions_dropped == {}
@@ -100,6 +102,24 @@ def test_a_split_after_the_bars_is_one_action_row_and_no_bar_is_rewritten(
     fresh.close()
 
 
+def test_an_action_published_late_is_read_by_the_next_check(tmp_path: Path) -> None:
+    """A dividend the vendor lists only after its ex-date was checked (published late) is in
+    the store after the next update: each check re-reads the last sessions of the previous
+    one, in the same single request."""
+    sym = _symbols(1)[0]
+    late_day = calendar.sessions_between(FIRST, BEFORE)[-2].astype(dt.date)  # checked already
+    old = _market(tmp_path, BEFORE, [])
+    old.ensure_current()
+    assert _actions(old) == []
+    old.close()
+    md = _market(tmp_path, AFTER, [(sym, late_day, "dividend", np.nan, 0.3)])
+    md.ensure_current()
+    assert md.provider.actions_asked == [RECHECK] and late_day >= RECHECK
+    assert md.provider.request_counts["actions"] == 1
+    assert _actions(md) == [(sym, str(late_day), "dividend", None, 0.3)]
+    md.close()
+
+
 def test_a_failed_actions_check_keeps_the_store_and_is_retried(tmp_path: Path) -> None:
     sym = _symbols(1)[0]
     split = [(sym, SPLIT_DAY, "split", 4.0, np.nan)]
@@ -117,12 +137,12 @@ def test_a_failed_actions_check_keeps_the_store_and_is_retried(tmp_path: Path) -
         _, msg = run_scan(ScanConfig(max_symbols=5))
     finally:
         set_market(None)
-    assert f"corporate actions since {BEFORE + dt.timedelta(days=1)} could not be fetched" in msg
+    assert f"corporate actions since {RECHECK} could not be fetched" in msg
     rep = md.last_update
     assert rep is not None
     assert len(rep.sessions_fetched) == 5  # the bars of the new sessions are stored
     err = rep.as_dict()["actions_error"]
-    assert err is not None and f"corporate actions since {BEFORE + dt.timedelta(days=1)} " \
+    assert err is not None and f"corporate actions since {RECHECK} " \
         "could not be fetched" in err and "HTTP 503" in err and "next update retries" in err
     assert _actions(md) == [] and md.store.get_meta(ACTIONS) == str(BEFORE)
     assert _bars_digest(md, BEFORE) == digest
@@ -131,7 +151,7 @@ def test_a_failed_actions_check_keeps_the_store_and_is_retried(tmp_path: Path) -
     md = _market(tmp_path, AFTER, split)
     rep = md.ensure_current()
     assert rep.sessions_fetched == [] and rep.actions_error is None
-    assert md.provider.actions_asked == [BEFORE + dt.timedelta(days=1)]
+    assert md.provider.actions_asked == [RECHECK]
     assert _actions(md) == [(sym, str(SPLIT_DAY), "split", 4.0, None)]
     assert md.store.get_meta(ACTIONS) == str(AFTER)
     md.close()
@@ -200,7 +220,7 @@ def test_a_second_instance_reads_the_actions_two_checks_fetched(tmp_path: Path) 
         a.close()
         a = _market(tmp_path / "a", AFTER, acts, redis_url=server.url)
         a.ensure_current()  # checks the day after BEFORE..AFTER
-        assert a.provider.actions_asked == [BEFORE + dt.timedelta(days=1)]
+        assert a.provider.actions_asked == [RECHECK]
         b = _market(tmp_path / "b", AFTER, acts, redis_url=server.url)
         b.ensure_current()  # checks FIRST..AFTER: inside the ledger
         assert b.provider.request_counts["actions"] == 0

@@ -54,6 +54,10 @@ ACTIONS = "actions_checked_through"
 # Meta key: the first stored session when the actions were last checked. Sessions stored before
 # it later (a vendor's history window moved back) have had no check: the next goes back to them.
 ACTIONS_FROM = "actions_checked_from"
+# Each check asks again for the last sessions the previous one covered: a vendor that publishes a
+# dividend or split a few days late, or corrects one, is read the next day (the store replaces
+# an action it already has; still one request per endpoint).
+ACTIONS_OVERLAP_SESSIONS = 5
 BACKFILL = "backfill_pending"  # meta key: JSON list of symbols whose history is still to fetch
 
 
@@ -255,9 +259,9 @@ class FetchPlanner:
                 f"{len(sessions)} grouped requests")
 
     def _update_actions(self, rep: UpdateReport) -> None:
-        """Store the corporate actions with an ex-date since the last check, through the last
-        stored session: one incremental request (or L3, when another instance asked for the
-        same range). Bad rows are dropped and counted, never stored; a failed request leaves
+        """Store the corporate actions with an ex-date since the last check (and the last
+        :data:`ACTIONS_OVERLAP_SESSIONS` sessions it covered), through the last stored session:
+        one incremental request (or L3, when another instance asked for that range). Bad rows are dropped and counted, never stored; a failed request leaves
         bars and actions as they were, says so in ``rep`` and is retried by the next update.
 
         Actions dated after the last stored session are left for the check that stores that
@@ -271,7 +275,10 @@ class FetchPlanner:
         if self._unchecked_before(stored):
             since = first
         if since > last:
-            return
+            return  # nothing new stored since the last check: no request
+        if checked and since > first:  # re-read the tail of the last check (late publication)
+            i = int(np.searchsorted(stored, np.datetime64(since, "D")))
+            since = stored[max(0, i - ACTIONS_OVERLAP_SESSIONS)].astype(dt.date)
         rep.actions_checked = f"{since}..{last}"
         acts = self.l3.get_actions(since, last) if self.l3 is not None else None
         if acts is None:
