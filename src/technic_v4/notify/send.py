@@ -30,8 +30,6 @@ never delays the others.
 from __future__ import annotations
 
 import collections
-import datetime as dt
-import email.utils
 import hashlib
 import hmac
 import ipaddress
@@ -49,7 +47,6 @@ from urllib.parse import urlsplit
 
 import httpx
 import tenacity
-from tenacity.wait import wait_base
 
 from technic_v4.errors import ConfigError
 from technic_v4.notify import Delivery, Message, render
@@ -66,6 +63,7 @@ from technic_v4.notify.targets import (
     private_refusal,
     resolve_secrets,
 )
+from technic_v4.retrying import RetryAfterBackoff, parse_retry_after
 
 logger = logging.getLogger(__name__)
 
@@ -98,22 +96,6 @@ class _Stop(Exception):  # a failure another attempt would not fix; never escape
         super().__init__(detail)
         self.detail = detail
         self.status = status
-
-
-class _Backoff(wait_base):
-    """Exponential backoff with jitter, never shorter than the receiver's Retry-After (capped)."""
-
-    def __init__(self, base: float, maximum: float, retry_after_cap: float) -> None:
-        self._exp = (tenacity.wait_exponential(multiplier=base, max=maximum)
-                     + tenacity.wait_random(0, base))
-        self._cap = retry_after_cap
-
-    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-        wait_s = float(self._exp(retry_state))
-        exc = retry_state.outcome.exception() if retry_state.outcome is not None else None
-        if isinstance(exc, _Retry) and exc.retry_after is not None:
-            wait_s = max(wait_s, min(exc.retry_after, self._cap))
-        return wait_s
 
 
 def scrub(text: str, target: Target) -> str:
@@ -164,24 +146,6 @@ _LOG_SCRUB = _ScrubLogs()
 for _name in ("httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2",
               "httpcore.proxy"):
     logging.getLogger(_name).addFilter(_LOG_SCRUB)
-
-
-def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: a number of seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return max(0.0, (when - (now or dt.datetime.now(dt.UTC))).total_seconds())
 
 
 # --- the address guard -------------------------------------------------------------------------
@@ -413,7 +377,7 @@ def deliver(target: Target, message: Message, *, timeout_s: float = 10.0, attemp
 
     retrying = tenacity.Retrying(
         stop=tenacity.stop_after_attempt(attempts),
-        wait=_Backoff(backoff_s, max_backoff_s, retry_after_cap_s),
+        wait=RetryAfterBackoff(backoff_s, max_backoff_s, retry_after_cap_s),
         retry=tenacity.retry_if_exception_type(_Retry),
         before_sleep=before_sleep,
         reraise=True,

@@ -116,7 +116,6 @@ What the provider does with what the vendor sends:
 from __future__ import annotations
 
 import datetime as dt
-import email.utils
 import json
 import logging
 import os
@@ -134,7 +133,6 @@ import numpy as np
 import pandas as pd
 import tenacity
 from pyrate_limiter import InMemoryBucket, Rate, RateItem
-from tenacity.wait import wait_base
 
 from technic_v4 import fsio
 from technic_v4.data.bars import BarBatch
@@ -146,6 +144,7 @@ from technic_v4.data.providers.base import (
     REFERENCE_COLUMNS,
 )
 from technic_v4.errors import ConfigError, ProviderError, RetryableProviderError, ScanCancelled
+from technic_v4.retrying import RetryAfterBackoff, parse_retry_after
 from technic_v4.universe import gics
 
 if TYPE_CHECKING:
@@ -243,22 +242,6 @@ class _Transient(Exception):  # internal signal for tenacity, never escapes
         self.retry_after = retry_after
 
 
-class _Backoff(wait_base):
-    """Exponential backoff with jitter; never shorter than the vendor's Retry-After (capped)."""
-
-    def __init__(self, initial: float, maximum: float, retry_after_cap: float) -> None:
-        self._exp = (tenacity.wait_exponential(multiplier=initial, max=maximum)
-                     + tenacity.wait_random(0, initial))
-        self._cap = retry_after_cap
-
-    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-        wait_s = float(self._exp(retry_state))
-        exc = retry_state.outcome.exception() if retry_state.outcome is not None else None
-        if isinstance(exc, _Transient) and exc.retry_after is not None:
-            wait_s = max(wait_s, min(exc.retry_after, self._cap))
-        return wait_s
-
-
 class _RateLimit:
     """At most ``limit`` requests in any ``window_s`` (a sliding-window log from pyrate-limiter),
     shared by every thread of a provider. Taking a slot never blocks: :meth:`take` says how long
@@ -281,24 +264,6 @@ class _RateLimit:
             wait_ms = self._bucket.waiting(item)
         assert isinstance(wait_ms, int)  # an in-memory bucket is synchronous
         return max(wait_ms, 1) / 1000
-
-
-def _retry_after_s(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
 
 
 def ny_dates(ms: np.ndarray) -> np.ndarray:
@@ -367,7 +332,7 @@ class PolygonProvider:
         self.details_workers = max(1, details_workers)
         self.max_details_failures = max_details_failures
         self._clock = clock
-        self._wait = _Backoff(backoff_s, max_backoff_s, max_retry_after_s)
+        self._wait = RetryAfterBackoff(backoff_s, max_backoff_s, max_retry_after_s)
         self._sleep = sleep  # None: a pause that cancel() interrupts
         self._rate = (None if rate_limit is None
                       else _RateLimit(rate_limit, rate_period_s + max(0.0, rate_slack_s)))
@@ -903,7 +868,7 @@ class PolygonProvider:
         except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as e:
             raise _Transient(f"{type(e).__name__}: {self._scrub(str(e)) or 'no detail'}") from e
         if r.status_code == 429 or r.status_code >= 500:
-            raise _Transient(f"HTTP {r.status_code}", _retry_after_s(r.headers.get("Retry-After")))
+            raise _Transient(f"HTTP {r.status_code}", parse_retry_after(r.headers.get("Retry-After")))
         return r
 
     def _before_sleep(self, endpoint: str, path: str) -> Callable[[tenacity.RetryCallState], None]:
