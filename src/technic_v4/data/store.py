@@ -39,7 +39,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,9 +166,8 @@ class Store:
         self._hint = self.path.with_name(self.path.name + ".version")
         self._local = threading.local()
         self._snapshot: _Snapshot | None = None
-        self._ref: tuple[tuple[str | None, int], pd.DataFrame] | None = None
-        self._actions: tuple[tuple[str | None, int], pd.DataFrame] | None = None
-        self._content: tuple[tuple[str | None, int], str] | None = None
+        # Derived reads (reference, actions, content digest) by name, with the identity read.
+        self._derived: dict[str, tuple[tuple[str | None, int], Any]] = {}
         try:
             if not self.path.parent.exists():
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -194,8 +193,7 @@ class Store:
     def close(self) -> None:
         """Forget what is cached (no connection stays open between calls)."""
         self._snapshot = None
-        self._ref = None
-        self._actions = None
+        self._derived = {}
 
     # -- connections ---------------------------------------------------------------------------
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
@@ -470,40 +468,42 @@ class Store:
             return con.execute(sql, params or []).df()
 
     # -- reference data ------------------------------------------------------------------------
-    def reference(self) -> pd.DataFrame:
-        """Reference data in sid order with the provider's column names (shared: do not modify)."""
+    def _per_version(self, name: str, load: Callable[[duckdb.DuckDBPyConnection], Any]) -> Any:
+        """``load(con)`` read in one version of the store, cached until the version moves."""
         ident = self.identity()
-        cached = self._ref
+        cached = self._derived.get(name)
         if cached is not None and cached[0] == ident:
             return cached[1]
         with self.reading():
             ident = self.identity()
             with self._read() as con:
-                df = con.execute(
-                    "SELECT sid, symbol AS Symbol, name AS Name, type AS Type, exchange AS "
-                    "Exchange, sector AS Sector, industry AS Industry, shares_outstanding AS "
-                    "SharesOutstanding, list_date AS ListDate, delisted AS Delisted, "
-                    "delist_reason AS DelistReason FROM symbols ORDER BY sid").df()
-        self._ref = (ident, df)
+                value = load(con)
+        self._derived[name] = (ident, value)
+        return value
+
+    def reference(self) -> pd.DataFrame:
+        """Reference data in sid order with the provider's column names (shared: do not modify)."""
+        df: pd.DataFrame = self._per_version("reference", lambda con: con.execute(
+            "SELECT sid, symbol AS Symbol, name AS Name, type AS Type, exchange AS "
+            "Exchange, sector AS Sector, industry AS Industry, shares_outstanding AS "
+            "SharesOutstanding, list_date AS ListDate, delisted AS Delisted, "
+            "delist_reason AS DelistReason FROM symbols ORDER BY sid").df())
         return df
 
     def actions(self) -> pd.DataFrame:
         """Every stored corporate action, by sid then ex-date: columns sid, Symbol, ExDate
         (datetime64[D]), Type (``split``/``dividend``), Ratio, Amount (cached per version;
         shared: do not modify)."""
-        ident = self.identity()
-        cached = self._actions
-        if cached is not None and cached[0] == ident:
-            return cached[1]
-        with self.reading():
-            ident = self.identity()
-            with self._read() as con:
-                df = con.execute(
-                    "SELECT a.sid, s.symbol AS Symbol, a.ex_date AS ExDate, a.type AS Type, "
-                    "a.ratio AS Ratio, a.amount AS Amount FROM actions a JOIN symbols s "
-                    "USING (sid) ORDER BY a.sid, a.ex_date, a.type").df()
-        df["ExDate"] = pd.to_datetime(df["ExDate"]).to_numpy("datetime64[D]")
-        self._actions = (ident, df)
+
+        def load(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+            df = con.execute(
+                "SELECT a.sid, s.symbol AS Symbol, a.ex_date AS ExDate, a.type AS Type, "
+                "a.ratio AS Ratio, a.amount AS Amount FROM actions a JOIN symbols s "
+                "USING (sid) ORDER BY a.sid, a.ex_date, a.type").df()
+            df["ExDate"] = pd.to_datetime(df["ExDate"]).to_numpy("datetime64[D]")
+            return df
+
+        df: pd.DataFrame = self._per_version("actions", load)
         return df
 
     def upsert_actions(self, actions: pd.DataFrame) -> dict[str, int]:
@@ -733,21 +733,18 @@ class Store:
     def content(self) -> str:
         """A digest of every stored bar and listing, independent of row order: equal stores
         have equal digests, and any change of a stored value changes it (cached per version)."""
-        ident = self.identity()
-        if self._content is not None and self._content[0] == ident:
-            return self._content[1]
-        with self.reading():
-            ident = self.identity()
-            with self._read() as con:
-                bars, syms, acts = con.execute(
-                    "SELECT (SELECT bit_xor(hash(s.symbol, b.date, b.open, b.high, b.low, "
-                    "b.close, b.volume)) FROM bars b JOIN symbols s USING (sid)), "
-                    "(SELECT bit_xor(hash(symbol, name, type, exchange, sector, industry, "
-                    "shares_outstanding, list_date, delisted, delist_reason)) FROM symbols), "
-                    "(SELECT bit_xor(hash(s.symbol, a.ex_date, a.type, a.ratio, a.amount)) "
-                    "FROM actions a JOIN symbols s USING (sid))").fetchall()[0]
-        digest = f"{bars or 0:016x}{syms or 0:016x}{acts or 0:016x}"
-        self._content = (ident, digest)
+
+        def load(con: duckdb.DuckDBPyConnection) -> str:
+            bars, syms, acts = con.execute(
+                "SELECT (SELECT bit_xor(hash(s.symbol, b.date, b.open, b.high, b.low, "
+                "b.close, b.volume)) FROM bars b JOIN symbols s USING (sid)), "
+                "(SELECT bit_xor(hash(symbol, name, type, exchange, sector, industry, "
+                "shares_outstanding, list_date, delisted, delist_reason)) FROM symbols), "
+                "(SELECT bit_xor(hash(s.symbol, a.ex_date, a.type, a.ratio, a.amount)) "
+                "FROM actions a JOIN symbols s USING (sid))").fetchall()[0]
+            return f"{bars or 0:016x}{syms or 0:016x}{acts or 0:016x}"
+
+        digest: str = self._per_version("content", load)
         return digest
 
     def status(self) -> dict[str, Any]:
