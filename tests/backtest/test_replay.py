@@ -71,6 +71,12 @@ def test_universe_and_regime_equal_the_scan_stages(md: MarketData) -> None:
     pd.testing.assert_frame_equal(fast.regime, slow.regime, check_exact=True)
     assert fast.universe.groupby("AsOf").size().min() > 50
     assert (fast.matches.groupby("AsOf").size() == 8).all()
+    # Each row's listing (its reference row): the same from both methods, and that row's symbol.
+    np.testing.assert_array_equal(fast.match_listing, slow.match_listing)
+    np.testing.assert_array_equal(fast.universe_listing, slow.universe_listing)
+    names = md.reference()["Symbol"].astype(str).to_numpy()
+    assert (names[fast.match_listing] == fast.matches["Symbol"].astype(str).to_numpy()).all()
+    assert (names[fast.universe_listing] == fast.universe["Symbol"].astype(str).to_numpy()).all()
 
 
 def test_every_n_sessions_are_those_rows_of_the_daily_replay(md: MarketData) -> None:

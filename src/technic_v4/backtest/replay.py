@@ -64,13 +64,18 @@ class ReplayResult:
     the scan's columns, in the scan's order); ``universe``: every listing the scan scored at
     each session (it passed the pre-screen), with ``AsOf``, ``Symbol``, ``Signal``, ``Close``
     and the score columns (what statistics compare the matches with); ``sessions``: the
-    replayed sessions; ``regime``: the regime at each session."""
+    replayed sessions; ``regime``: the regime at each session. ``match_listing`` and
+    ``universe_listing``: each row's position in the market's reference frame (the listing it
+    is, even for a ticker reused by a later listing), aligned with ``matches`` and
+    ``universe``."""
 
     config: ScanConfig
     sessions: pd.DatetimeIndex
     matches: pd.DataFrame
     universe: pd.DataFrame
     regime: pd.DataFrame
+    match_listing: np.ndarray
+    universe_listing: np.ndarray
     stats: dict[str, Any] = field(default_factory=dict)
     message: str = ""
 
@@ -120,12 +125,13 @@ def replay(config: ScanConfig, start: dt.date | str, end: dt.date | str, every: 
         load_seconds = time.perf_counter() - t
         run = _series if chosen == "series" else _per_session
         matches, universe, regime, stats = run(cfg, data, ref, panel, days, ticker)
+        m_pos, u_pos = stats.pop("match_listing"), stats.pop("universe_listing")
     stats.update(method=chosen, per_session_reason=why or None, sessions=len(days),
                  listings=len(ref), bars=int(panel.close.shape[1]),
                  load_seconds=round(load_seconds, 6),
                  seconds=round(time.perf_counter() - t0, 6))
     idx = pd.DatetimeIndex(days.astype("datetime64[ns]"), name="AsOf")
-    res = ReplayResult(cfg, idx, matches, universe, regime, stats)
+    res = ReplayResult(cfg, idx, matches, universe, regime, m_pos, u_pos, stats)
     res.message = _message(res)
     return res
 
@@ -209,7 +215,8 @@ def _per_session(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, panel: Pa
     names, _ = symbol_codes(ref)
     universe["Symbol"] = pd.Categorical(universe["Symbol"], categories=names)
     universe["Signal"] = pd.Categorical(universe["Signal"], categories=sc.SIGNALS)
-    return matches, universe, pd.DataFrame(regs), {}
+    return matches, universe, pd.DataFrame(regs), {
+        "match_listing": listing_of(ref, matches), "universe_listing": listing_of(ref, universe)}
 
 
 def _evaluate_one(cfg: ScanConfig, ref: pd.DataFrame, panel: Panel, as_of: dt.date,
@@ -440,14 +447,16 @@ def _series(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, panel: Panel,
     keep = mcap = rs_rating = np.empty((0, 0))
 
     t = time.perf_counter()
-    matches = text_as_str(_assemble(cfg, text_ref, days, kept))
-    universe = _universe(ref, days, uni)
+    matches, m_pos = _assemble(cfg, text_ref, days, kept)
+    matches = text_as_str(matches)
+    universe, u_pos = _universe(ref, days, uni)
     timing["output"] = time.perf_counter() - t
     regime = pd.DataFrame([{"AsOf": pd.Timestamp(d.astype(dt.date)), **r.as_dict()}
                            for d, r in zip(days, regs, strict=True)])
     stats = {"seconds_by_step": {k: round(v, 6) for k, v in timing.items()},
              "pairs": n_pairs, "dropped": dropped,
-             "epoch_groups": len(_epochs(panel, days))}
+             "epoch_groups": len(_epochs(panel, days)),
+             "match_listing": m_pos, "universe_listing": u_pos}
     return matches, universe, regime, stats
 
 
@@ -664,14 +673,15 @@ def ref_rows(ch: _Chunk, ref: pd.DataFrame) -> np.ndarray:
 
 
 def _assemble(cfg: ScanConfig, ref: pd.DataFrame, days: np.ndarray,
-              kept: list[dict[str, Any]]) -> pd.DataFrame:
-    """Stage 10 over every kept pair: per session, sort, top_n, Rank; the scan's columns."""
+              kept: list[dict[str, Any]]) -> tuple[pd.DataFrame, np.ndarray]:
+    """Stage 10 over every kept pair: per session, sort, top_n, Rank; the scan's columns (and
+    each row's reference position)."""
     from technic_v4 import pipeline as pl
 
     if not kept:
         frame = pl.empty_frame(cfg)
         frame.insert(0, "AsOf", pd.Series(dtype="datetime64[s]"))
-        return frame
+        return frame, np.zeros(0, dtype=np.int64)
 
     def keys(name: str) -> np.ndarray:
         return np.concatenate([x[name] if x[name] is not None else x["s"]["TechRating"]
@@ -717,7 +727,7 @@ def _assemble(cfg: ScanConfig, ref: pd.DataFrame, days: np.ndarray,
     for name, values in user.items():
         frame[name] = values[order]
     frame.insert(0, "AsOf", pd.DatetimeIndex(days[q[order]].astype("datetime64[s]")))
-    return frame
+    return frame, pos[order].astype(np.int64)
 
 
 def text_as_str(frame: pd.DataFrame) -> pd.DataFrame:
@@ -735,14 +745,16 @@ def _getter(key: str) -> Callable[[dict[str, Any]], Any]:
     return lambda x: x[key]
 
 
-def _universe(ref: pd.DataFrame, days: np.ndarray, parts: list[dict[str, Any]]) -> pd.DataFrame:
+def _universe(ref: pd.DataFrame, days: np.ndarray, parts: list[dict[str, Any]]
+              ) -> tuple[pd.DataFrame, np.ndarray]:
     if not parts:
         names, _ = symbol_codes(ref)
         return pd.DataFrame({"AsOf": pd.Series(dtype="datetime64[s]"),
                              "Symbol": pd.Categorical([], categories=names),
                              "Signal": pd.Categorical([], categories=sc.SIGNALS),
                              **{c: pd.Series(dtype="float64") for c in ("Close",
-                                                                         *SCORE_COLUMNS)}})
+                                                                         *SCORE_COLUMNS)}}
+                            ), np.zeros(0, dtype=np.int64)
     cat = {k: np.concatenate([x[k] for x in parts]) for k in parts[0]}
     names, code = symbol_codes(ref)
     order = np.lexsort((code[cat["pos"]], cat["q"]))
@@ -750,7 +762,40 @@ def _universe(ref: pd.DataFrame, days: np.ndarray, parts: list[dict[str, Any]]) 
     return pd.DataFrame({"AsOf": pd.DatetimeIndex(days[cat["q"][order]].astype("datetime64[s]")),
                          "Symbol": pd.Categorical.from_codes(code[cat["pos"]][order],
                                                              categories=pd.Index(names)),
-                         "Signal": sig, **{c: cat[c][order] for c in ("Close", *SCORE_COLUMNS)}})
+                         "Signal": sig, **{c: cat[c][order] for c in ("Close", *SCORE_COLUMNS)}}
+                        ), cat["pos"][order].astype(np.int64)
+
+
+def listing_of(ref: pd.DataFrame, frame: pd.DataFrame) -> np.ndarray:
+    """The reference row of each (AsOf, Symbol) row of a replay frame: for a ticker that names
+    several listings (reused after a delisting), the one listed on the row's session and not
+    delisted before it."""
+    names = ref["Symbol"].astype(str).to_numpy(object)
+    sym = frame["Symbol"]
+    if isinstance(sym.dtype, pd.CategoricalDtype):  # the universe: each symbol once
+        cats = np.asarray(sym.cat.categories, dtype=object)
+        codes = sym.cat.codes.to_numpy()
+    else:
+        cats, inv = np.unique(sym.astype(str).to_numpy(object), return_inverse=True)
+        codes = np.asarray(inv).reshape(-1)
+    counts = pd.Series(names).value_counts()
+    dup = set(counts.index[counts.to_numpy() > 1])
+    first = pd.Index(pd.Series(names).drop_duplicates(keep="first")).get_indexer(
+        pd.Index(cats))
+    out = np.asarray(first[codes], dtype=np.int64)
+    if dup and "Delisted" in ref:
+        day = frame["AsOf"].to_numpy("datetime64[D]")
+        listed = pd.to_datetime(ref["ListDate"]).to_numpy("datetime64[D]")
+        gone = pd.to_datetime(ref["Delisted"]).to_numpy("datetime64[D]")
+        for k, c in enumerate(cats):
+            if c not in dup:
+                continue
+            rows = codes == k
+            out[rows] = -1
+            for i in np.flatnonzero(names == c):
+                ok = rows & (out < 0) & (listed[i] <= day) & (np.isnat(gone[i]) | (gone[i] >= day))
+                out[ok] = i
+    return out
 
 
 def symbol_codes(ref: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
