@@ -18,14 +18,16 @@ import numpy as np
 Columns = dict[str, np.ndarray]
 
 SHORT_SIGNALS = ("Short", "Strong Short")
+SHORT_CODES = np.array([4, 5], dtype=np.int8)  # their positions in scores.SIGNALS
 
 
 def plans(cols: Columns, sig: np.ndarray, *, account_size: float, risk_pct: float,
           target_rr: float, min_stop_atr: float, max_stop_atr: float,
           max_adv_pct: float) -> Columns:
+    """``sig``: signal names, or int8 codes into ``scores.SIGNALS`` (``signal_codes``)."""
     entry = cols["Close"].astype(np.float64)
     atr = cols["ATR14"]
-    short = np.isin(sig, SHORT_SIGNALS)
+    short = np.isin(sig, SHORT_CODES if sig.dtype == np.int8 else SHORT_SIGNALS)
     with np.errstate(invalid="ignore", divide="ignore"):
         long_stop = np.clip(cols["SwingLow"] - 0.25 * atr, entry - max_stop_atr * atr,
                             entry - min_stop_atr * atr)

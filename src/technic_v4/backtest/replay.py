@@ -32,11 +32,12 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from numba import njit
 
 from technic_v4.backtest import series as ser
 from technic_v4.config.scan import ScanConfig
@@ -257,23 +258,67 @@ def _evaluate_one(cfg: ScanConfig, ref: pd.DataFrame, panel: Panel, as_of: dt.da
 # -- from series ----------------------------------------------------------------------------
 @dataclass
 class _Chunk:
-    rows: np.ndarray  # panel rows
+    rows: np.ndarray  # the listings (sids) of the views, one per (listing, epoch) view
     at: np.ndarray  # (n, S) int64: each replayed session's column in ``view`` (-1: none)
     view: Panel
 
 
-def _epochs(panel: Panel, days: np.ndarray) -> dict[int, list[tuple[int, int, int]]]:
-    """Per basis day (int days): the (panel row, first, end) session ranges whose view is the
-    panel as of that basis (no action of the row's mode in between)."""
+@dataclass(frozen=True)
+class ChunkSpec:
+    """One chunk of (listing, epoch) views: ``sids[i]`` seen as of ``bases[i]`` (int days)
+    for the replayed sessions ``q0[i]:q1[i]``; sorted by basis. What a chunk runner turns into
+    a :class:`_Chunk` (from a panel in memory, or on a remote worker from the store)."""
+
+    sids: np.ndarray
+    bases: np.ndarray
+    q0: np.ndarray
+    q1: np.ndarray
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What every chunk of one replay shares (picklable: a remote runner ships it once)."""
+
+    days: np.ndarray  # datetime64[D]: the replayed sessions
+    width: int  # the stored sessions up to the last one: the width a scan sees
+    adjust: str
+    as_of: dt.date  # the last replayed session: the panel every view is cut from
+
+
+class ChunkRunner:
+    """Runs a chunk function over chunk specs, yielding results in spec order, with progress
+    and cancel per chunk. Local: views cut from the panel in memory, on ``workers`` threads
+    (the kernels release the GIL). ``technic_v4.backtest.distributed`` runs them on Ray."""
+
+    name = "local"
+
+    def __init__(self, panel: Panel, workers: int) -> None:
+        self.panel, self.workers = panel, workers
+        self._row_of = pd.Index(panel.sids)
+
+    def map(self, fn: Callable[[_Chunk, Any], Any], specs: list[ChunkSpec], ctx: Any,
+            plan: Plan, tick: _Ticker, step: str) -> Iterator[Any]:
+        chunks = (materialize(self.panel, self._row_of.get_indexer(sp.sids), sp, plan)
+                  for sp in specs)
+        total = sum(len(sp.sids) for sp in specs)
+        yield from _threaded(chunks, lambda ch: fn(ch, ctx), self.workers, tick, step, total)
+
+    def stats(self) -> dict[str, Any]:
+        return {"runner": self.name, "workers": self.workers}
+
+
+def _epochs(sids: np.ndarray, actions: adj.Actions | None, mode: str, days: np.ndarray
+            ) -> dict[int, list[tuple[int, int, int]]]:
+    """Per basis day (int days): the (position in ``sids``, first, end) session ranges whose
+    view is the panel as of that basis (no action of the row's mode in between)."""
     dq = days.astype(np.int64)
     last = int(dq[-1])
-    acts = panel.actions.of_mode(panel.adjust) if panel.actions is not None \
-        else adj.Actions.empty()
+    acts = actions.of_mode(mode) if actions is not None else adj.Actions.empty()
     inside = (acts.day > dq[0]) & (acts.day <= last)
     out: dict[int, list[tuple[int, int, int]]] = {last: []}
     moved: set[int] = set()
     if inside.any():
-        row_of_sid = {int(s): i for i, s in enumerate(panel.sids)}
+        row_of_sid = {int(s): i for i, s in enumerate(sids)}
         by_sid: dict[int, list[int]] = {}
         for sid, day in zip(acts.sid[inside], acts.day[inside], strict=True):
             by_sid.setdefault(int(sid), []).append(int(day))
@@ -287,36 +332,49 @@ def _epochs(panel: Panel, days: np.ndarray) -> dict[int, list[tuple[int, int, in
             bounds = np.flatnonzero(np.diff(epoch)) + 1
             for lo, hi in zip([0, *bounds], [*bounds, len(dq)], strict=True):
                 out.setdefault(int(dq[hi - 1]), []).append((r, lo, hi))
-    out[last].extend((r, 0, len(dq)) for r in range(len(panel.sids)) if r not in moved)
+    out[last].extend((r, 0, len(dq)) for r in range(len(sids)) if r not in moved)
     return out
 
 
-def _chunks(panel: Panel, days: np.ndarray, rows_wanted: np.ndarray | None = None
-            ) -> Iterator[_Chunk]:
-    """The epoch views of every panel row (``rows_wanted``: only those), ``CHUNK_ROWS`` (row,
-    epoch) views at a time, each with the column of every replayed session of its epoch. A
-    chunk may stack views of several bases (a split's few listings ride along with others)."""
-    dq = days.astype(np.int64)
-    width = panel.close.shape[1] + ser.PAD
-    want = None if rows_wanted is None else set(rows_wanted.tolist())
-    tasks = [(basis, r, q0, q1) for basis, ranges in sorted(_epochs(panel, days).items())
-             for r, q0, q1 in ranges if want is None or r in want]
-    for lo in range(0, len(tasks), CHUNK_ROWS):
-        part = tasks[lo:lo + CHUNK_ROWS]
-        rows = np.array([x[1] for x in part], dtype=np.int64)
-        bases = np.array([x[0] for x in part], dtype=np.int64)
-        views = []
-        for b in np.unique(bases):  # tasks are sorted by basis: the stack keeps their order
-            views.append(panel.rows(rows[bases == b]).at(
-                np.datetime64(int(b), "D").astype(dt.date), width))
-        view = views[0] if len(views) == 1 else _stack(views)
-        at = np.full((len(rows), len(dq)), -1, dtype=np.int64)
-        for i, (_, _, q0, q1) in enumerate(part):
-            d = view.day[i]
-            first = int(np.searchsorted(d >= 0, True))  # rows are right-aligned
-            k = np.searchsorted(d[first:], dq[q0:q1], side="right")
-            at[i, q0:q1] = np.where(k > 0, first + k - 1, -1)
-        yield _Chunk(rows, at, view)
+def chunk_specs(sids: np.ndarray, actions: adj.Actions | None, mode: str, days: np.ndarray,
+                wanted: np.ndarray | None = None, rows: int = 0) -> list[ChunkSpec]:
+    """The (listing, epoch) views of every listing of ``sids`` (``wanted``: only those sids),
+    ``rows`` (default ``CHUNK_ROWS``) views per chunk. A chunk may hold views of several
+    bases (a split's few listings ride along with others)."""
+    sids = np.asarray(sids)
+    want = None if wanted is None else set(np.asarray(wanted).tolist())
+    tasks = [(basis, int(sids[r]), q0, q1)
+             for basis, ranges in sorted(_epochs(sids, actions, mode, days).items())
+             for r, q0, q1 in ranges if want is None or int(sids[r]) in want]
+    size = rows or CHUNK_ROWS
+    out = []
+    for lo in range(0, len(tasks), size):
+        part = np.array(tasks[lo:lo + size], dtype=np.int64).reshape(-1, 4)
+        out.append(ChunkSpec(sids=part[:, 1], bases=part[:, 0], q0=part[:, 2], q1=part[:, 3]))
+    return out
+
+
+def materialize(panel: Panel, rows: np.ndarray, spec: ChunkSpec, plan: Plan) -> _Chunk:
+    """The views of a chunk from ``panel`` (``rows``: the panel row of each of ``spec.sids``,
+    the panel as of ``plan.as_of`` with every stored bar), with each replayed session's
+    column."""
+    dq = plan.days.astype(np.int64)
+    width = plan.width + ser.PAD
+    views = []
+    for b in np.unique(spec.bases):  # specs are sorted by basis: the stack keeps their order
+        sub = panel.rows(rows[spec.bases == b])
+        if sub.actions is not None:  # only these rows' actions: each view scans fewer
+            sub = replace(sub, actions=sub.actions.of_mode(panel.adjust).of_sids(sub.sids))
+        views.append(sub.at(np.datetime64(int(b), "D").astype(dt.date), width))
+    view = views[0] if len(views) == 1 else _stack(views)
+    at = np.full((len(rows), len(dq)), -1, dtype=np.int64)
+    for i in range(len(rows)):
+        q0, q1 = int(spec.q0[i]), int(spec.q1[i])
+        d = view.day[i]
+        first = int(np.searchsorted(d >= 0, True))  # rows are right-aligned
+        k = np.searchsorted(d[first:], dq[q0:q1], side="right")
+        at[i, q0:q1] = np.where(k > 0, first + k - 1, -1)
+    return _Chunk(spec.sids, at, view)
 
 
 def _stack(views: list[Panel]) -> Panel:
@@ -334,106 +392,142 @@ def _fields(view: Panel) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
     return view.open, view.high, view.low, view.close, view.volume, view.day
 
 
-def _series(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, panel: Panel,
-            days: np.ndarray, tick: _Ticker
-            ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+PRE_COLUMNS = ("Close", "DollarVolume20", "RSScore", "Bars", "LastDay")
+
+
+@dataclass(frozen=True)
+class PreContext:
+    width: int
+    ref_sids: pd.Index  # the reference's sids: a chunk's listings' positions
+
+
+def pre_chunk(ch: _Chunk, ctx: PreContext) -> dict[str, np.ndarray]:
+    """Pass A of one chunk: the pre-screen's inputs at every pair of it: ``pos`` (reference
+    row), ``q`` (session) and :data:`PRE_COLUMNS`."""
+    r, q = np.nonzero(ch.at >= 0)
+    cols = ser.at_pairs(*_fields(ch.view), r, ch.at[r, q], ctx.width, indicators=False)
+    pos = np.asarray(ctx.ref_sids.get_indexer(ch.rows), dtype=np.int64)[r]
+    ok = pos >= 0
+    return {"pos": pos[ok], "q": q[ok], **{c: cols[c][ok] for c in PRE_COLUMNS}}
+
+
+@dataclass(frozen=True)
+class ScoreContext:
+    """Pass B's shared inputs: the (S, N) survivors, RSRating and market caps by reference
+    row, the regime factor per session, the screen's texts and the reference (text as
+    Python strings)."""
+
+    cfg: ScanConfig
+    width: int
+    ref: pd.DataFrame
+    ref_sids: pd.Index
+    keep: np.ndarray
+    rs_rating: np.ndarray
+    mcap: np.ndarray
+    factor: np.ndarray
+    regime: sc.Regime
+    texts: list[str]
+    trade_codes: np.ndarray
+
+
+def score_chunk(ch: _Chunk, ctx: ScoreContext) -> dict[str, Any] | None:
+    """Pass B of one chunk: every column at its surviving pairs, scores, signals, plans, the
+    screen and stage 10's filters; the scored universe's columns and the kept rows."""
     from technic_v4 import pipeline as pl
 
+    cfg = ctx.cfg
+    p_ref = np.asarray(ctx.ref_sids.get_indexer(ch.rows), dtype=np.int64)
+    at = np.where((p_ref[:, None] >= 0) & ctx.keep[:, np.maximum(p_ref, 0)].T, ch.at, -1)
+    r, q = np.nonzero(at >= 0)
+    if len(r) == 0:
+        return None
+    cols = ser.at_pairs(*_fields(ch.view), r, at[r, q], ctx.width)
+    ser.derived(cols)
+    cols["LastDay"] = cols["LastDay"].astype(np.int64)
+    pos = p_ref[r]
+    s = sc.score(cols, ctx.regime, rs_rating=ctx.rs_rating[q, pos], factor=ctx.factor[q])
+    code = sc.signal_codes(cols, s, cfg.allow_shorts)
+    sig = sc.SIGNAL_NAMES[code]
+    pl_ = plans(cols, code, account_size=float(cfg.account_size),
+                risk_pct=float(cfg.risk_pct), target_rr=float(cfg.target_rr),
+                min_stop_atr=float(cfg.min_stop_atr), max_stop_atr=float(cfg.max_stop_atr),
+                max_adv_pct=float(cfg.max_adv_pct))
+    m = ctx.mcap[q, pos]
+    drops: dict[str, int] = {}
+    scr = _screen(cfg, ch, at, r, q, ctx.ref, pos, m, cols, s, sig, pl_, ctx.texts, drops)
+    tradeable = np.isin(code, ctx.trade_codes) \
+        & np.isfinite(pl_["Entry"]) & (np.nan_to_num(pl_["PositionSize"]) >= 1)
+    out = pl._drop(pl.Stage("output", 0, 0), scr.keep, [
+        (f"TechRating < {cfg.min_tech_rating:g}", s["TechRating"] < cfg.min_tech_rating),
+        ("not tradeable (signal or size)", ~tradeable if cfg.only_tradeable
+         else np.zeros(len(r), dtype=bool))])
+    sel = np.flatnonzero(out)
+    res: dict[str, Any] = {
+        "dropped": drops,
+        "uni": {"q": q.astype(np.int32), "pos": pos.astype(np.int32), "Signal": code,
+                "Close": cols["Close"], **{c: s[c] for c in SCORE_COLUMNS}}}
+    if len(sel):
+        res["kept"] = {"q": q[sel], "pos": pos[sel], "mcap": m[sel],
+                       "cols": {c: v[sel] for c, v in cols.items()},
+                       "s": {c: v[sel] for c, v in s.items()}, "sig": sig[sel],
+                       "p": {c: v[sel] for c, v in pl_.items()},
+                       "matched": scr.matched[sel],
+                       "failed": None if scr.failed is None else scr.failed[sel],
+                       "user": {c: v[sel] for c, v in scr.columns.items()},
+                       "key": None if scr.sort_key is None else scr.sort_key[sel]}
+    return res
+
+
+def _series(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, panel: Panel,
+            days: np.ndarray, tick: _Ticker, runner: ChunkRunner | None = None
+            ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     timing: dict[str, float] = {}
     # Text columns as Python strings once (each chunk reads them at its pairs).
     text_ref = ref  # the frame reads text from pandas' str arrays (no round trip)
     ref = ref.astype({c: object for c in ref.columns if isinstance(ref[c].dtype, pd.StringDtype)})
     n_ref, n_s = len(ref), len(days)
-    width = panel.close.shape[1]
-    row_of = pd.Index(panel.sids).get_indexer(ref["sid"].to_numpy())
-    ref_of_row = np.full(len(panel.sids), -1, dtype=np.int64)
-    ref_of_row[row_of[row_of >= 0]] = np.flatnonzero(row_of >= 0)
-
     workers = data.settings.max_workers
+    runner = runner or ChunkRunner(panel, workers)
+    plan = Plan(days=days, width=int(panel.close.shape[1]), adjust=panel.adjust,
+                as_of=days[-1].astype(dt.date))
+    ref_sids = pd.Index(ref["sid"].to_numpy())
+    sids = np.asarray(panel.sids)
 
     # Pass A: the pre-screen's inputs at every session, (S, N) by reference row.
     t = time.perf_counter()
     pre = {c: np.full((n_s, n_ref), np.nan) for c in ("Close", "DollarVolume20", "RSScore")}
     pre["Bars"] = np.zeros((n_s, n_ref), dtype=np.int32)
     pre["LastDay"] = np.full((n_s, n_ref), -1, dtype=np.int32)
-
-    def window_columns(ch: _Chunk) -> tuple[_Chunk, np.ndarray, np.ndarray, dict[str, Any]]:
-        r, q = np.nonzero(ch.at >= 0)
-        return ch, r, q, ser.at_pairs(*_fields(ch.view), r, ch.at[r, q], width,
-                                      indicators=False)
-
-    for ch, r, q, cols in _threaded(_chunks(panel, days), window_columns, workers, tick,
-                                    "pre-screen", len(panel.sids)):
-        p = ref_of_row[ch.rows[r]]
-        ok = p >= 0
+    specs = chunk_specs(sids, panel.actions, panel.adjust, days)
+    for got in runner.map(pre_chunk, specs, PreContext(plan.width, ref_sids), plan, tick,
+                          "pre-screen"):
         for c, a in pre.items():
-            a[q[ok], p[ok]] = cols[c][ok]
+            a[got["q"], got["pos"]] = got[c]
     timing["pass_a"] = time.perf_counter() - t
 
     # Cross-sectional steps, vectorised over (S, N).
     t = time.perf_counter()
     keep, mcap = _survivors(cfg, data, ref, pre, days)
-    rs_rating = _rs_rating(np.where(keep, pre["RSScore"], np.nan))
+    rs_rating = _rs_rating(np.where(keep, pre["RSScore"], np.nan), workers)
     del pre
     regs = _regimes(panel, days)
     factor = np.array([r.factor for r in regs])
     timing["cross_section"] = time.perf_counter() - t
 
-    # Pass B: everything else at the survivors' pairs, chunk by chunk on ``workers`` threads.
+    # Pass B: everything else at the survivors' pairs, chunk by chunk.
     t = time.perf_counter()
     spec = cfg.screen()
     texts = [clause_text(c.text) for c in spec.where.clauses] if spec.where is not None else []
     kept: list[dict[str, Any]] = []
     uni: list[dict[str, Any]] = []
     dropped: dict[str, int] = {}
-    alive_rows = np.unique(row_of[np.flatnonzero(keep.any(axis=0))])
-    alive_rows = alive_rows[alive_rows >= 0]
-
-    def chunk_rows(ch: _Chunk) -> dict[str, Any] | None:
-        p_ref = ref_of_row[ch.rows]
-        at = np.where((p_ref[:, None] >= 0) & keep[:, np.maximum(p_ref, 0)].T, ch.at, -1)
-        r, q = np.nonzero(at >= 0)
-        if len(r) == 0:
-            return None
-        cols = ser.at_pairs(*_fields(ch.view), r, at[r, q], width)
-        ser.derived(cols)
-        cols["LastDay"] = cols["LastDay"].astype(np.int64)
-        pos = p_ref[r]
-        s = sc.score(cols, regs[0], rs_rating=rs_rating[q, pos], factor=factor[q])
-        sig = sc.signal(cols, s, cfg.allow_shorts)
-        pl_ = plans(cols, sig, account_size=float(cfg.account_size),
-                    risk_pct=float(cfg.risk_pct), target_rr=float(cfg.target_rr),
-                    min_stop_atr=float(cfg.min_stop_atr), max_stop_atr=float(cfg.max_stop_atr),
-                    max_adv_pct=float(cfg.max_adv_pct))
-        m = mcap[q, pos]
-        drops: dict[str, int] = {}
-        scr = _screen(cfg, ch, at, r, q, ref, pos, m, cols, s, sig, pl_, texts, drops)
-        tradeable = np.isin(sig, ("Strong Long", "Long",
-                                  *(SHORT_SIGNALS if cfg.allow_shorts else ()))) \
-            & np.isfinite(pl_["Entry"]) & (np.nan_to_num(pl_["PositionSize"]) >= 1)
-        out = pl._drop(pl.Stage("output", 0, 0), scr.keep, [
-            (f"TechRating < {cfg.min_tech_rating:g}", s["TechRating"] < cfg.min_tech_rating),
-            ("not tradeable (signal or size)", ~tradeable if cfg.only_tradeable
-             else np.zeros(len(r), dtype=bool))])
-        sel = np.flatnonzero(out)
-        res: dict[str, Any] = {
-            "dropped": drops,
-            "uni": {"q": q.astype(np.int32), "pos": pos.astype(np.int32),
-                    "Signal": _signal_codes(sig), "Close": cols["Close"],
-                    **{c: s[c] for c in SCORE_COLUMNS}}}
-        if len(sel):
-            res["kept"] = {"q": q[sel], "pos": pos[sel], "mcap": m[sel],
-                           "cols": {c: v[sel] for c, v in cols.items()},
-                           "s": {c: v[sel] for c, v in s.items()}, "sig": sig[sel],
-                           "p": {c: v[sel] for c, v in pl_.items()},
-                           "matched": scr.matched[sel],
-                           "failed": None if scr.failed is None else scr.failed[sel],
-                           "user": {c: v[sel] for c, v in scr.columns.items()},
-                           "key": None if scr.sort_key is None else scr.sort_key[sel]}
-        return res
-
-    for got in _threaded(_chunks(panel, days, alive_rows), chunk_rows, workers, tick,
-                         "indicators", len(alive_rows)):
+    alive = ref["sid"].to_numpy()[keep.any(axis=0)]
+    trade_codes = np.array([sc.SIGNALS.index(x) for x in (
+        "Strong Long", "Long", *(SHORT_SIGNALS if cfg.allow_shorts else ()))], dtype=np.int8)
+    ctx = ScoreContext(cfg, plan.width, ref, ref_sids, keep, rs_rating, mcap, factor, regs[0],
+                       texts, trade_codes)
+    specs = chunk_specs(sids, panel.actions, panel.adjust, days, wanted=alive)
+    for got in runner.map(score_chunk, specs, ctx, plan, tick, "indicators"):
         if got is None:
             continue
         for k, v in got["dropped"].items():
@@ -443,7 +537,8 @@ def _series(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, panel: Panel,
             kept.append(got["kept"])
     timing["pass_b"] = time.perf_counter() - t
     n_pairs = int(keep.sum())
-    # Free the (S, N) arrays the output does not read (the chunk function holds their cells).
+    # Free the (S, N) arrays the output does not read.
+    del ctx
     keep = mcap = rs_rating = np.empty((0, 0))
 
     t = time.perf_counter()
@@ -454,8 +549,8 @@ def _series(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, panel: Panel,
     regime = pd.DataFrame([{"AsOf": pd.Timestamp(d.astype(dt.date)), **r.as_dict()}
                            for d, r in zip(days, regs, strict=True)])
     stats = {"seconds_by_step": {k: round(v, 6) for k, v in timing.items()},
-             "pairs": n_pairs, "dropped": dropped,
-             "epoch_groups": len(_epochs(panel, days)),
+             "pairs": n_pairs, "dropped": dropped, "runner": runner.stats(),
+             "epoch_groups": len(_epochs(sids, panel.actions, panel.adjust, days)),
              "match_listing": m_pos, "universe_listing": u_pos}
     return matches, universe, regime, stats
 
@@ -491,14 +586,6 @@ def _threaded(chunks: Iterator[_Chunk], fn: Callable[[_Chunk], Any], workers: in
             tick(step, done, total)
 
 
-def _signal_codes(sig: np.ndarray) -> np.ndarray:
-    """Signals as int8 codes into ``scores.SIGNALS``."""
-    codes = np.zeros(len(sig), dtype=np.int8)
-    for i, name in enumerate(sc.SIGNALS[1:], start=1):  # a few comparisons beat hashing
-        codes[sig == name] = i
-    return codes
-
-
 def _survivors(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, pre: dict[str, np.ndarray],
                days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(S, N) bool: the listings each session's scan scores (stages 2-5), and market caps."""
@@ -512,17 +599,7 @@ def _survivors(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, pre: dict[s
         alive &= ~(~np.isnat(gone)[None, :] & (gone[None, :] < dq[:, None]))
     _, smart = pl.smart_filter(cfg, ref, np.ones(len(ref), dtype=bool), [])
     alive &= smart[None, :]
-    # Shares as of D change only across split ex-dates: one lookup per distinct span.
-    shares = np.empty((len(days), len(ref)))
-    base = ref["SharesOutstanding"].to_numpy(np.float64)
-    acts = data.actions().of_mode("split")
-    split_days = np.unique(acts.day)
-    span = np.searchsorted(split_days, days.astype(np.int64), side="right")
-    for k in np.unique(span):
-        qs = np.flatnonzero(span == k)
-        got = data.shares_as_of(days[qs[0]].astype(dt.date))
-        shares[qs] = base if got is None else got
-    mcap = shares * pre["Close"]
+    mcap = shares_by_session(data, ref, days) * pre["Close"]
     if cfg.max_symbols is not None:
         sym = ref["Symbol"].to_numpy().astype(str)
         for q in range(len(days)):
@@ -542,13 +619,78 @@ def _survivors(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, pre: dict[s
     return keep, mcap
 
 
-def _rs_rating(x: np.ndarray) -> np.ndarray:
+def shares_by_session(data: MarketData, ref: pd.DataFrame, days: np.ndarray) -> np.ndarray:
+    """(S, N): ``data.shares_as_of(D)`` (the reference's column where None) at every D of
+    ``days``, bit for bit, in one backward sweep: the split product as of D multiplies the
+    ratios of the splits after D from the latest down (``adjust.split_product``'s order), so
+    stepping D back multiplies one more ratio onto the product of the later D."""
+    base = ref["SharesOutstanding"].to_numpy(np.float64)
+    out = np.empty((len(days), len(ref)))
+    last = data.store.last_session()
+    acts = data.actions().of_mode("split")
+    through = int(np.datetime64(last, "D").astype(np.int64)) if last is not None else -1
+    k = np.flatnonzero(acts.day <= through)[::-1]  # split_product's visiting order
+    k = k[np.argsort(-acts.day[k].astype(np.int64), kind="stable")]  # latest ex-date first
+    row = pd.Index(ref["sid"].to_numpy(np.int32)).get_indexer(acts.sid[k])
+    prod = np.ones(len(ref))
+    changed = False
+    dq = days.astype(np.int64)
+    j = 0
+    for q in range(len(days) - 1, -1, -1):
+        while j < len(k) and acts.day[k[j]] > dq[q]:
+            if row[j] >= 0:
+                prod[row[j]] *= acts.value[k[j]]
+                changed = True
+            j += 1
+        out[q] = base / prod if changed else base
+    return out
+
+
+def _rs_rating(x: np.ndarray, workers: int = 1) -> np.ndarray:
     """``percentile_rating`` of each session's row of ``x`` (NaN: not rated), at once."""
-    ranks = pd.DataFrame(x).rank(axis=1, method="average").to_numpy()
+    ranks = average_ranks(x, workers)
     n = np.isfinite(x).sum(axis=1)[:, None]
     with np.errstate(invalid="ignore", divide="ignore"):
         pct = (ranks - 0.5) / n
     return np.clip(np.round(1 + 98 * pct), 1, 99)
+
+
+def average_ranks(x: np.ndarray, workers: int = 1) -> np.ndarray:
+    """Per row of ``x``, pandas' ``rank(axis=1, method="average")`` (NaN stays NaN), bit for
+    bit, in a compiled kernel (pandas took ~3 s on a 20-year (S, N) array)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from technic_v4.execution import spans
+
+    out = np.full(x.shape, np.nan)
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    parts = spans(len(x), workers)
+    with ThreadPoolExecutor(max_workers=len(parts) or 1) as ex:  # the kernel releases the GIL
+        list(ex.map(lambda p: _rank_rows(x[p[0]:p[1]], out[p[0]:p[1]]), parts))
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _rank_rows(x: Any, out: Any) -> None:
+    for q in range(x.shape[0]):
+        row = x[q]
+        idx = np.flatnonzero(~np.isnan(row))
+        if len(idx) == 0:
+            continue
+        order = idx[np.argsort(row[idx], kind="mergesort")]
+        i = 0
+        n = len(order)
+        while i < n:
+            j = i
+            while j + 1 < n and row[order[j + 1]] == row[order[i]]:
+                j += 1
+            total = 0.0
+            for m in range(i, j + 1):
+                total += m + 1
+            avg = total / (j - i + 1)
+            for m in range(i, j + 1):
+                out[q, order[m]] = avg
+            i = j + 1
 
 
 def _regimes(panel: Panel, days: np.ndarray) -> list[sc.Regime]:
@@ -641,9 +783,10 @@ def _screen(cfg: ScanConfig, ch: _Chunk, at: np.ndarray, r: np.ndarray, q: np.nd
             k = int((~keep & (first == j)).sum())
             if k:
                 dropped[f"where: {text}"] = dropped.get(f"where: {text}", 0) + k
-        matched = _joined(held, texts)
+        # The texts only where a row can be output (the rest never is).
+        matched = _joined(held, texts, keep)
         if cfg.near_miss:
-            failed = _joined(~held, texts)
+            failed = _joined(~held, texts, keep)
     user = {name: ev.latest(col.term) for name, col in spec.columns}
     sort_key = None
     if spec.sort is not None:
@@ -653,18 +796,22 @@ def _screen(cfg: ScanConfig, ch: _Chunk, at: np.ndarray, r: np.ndarray, q: np.nd
     return pl.Screened(keep, matched, failed, user, sort_key)
 
 
-def _joined(mask: np.ndarray, texts: list[str]) -> np.ndarray:
-    """``pipeline._joined`` (the texts whose column holds, "; "-joined) for many rows: each
-    row's pattern as one integer, one join per distinct pattern."""
+def _joined(mask: np.ndarray, texts: list[str], rows: np.ndarray) -> np.ndarray:
+    """``pipeline._joined`` (the texts whose column holds, "; "-joined) at ``rows`` (bool;
+    "" elsewhere): each row's pattern as one integer, one join per distinct pattern."""
     from technic_v4 import pipeline as pl
 
+    out = np.full(len(mask), "", dtype=object)
+    at = np.flatnonzero(rows)
     if mask.shape[1] > 62:
-        return pl._joined(mask, texts)
-    code = mask.astype(np.int64) @ (np.int64(1) << np.arange(mask.shape[1], dtype=np.int64))
+        out[at] = pl._joined(mask[at], texts)
+        return out
+    code = mask[at].astype(np.int64) @ (np.int64(1) << np.arange(mask.shape[1], dtype=np.int64))
     uniq, inv = np.unique(code, return_inverse=True)
     words = np.array(["; ".join(t for j, t in enumerate(texts) if (int(u) >> j) & 1)
                       for u in uniq], dtype=object)
-    return words[inv]
+    out[at] = words[inv]
+    return out
 
 
 def ref_rows(ch: _Chunk, ref: pd.DataFrame) -> np.ndarray:

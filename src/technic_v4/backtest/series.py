@@ -69,10 +69,12 @@ def _pairwise(a: Any, lo: int, n: int) -> float:
 
 
 @njit(cache=True, nogil=True)
-def _ret(c: Any, j: int, h: int, width: int) -> float:
+def _ret(c: Any, r: int, j: int, h: int, width: int) -> float:
+    """``c[r, j] / c[r, j - h] - 1`` (NaN when the scan's panel is too narrow). Indexing the
+    2-D array directly: a row slice per call made the window core ~10x slower."""
     if width <= h:
         return np.nan
-    return c[j] / c[j - h] - 1.0
+    return c[r, j] / c[r, j - h] - 1.0
 
 
 @njit(cache=True, nogil=True)
@@ -91,22 +93,6 @@ def _rolling_extreme(x: Any, span: int, high: bool, out: Any, dq: Any) -> None:
         while tail > head and dq[head] <= t - span:
             head += 1
         out[t] = x[dq[head]] if tail > head else np.nan
-
-
-@njit(cache=True, nogil=True)
-def _volume_and_range(v: Any, lr: Any, ext: Any, j: int, width: int, tmp: Any, o: Any) -> None:
-    """VolumeSurge, RealizedVol20 and the 52-week / swing extremes at bar ``j`` into o[3:9]."""
-    o[3] = v[j] / (_pairwise(v, j - 20, 20) / 20.0)
-    if width >= 21:
-        mean = _pairwise(lr, j - 19, 20) / 20.0
-        for m in range(20):
-            d = lr[j - 19 + m] - mean
-            tmp[m] = d * d
-        o[4] = np.sqrt(_pairwise(tmp, 0, 20) / 19.0) * np.sqrt(252.0) * 100.0
-    else:
-        o[4] = np.nan
-    for m in range(4):
-        o[5 + m] = ext[m, j]
 
 
 @njit(cache=True, nogil=True)
@@ -140,9 +126,13 @@ def _window_core(h: Any, lo: Any, c: Any, v: Any, day: Any, lr: Any, rows: Any, 
             tmp[m] = c[r, j - 19 + m] * v[r, j - 19 + m]
         out[2, i] = _pairwise(tmp, 0, 20) / 20.0
         if full:
-            out[3, i] = v[r, j] / (_pairwise(v[r], j - 20, 20) / 20.0)
+            for m in range(20):
+                tmp[m] = v[r, j - 20 + m]
+            out[3, i] = v[r, j] / (_pairwise(tmp, 0, 20) / 20.0)
             if width >= 21:
-                mean = _pairwise(lr[r], j - 19, 20) / 20.0
+                for m in range(20):
+                    tmp[m] = lr[r, j - 19 + m]
+                mean = _pairwise(tmp, 0, 20) / 20.0
                 for m in range(20):
                     d = lr[r, j - 19 + m] - mean
                     tmp[m] = d * d
@@ -157,18 +147,18 @@ def _window_core(h: Any, lo: Any, c: Any, v: Any, day: Any, lr: Any, rows: Any, 
         num = 0.0
         den = 0.0
         for m in range(len(rs_h)):
-            x = _ret(c[r], j, rs_h[m], width)
+            x = _ret(c, r, j, rs_h[m], width)
             if np.isfinite(x):
                 num += rs_w[m] * x
                 den += rs_w[m]
-        if np.isfinite(_ret(c[r], j, rs_h[0], width)):
+        if np.isfinite(_ret(c, r, j, rs_h[0], width)):
             out[9, i] = num / den * 100.0
         else:
             out[9, i] = np.nan
         out[10, i] = float(j - first + 1)
         out[11, i] = float(day[r, j])
         for m in range(len(ret_h)):
-            out[12 + m, i] = _ret(c[r], j, ret_h[m], width) * 100.0
+            out[12 + m, i] = _ret(c, r, j, ret_h[m], width) * 100.0
 
 
 def at_pairs(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray,

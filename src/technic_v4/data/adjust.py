@@ -95,6 +95,14 @@ class Actions:
             h.update(np.ascontiguousarray(a[keep]).tobytes())
         return h.hexdigest()[:16]
 
+    def of_sids(self, sids: np.ndarray) -> Actions:
+        """The actions of the listings ``sids`` only (still sorted): what a panel of a few
+        rows adjusts with, without scanning every listing's actions at each view."""
+        lo, hi = self.ranges(np.unique(np.asarray(sids, dtype=np.int32)))
+        take = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi, strict=True) if b > a]
+                              or [np.empty(0, dtype=np.int64)])
+        return Actions(self.sid[take], self.day[take], self.kind[take], self.value[take])
+
     def ranges(self, sids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For each of ``sids``, the [start, end) of its actions."""
         s = np.asarray(sids, dtype=np.int32)

@@ -132,18 +132,28 @@ def score(cols: Columns, reg: Regime, rs_rating: np.ndarray | None = None,
 
 def signal(cols: Columns, scores: Columns, allow_shorts: bool) -> np.ndarray:
     """Signal per row; thresholds on TechRating plus trend conditions (README)."""
+    return SIGNAL_NAMES[signal_codes(cols, scores, allow_shorts)]
+
+
+def signal_codes(cols: Columns, scores: Columns, allow_shorts: bool) -> np.ndarray:
+    """:func:`signal` as int8 positions in :data:`SIGNALS` (what a replay keeps for millions
+    of rows: comparing Python strings cost more than computing them)."""
     tr = scores["TechRating"]
     c = cols["Close"]
     up = _gt(c, cols["SMA200"]) & _gt(cols["SMA50"], cols["SMA200"])
     down = _gt(cols["SMA200"], c) & _gt(cols["SMA200"], cols["SMA50"])
-    sig = np.full(len(tr), "Avoid", dtype=object)
-    sig[tr >= WATCH] = "Watch"
-    sig[(tr >= LONG) & _gt(c, cols["SMA50"])] = "Long"
-    sig[(tr >= STRONG_LONG) & up] = "Strong Long"
+    code = np.full(len(tr), _CODE["Avoid"], dtype=np.int8)
+    code[tr >= WATCH] = _CODE["Watch"]
+    code[(tr >= LONG) & _gt(c, cols["SMA50"])] = _CODE["Long"]
+    code[(tr >= STRONG_LONG) & up] = _CODE["Strong Long"]
     if allow_shorts:
-        sig[(tr <= SHORT) & down] = "Short"
-        sig[(tr <= STRONG_SHORT) & down & _gt(cols["SMA50"], c)] = "Strong Short"
-    return sig
+        code[(tr <= SHORT) & down] = _CODE["Short"]
+        code[(tr <= STRONG_SHORT) & down & _gt(cols["SMA50"], c)] = _CODE["Strong Short"]
+    return code
+
+
+SIGNAL_NAMES = np.array(SIGNALS, dtype=object)
+_CODE = {name: i for i, name in enumerate(SIGNALS)}
 
 
 _TREND_TEXT = np.array([": uptrend above SMA50/200", ": downtrend below SMA50/200",
