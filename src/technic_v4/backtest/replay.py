@@ -406,7 +406,7 @@ def pre_chunk(ch: _Chunk, ctx: PreContext) -> dict[str, np.ndarray]:
     row), ``q`` (session) and :data:`PRE_COLUMNS`."""
     r, q = np.nonzero(ch.at >= 0)
     cols = ser.at_pairs(*_fields(ch.view), r, ch.at[r, q], ctx.width, indicators=False)
-    pos = np.asarray(ctx.ref_sids.get_indexer(ch.rows), dtype=np.int64)[r]
+    pos = np.asarray(ctx.ref_sids.get_indexer(pd.Index(ch.rows)), dtype=np.int64)[r]
     ok = pos >= 0
     return {"pos": pos[ok], "q": q[ok], **{c: cols[c][ok] for c in PRE_COLUMNS}}
 
@@ -436,7 +436,7 @@ def score_chunk(ch: _Chunk, ctx: ScoreContext) -> dict[str, Any] | None:
     from technic_v4 import pipeline as pl
 
     cfg = ctx.cfg
-    p_ref = np.asarray(ctx.ref_sids.get_indexer(ch.rows), dtype=np.int64)
+    p_ref = np.asarray(ctx.ref_sids.get_indexer(pd.Index(ch.rows)), dtype=np.int64)
     at = np.where((p_ref[:, None] >= 0) & ctx.keep[:, np.maximum(p_ref, 0)].T, ch.at, -1)
     r, q = np.nonzero(at >= 0)
     if len(r) == 0:
