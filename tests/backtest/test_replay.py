@@ -194,3 +194,31 @@ def test_embedded_market_with_its_actions(tmp_path: Path) -> None:
             check_exact=True)
     finally:
         m.close()
+
+
+def test_views_as_of_the_last_session_equal_panel_at(md: MarketData) -> None:
+    """The chunk views cut without ``Panel.at`` (rows as they are, padded) and the session
+    columns from the compiled walk equal ``Panel.at`` and a per-row searchsorted."""
+    import importlib
+
+    from technic_v4.backtest import series as ser
+
+    rp = importlib.import_module("technic_v4.backtest.replay")  # the package exports replay()
+
+    days = sessions(md, dt.date(2025, 10, 1), END)
+    panel = md.panel(END, ScanConfig(lookback_days=None).bars_needed)
+    rows = np.arange(len(panel.sids))
+    fast = rp._padded(panel, rows, ser.PAD)
+    slow = panel.rows(rows).at(panel.as_of, panel.close.shape[1] + ser.PAD)
+    for f in ("open", "high", "low", "close", "volume", "day"):
+        np.testing.assert_array_equal(getattr(fast, f), getattr(slow, f), err_msg=f)
+    assert panel.raw is not None and len(panel.raw.rows)  # the market's splits were applied
+    dq = np.array(days, dtype="datetime64[D]").astype(np.int64)
+    at = np.full((len(rows), len(dq)), -1, dtype=np.int64)
+    q0 = np.zeros(len(rows), dtype=np.int64)
+    rp._columns_at(fast.day, dq, q0, q0 + len(dq), at)
+    for i in rows:
+        d = fast.day[i]
+        first = int(np.searchsorted(d >= 0, True))
+        k = np.searchsorted(d[first:], dq, side="right")
+        np.testing.assert_array_equal(at[i], np.where(k > 0, first + k - 1, -1))

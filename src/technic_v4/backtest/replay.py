@@ -360,21 +360,55 @@ def materialize(panel: Panel, rows: np.ndarray, spec: ChunkSpec, plan: Plan) -> 
     column."""
     dq = plan.days.astype(np.int64)
     width = plan.width + ser.PAD
+    own = int(np.datetime64(panel.as_of, "D").astype(np.int64))
     views = []
     for b in np.unique(spec.bases):  # specs are sorted by basis: the stack keeps their order
-        sub = panel.rows(rows[spec.bases == b])
+        pick = rows[spec.bases == b]
+        if b == own and panel.close.shape[1] + ser.PAD == width:
+            views.append(_padded(panel, pick, ser.PAD))  # what ``at`` gives, without a gather
+            continue
+        sub = panel.rows(pick)
         if sub.actions is not None:  # only these rows' actions: each view scans fewer
             sub = replace(sub, actions=sub.actions.of_mode(panel.adjust).of_sids(sub.sids))
         views.append(sub.at(np.datetime64(int(b), "D").astype(dt.date), width))
     view = views[0] if len(views) == 1 else _stack(views)
     at = np.full((len(rows), len(dq)), -1, dtype=np.int64)
-    for i in range(len(rows)):
-        q0, q1 = int(spec.q0[i]), int(spec.q1[i])
-        d = view.day[i]
-        first = int(np.searchsorted(d >= 0, True))  # rows are right-aligned
-        k = np.searchsorted(d[first:], dq[q0:q1], side="right")
-        at[i, q0:q1] = np.where(k > 0, first + k - 1, -1)
+    _columns_at(view.day, dq, spec.q0, spec.q1, at)
     return _Chunk(spec.sids, at, view)
+
+
+def _padded(panel: Panel, rows: np.ndarray, pad: int) -> Panel:
+    """``panel.rows(rows).at(panel.as_of, width + pad)``, bit for bit: the rows as they are
+    with ``pad`` empty bars on the left (no bar is after the panel's own as-of)."""
+    n, width = len(rows), panel.close.shape[1]
+    out: dict[str, Any] = {}
+    for f in adj.FIELDS:
+        a = np.empty((n, width + pad))
+        a[:, :pad] = np.nan
+        np.take(getattr(panel, f), rows, axis=0, out=a[:, pad:])
+        out[f] = a
+    day = np.empty((n, width + pad), dtype=panel.day.dtype)
+    day[:, :pad] = -1
+    np.take(panel.day, rows, axis=0, out=day[:, pad:])
+    return Panel(symbols=panel.symbols[rows], sids=panel.sids[rows], day=day,
+                 as_of=panel.as_of, adjust=panel.adjust, **out)
+
+
+@njit(cache=True, nogil=True)
+def _columns_at(day: Any, dq: Any, q0: Any, q1: Any, out: Any) -> None:
+    """``out[i, q]`` = the column of row i's last bar dated <= ``dq[q]`` for q in
+    ``q0[i]:q1[i]`` (-1 before its first bar); rows are right-aligned, days ascending."""
+    width = day.shape[1]
+    for i in range(day.shape[0]):
+        j = 0
+        while j < width and day[i, j] < 0:
+            j += 1
+        first = j
+        k = first - 1  # the last column <= dq[q] so far
+        for q in range(q0[i], q1[i]):
+            while k + 1 < width and day[i, k + 1] <= dq[q]:
+                k += 1
+            out[i, q] = k if k >= first else -1
 
 
 def _stack(views: list[Panel]) -> Panel:
