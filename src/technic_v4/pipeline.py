@@ -588,10 +588,20 @@ def output(config: ScanConfig, ref: pd.DataFrame, idx: np.ndarray, mcap: np.ndar
     return st, frame
 
 
-def _frame(ref: pd.DataFrame, idx: np.ndarray, sel: np.ndarray, mcap: np.ndarray,
+def _frame(ref: pd.DataFrame, idx: np.ndarray, sel: np.ndarray | None, mcap: np.ndarray,
            cols: dict[str, np.ndarray], s: dict[str, np.ndarray], sig: np.ndarray,
            p: dict[str, np.ndarray]) -> pd.DataFrame:
-    at = idx[sel]
+    """The output frame of the rows ``sel`` (None: every row, in order, without a copy
+    before the frame's own) of the stage columns; ``idx``: their reference rows."""
+    if sel is None:  # a replay's millions of rows: no gathered copy of every column
+        def pick(a: np.ndarray) -> np.ndarray:
+            return a
+        n = len(idx)
+    else:
+        def pick(a: np.ndarray) -> np.ndarray:
+            return a[sel]
+        n = len(sel)
+    at = pick(idx)
     inferred = pd.StringDtype(na_value=np.nan)  # what pandas makes of an object array of str
 
     def text(name: str) -> Any:
@@ -607,19 +617,19 @@ def _frame(ref: pd.DataFrame, idx: np.ndarray, sel: np.ndarray, mcap: np.ndarray
         if c in data:
             continue
         if c in cols:
-            data[c] = cols[c][sel]
+            data[c] = pick(cols[c])
         elif c in s:
-            data[c] = s[c][sel]
+            data[c] = pick(s[c])
         elif c in p:
-            data[c] = p[c][sel]
-    data["Signal"] = sig[sel]
-    data["Rank"] = np.arange(1, len(sel) + 1, dtype=np.int64)
+            data[c] = pick(p[c])
+    data["Signal"] = pick(sig)
+    data["Rank"] = np.arange(1, n + 1, dtype=np.int64)
     data["Rationale"] = sc.rationales(cols, s, sig, sel)
     data["Type"] = text("Type")
     data["Exchange"] = text("Exchange")
-    data["LastDate"] = cols["LastDay"][sel].astype("datetime64[D]") if "LastDay" in cols \
-        else np.full(len(sel), np.datetime64("NaT"), dtype="datetime64[D]")
-    data["Bars"] = cols["Bars"][sel].astype(np.int64)
+    data["LastDate"] = pick(cols["LastDay"]).astype("datetime64[D]") if "LastDay" in cols \
+        else np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
+    data["Bars"] = pick(cols["Bars"]).astype(np.int64)
     return pd.DataFrame(data, columns=list(COLUMNS))
 
 

@@ -55,7 +55,9 @@ Progress = Callable[[str, int, int], None]
 Cancel = Callable[[], bool] | threading.Event
 
 METHODS = ("auto", "series", "per_session")
-CHUNK_ROWS = 256  # listings per chunk: (rows x sessions) column arrays stay ~100 MB
+CHUNK_ROWS = 256  # listings per chunk at most
+MIN_CHUNK_ROWS = 32
+CHUNK_PAIRS = 300_000  # (listing, session) pairs per chunk: ~200 MB of columns in pass B
 SCORE_COLUMNS = ("TechRating", "RSRating")
 
 
@@ -339,14 +341,16 @@ def _epochs(sids: np.ndarray, actions: adj.Actions | None, mode: str, days: np.n
 def chunk_specs(sids: np.ndarray, actions: adj.Actions | None, mode: str, days: np.ndarray,
                 wanted: np.ndarray | None = None, rows: int = 0) -> list[ChunkSpec]:
     """The (listing, epoch) views of every listing of ``sids`` (``wanted``: only those sids),
-    ``rows`` (default ``CHUNK_ROWS``) views per chunk. A chunk may hold views of several
+    ``rows`` views per chunk (default: about ``CHUNK_PAIRS`` pairs). A chunk may hold views of several
     bases (a split's few listings ride along with others)."""
     sids = np.asarray(sids)
     want = None if wanted is None else set(np.asarray(wanted).tolist())
     tasks = [(basis, int(sids[r]), q0, q1)
              for basis, ranges in sorted(_epochs(sids, actions, mode, days).items())
              for r, q0, q1 in ranges if want is None or int(sids[r]) in want]
-    size = rows or CHUNK_ROWS
+    # Chunks of about CHUNK_PAIRS (listing, session) pairs: a chunk's columns at its pairs
+    # are its memory (~70 float columns), so 20 years take fewer listings per chunk than one.
+    size = rows or max(MIN_CHUNK_ROWS, min(CHUNK_ROWS, CHUNK_PAIRS // max(1, len(days))))
     out = []
     for lo in range(0, len(tasks), size):
         part = np.array(tasks[lo:lo + size], dtype=np.int64).reshape(-1, 4)
@@ -576,6 +580,7 @@ def _series(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, panel: Panel,
     keep = mcap = rs_rating = np.empty((0, 0))
 
     t = time.perf_counter()
+    tick("output", 0, 1)
     matches, m_pos = _assemble(cfg, text_ref, days, kept)
     matches = text_as_str(matches)
     universe, u_pos = _universe(ref, days, uni)
@@ -877,38 +882,48 @@ def _assemble(cfg: ScanConfig, ref: pd.DataFrame, days: np.ndarray,
     rank = np.arange(len(qs)) - np.repeat(starts, np.diff(np.r_[starts, len(qs)])) + 1
     if cfg.top_n is not None:
         order, rank = order[rank <= cfg.top_n], rank[rank <= cfg.top_n]
-    # Gather only the rows that stay, part by part (each part's arrays freed once read).
-    chosen = np.sort(order)
+    # Each kept row's place in the output (-1: beyond top_n): every column is gathered
+    # straight into its final order, part by part, and each part's column freed once read.
+    place = np.full(len(q), -1, dtype=np.int64)
+    place[order] = np.arange(len(order))
     bounds = np.cumsum([0, *(len(x["q"]) for x in kept)])
-    local = [chosen[(chosen >= lo) & (chosen < hi)] - lo
-             for lo, hi in itertools.pairwise(bounds.tolist())]
+    moves = []
+    for lo, hi in itertools.pairwise(bounds.tolist()):
+        i = np.flatnonzero(place[lo:hi] >= 0)
+        moves.append((i, place[lo:hi][i]))
+    n = len(order)
 
-    def cat(get: Callable[[dict[str, Any]], Any]) -> Any:
-        first = get(kept[0])
-        if isinstance(first, dict):
-            return {k: np.concatenate([get(x)[k][i] for x, i in zip(kept, local, strict=True)])
-                    for k in first}
-        return None if first is None else np.concatenate(
-            [get(x)[i] for x, i in zip(kept, local, strict=True)])
+    def gather(group: str | None, name: str) -> np.ndarray | None:
+        out: np.ndarray | None = None
+        for x, (i, dest) in zip(kept, moves, strict=True):
+            holder = x if group is None else x[group]
+            v = holder.pop(name)
+            if v is None:
+                return None
+            if out is None:
+                out = np.empty(n, dtype=v.dtype)
+            out[dest] = v[i]
+        return out
 
-    cols, s, p, user = (cat(_getter(k)) for k in ("cols", "s", "p", "user"))
-    sig, matched, failed = cat(lambda x: x["sig"]), cat(lambda x: x["matched"]), \
-        cat(lambda x: x["failed"])
-    kept.clear()  # the rows that stay are copied: free the chunks' arrays
-    # Positions of the sorted rows among the chosen ones (the gathered arrays' order).
-    at = np.searchsorted(chosen, order)
-    pos, mcap, q = pos[chosen], mcap[chosen], q[chosen]
-    order = at
-    frame = pl._frame(ref, pos, order, np.zeros(len(ref)), cols, s, sig, p)
-    frame["MarketCap"] = mcap[order]
+    def gathered(group: str) -> dict[str, np.ndarray]:
+        return {k: gather(group, k) for k in list(kept[0][group])}  # type: ignore[misc]
+
+    cols, s, p, user = gathered("cols"), gathered("s"), gathered("p"), gathered("user")
+    sig, matched, failed = gather(None, "sig"), gather(None, "matched"), gather(None, "failed")
+    kept.clear()
+    pos, mcap, q = pos[order], mcap[order], q[order]
+    assert sig is not None and matched is not None
+    frame = pl._frame(ref, pos, None, np.zeros(len(ref)), cols, s, sig, p)
+    del cols, s, p  # the frame holds its own copy
+    frame["MarketCap"] = mcap
     frame["Rank"] = rank.astype(np.int64)
-    frame["Matched"] = matched[order]
+    frame["Matched"] = matched
     if failed is not None:
-        frame["Failed"] = failed[order]
+        frame["Failed"] = failed
     for name, values in user.items():
-        frame[name] = values[order]
-    frame.insert(0, "AsOf", pd.DatetimeIndex(days[q[order]].astype("datetime64[s]")))
-    return frame, pos[order].astype(np.int64)
+        frame[name] = values
+    frame.insert(0, "AsOf", pd.DatetimeIndex(days[q].astype("datetime64[s]")))
+    return frame, pos.astype(np.int64)
 
 
 def text_as_str(frame: pd.DataFrame) -> pd.DataFrame:

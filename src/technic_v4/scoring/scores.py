@@ -182,7 +182,7 @@ def _formatted(x: np.ndarray, spec: str, prefix: str, suffix: str, mask: np.ndar
     return out
 
 
-def rationales(cols: Columns, scores: Columns, sig: np.ndarray, rows: np.ndarray
+def rationales(cols: Columns, scores: Columns, sig: np.ndarray, rows: np.ndarray | None
                ) -> np.ndarray:
     """A short sentence per row of ``rows`` naming the main reasons for its signal (object
     array of str), e.g. ``"Long: uptrend above SMA50/200, RS 87, MACD rising; TechRating 71."``.
@@ -193,11 +193,11 @@ def rationales(cols: Columns, scores: Columns, sig: np.ndarray, rows: np.ndarray
     ``volatile (ATR k.k%)`` at >= 6 %, ``MACD rising|falling`` by the histogram's sign.
     Built column-wise: each part is one array of ready strings, joined once per row.
     """
-    rows = np.asarray(rows, dtype=np.int64)
-    n = len(rows)
+    n = len(sig) if rows is None else len(rows)
 
-    def col(d: Columns, name: str) -> np.ndarray:
-        return np.asarray(d[name], dtype=np.float64)[rows]
+    def col(d: Columns, name: str) -> np.ndarray:  # rows None: every row (no copy)
+        a = np.asarray(d[name], dtype=np.float64)
+        return a if rows is None else a[np.asarray(rows, dtype=np.int64)]
 
     c, sma50, sma200 = col(cols, "Close"), col(cols, "SMA50"), col(cols, "SMA200")
     rs, rsi, tr = col(scores, "RSRating"), col(cols, "RSI14"), col(scores, "TechRating")
@@ -210,7 +210,8 @@ def rationales(cols: Columns, scores: Columns, sig: np.ndarray, rows: np.ndarray
         trend = np.where(up, 0, np.where(down, 1, np.where(~f200, 2, 3)))
         macd = np.where(np.isfinite(hist), np.where(hist > 0, 1, 2), 0)
         parts = [
-            np.asarray(sig, dtype=object)[rows],
+            np.asarray(sig, dtype=object) if rows is None
+            else np.asarray(sig, dtype=object)[np.asarray(rows, dtype=np.int64)],
             _TREND_TEXT[trend],
             _formatted(rs, ".0f", ", RS ", "", np.isfinite(rs)),
             _formatted(rsi, ".0f", ", RSI ", " overbought", np.isfinite(rsi) & (rsi >= 70)),
