@@ -6,12 +6,11 @@ never holds a scan's slot."""
 from __future__ import annotations
 
 import io
-import threading
 from typing import Any
 
 import pandas as pd
 import pytest
-from service_support import Running, Serve
+from service_support import BacktestGate, Running, Serve
 
 from technic_v4.backtest import report, run
 from technic_v4.config.scan import ScanConfig
@@ -102,24 +101,6 @@ def test_backtest_job_equals_backtest_run(serve: Serve, market: MarketData) -> N
     again = s.client.delete(f"/v1/backtest/{job['id']}")
     assert again.status_code == 409 and again.json()["error"] == "already_finished"
     assert s.client.get("/v1/backtest/" + "0" * 32).status_code == 404
-
-
-class BacktestGate:
-    """A progress hook that holds backtests (never scans) in their first progress callback."""
-
-    def __init__(self) -> None:
-        self.running: Running | None = None
-        self.entered = threading.Event()
-        self.release = threading.Event()
-        self.steps: list[str] = []
-
-    def __call__(self, job_id: str, stage: str, done: int, total: int) -> None:
-        assert self.running is not None
-        if self.running.service.backtests.get(job_id) is None:
-            return  # a scan passes
-        self.steps.append(stage)
-        self.entered.set()
-        assert self.release.wait(60), "gate never released"
 
 
 def test_cancel_mid_run_and_scans_go_on(serve: Serve, market: MarketData) -> None:

@@ -333,12 +333,13 @@ class StepProgress(Progress):
         now = time.monotonic() if now is None else now
         if self.started is None:
             self.start(now)
-        if stage != self.step:
+        changed = stage != self.step
+        if changed:
             if self.step is not None and self.step_started is not None:
                 self.steps.append((self.step, now - self.step_started))
             self.step, self.step_started = stage, now
         self.done, self.total = done, total
-        return done >= total
+        return changed
 
     def finish(self, stages: list[dict[str, Any]] | None) -> None:
         self.finished = True
@@ -523,8 +524,8 @@ class BacktestManager:
 
         def progress(step: str, done: int, total: int) -> None:
             with job.lock:
-                job.progress.tick(step, done, total)
-                if time.monotonic() - job.last_publish >= self.progress_interval:
+                changed = job.progress.tick(step, done, total)  # a new step: always told
+                if changed or time.monotonic() - job.last_publish >= self.progress_interval:
                     job._publish_locked("progress")
             if self.hook is not None:
                 self.hook(job.id, step, done, total)
