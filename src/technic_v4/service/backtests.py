@@ -223,6 +223,20 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return [dict(zip(cols, r, strict=True)) for r in zip(*values, strict=True)]
 
 
+def _cell(v: Any) -> Any:
+    """One value of a report table's mixed column: numbers stay numbers, a session a date."""
+    if isinstance(v, pd.Timestamp) and v == v.normalize():
+        return v.date().isoformat()
+    return jsonable(v)
+
+
+def table_rows(frame: pd.DataFrame) -> list[list[Any]]:
+    """A report table's rows as lists (its "value" columns mix text, numbers and dates)."""
+    cols = [[_cell(v) for v in frame.iloc[:, i].tolist()] if frame.dtypes.iloc[i] == object
+            else column_values(frame.iloc[:, i]) for i in range(frame.shape[1])]
+    return [list(r) for r in zip(*cols, strict=True)]
+
+
 def summary_body(result: BacktestResult) -> dict[str, Any]:
     """The analyses as JSON: summary per horizon, IC and its decay, quantiles, turnover, the
     trade plans' summary and the portfolio's statistics (absent when not computed)."""
@@ -270,10 +284,7 @@ class BacktestOutcome:
             "stats": result.stats,
             **summary_body(result),
             "tables": [{"title": title, "columns": [str(c) for c in f.columns],
-                        "rows": [list(r) for r in zip(*(column_values(f.iloc[:, i])
-                                                        for i in range(f.shape[1])),
-                                                      strict=True)]}
-                       for title, f in report.tables(result)],
+                        "rows": table_rows(f)} for title, f in report.tables(result)],
             "charts": [{"name": c.name, "title": c.title,
                         "svg": None if c.svg is None else c.svg.decode("utf-8"),
                         "note": c.note} for c in charts],
