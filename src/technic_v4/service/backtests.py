@@ -232,8 +232,11 @@ def _cell(v: Any) -> Any:
 
 def table_rows(frame: pd.DataFrame) -> list[list[Any]]:
     """A report table's rows as lists (its "value" columns mix text, numbers and dates)."""
-    cols = [[_cell(v) for v in frame.iloc[:, i].tolist()] if frame.dtypes.iloc[i] == object
-            else column_values(frame.iloc[:, i]) for i in range(frame.shape[1])]
+    cols = []
+    for i in range(frame.shape[1]):
+        col = frame.iloc[:, i]
+        mixed = pd.api.types.is_object_dtype(col.dtype)
+        cols.append([_cell(v) for v in col.tolist()] if mixed else column_values(col))
     return [list(r) for r in zip(*cols, strict=True)]
 
 
