@@ -195,3 +195,36 @@ def test_saved_screen_that_never_matches_is_an_explained_empty_result(
     assert res["tables"][0]["title"] == "Run"
     r = s.client.get(f"/v1/backtest/{job['id']}/charts/r_multiples.svg")
     assert r.status_code == 404 and "no closed trade" in r.json()["message"]
+
+
+def test_step_progress_eta_from_rate_and_chunks() -> None:
+    """The ETA: the measured rate for the whole run, the time per chunk inside a step (the
+    larger of the two); unknown before either; percent never goes back."""
+    from technic_v4.service.backtests import Rate, StepProgress
+    from technic_v4.service.progress import Throughput
+
+    p = StepProgress(Throughput())
+    p.start(now=0.0)
+    assert p.snapshot(now=1.0)["eta_seconds"] is None  # nothing measured yet
+    assert p.tick("indicators", 0, 4, now=1.0)  # a new step
+    assert not p.tick("indicators", 1, 4, now=3.0)
+    snap = p.snapshot(now=3.0)
+    assert snap["step"] == "indicators" and (snap["done"], snap["total"]) == (1, 4)
+    assert snap["eta_seconds"] == 6.0  # 2 s for 1 chunk, 3 to go
+    assert snap["percent"] == 33.3  # 3 s of 9
+
+    rate = Rate()
+    rate.observe(10.0, 1000)
+    q = StepProgress(Throughput(), expected=rate.expect(2000))  # 20 s expected
+    q.start(now=0.0)
+    q.tick("pre-screen", 1, 2, now=5.0)  # the chunks say 5 s more; the rate says 15
+    assert q.snapshot(now=5.0)["eta_seconds"] == 15.0
+    q.tick("indicators", 1, 2, now=18.0)
+    q.tick("indicators", 2, 2, now=19.0)
+    before = q.snapshot(now=19.0)["percent"]
+    assert q.snapshot(now=30.0)["eta_seconds"] == 0.0  # late: never negative
+    assert q.snapshot(now=30.0)["percent"] >= before
+    q.finish([])
+    done = q.snapshot()
+    assert done["percent"] == 100 and done["step"] is None and done["eta_seconds"] is None
+    assert [s["step"] for s in done["steps"]] == ["pre-screen", "indicators"]

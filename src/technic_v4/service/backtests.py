@@ -374,7 +374,8 @@ class StepProgress(Progress):
                 pct = 100.0 * elapsed / (elapsed + eta)
             else:
                 pct = 100.0 * self.done / self.total if self.total else 0.0
-            self.percent = min(max(pct, self.percent), 99.0) if self.started else 0.0
+            self.percent = min(max(pct, self.percent), 99.0) if self.started is not None \
+                else 0.0
         return {"step": None if self.finished else self.step, "done": self.done,
                 "total": self.total, "percent": round(self.percent, 1),
                 "elapsed_seconds": round(elapsed, 3),
