@@ -93,6 +93,25 @@ class Gate:
         assert self.entered.wait(30), "the scan never reached its first progress callback"
 
 
+class BacktestGate(Gate):
+    """A progress hook that holds each progress callback of a backtest (never a scan's) until
+    ``release`` is set; ``entered`` tells that one arrived, ``steps`` lists them. (A Gate: the
+    ``serve`` fixture releases it at teardown.)"""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running: Running | None = None
+        self.steps: list[str] = []
+
+    def __call__(self, job_id: str, stage: str, done: int, total: int) -> None:
+        assert self.running is not None
+        if self.running.service.backtests.get(job_id) is None:
+            return  # a scan passes
+        self.steps.append(stage)
+        self.entered.set()
+        assert self.release.wait(60), "gate never released"
+
+
 Serve = Callable[..., Running]
 
 

@@ -20,6 +20,15 @@ small market; ``run`` uses the process-wide ``data_engine.market()``). Routes:
     GET  /v1/scan/{id}/results        JSON (default) or CSV (?format=csv or Accept: text/csv)
     GET  /v1/scan/{id}/events         Server-Sent Events: progress..., then done/failed/cancelled
     DELETE /v1/scan/{id}              cancel
+    GET  /v1/backtest/options         stored range, default range, horizons, rank columns
+    POST /v1/backtest                 a screen replayed over from..to -> 202 + job (backtests.py)
+    GET  /v1/backtests                retained backtest jobs, newest first
+    GET  /v1/backtest/{id}[?wait=S]   state, progress (step, done, total, ETA); when done the
+                                      results: summaries, tables and the report's SVG charts
+    GET  /v1/backtest/{id}/events     Server-Sent Events, as for scans
+    GET  /v1/backtest/{id}/charts/{name}.svg   one chart
+    GET  /v1/backtest/{id}/frames/{name}       per-session rows: paged JSON or ?format=parquet
+    DELETE /v1/backtest/{id}          cancel
     GET  /v1/symbol/{ticker}          OHLCV history, SMA20/50/200 and Bollinger series, scan row
     GET  /v1/universe                 listings by sector and type, pre-screen outcome
     GET  /metrics                     Prometheus text format
@@ -66,6 +75,7 @@ from technic_v4.daily.state import NotFound, StateStore
 from technic_v4.data.market import MarketData
 from technic_v4.errors import ConfigError, DataError
 from technic_v4.pipeline import COLUMNS, STAGES, check_bars
+from technic_v4.service import backtests as bt
 from technic_v4.service import models, queries
 from technic_v4.service.admission import Admission, Busy, TooLarge
 from technic_v4.service.cache import ResultCache
@@ -120,6 +130,8 @@ class ServiceOptions:
     refresh_interval_s: float | None = None  # background freshness check (default: setting)
     memory_budget_mb: int | None = None  # heavy requests' memory (default: setting)
     health_interval_s: float = 2.0  # background refresh of /health's status
+    max_queued_backtests: int = 2  # backtests waiting while one runs; beyond: 429
+    max_backtests: int = 16  # retained backtest jobs (with frames and charts)
 
 
 class ApiError(Exception):
@@ -169,6 +181,10 @@ class Service:
                                max_result_bytes=options.max_result_mb << 20,
                                progress_interval=options.progress_interval, hook=hook,
                                admission=self.admission)
+        self.backtests = bt.BacktestManager(
+            market, budget_bytes=budget << 20, max_queued=options.max_queued_backtests,
+            max_jobs=options.max_backtests, progress_interval=options.progress_interval,
+            hook=hook)
         self.health = Health(market, self.jobs.data_version, self.cache,
                              settings.data_provider, options.health_interval_s)
         self.freshness = Freshness(market, self.jobs.data_version,
@@ -240,6 +256,7 @@ class Service:
         """The server is stopping (SIGTERM): long polls and event streams answer now, new
         scans get 503. Thread-safe (called from a signal handler)."""
         self.jobs.drain()
+        self.backtests.drain()
         if self._loop is not None and self.draining is not None:
             self._loop.call_soon_threadsafe(self.draining.set)
 
@@ -249,6 +266,7 @@ class Service:
             self._scheduler_thread.join(timeout=5)  # (a daemon: resumed on the next start)
         self.freshness.stop()
         self.jobs.shutdown()
+        self.backtests.shutdown()
         self.health.stop()
         self.cache.close()
 
@@ -625,7 +643,10 @@ def create_app(market: MarketData | None = None, settings: Settings | None = Non
     @app.get("/v1/scan/{job_id}/events", tags=["scan"], dependencies=KEYED,
              responses={200: {"content": {"text/event-stream": {}}}})
     async def events(job_id: str) -> StreamingResponse:
-        job = svc.job(job_id)
+        return event_stream(svc.job(job_id))
+
+    def event_stream(job: Job) -> StreamingResponse:
+        """progress... then the final state (done/failed/cancelled), or shutdown."""
         q, snap = job.subscribe()
 
         async def stream() -> AsyncIterator[bytes]:
@@ -653,6 +674,142 @@ def create_app(market: MarketData | None = None, settings: Settings | None = Non
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache",
                                           "X-Accel-Buffering": "no"})
+
+    # -- backtests (logic in backtests.py) ---------------------------------------------------
+    def backtest_job(job_id: str) -> bt.BacktestJob:
+        job = svc.backtests.get(job_id)
+        if job is None:
+            raise ApiError(404, "not_found", f"unknown or expired backtest id {job_id!r} (the "
+                           f"newest {opts.max_backtests} backtests are kept)")
+        return job
+
+    def store_range() -> tuple[dt.date, dt.date, dt.date]:
+        try:
+            return bt.default_range(md)
+        except DataError as e:
+            raise ApiError(503, "store_empty", str(e), headers={"Retry-After": "5"}) from None
+
+    @app.get("/v1/backtest/options", tags=["backtest"], dependencies=KEYED)
+    def backtest_options() -> Response:
+        """The stored sessions, the default range (the last year), horizons and the columns
+        rank_by takes (for the default screen; a screen's own columns are valid too)."""
+        first, start, last = store_range()
+        return _json({"first_session": first, "last_session": last,
+                      "defaults": {"from": start, "to": last, "every": 1,
+                                   "horizons": list(bt.DEFAULT_HORIZONS), "max_hold": 20,
+                                   "max_positions": 10},
+                      "signals": bt.SIGNALS,
+                      "rank_columns": bt.rank_columns(ScanConfig())})
+
+    @app.post("/v1/backtest", tags=["backtest"], status_code=202, dependencies=KEYED,
+              responses={422: {"model": models.ErrorBody}, 429: {"model": models.ErrorBody}},
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/json": {"schema": bt.BacktestRequest.model_json_schema(
+                      by_alias=True)}}}})
+    async def backtest_submit(request: Request) -> Response:
+        """Replay a screen over the stored sessions of from..to (a job: progress, ETA,
+        cancel, results); one backtest runs at a time, never in a scan's slot."""
+        obj = await body(request)
+
+        def submit_() -> bt.BacktestJob:
+            try:
+                req = bt.parse_request(obj)
+                config = bt.build_config(req, svc.state.screen)
+                store_range()
+                plan = bt.plan(req, config, md)
+                return svc.backtests.submit(plan, svc.jobs.data_version.current())
+            except NotFound as e:
+                raise ApiError(404, "not_found", str(e), e.field) from None
+            except ConfigError as e:
+                raise config_error(e) from None
+            except TooLarge as e:
+                raise ApiError(422, "too_large", str(e)) from None
+            except Busy as e:
+                raise busy(e, "too_many_backtests") from None
+            except ShuttingDown as e:
+                raise ApiError(503, "shutting_down", str(e),
+                               headers={"Retry-After": "5"}) from None
+
+        job = await run_in_threadpool(submit_)
+        return _json(job.status(), 202, {"Location": f"/v1/backtest/{job.id}"})
+
+    @app.get("/v1/backtests", tags=["backtest"], dependencies=KEYED)
+    def backtest_list() -> Response:
+        jobs = sorted(svc.backtests.jobs(), key=lambda j: j.created, reverse=True)
+        return _json({"backtests": [{k: s[k] for k in ("id", "state", "created_at",
+                                                       "finished_at", "rows", "backtest",
+                                                       "links")}
+                                    for s in (j.status() for j in jobs)]})
+
+    @app.get("/v1/backtest/{job_id}", tags=["backtest"], dependencies=KEYED)
+    async def backtest_status(job_id: str, wait: Annotated[float, Query(
+            ge=0, description="Seconds to wait for the backtest to end (long poll).")] = 0
+    ) -> Response:
+        """State and progress; when done, ``results``: the summaries, the report's tables
+        and its SVG charts, and links to the per-session frames."""
+        job = backtest_job(job_id)
+        wait = min(wait, opts.max_wait_seconds)
+        if wait > 0:
+            await settled(job, wait)
+        snap = job.status()
+        if job.state == "done" and job.result is not None:
+            snap["results"] = job.result.body
+        return _json(snap)
+
+    @app.delete("/v1/backtest/{job_id}", tags=["backtest"], status_code=202,
+                dependencies=KEYED)
+    def backtest_cancel(job_id: str) -> Response:
+        job = backtest_job(job_id)
+        if not svc.backtests.cancel(job):
+            raise ApiError(409, "already_finished", f"backtest {job_id} already ended "
+                           f"({job.state})", extra={"state": job.state})
+        return _json(job.status(), 202)
+
+    @app.get("/v1/backtest/{job_id}/events", tags=["backtest"], dependencies=KEYED,
+             responses={200: {"content": {"text/event-stream": {}}}})
+    async def backtest_events(job_id: str) -> StreamingResponse:
+        return event_stream(backtest_job(job_id))
+
+    def backtest_done(job_id: str) -> bt.BacktestOutcome:
+        job = backtest_job(job_id)
+        if job.state != "done" or job.result is None:
+            raise ApiError(409, "not_ready", f"backtest {job_id} is {job.state}; results "
+                           "exist once it is done", extra={"state": job.state})
+        return job.result
+
+    @app.get("/v1/backtest/{job_id}/charts/{name}.svg", tags=["backtest"], dependencies=KEYED,
+             responses={200: {"content": {"image/svg+xml": {}}}})
+    def backtest_chart(job_id: str, name: str) -> Response:
+        charts = {c["name"]: c for c in backtest_done(job_id).body["charts"]}
+        c = charts.get(name)
+        if c is None or c["svg"] is None:
+            why = f"unknown chart; valid: {', '.join(charts)}" if c is None else c["note"]
+            raise ApiError(404, "not_found", f"chart {name!r}: {why}", "name")
+        return Response(c["svg"].encode(), media_type="image/svg+xml")
+
+    @app.get("/v1/backtest/{job_id}/frames/{name}", tags=["backtest"], dependencies=KEYED,
+             responses={200: {"content": {"application/vnd.apache.parquet": {}}}})
+    async def backtest_frame(
+            job_id: str, name: str,
+            format: Annotated[str, Query(description="json (paged) or parquet (whole)")]
+            = "json",
+            offset: Annotated[int, Query(ge=0)] = 0,
+            limit: Annotated[int, Query(ge=1, le=bt.MAX_PAGE_ROWS)] = bt.PAGE_ROWS
+    ) -> Response:
+        """A per-session frame of the report (matches, forward, trades, equity, ic)."""
+        out = backtest_done(job_id)
+        if name not in out.frames:
+            raise ApiError(404, "not_found", f"frame {name!r}: unknown; valid: "
+                           f"{', '.join(out.frames)}", "name")
+        if format == "parquet":
+            data = await run_in_threadpool(out.parquet, name)
+            return Response(data, media_type="application/vnd.apache.parquet", headers={
+                "Content-Disposition": f'attachment; filename="technic-backtest-'
+                f'{job_id[:8]}-{name}.parquet"'})
+        if format != "json":
+            raise ApiError(422, "invalid_request", f"format: must be one of json, parquet "
+                           f"(got {format!r})", "format")
+        return _json(await run_in_threadpool(out.page, name, offset, limit))
 
     # -- symbols and universe ----------------------------------------------------------------
     def draining() -> bool:

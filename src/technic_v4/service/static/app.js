@@ -1,5 +1,6 @@
 /* technic web page: run a scan, follow its progress (SSE over fetch, polling as fallback),
-   sort and filter the results, chart a symbol with its trade plan. No build step, no CDN. */
+   sort and filter the results, chart a symbol with its trade plan; run a backtest and show its
+   tables and the report's charts. No build step, no CDN. */
 "use strict";
 
 const COLUMNS = [
@@ -96,6 +97,9 @@ async function loadPresets() {
     return o;
   }));
   sel.dataset.ready = "1";
+  const bt = $("bt-preset");
+  bt.replaceChildren(new Option("(none)", ""), ...presets.map((p) => new Option(p.name, p.id)));
+  bt.dataset.ready = "1";
 }
 
 /* ---- the screen box: validate as you type ---------------------------------------------- */
@@ -178,7 +182,9 @@ async function runScan(ev) {
     const job = await r.json();
     state.job = job.id;
     $("cancel").disabled = TERMINAL.has(job.state);
-    const final = TERMINAL.has(job.state) ? job : await follow(job.id);
+    state.abort = new AbortController();
+    const final = TERMINAL.has(job.state) ? job
+      : await follow(`/v1/scan/${job.id}`, setProgress, state.abort);
     await finished(final);
   } catch (err) {
     setProgress({ state: "failed", progress: { percent: 0 } }, err.message);
@@ -189,14 +195,13 @@ async function runScan(ev) {
   }
 }
 
-/* Follow a job to its end: SSE read through fetch (so the API key header can be sent),
-   falling back to long polling when streaming is unavailable. Shows progress; resolves with
-   the final status (shown by finished()). */
-async function follow(id) {
-  state.abort = new AbortController();
+/* Follow a job (a scan or a backtest at ``base``) to its end: SSE read through fetch (so the
+   API key header can be sent), falling back to long polling when streaming is unavailable.
+   Calls show(status) on progress; resolves with the final status. */
+async function follow(base, show, ctl) {
   try {
-    const r = await api(`/v1/scan/${id}/events`, {
-      headers: { Accept: "text/event-stream" }, signal: state.abort.signal,
+    const r = await api(`${base}/events`, {
+      headers: { Accept: "text/event-stream" }, signal: ctl.signal,
     });
     const reader = r.body.getReader();
     const decoder = new TextDecoder();
@@ -214,7 +219,7 @@ async function follow(id) {
         if (!data) continue;
         const status = JSON.parse(data);
         if (TERMINAL.has(status.state)) { reader.cancel(); return status; }
-        setProgress(status);
+        show(status);
       }
     }
   } catch (err) {
@@ -222,9 +227,9 @@ async function follow(id) {
     if (err instanceof ApiError && err.status !== 404) throw err;
   }
   for (;;) {  // fallback: long polling
-    const status = await (await api(`/v1/scan/${id}?wait=10`)).json();
+    const status = await (await api(`${base}?wait=10`, { signal: ctl.signal })).json();
     if (TERMINAL.has(status.state)) return status;
-    setProgress(status);
+    show(status);
   }
 }
 
@@ -513,6 +518,11 @@ async function loadSaved() {
     }
     body.appendChild(tr);
   }
+  const pick = $("bt-screen");
+  const kept = pick.value;
+  pick.replaceChildren(new Option("(none)", ""),
+    ...data.screens.map((s) => new Option(s.name, s.name)));
+  if (data.screens.some((s) => s.name === kept)) pick.value = kept;
   $("saved").dataset.ready = "1";
 }
 
@@ -574,6 +584,183 @@ async function showWatchlist(name) {
   $("watch-table").dataset.watchlist = name;
 }
 
+/* ---- backtests ------------------------------------------------------------------------- */
+async function loadBacktestOptions() {
+  const o = await (await api("/v1/backtest/options")).json();
+  for (const id of ["bt-from", "bt-to"]) {
+    $(id).min = o.first_session;
+    $(id).max = o.last_session;
+  }
+  if (!$("bt-from").value) $("bt-from").value = o.defaults.from;  // the last stored year
+  if (!$("bt-to").value) $("bt-to").value = o.defaults.to;
+  const rank = $("bt-rank-by");
+  rank.replaceChildren(new Option("(none)", ""), ...o.rank_columns.map((c) => new Option(c, c)));
+  $("backtest").dataset.ready = "1";
+}
+
+function backtestBody() {
+  const body = { from: $("bt-from").value, to: $("bt-to").value };
+  const int = (id) => ($(id).value === "" ? null : Math.trunc(Number($(id).value)));
+  if ($("bt-screen").value) body.screen = $("bt-screen").value;
+  if ($("bt-preset").value) body.preset = $("bt-preset").value;
+  const where = $("bt-where").value.trim();
+  if (where) body.where = where;
+  const hs = $("bt-horizons").value.trim();
+  if (hs) body.horizons = hs;
+  if ($("bt-rank-by").value) body.rank_by = $("bt-rank-by").value;
+  for (const [id, key] of [["bt-every", "every"], ["bt-max-hold", "max_hold"],
+    ["bt-max-positions", "max_positions"], ["bt-top-n", "top_n"]]) {
+    if (int(id) !== null) body[key] = int(id);
+  }
+  return body;
+}
+
+function btShowError(err) {
+  const el = $("bt-error");
+  el.hidden = !err;
+  el.textContent = err ? err.message || String(err) : "";
+}
+
+function btProgress(status) {
+  const p = status.progress || {};
+  const done = status.state === "done";
+  const pct = done ? 100 : Math.max(0, Math.min(100, p.percent || 0));
+  $("bt-progress").querySelector(".fill").style.width = `${pct}%`;
+  $("bt-progress").setAttribute("aria-valuenow", String(Math.round(pct)));
+  const st = $("bt-status");
+  st.dataset.state = status.state;
+  const eta = p.eta_seconds !== null && p.eta_seconds !== undefined
+    ? ` · ETA ${p.eta_seconds.toFixed(1)} s` : "";
+  st.textContent = status.state === "queued" ? "Queued (one backtest runs at a time)…"
+    : status.state === "running" ? `${p.step || "starting"}` +
+      (p.total ? ` · ${p.done}/${p.total}` : "") + ` · ${pct.toFixed(0)}%${eta}`
+    : done ? `Done in ${(p.elapsed_seconds || 0).toFixed(2)} s`
+    : status.state === "failed" ? `Failed: ${(status.error && status.error.message) || "?"}`
+    : status.state === "cancelled" ? "Cancelled." : status.state;
+}
+
+function cellText(v) {
+  if (v === null || v === undefined) return "";
+  if (typeof v !== "number") return String(v);
+  if (Number.isInteger(v)) return v.toLocaleString("en-US");
+  return Math.abs(v) >= 1e4 ? fmt(v, 2) : String(Number(v.toPrecision(4)));
+}
+
+function renderBacktest(res) {
+  $("bt-message").textContent = res.message;
+  const charts = $("bt-charts");
+  charts.replaceChildren(...res.charts.map((c) => {
+    if (c.svg === null) {
+      const p = document.createElement("p");
+      p.className = "note";
+      p.dataset.chart = c.name;
+      p.textContent = `${c.title}: ${c.note}.`;
+      return p;
+    }
+    const fig = document.createElement("figure");
+    fig.dataset.chart = c.name;
+    const img = document.createElement("img");  // an <img>: the SVG runs no script
+    img.alt = c.title;
+    img.src = `data:image/svg+xml;charset=utf-8,${encodeURIComponent(c.svg)}`;
+    const cap = document.createElement("figcaption");
+    cap.textContent = c.title;
+    fig.append(img, cap);
+    return fig;
+  }));
+  const tables = $("bt-tables");
+  tables.replaceChildren(...res.tables.map((t) => {
+    const div = document.createElement("div");
+    const h = document.createElement("h3");
+    h.textContent = t.title;
+    const table = document.createElement("table");
+    table.dataset.title = t.title;
+    const head = document.createElement("tr");
+    for (const c of t.columns) {
+      const th = document.createElement("th");
+      th.textContent = c;
+      th.className = "text";
+      head.append(th);
+    }
+    table.createTHead().append(head);
+    const body = table.createTBody();
+    for (const r of t.rows) {
+      const tr = document.createElement("tr");
+      r.forEach((v, i) => {
+        const td = cell(tr, cellText(v), typeof v === "number" ? "" : "text");
+        td.dataset.col = t.columns[i];
+        td.dataset.value = v === null ? "" : String(v);
+      });
+      body.append(tr);
+    }
+    div.append(h, table);
+    return div;
+  }));
+  const frames = $("bt-frames");
+  frames.replaceChildren(...Object.entries(res.frames).map(([name, f]) => {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.textContent = `${name}.parquet (${f.rows.toLocaleString("en-US")} rows)`;
+    b.addEventListener("click", () => download(f.parquet,
+      `technic-backtest-${state.btJob.slice(0, 8)}-${name}.parquet`).catch(btShowError));
+    return b;
+  }));
+  $("bt-results").hidden = false;
+}
+
+async function download(path, filename) {
+  const r = await api(path, { headers: { Accept: "*/*" } });
+  const url = URL.createObjectURL(await r.blob());
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = filename;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
+async function runBacktest(ev) {
+  ev.preventDefault();
+  btShowError(null);
+  $("bt-results").hidden = true;
+  if (state.btAbort) state.btAbort.abort();
+  btProgress({ state: "queued", progress: { percent: 0 } });
+  $("bt-run").disabled = true;
+  try {
+    const r = await api("/v1/backtest", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(backtestBody()),
+    });
+    const job = await r.json();
+    state.btJob = job.id;
+    $("bt-cancel").disabled = false;
+    state.btAbort = new AbortController();
+    const final = TERMINAL.has(job.state) ? job
+      : await follow(`/v1/backtest/${job.id}`, btProgress, state.btAbort);
+    $("bt-cancel").disabled = true;
+    if (final.state === "done") {
+      const full = await (await api(`/v1/backtest/${job.id}`)).json();
+      renderBacktest(full.results);
+    } else if (final.state === "failed") btShowError(new Error(final.error.message));
+    btProgress(final);  // "done" only once the results show
+  } catch (err) {
+    btProgress({ state: "failed", error: { message: err.message }, progress: {} });
+    btShowError(err);
+  } finally {
+    $("bt-run").disabled = false;
+    $("bt-cancel").disabled = true;
+  }
+}
+
+async function cancelBacktest() {
+  if (!state.btJob) return;
+  try {
+    await api(`/v1/backtest/${state.btJob}`, { method: "DELETE" });
+  } catch (err) {
+    btShowError(err);
+  }
+}
+
 /* ---- wiring ---------------------------------------------------------------------------- */
 function init() {
   $("scan-form").addEventListener("submit", runScan);
@@ -590,14 +777,18 @@ function init() {
     loadPresets().catch(showError);
     loadSaved().catch(showError);
     loadWatchlists().catch(showError);
+    loadBacktestOptions().catch(btShowError);
   });
   $("where").addEventListener("input", scheduleCheck);
   $("preset").addEventListener("change", checkScreen);
+  $("bt-form").addEventListener("submit", runBacktest);
+  $("bt-cancel").addEventListener("click", cancelBacktest);
   $("watchlist").addEventListener("change", () => showWatchlist($("watchlist").value)
     .catch(showError));
   loadStore();
   loadOptions().catch(showError);
   loadPresets().catch(showError);
+  loadBacktestOptions().catch(btShowError);
   const linked = new URLSearchParams(location.hash.slice(1));  // a daily-run message's link
   loadSaved().then(() => linked.get("screen") && showChanges(linked.get("screen")))
     .catch(showError);
