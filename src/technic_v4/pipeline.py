@@ -578,21 +578,21 @@ def output(config: ScanConfig, ref: pd.DataFrame, idx: np.ndarray, mcap: np.ndar
         st.dropped[f"beyond top_n={config.top_n}"] = len(sel) - config.top_n
         sel = sel[: config.top_n]
     st.n_out = len(sel)
-    frame = _frame(ref, idx, sel, mcap, cols, s, sig, p)
-    frame["Matched"] = scr.matched[sel]
-    if scr.failed is not None:
-        frame["Failed"] = scr.failed[sel]
-    for name, values in scr.columns.items():
-        frame[name] = values[sel]
+    frame = _frame(ref, idx, sel, mcap, cols, s, sig, p, {
+        "Matched": scr.matched[sel],
+        **({} if scr.failed is None else {"Failed": scr.failed[sel]}),
+        **{name: values[sel] for name, values in scr.columns.items()}})
     st.seconds = time.perf_counter() - t
     return st, frame
 
 
 def _frame(ref: pd.DataFrame, idx: np.ndarray, sel: np.ndarray | None, mcap: np.ndarray,
            cols: dict[str, np.ndarray], s: dict[str, np.ndarray], sig: np.ndarray,
-           p: dict[str, np.ndarray]) -> pd.DataFrame:
+           p: dict[str, np.ndarray], extra: dict[str, Any] | None = None) -> pd.DataFrame:
     """The output frame of the rows ``sel`` (None: every row, in order, without a copy
-    before the frame's own) of the stage columns; ``idx``: their reference rows."""
+    before the frame's own) of the stage columns; ``idx``: their reference rows. ``extra``:
+    columns (of the output rows) replacing or following the standard ones, given here
+    because setting a column of a built frame copies its whole block."""
     if sel is None:  # a replay's millions of rows: no gathered copy of every column
         def pick(a: np.ndarray) -> np.ndarray:
             return a
@@ -630,7 +630,8 @@ def _frame(ref: pd.DataFrame, idx: np.ndarray, sel: np.ndarray | None, mcap: np.
     data["LastDate"] = pick(cols["LastDay"]).astype("datetime64[D]") if "LastDay" in cols \
         else np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
     data["Bars"] = pick(cols["Bars"]).astype(np.int64)
-    return pd.DataFrame(data, columns=list(COLUMNS))
+    data.update(extra or {})
+    return pd.DataFrame(data, columns=[*COLUMNS, *(c for c in data if c not in COLUMNS)])
 
 
 def _stats(config: ScanConfig, as_of: dt.date, stages: list[Stage],

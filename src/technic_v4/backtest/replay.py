@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
+from technic_v4 import heap
 from technic_v4.backtest import series as ser
 from technic_v4.config.scan import ScanConfig
 from technic_v4.config.screen import clause_text
@@ -542,6 +543,7 @@ def _series(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, panel: Panel,
         for c, a in pre.items():
             a[got["q"], got["pos"]] = got[c]
     timing["pass_a"] = time.perf_counter() - t
+    heap.trim()  # the chunks' columns are freed: give their pages back
 
     # Cross-sectional steps, vectorised over (S, N).
     t = time.perf_counter()
@@ -578,12 +580,14 @@ def _series(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, panel: Panel,
     # Free the (S, N) arrays the output does not read.
     del ctx
     keep = mcap = rs_rating = np.empty((0, 0))
+    heap.trim()
 
     t = time.perf_counter()
     tick("output", 0, 1)
     matches, m_pos = _assemble(cfg, text_ref, days, kept)
     matches = text_as_str(matches)
     universe, u_pos = _universe(ref, days, uni)
+    heap.trim()
     timing["output"] = time.perf_counter() - t
     regime = pd.DataFrame([{"AsOf": pd.Timestamp(d.astype(dt.date)), **r.as_dict()}
                            for d, r in zip(days, regs, strict=True)])
@@ -911,17 +915,13 @@ def _assemble(cfg: ScanConfig, ref: pd.DataFrame, days: np.ndarray,
     cols, s, p, user = gathered("cols"), gathered("s"), gathered("p"), gathered("user")
     sig, matched, failed = gather(None, "sig"), gather(None, "matched"), gather(None, "failed")
     kept.clear()
+    heap.trim()  # the parts' small arrays
     pos, mcap, q = pos[order], mcap[order], q[order]
     assert sig is not None and matched is not None
-    frame = pl._frame(ref, pos, None, np.zeros(len(ref)), cols, s, sig, p)
-    del cols, s, p  # the frame holds its own copy
-    frame["MarketCap"] = mcap
-    frame["Rank"] = rank.astype(np.int64)
-    frame["Matched"] = matched
-    if failed is not None:
-        frame["Failed"] = failed
-    for name, values in user.items():
-        frame[name] = values
+    extra = {"MarketCap": mcap, "Rank": rank.astype(np.int64), "Matched": matched,
+             **({} if failed is None else {"Failed": failed}), **user}
+    frame = pl._frame(ref, pos, None, np.zeros(len(ref)), cols, s, sig, p, extra)
+    del cols, s, p, extra  # the frame holds its own copy
     frame.insert(0, "AsOf", pd.DatetimeIndex(days[q].astype("datetime64[s]")))
     return frame, pos.astype(np.int64)
 
