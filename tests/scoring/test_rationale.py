@@ -4,6 +4,7 @@ per-row function it replaced wrote (kept here as the reference)."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -55,7 +56,7 @@ def rationale_reference(cols: Columns, scores: Columns, sig: np.ndarray, i: int)
 def _check(cols: Columns, sig: np.ndarray) -> int:
     rows = np.arange(len(sig))
     got = sc.rationales(cols, cols, sig, rows)
-    assert got.dtype == object and all(type(t) is str for t in got)
+    assert got.dtype == pd.StringDtype(na_value=np.nan) and all(type(t) is str for t in got)
     want = [rationale_reference(cols, cols, sig, i) for i in rows]
     assert list(got) == want
     # Any subset, in any order, gives those rows' sentences.
