@@ -508,7 +508,7 @@ def score_chunk(ch: _Chunk, ctx: ScoreContext) -> dict[str, Any] | None:
     if len(sel):
         res["kept"] = {"q": q[sel], "pos": pos[sel], "mcap": m[sel],
                        "cols": {c: v[sel] for c, v in cols.items()},
-                       "s": {c: v[sel] for c, v in s.items()}, "sig": sig[sel],
+                       "s": {c: v[sel] for c, v in s.items()}, "sig": code[sel],
                        "p": {c: v[sel] for c, v in pl_.items()},
                        "matched": scr.matched[sel],
                        "failed": None if scr.failed is None else scr.failed[sel],
@@ -584,7 +584,7 @@ def _series(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, panel: Panel,
 
     t = time.perf_counter()
     tick("output", 0, 1)
-    matches, m_pos = _assemble(cfg, text_ref, days, kept)
+    matches, m_pos = _assemble(cfg, text_ref, days, kept, workers)
     matches = text_as_str(matches)
     universe, u_pos = _universe(ref, days, uni)
     heap.trim()
@@ -862,10 +862,19 @@ def ref_rows(ch: _Chunk, ref: pd.DataFrame) -> np.ndarray:
     return np.asarray(pd.Index(ref["sid"].to_numpy()).get_indexer(ch.view.sids), np.int64)
 
 
+@njit(cache=True, nogil=True)
+def _move(out: Any, dest: Any, v: Any, i: Any) -> None:
+    """``out[dest] = v[i]`` in one pass (no gathered temporary)."""
+    for k in range(len(i)):
+        out[dest[k]] = v[i[k]]
+
+
 def _assemble(cfg: ScanConfig, ref: pd.DataFrame, days: np.ndarray,
-              kept: list[dict[str, Any]]) -> tuple[pd.DataFrame, np.ndarray]:
+              kept: list[dict[str, Any]], workers: int = 1) -> tuple[pd.DataFrame, np.ndarray]:
     """Stage 10 over every kept pair: per session, sort, top_n, Rank; the scan's columns (and
     each row's reference position)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from technic_v4 import pipeline as pl
 
     if not kept:
@@ -906,11 +915,17 @@ def _assemble(cfg: ScanConfig, ref: pd.DataFrame, days: np.ndarray,
                 return None
             if out is None:
                 out = np.empty(n, dtype=v.dtype)
-            out[dest] = v[i]
+            if v.dtype.kind in "fiub":
+                _move(out, dest, v, i)
+            else:
+                out[dest] = v[i]
         return out
 
     def gathered(group: str) -> dict[str, np.ndarray]:
-        return {k: gather(group, k) for k in list(kept[0][group])}  # type: ignore[misc]
+        names = list(kept[0][group])
+        with ThreadPoolExecutor(max_workers=workers) as ex:  # the kernel releases the GIL
+            got = list(ex.map(lambda k: gather(group, k), names))
+        return dict(zip(names, got, strict=True))
 
     cols, s, p, user = gathered("cols"), gathered("s"), gathered("p"), gathered("user")
     sig, matched, failed = gather(None, "sig"), gather(None, "matched"), gather(None, "failed")
@@ -918,12 +933,25 @@ def _assemble(cfg: ScanConfig, ref: pd.DataFrame, days: np.ndarray,
     heap.trim()  # the parts' small arrays
     pos, mcap, q = pos[order], mcap[order], q[order]
     assert sig is not None and matched is not None
-    extra = {"MarketCap": mcap, "Rank": rank.astype(np.int64), "Matched": matched,
-             **({} if failed is None else {"Failed": failed}), **user}
+    # Text as Arrow strings straight away (signals from their codes): pandas converting
+    # millions of Python strings cost seconds.
+    sig = pd.array(sc.texts_of(sc.SIGNALS, sig), dtype=STR)
+    extra = {"MarketCap": mcap, "Rank": rank.astype(np.int64), "Matched": _str(matched),
+             **({} if failed is None else {"Failed": _str(failed)}), **user}
     frame = pl._frame(ref, pos, None, np.zeros(len(ref)), cols, s, sig, p, extra)
     del cols, s, p, extra  # the frame holds its own copy
     frame.insert(0, "AsOf", pd.DatetimeIndex(days[q].astype("datetime64[s]")))
     return frame, pos.astype(np.int64)
+
+
+STR = pd.StringDtype(na_value=np.nan)  # pandas' ``str`` dtype, what a scan's text columns have
+
+
+def _str(values: np.ndarray) -> Any:
+    """An object array of Python strings as a pandas ``str`` array."""
+    import pyarrow as pa
+
+    return pd.array(pa.array(values, type=pa.string()), dtype=STR)
 
 
 def text_as_str(frame: pd.DataFrame) -> pd.DataFrame:

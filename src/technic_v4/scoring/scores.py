@@ -185,10 +185,10 @@ def _formatted(x: np.ndarray, spec: str, prefix: str, suffix: str, mask: np.ndar
                               return_inverse=True)
         text += [prefix + format(u, spec) + suffix for u in bits.view(np.float64).tolist()]
         code[mask] = np.asarray(inv).reshape(-1) + 1
-    return _texts(text, code)
+    return texts_of(text, code)
 
 
-def _texts(text: Any, code: np.ndarray) -> pa.Array:
+def texts_of(text: Any, code: np.ndarray) -> pa.Array:
     """``text[code]`` as an Arrow string array (no Python string per row)."""
     return pa.array(list(text), type=pa.string()).take(pa.array(code, type=pa.int64()))
 
@@ -220,20 +220,23 @@ def rationales(cols: Columns, scores: Columns, sig: np.ndarray, rows: np.ndarray
         down = f200 & (c < sma200) & f50 & (sma50 < sma200)
         trend = np.where(up, 0, np.where(down, 1, np.where(~f200, 2, 3)))
         macd = np.where(np.isfinite(hist), np.where(hist > 0, 1, 2), 0)
-        names = np.asarray(sig, dtype=object)
+        if rows is None:  # a pandas ``str`` array converts without Python strings
+            first = pa.array(sig, type=pa.string())
+        else:
+            first = pa.array(np.asarray(sig, dtype=object)[np.asarray(rows, dtype=np.int64)],
+                             type=pa.string())
         parts = [
-            pa.array(names if rows is None else names[np.asarray(rows, dtype=np.int64)],
-                     type=pa.string()),
-            _texts(_TREND_TEXT, trend),
+            first,
+            texts_of(_TREND_TEXT, trend),
             _formatted(rs, ".0f", ", RS ", "", np.isfinite(rs)),
             _formatted(rsi, ".0f", ", RSI ", " overbought", np.isfinite(rsi) & (rsi >= 70)),
             _formatted(rsi, ".0f", ", RSI ", " oversold", np.isfinite(rsi) & (rsi <= 30)),
-            _texts(["", ", near 52-week high"],
+            texts_of(["", ", near 52-week high"],
                    (np.isfinite(pfh) & (pfh > -3)).astype(np.int64)),
             _formatted(surge, ".1f", ", volume ", "x average",
                        np.isfinite(surge) & (surge >= 1.5)),
             _formatted(atrp, ".1f", ", volatile (ATR ", "%)", np.isfinite(atrp) & (atrp >= 6)),
-            _texts(_MACD_TEXT, macd),
+            texts_of(_MACD_TEXT, macd),
             _formatted(tr, ".0f", "; TechRating ", ".", np.ones(n, dtype=bool)),
         ]
     # Joined by Arrow in one pass: a million rows' sentences without a Python string each.
