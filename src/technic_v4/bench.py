@@ -149,11 +149,8 @@ if args.get("replay"):
     md = data_engine.market()
     sess = md.sessions(md.store.last_session())
     start, end = sess[-args["replay"]].astype(object), sess[-1].astype(object)
-    cfg = ScanConfig(where=("close > sma(close,150) and sma(close,150) > sma(close,200) "
-                            "and rsi(close,2) < 90 and rsi(close,14) > 40 and volume > 0.5 * "
-                            "sma(volume,20) and close > 5 and atr(20) / close < 0.1 and close "
-                            ">= 0.7 * highest(high,252) and change(close,21) > -20 and "
-                            "dollar_volume > 1e6"))
+    from technic_v4.bench import REPLAY_WHERE
+    cfg = ScanConfig(where=REPLAY_WHERE)
     replay(cfg, start, end)  # compiled kernels, panel in memory
     t = time.perf_counter(); rep = replay(cfg, start, end); rs = time.perf_counter() - t
     few = [d.astype(object) for d in sess[-5:]]
@@ -390,6 +387,77 @@ def trades_bench(listings: int = 6000, sessions: int = 5000, signals: int = 1_00
             "simulate_s": statistics.median(sim), "portfolio_s": statistics.median(port)}
 
 
+# A replay over many years of a stored market: the issue's target run (6,000 listings x 20
+# years, the 10-clause screen, TechRating IC, forward returns at 4 horizons, plans played out)
+# and the scaling curve over listings x sessions. One child per store: its peak RSS is its own.
+_REPLAY_CHILD = r"""
+import datetime as dt, json, resource, sys, time
+from pathlib import Path
+from technic_v4.testing import make_market
+from technic_v4.config.scan import ScanConfig
+from technic_v4.backtest import replay, run
+from technic_v4.bench import REPLAY_WHERE
+a = json.loads(sys.argv[1])
+t = time.perf_counter()
+md = make_market(Path(a["path"]), n=a["listings"], epoch=dt.date.fromisoformat(a["epoch"]),
+                 end=dt.date.fromisoformat(a["end"]))
+md.ensure_current(progress=False)
+out = {"listings": a["listings"], "fill_s": time.perf_counter() - t, "curve": []}
+sess = md.store.stored_sessions()
+cfg = ScanConfig(where=REPLAY_WHERE, top_n=a.get("top_n"))
+end = sess[-1].astype(dt.date)
+for n in a["sessions"]:
+    start = sess[-n].astype(dt.date)
+    replay(cfg, start, end, data=md)  # compiled kernels, panel in memory: warm
+    t = time.perf_counter(); r = replay(cfg, start, end, data=md); sec = time.perf_counter() - t
+    out["curve"].append({"sessions": len(r.sessions), "seconds": sec, "pairs": r.stats["pairs"],
+                         "rows": len(r.matches), "steps": r.stats["seconds_by_step"]})
+if a.get("run"):
+    start = sess[-a["sessions"][-1]].astype(dt.date)
+    t = time.perf_counter()
+    res = run(cfg, start, end, horizons=(1, 5, 21, 63), rank_by="TechRating", max_hold=20,
+              data=md)
+    out["run"] = {"seconds": time.perf_counter() - t, "rows": len(res.matches),
+                  "trades": int(res.analyses["trade_summary"]["signals"]),
+                  "replay_steps": res.replay.stats["seconds_by_step"],
+                  "replay_s": res.replay.stats["seconds"]}
+    from technic_v4.history import scan_history
+    few = [d.astype(object) for d in sess[-5:]]
+    t = time.perf_counter()
+    scan_history(cfg.model_copy(update={"lookback_days": None}), few, data=md)
+    out["per_session_s"] = (time.perf_counter() - t) / len(few)
+out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print("BENCH " + json.dumps(out))
+"""
+
+REPLAY_WHERE = ("close > sma(close,150) and sma(close,150) > sma(close,200) and rsi(close,2) < 90 "
+                "and rsi(close,14) > 40 and volume > 0.5 * sma(volume,20) and close > 5 "
+                "and atr(20) / close < 0.1 and close >= 0.7 * highest(high,252) "
+                "and change(close,21) > -20 and dollar_volume > 1e6")
+
+
+def replay_bench(quick: bool = False, root: Path | None = None) -> dict[str, Any]:
+    """The 20-year target run (full) and the scaling curve: for each store size, replays of
+    the last N sessions, warm (each measured after one unmeasured run). Stores are built under
+    ``root`` (a temporary directory by default) and reused when present."""
+    years = 5 if quick else 20
+    sizes = (1000, 2000) if quick else (1500, 3000, 6000)
+    lengths = [250, 950] if quick else [250, 1250, 2500, 4995]  # 260 warm-up sessions left
+    env = {**os.environ, "TECHNIC_PROGRESS": "false", "TECHNIC_USE_RAY": "false"}
+    out: dict[str, Any] = {"years": years, "stores": []}
+    with tempfile.TemporaryDirectory(prefix="technic-bench-replay-") as tmp:
+        base = root or Path(tmp)
+        end = dt.date(2026, 11, 20)
+        epoch = dt.date(end.year - years, 1, 2)
+        for n in sizes:
+            args = {"path": str(base / f"m{n}y{years}"), "listings": n,
+                    "epoch": epoch.isoformat(), "end": end.isoformat(), "sessions": lengths,
+                    "run": n == sizes[-1]}
+            _, got = _child(env, ["-c", _REPLAY_CHILD, json.dumps(args)])
+            out["stores"].append(got)
+    return out
+
+
 # Backtest statistics kernels on a seeded synthetic panel (listings start at random sessions, so
 # the panel has the NaN head a real history has): forward returns at every horizon (with a
 # benchmark), IC decay, deciles, turnover, rank autocorrelation and a boolean screen's stats.
@@ -555,6 +623,7 @@ def run_bench(quick: bool = False, listings: int = 6200, big: int = 50_000,
     if vendor:
         res["vendor"] = vendor_bench()
     res["trades"] = trades_bench(repeats=2 if quick else 3)
+    res["replay"] = replay_bench(quick)
     if daily:
         res["daily"] = daily_bench(repeats=2 if quick else 3)
     return report(res)
@@ -694,8 +763,39 @@ def report(res: dict[str, Any]) -> str:
                 f"{d['ran']} stored, {d['notified']} notifications to a local sink): "
                 f"{d['daily_s']:.2f} s with the store update of the new session (a new "
                 f"MarketData: L1 cold), {d['warm_s']:.2f} s warm (median)."]
+    if "replay" in res:
+        out += replay_report(res["replay"])
     out += ["", f"Message of the first scan: `{std['first_msg']}`", ""]
     return "\n".join(out)
+
+
+def replay_report(rp: dict[str, Any]) -> list[str]:
+    """The replay section: the target run, its ratio to one scan per session, the curve."""
+    out = ["", f"Replays over {rp['years']} years of the embedded market (`technic backtest`, "
+           "the 10-clause screen, every session, every stored bar, warm, local threads):", "",
+           "| listings | sessions | (listing, session) pairs scored | rows | seconds | "
+           "pairs/s | steps (s) |", "|---:|---:|---:|---:|---:|---:|---|"]
+    for st in rp["stores"]:
+        for c in st["curve"]:
+            steps = ", ".join(f"{k} {v:.1f}" for k, v in c["steps"].items())
+            out.append(f"| {st['listings']:,} | {c['sessions']:,} | {c['pairs']:,} | "
+                       f"{c['rows']:,} | {c['seconds']:.2f} | {c['pairs'] / c['seconds']:,.0f} "
+                       f"| {steps} |")
+    big = rp["stores"][-1]
+    if "run" in big:
+        r = big["run"]
+        n = big["curve"][-1]["sessions"]
+        one_by_one = big["per_session_s"] * n
+        out += ["", "| target run | result |", "|---|---:|",
+                f"| `backtest.run`: {big['listings']:,} listings x {n:,} sessions, forward "
+                f"returns at 4 horizons, TechRating IC/quantiles, {r['trades']:,} plans played "
+                f"out | {r['seconds']:.1f} s (replay {r['replay_s']:.1f} s) |",
+                f"| peak RSS of that process (its warm-up replays included) | "
+                f"{big['peak_rss_mb'] / 1024:.1f} GB |",
+                f"| one `run_scan` per session instead (5 measured, x {n:,}) | "
+                f"{one_by_one / 60:.0f} min: the replay is {one_by_one / r['replay_s']:,.0f}x "
+                "faster |"]
+    return out
 
 
 def build_report(b: dict[str, Any]) -> list[str]:
