@@ -520,6 +520,8 @@ def score_chunk(ch: _Chunk, ctx: ScoreContext) -> dict[str, Any] | None:
 def _series(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, panel: Panel,
             days: np.ndarray, tick: _Ticker, runner: ChunkRunner | None = None
             ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    from technic_v4 import pipeline as pl
+
     timing: dict[str, float] = {}
     # Text columns as Python strings once (each chunk reads them at its pairs).
     text_ref = ref  # the frame reads text from pandas' str arrays (no round trip)
@@ -537,7 +539,10 @@ def _series(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, panel: Panel,
     pre = {c: np.full((n_s, n_ref), np.nan) for c in ("Close", "DollarVolume20", "RSScore")}
     pre["Bars"] = np.zeros((n_s, n_ref), dtype=np.int32)
     pre["LastDay"] = np.full((n_s, n_ref), -1, dtype=np.int32)
-    specs = chunk_specs(sids, panel.actions, panel.adjust, days)
+    # Listings the smart filter drops (types, exchanges, …) are never scored: no pass A.
+    _, smart = pl.smart_filter(cfg, ref, np.ones(n_ref, dtype=bool), [])
+    specs = chunk_specs(sids, panel.actions, panel.adjust, days,
+                        wanted=ref["sid"].to_numpy()[smart])
     for got in runner.map(pre_chunk, specs, PreContext(plan.width, ref_sids), plan, tick,
                           "pre-screen"):
         for c, a in pre.items():
