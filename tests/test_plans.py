@@ -53,3 +53,20 @@ def test_missing_atr_gives_no_plan() -> None:
 def test_stop_never_at_or_below_zero() -> None:
     p = plans(_cols(Close=[0.5], ATR14=[0.4], SwingLow=[0.01]), np.array(["Long"]), **KW)
     assert 0 < p["Stop"][0] < p["Entry"][0]
+
+
+def test_signal_codes_give_the_plans_of_their_names() -> None:
+    """A replay passes int8 codes into ``scores.SIGNALS`` instead of names: same plans."""
+    from technic_v4.plans import SHORT_CODES, SHORT_SIGNALS
+    from technic_v4.scoring.scores import SIGNALS
+
+    assert [SIGNALS[c] for c in SHORT_CODES] == list(SHORT_SIGNALS)
+    names = np.array(SIGNALS, dtype=object)
+    n = len(names)
+    cols = _cols(Close=[100.0] * n, ATR14=[2.0] * n, SwingLow=[97.0] * n, SwingHigh=[104.0] * n,
+                 DollarVolume20=[1e9] * n)
+    by_name = plans(cols, names, **KW)
+    by_code = plans(cols, np.arange(n, dtype=np.int8), **KW)
+    for k, v in by_name.items():
+        np.testing.assert_array_equal(by_code[k], v, err_msg=k)
+    assert (by_name["Stop"][4:] > 100).all() and (by_name["Stop"][:4] < 100).all()

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from replay_support import CONFIG, END, FWD, GONE, REV, START, build_market, per_session, sessions
 
 from technic_v4.backtest.replay import replay, text_as_str
@@ -222,3 +224,30 @@ def test_views_as_of_the_last_session_equal_panel_at(md: MarketData) -> None:
         first = int(np.searchsorted(d >= 0, True))
         k = np.searchsorted(d[first:], dq, side="right")
         np.testing.assert_array_equal(at[i], np.where(k > 0, first + k - 1, -1))
+
+
+def test_shares_by_session_equal_shares_as_of_each_day(md: MarketData) -> None:
+    import importlib
+
+    rp = importlib.import_module("technic_v4.backtest.replay")
+    days = np.array(sessions(md, START, END), dtype="datetime64[D]")
+    got = rp.shares_by_session(md, md.reference(), days)
+    base = md.reference()["SharesOutstanding"].to_numpy(np.float64)
+    changed = 0
+    for q, d in enumerate(days):
+        want = md.shares_as_of(d.astype(dt.date))
+        np.testing.assert_array_equal(got[q], base if want is None else want)
+        changed += want is not None
+    assert 0 < changed < len(days)  # the range holds splits: shares change inside it
+
+
+@given(st.lists(st.lists(st.sampled_from([np.nan, np.inf, -np.inf, -1.0, 0.0, 0.5, 2.0, 7.0]),
+                         min_size=6, max_size=6), min_size=1, max_size=8))
+def test_average_ranks_equal_pandas(rows: list[list[float]]) -> None:
+    import importlib
+
+    rp = importlib.import_module("technic_v4.backtest.replay")
+    x = np.array(rows, dtype=np.float64)
+    want = pd.DataFrame(x).rank(axis=1, method="average").to_numpy()
+    for workers in (1, 2):
+        np.testing.assert_array_equal(rp.average_ranks(x, workers), want)

@@ -176,3 +176,14 @@ def test_shares_as_of_divides_by_the_later_splits() -> None:
     np.testing.assert_array_equal(adj.split_product(np.array([2, 0, 1]), acts, 12, 25),
                                   [1.0, 0.1, 1.0])
     np.testing.assert_array_equal(adj.split_product(np.array([0]), acts, 5, 25), [0.1 * 4.0])
+
+
+def test_of_sids_keeps_those_listings_actions_in_order() -> None:
+    acts = Actions.build([3, 1, 1, 2, 3, 7], [5, 9, 4, 6, 2, 1],
+                         [adj.SPLIT, adj.DIVIDEND, adj.SPLIT, adj.SPLIT, adj.DIVIDEND, adj.SPLIT],
+                         [2.0, 0.5, 3.0, 4.0, 0.1, 5.0])
+    sub = acts.of_sids(np.array([3, 1, 99]))
+    keep = np.isin(acts.sid, [1, 3])
+    for f in ("sid", "day", "kind", "value"):
+        np.testing.assert_array_equal(getattr(sub, f), getattr(acts, f)[keep], err_msg=f)
+    assert len(acts.of_sids(np.array([42]))) == 0

@@ -104,3 +104,18 @@ def test_rationale_names_the_reasons() -> None:
     assert text.startswith(sig[0] + ":")
     for part in ("uptrend", "RSI 75 overbought", "volume 2.5x", "near 52-week high"):
         assert part in text
+
+
+def test_signal_codes_name_the_signals() -> None:
+    rng = np.random.default_rng(3)
+    n = 2000
+    cols = {k: rng.uniform(50, 150, n) for k in ("Close", "SMA50", "SMA200")}
+    cols["SMA200"][::7] = np.nan
+    s = {"TechRating": rng.uniform(0, 100, n)}
+    for shorts in (False, True):
+        code = sc.signal_codes(cols, s, shorts)
+        assert code.dtype == np.int8
+        names = sc.signal(cols, s, shorts)
+        assert list(names) == [sc.SIGNALS[c] for c in code]
+        assert set(names) == set(sc.SIGNALS) if shorts else not {"Short", "Strong Short"} & set(
+            names)
