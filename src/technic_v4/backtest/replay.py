@@ -986,7 +986,9 @@ def _universe(ref: pd.DataFrame, days: np.ndarray, parts: list[dict[str, Any]]
                             ), np.zeros(0, dtype=np.int64)
     cat = {k: np.concatenate([x[k] for x in parts]) for k in parts[0]}
     names, code = symbol_codes(ref)
-    order = np.lexsort((code[cat["pos"]], cat["q"]))
+    # By session, then symbol: one stable sort of a combined integer key (a lexsort's two).
+    order = np.argsort(cat["q"].astype(np.int64) * (int(code.max(initial=0)) + 1)
+                       + code[cat["pos"]], kind="stable")
     sig = pd.Categorical.from_codes(cat["Signal"][order], categories=pd.Index(sc.SIGNALS))
     return pd.DataFrame({"AsOf": pd.DatetimeIndex(days[cat["q"][order]].astype("datetime64[s]")),
                          "Symbol": pd.Categorical.from_codes(code[cat["pos"]][order],
