@@ -504,7 +504,9 @@ def score_chunk(ch: _Chunk, ctx: ScoreContext) -> dict[str, Any] | None:
     res: dict[str, Any] = {
         "dropped": drops,
         "uni": {"q": q.astype(np.int32), "pos": pos.astype(np.int32), "Signal": code,
-                "Close": cols["Close"], **{c: s[c] for c in SCORE_COLUMNS}}}
+                # A copy: cols["Close"] is a row of the chunk's window array, which a view
+                # kept here would keep whole (18 columns: ~2 GB over 20 years).
+                "Close": cols["Close"].copy(), **{c: s[c] for c in SCORE_COLUMNS}}}
     if len(sel):
         res["kept"] = {"q": q[sel], "pos": pos[sel], "mcap": m[sel],
                        "cols": {c: v[sel] for c, v in cols.items()},
