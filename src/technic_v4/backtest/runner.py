@@ -16,15 +16,18 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import importlib.util
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from numba import njit
 
 from technic_v4.backtest.replay import Cancel, Progress, ReplayResult, replay
 from technic_v4.config.scan import ScanConfig
+from technic_v4.data import adjust as adj
 from technic_v4.data.market import MarketData
 from technic_v4.errors import ConfigError
 
@@ -48,6 +51,9 @@ class BacktestResult:
     analyses: dict[str, Any] = field(default_factory=dict)
     missing: tuple[str, ...] = ()
     message: str = ""
+    # Wall seconds of ``replay`` and of each analysis step (bars, total_return_bars, cells,
+    # forward_returns, statistics, trades).
+    seconds_by_step: dict[str, float] = field(default_factory=dict)
 
     @property
     def matches(self) -> pd.DataFrame:
@@ -118,10 +124,18 @@ def run(config: ScanConfig, start: dt.date | str, end: dt.date | str, every: int
                  cancel=cancel, method=method)
     missing = tuple(m.rsplit(".", 1)[1] for m in ANALYSES if importlib.util.find_spec(m) is None)
     res = BacktestResult(rep, hs, rank_by, max_hold, {}, missing)
-    if "trades" not in missing:
-        res.analyses.update(_trades(rep, data, max_hold, max_positions))
+    secs = res.seconds_by_step
+    secs["replay"] = float(rep.stats.get("seconds", 0.0))
+    t0 = time.perf_counter()
+    grid = _Grid(data, "split")
+    secs["bars"] = time.perf_counter() - t0
     if "returns" not in missing and "metrics" not in missing:
-        res.analyses.update(_factor_stats(rep, data, hs, rank_by))
+        res.analyses.update(_factor_stats(rep, data, grid, hs, rank_by, secs))
+    if "trades" not in missing:
+        t0 = time.perf_counter()
+        res.analyses.update(_trades(rep, data, grid, max_hold, max_positions))
+        secs["trades"] = time.perf_counter() - t0
+    secs.update({k: round(v, 6) for k, v in secs.items()})
     res.message = rep.message + (
         f" Not in this build: {', '.join(missing)} (forward returns, IC, trades)."
         if missing else "")
@@ -144,168 +158,238 @@ class Bars:
 
 def aligned_bars(data: MarketData, mode: str = "split") -> Bars:
     """:class:`Bars` from the store (one panel load with every stored bar)."""
-    stored = data.store.stored_sessions()
-    last = stored[-1].astype(dt.date)
-    ref = data.reference()
-    panel = data.panel(last, len(stored), adjust=mode)
-    rows = pd.Index(panel.sids).get_indexer(ref["sid"].to_numpy())
-    day = panel.day[rows]
-    ok = day >= 0
-    col = np.searchsorted(stored.astype(np.int64), day[ok].astype(np.int64))
-    r = np.nonzero(ok)[0]
-    out = []
-    for f in ("open", "high", "low", "close"):
-        a = np.full((len(ref), len(stored)), np.nan)
-        a[r, col] = getattr(panel, f)[rows][ok]
-        out.append(a)
-    gone = pd.to_datetime(ref["Delisted"]).to_numpy("datetime64[D]") if "Delisted" in ref \
-        else np.full(len(ref), np.datetime64("NaT"), dtype="datetime64[D]")
-    last_s = np.where(np.isnat(gone), -1,
-                      np.searchsorted(stored, np.where(np.isnat(gone), stored[0], gone),
-                                      side="right") - 1)
-    return Bars(out[0], out[1], out[2], out[3], sessions=stored,
-                last_session=last_s.astype(np.int64))
+    grid = _Grid(data, mode)
+    o, h, lo, c = (grid.field(f) for f in ("open", "high", "low", "close"))
+    return Bars(o, h, lo, c, sessions=grid.sessions, last_session=grid.last_session)
 
 
-def _trades(rep: ReplayResult, data: MarketData, max_hold: int, max_positions: int
-            ) -> dict[str, Any]:
+@njit(cache=True, nogil=True)
+def _align_nb(src: Any, day: Any, rows: Any, col_of: Any, d0: int, out: Any) -> None:
+    """``out[r, col_of[day - d0]] = src[rows[r], j]`` for each bar ``j`` of panel row
+    ``rows[r]`` (right-aligned bars to their session's column)."""
+    for r in range(len(rows)):
+        p = rows[r]
+        if p < 0:
+            continue
+        for j in range(src.shape[1]):
+            d = day[p, j]
+            if d >= 0:
+                out[r, col_of[d - d0]] = src[p, j]
+
+
+class _Grid:
+    """The panel of every stored bar as of the last stored session (one load, the replay's
+    own when it replayed through that session: the panel files or memory serve it), and its
+    fields placed on the ``(reference listings, stored sessions)`` grid one at a time."""
+
+    def __init__(self, data: MarketData, mode: str = "split") -> None:
+        stored = data.store.stored_sessions()
+        self.sessions = stored
+        ref = data.reference()
+        self.panel = data.panel(stored[-1].astype(dt.date), len(stored), adjust=mode)
+        self.actions = data.actions()
+        sids = ref["sid"].to_numpy()
+        self.rows = (np.arange(len(sids), dtype=np.int64)
+                     if np.array_equal(self.panel.sids, sids)
+                     else pd.Index(self.panel.sids).get_indexer(sids).astype(np.int64))
+        days = stored.astype(np.int64)
+        self.d0 = int(days[0])
+        self.col_of = np.full(int(days[-1]) - self.d0 + 1, -1, dtype=np.int64)
+        self.col_of[days - self.d0] = np.arange(len(days))
+        gone = pd.to_datetime(ref["Delisted"]).to_numpy("datetime64[D]") if "Delisted" in ref \
+            else np.full(len(ref), np.datetime64("NaT"), dtype="datetime64[D]")
+        self.last_session = np.where(
+            np.isnat(gone), -1,
+            np.searchsorted(stored, np.where(np.isnat(gone), stored[0], gone), side="right") - 1
+        ).astype(np.int64)
+
+    def place(self, src: np.ndarray, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
+        _align_nb(src, self.panel.day, rows, self.col_of, self.d0, out)
+        return out
+
+    def field(self, name: str) -> np.ndarray:
+        """An ``(N, T)`` float64 array of the panel's ``name`` (NaN where there is no bar)."""
+        out = np.full((len(self.rows), len(self.sessions)), np.nan)
+        return self.place(getattr(self.panel, name), self.rows, out)
+
+    def total_return(self, open_: np.ndarray, close: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """Open and close adjusted for splits and dividends (``"total"``), from this split
+        panel's open and close on the grid: only the rows a dividend changes are re-adjusted,
+        from their raw bars, by the adjustment a ``"total"`` panel load runs (the same bits,
+        without a second 20-year panel)."""
+        p = self.panel
+        if p.adjust == "total":
+            return open_, close
+        if p.adjust != "split":
+            raise ValueError(f"total_return needs the split panel, not {p.adjust!r}")
+        acts = self.actions.of_mode("total")
+        basis = int(np.datetime64(p.as_of, "D").astype(np.int64))
+        hit = adj.affected(p.sids, p.day, acts, basis)
+        o, c = open_.copy(), close.copy()
+        if not len(hit):
+            return o, c
+        raw = {f: np.array(getattr(p, f)[hit]) for f in adj.FIELDS}
+        if p.raw is not None:  # rows a split changed: their raw bars are kept beside
+            at = np.searchsorted(p.raw.rows, hit)
+            have = (at < len(p.raw.rows)) & (p.raw.rows[np.minimum(at, len(p.raw.rows) - 1)]
+                                              == hit)
+            for f in adj.FIELDS:
+                raw[f][have] = getattr(p.raw, f)[at[have]]
+        day = np.ascontiguousarray(p.day[hit])
+        got = adj.adjust_rows(raw, day, p.sids[hit], acts, basis)
+        inv = np.full(len(p.sids), -1, dtype=np.int64)
+        inv[self.rows[self.rows >= 0]] = np.flatnonzero(self.rows >= 0)
+        dest = inv[hit]
+        keep = dest >= 0
+        for a, f in ((o, "open"), (c, "close")):
+            part = np.full((int(keep.sum()), a.shape[1]), np.nan)
+            _align_nb(got[f][keep], day[keep], np.arange(int(keep.sum()), dtype=np.int64),
+                      self.col_of, self.d0, part)
+            a[dest[keep]] = part
+        return o, c
+
+
+def _trades(rep: ReplayResult, data: MarketData, grid: _Grid, max_hold: int,
+            max_positions: int) -> dict[str, Any]:
     """Each long row's plan played out, its summary and the equal-risk portfolio."""
     tr = _module("technic_v4.backtest.trades")
     from technic_v4.plans import SHORT_SIGNALS
 
-    bars = aligned_bars(data, "split")
     m = rep.matches
-    m = m[~m["Signal"].isin(SHORT_SIGNALS)]
+    long = ~m["Signal"].isin(SHORT_SIGNALS).to_numpy()
+    m = m[long]
     ref = data.reference()
-    listing = _listing_of(ref, m)  # a reused ticker: the listing trading that day
+    listing = rep.match_listing[long]  # a reused ticker: the listing trading that day
     asof = m["AsOf"].to_numpy("datetime64[D]")
-    session = np.searchsorted(bars.sessions, asof)
+    sessions = grid.sessions
+    session = np.searchsorted(sessions, asof)
     # Plans are priced as of their session: in the bars' basis, divide by the later splits.
-    factor = _split_factor(data, ref["sid"].to_numpy(np.int32)[listing], asof,
-                           bars.sessions[-1])
-    trades = tr.simulate_trades(bars.open, bars.high, bars.low, bars.close, listing=listing,
-                                session=session, stop=m["Stop"].to_numpy() / factor,
+    factor = _split_factor(data, ref["sid"].to_numpy(np.int32)[listing], asof, sessions[-1])
+    close = grid.field("close")
+    trades = tr.simulate_trades(grid.field("open"), grid.field("high"), grid.field("low"),
+                                close, listing=listing, session=session,
+                                stop=m["Stop"].to_numpy() / factor,
                                 target=m["Target"].to_numpy() / factor,
                                 rank=m["Rank"].to_numpy(np.float64), max_hold=max_hold,
-                                last_session=bars.last_session)
+                                last_session=grid.last_session)
     trades.insert(0, "AsOf", m["AsOf"].to_numpy())
     trades.insert(1, "Symbol", m["Symbol"].to_numpy())
     cfg = rep.config
-    start = int(np.searchsorted(bars.sessions, rep.sessions.to_numpy("datetime64[D]")[0]))
-    port = tr.simulate_portfolio(trades, bars.close, initial_equity=float(cfg.account_size),
+    start = int(np.searchsorted(sessions, rep.sessions.to_numpy("datetime64[D]")[0]))
+    port = tr.simulate_portfolio(trades, close, initial_equity=float(cfg.account_size),
                                  risk_fraction=float(cfg.risk_pct) / 100.0,
                                  max_positions=max_positions, start=start,
-                                 sessions=list(pd.DatetimeIndex(bars.sessions)))
+                                 sessions=list(pd.DatetimeIndex(sessions)))
     return {"trades": trades, "trade_summary": tr.trade_summary(trades), "portfolio": port}
 
 
-def _factor_stats(rep: ReplayResult, data: MarketData, horizons: tuple[int, ...],
-                  rank_by: str | None) -> dict[str, Any]:
+def _session_of(frame: pd.DataFrame, sessions: pd.DatetimeIndex) -> np.ndarray:
+    """Each row's position among the replayed ``sessions`` (its ``AsOf``)."""
+    day = frame["AsOf"].to_numpy("datetime64[D]").astype(np.int64)
+    return np.searchsorted(sessions.to_numpy("datetime64[D]").astype(np.int64), day
+                           ).astype(np.int64)
+
+
+def _factor_stats(rep: ReplayResult, data: MarketData, grid: _Grid,
+                  horizons: tuple[int, ...], rank_by: str | None,
+                  seconds: dict[str, float]) -> dict[str, Any]:
     """Forward returns of every match per horizon (from the next session's open, total return:
     splits and dividends; a delisting inside the horizon exits at the last close), their excess
     over SPY and over the equal-weight universe of the session (the listings the scan scored),
     the screen's summary per horizon, and for ``rank_by``: IC per session and its decay over
     horizons, quintile mean returns and the top-minus-bottom spread, top-quintile turnover
     (over the session's universe for TechRating/RSRating, over the matches for other
-    columns)."""
+    columns).
+
+    Computed at the replay's rows (``metrics.Cells``: session-major, listings ascending), never
+    on ``(listings, sessions)`` panels of scores or returns: the same numbers as the panel
+    kernels (``tests/backtest/test_backtest_cli.py`` compares them), at the memory of the
+    rows."""
     rt = _module("technic_v4.backtest.returns")
     mt = _module("technic_v4.backtest.metrics")
     from technic_v4.pipeline import BENCHMARK
 
-    bars = aligned_bars(data, "total")
+    t0 = time.perf_counter()
     ref = data.reference()
-    n, t = bars.close.shape
-    cols = np.searchsorted(bars.sessions, rep.sessions.to_numpy("datetime64[D]"))
-
-    def mask(frame: pd.DataFrame, values: str | None = None) -> np.ndarray:
-        """(N, T) of the frame's rows: True (or ``values``) at (listing, session), else
-        False (NaN)."""
-        li = _listing_of(ref, frame)
-        si = np.searchsorted(bars.sessions, frame["AsOf"].to_numpy("datetime64[D]"))
-        if values is None:
-            out = np.zeros((n, t), dtype=bool)
-            out[li, si] = True
-            return out
-        outf = np.full((n, t), np.nan)
-        outf[li, si] = frame[values].to_numpy(np.float64)
-        return outf
-
-    universe, matched = mask(rep.universe), mask(rep.matches)
-    last = bars.last_session
-    delist_price = np.where(last >= 0, bars.close[np.arange(n), np.maximum(last, 0)], np.nan)
+    n = len(ref)
+    n_s = len(rep.sessions)
+    open_, close = grid.total_return(grid.field("open"), grid.field("close"))
+    seconds["total_return_bars"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    cols = np.searchsorted(grid.sessions, rep.sessions.to_numpy("datetime64[D]"))
+    last = grid.last_session
+    delist_price = np.where(last >= 0, close[np.arange(n), np.maximum(last, 0)], np.nan)
     spy = np.flatnonzero(ref["Symbol"].astype(str).to_numpy() == BENCHMARK)
-    bench = {} if not len(spy) else {"benchmark_open": bars.open[spy[0]],
-                                     "benchmark_close": bars.close[spy[0]]}
-    fwd = rt.forward_return_panels(bars.open, bars.close, horizons, entry="open",
-                                   delist_session=last, delist_price=delist_price,
-                                   universe=universe, **bench)
-    li = _listing_of(ref, rep.matches)
-    si = np.searchsorted(bars.sessions, rep.matches["AsOf"].to_numpy("datetime64[D]"))
+    u_cells, u_order = mt.Cells.of_rows(rep.universe_listing, _session_of(rep.universe,
+                                                                          rep.sessions),
+                                        n, n_s)
+    m_li = np.asarray(rep.match_listing, dtype=np.int64)
+    m_q = _session_of(rep.matches, rep.sessions)
+    by_listing = np.lexsort((m_q, m_li))  # the panel kernels' order (listing-major)
+    ranked = rank_by is not None
+    on_universe = ranked and rank_by in rep.universe.columns
+    if ranked and not on_universe:
+        s_cells, s_order = mt.Cells.of_rows(m_li, m_q, n, n_s)
+    else:
+        s_cells, s_order = u_cells, u_order
+    score = None
+    if rank_by is not None:
+        frame = rep.universe if on_universe else rep.matches
+        score = mt.rank_cells(s_cells, frame[rank_by].to_numpy(np.float64)[s_order])
+        buckets = mt.quantize_at(score, 5)
+    seconds["cells"] = time.perf_counter() - t0
+
+    def fwd(h: int, li: np.ndarray, q: np.ndarray) -> np.ndarray:
+        return rt.forward_returns_at(open_, close, h, li, cols[q], entry="open",
+                                     delist_session=last, delist_price=delist_price)
+
     forward = rep.matches[["AsOf", "Symbol"]].copy()
     summary = []
-    for h, f in fwd.items():
-        forward[f"Fwd{h}D"] = f.raw[li, si]
-        over_u = f.over_universe
-        forward[f"Excess{h}D"] = over_u[li, si]
-        sides = {"return": f.raw, "excess_universe": over_u}
-        if f.benchmark is not None:
-            over_b = f.over_benchmark
-            forward[f"ExcessSPY{h}D"] = over_b[li, si]
-            sides["excess_spy"] = over_b
-        for name, panel in sides.items():
-            st = mt.screen_stats(matched[:, cols], panel[:, cols])
+    ic: dict[int, np.ndarray] = {}
+    quantiles: dict[int, Any] = {}
+    t_fwd = t_stats = 0.0
+    for h in horizons:
+        t0 = time.perf_counter()
+        u_fwd = fwd(h, u_cells.listing, u_cells.session)
+        u_mean = rt.universe_mean_at(u_cells.start, u_fwd)
+        raw = fwd(h, m_li, m_q)
+        sides = {"return": raw, "excess_universe": raw - u_mean[m_q]}
+        if len(spy):
+            bench = rt.forward_returns(grid_row(open_, spy[0]), close[spy[0]], h, entry="open")
+            sides["excess_spy"] = raw - bench[cols[m_q]]
+        forward[f"Fwd{h}D"] = raw
+        forward[f"Excess{h}D"] = sides["excess_universe"]
+        if "excess_spy" in sides:
+            forward[f"ExcessSPY{h}D"] = sides["excess_spy"]
+        t_fwd += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for name, values in sides.items():
+            st = mt.screen_stats_at(m_q[by_listing], values[by_listing], n_s)
             summary.append({"horizon": h, "of": name, "n": st.n, "hit_rate": st.hit_rate,
                             "mean": st.mean, "median": st.median, "t_stat": st.t_stat,
                             "session_t_stat": st.session_t_stat})
+        if score is not None:
+            y = u_fwd if on_universe else raw[s_order]
+            ic[h] = mt.information_coefficient_at(score, y)
+            quantiles[h] = mt.mean_return_by_quantile_at(s_cells, buckets, y, 5)
+        t_stats += time.perf_counter() - t0
+    seconds["forward_returns"] = t_fwd
+    seconds["statistics"] = t_stats
     out: dict[str, Any] = {"forward": forward,
                            "summary": pd.DataFrame(summary).set_index(["horizon", "of"])}
-    if rank_by is not None:
-        # A score of every scored listing (TechRating, RSRating) is ranked over the session's
-        # universe, as alphalens ranks a factor; any other column over the screen's rows.
-        frame = rep.universe if rank_by in rep.universe.columns else rep.matches
-        score = mask(frame, rank_by)[:, cols]
-        prepared = mt.prepare_score(score)
-        raw = {h: f.raw[:, cols] for h, f in fwd.items()}
-        out["ic"] = pd.DataFrame({h: mt.information_coefficient(prepared, y)
-                                  for h, y in raw.items()}, index=rep.sessions)
-        out["ic_decay"] = mt.ic_decay(prepared, raw)
-        buckets = mt.quantize(prepared, 5)
-        out["quantiles"] = {h: mt.mean_return_by_quantile(buckets, y, 5)
-                            for h, y in raw.items()}
-        out["turnover"] = pd.Series(mt.quantile_turnover(buckets, 5), index=rep.sessions)
+    if score is not None:
+        out["ic"] = pd.DataFrame(ic, index=rep.sessions)
+        out["ic_decay"] = mt.ic_table(ic)
+        out["quantiles"] = quantiles
+        out["turnover"] = pd.Series(mt.quantile_turnover_at(s_cells, buckets, 5),
+                                    index=rep.sessions)
     return out
 
 
-def _listing_of(ref: pd.DataFrame, frame: pd.DataFrame) -> np.ndarray:
-    """The reference row of each (AsOf, Symbol) row of a replay frame: for a ticker that names
-    several listings (reused after a delisting), the one listed on the row's session and not
-    delisted before it."""
-    names = ref["Symbol"].astype(str).to_numpy(object)
-    sym = frame["Symbol"]
-    if isinstance(sym.dtype, pd.CategoricalDtype):  # the universe: each symbol once
-        cats = np.asarray(sym.cat.categories, dtype=object)
-        codes = sym.cat.codes.to_numpy()
-    else:
-        cats, inv = np.unique(sym.astype(str).to_numpy(object), return_inverse=True)
-        codes = np.asarray(inv).reshape(-1)
-    counts = pd.Series(names).value_counts()
-    dup = set(counts.index[counts.to_numpy() > 1])
-    first = pd.Index(pd.Series(names).drop_duplicates(keep="first")).get_indexer(
-        pd.Index(cats))
-    out = np.asarray(first[codes], dtype=np.int64)
-    if dup and "Delisted" in ref:
-        day = frame["AsOf"].to_numpy("datetime64[D]")
-        listed = pd.to_datetime(ref["ListDate"]).to_numpy("datetime64[D]")
-        gone = pd.to_datetime(ref["Delisted"]).to_numpy("datetime64[D]")
-        for k, c in enumerate(cats):
-            if c not in dup:
-                continue
-            rows = codes == k
-            out[rows] = -1
-            for i in np.flatnonzero(names == c):
-                ok = rows & (out < 0) & (listed[i] <= day) & (np.isnat(gone[i]) | (gone[i] >= day))
-                out[ok] = i
-    return out
+def grid_row(a: np.ndarray, i: int) -> np.ndarray:
+    """Row ``i`` of a grid array as a contiguous 1D array."""
+    return np.ascontiguousarray(a[i])
 
 
 def _split_factor(data: MarketData, sids: np.ndarray, asof: np.ndarray, last: np.datetime64
