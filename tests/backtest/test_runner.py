@@ -25,7 +25,7 @@ from technic_v4.data.market import MarketData
 from technic_v4.pipeline import BENCHMARK
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pipeline"))
-from pit_support import PitMarket, build  # noqa: E402
+from pit_support import PitMarket, build
 
 PLAIN = ScanConfig(min_history=60, min_market_cap=0, min_dollar_volume=0, top_n=8,
                    columns={"Gap": "open / close[1] - 1"})
