@@ -125,10 +125,12 @@ def test_total_return_bars_from_the_split_panel_equal_a_total_load(tmp_path: Pat
     m = build(tmp_path, market, market.last)
     try:
         grid = _Grid(m, "split")
-        o, c = grid.total_return(grid.field("open"), grid.field("close"))
+        o, c = grid.total_return(("open", "close"))
         total = aligned_bars(m, "total")
         np.testing.assert_array_equal(o, total.open)
         np.testing.assert_array_equal(c, total.close)
+        np.testing.assert_array_equal(grid.total_return(("close",), by_session=True)[0],
+                                      total.close.T)
         split = aligned_bars(m, "split")
         assert not np.array_equal(c, split.close, equal_nan=True)  # the dividends count
         np.testing.assert_array_equal(grid.last_session, total.last_session)

@@ -284,22 +284,33 @@ def _forward_at_nb(open_: np.ndarray, close: np.ndarray, horizon: int, from_open
             out[j] = close[i, s] / entry - 1.0
 
 
+def _grid(name: str, a: np.ndarray) -> np.ndarray:
+    """A 2D float64 array in whatever memory order it has (no copy: a session-major array
+    passed as ``a.T`` reads cells of one session from neighbouring memory)."""
+    arr = np.asarray(a, dtype=np.float64)
+    if arr.ndim != 2:
+        raise ConfigError(name, f"expected a (listings, sessions) array, got shape {arr.shape}")
+    return arr
+
+
 def forward_returns_at(open_: np.ndarray | None, close: np.ndarray, horizon: int,
                        listing: np.ndarray, session: np.ndarray, *, entry: Entry = "open",
                        delist_session: np.ndarray | None = None,
                        delist_price: np.ndarray | None = None) -> np.ndarray:
     """``forward_returns(...)[listing, session]`` (same rules, same bits) without the
     ``(N, T)`` result: one value per ``(listing[k], session[k])`` cell, e.g. a replay's rows.
-    Each cell reads its own bars only (a halt walks back to the last close)."""
+    Each cell reads its own bars only (a halt walks back to the last close).  The panels may
+    be views in any memory order: for cells grouped by session pass session-major arrays as
+    ``a.T`` (no copy is made), so neighbouring cells read neighbouring memory."""
     if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or horizon < 1:
         raise ConfigError("horizon", f"must be a whole number of sessions >= 1, got {horizon!r}")
     if entry not in ("open", "close"):
         raise ConfigError("entry", f"must be 'open' or 'close', got {entry!r}")
-    c = _panel("close", close)
+    c = _grid("close", close)
     if entry == "open":
         if open_ is None:
             raise ConfigError("open", "entry='open' needs the open panel (or use entry='close')")
-        o = _panel("open", open_)
+        o = _grid("open", open_)
         if o.shape != c.shape:
             raise ConfigError("open", f"shape {o.shape} differs from close {c.shape}")
     else:

@@ -164,17 +164,22 @@ def aligned_bars(data: MarketData, mode: str = "split") -> Bars:
 
 
 @njit(cache=True, nogil=True)
-def _align_nb(src: Any, day: Any, rows: Any, col_of: Any, d0: int, out: Any) -> None:
-    """``out[r, col_of[day - d0]] = src[rows[r], j]`` for each bar ``j`` of panel row
-    ``rows[r]`` (right-aligned bars to their session's column)."""
+def _align_nb(src: Any, day: Any, rows: Any, dest: Any, col_of: Any, d0: int, by_session: bool,
+              out: Any) -> None:
+    """Each bar ``j`` of panel row ``rows[r]`` to its session's column of grid row
+    ``dest[r]``: ``out[dest[r], col]`` (``out[col, dest[r]]`` when ``by_session``)."""
     for r in range(len(rows)):
         p = rows[r]
+        q = dest[r]
         if p < 0:
             continue
         for j in range(src.shape[1]):
             d = day[p, j]
             if d >= 0:
-                out[r, col_of[d - d0]] = src[p, j]
+                if by_session:
+                    out[col_of[d - d0], q] = src[p, j]
+                else:
+                    out[q, col_of[d - d0]] = src[p, j]
 
 
 class _Grid:
@@ -203,51 +208,49 @@ class _Grid:
             np.searchsorted(stored, np.where(np.isnat(gone), stored[0], gone), side="right") - 1
         ).astype(np.int64)
 
-    def place(self, src: np.ndarray, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
-        _align_nb(src, self.panel.day, rows, self.col_of, self.d0, out)
+    def field(self, name: str, by_session: bool = False, rows: np.ndarray | None = None
+              ) -> np.ndarray:
+        """The panel's ``name`` on the grid: ``(N, T)`` float64, NaN where there is no bar
+        (``(T, N)`` when ``by_session``); ``rows``: only those reference listings."""
+        sel = self.rows if rows is None else self.rows[rows]
+        n, t = len(sel), len(self.sessions)
+        out = np.full((t, n) if by_session else (n, t), np.nan)
+        _align_nb(getattr(self.panel, name), self.panel.day, sel,
+                  np.arange(n, dtype=np.int64), self.col_of, self.d0, by_session, out)
         return out
 
-    def field(self, name: str) -> np.ndarray:
-        """An ``(N, T)`` float64 array of the panel's ``name`` (NaN where there is no bar)."""
-        out = np.full((len(self.rows), len(self.sessions)), np.nan)
-        return self.place(getattr(self.panel, name), self.rows, out)
-
-    def total_return(self, open_: np.ndarray, close: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray]:
-        """Open and close adjusted for splits and dividends (``"total"``), from this split
-        panel's open and close on the grid: only the rows a dividend changes are re-adjusted,
-        from their raw bars, by the adjustment a ``"total"`` panel load runs (the same bits,
-        without a second 20-year panel)."""
+    def total_return(self, names: tuple[str, ...], by_session: bool = False
+                     ) -> list[np.ndarray]:
+        """:meth:`field` of each of ``names`` adjusted for splits and dividends
+        (``"total"``), from this split panel: only the rows a dividend changes are
+        re-adjusted, from their raw bars, by the adjustment a ``"total"`` panel load runs
+        (the same bits, without a second 20-year panel)."""
+        outs = [self.field(name, by_session) for name in names]
         p = self.panel
         if p.adjust == "total":
-            return open_, close
+            return outs
         if p.adjust != "split":
             raise ValueError(f"total_return needs the split panel, not {p.adjust!r}")
         acts = self.actions.of_mode("total")
         basis = int(np.datetime64(p.as_of, "D").astype(np.int64))
         hit = adj.affected(p.sids, p.day, acts, basis)
-        o, c = open_.copy(), close.copy()
+        inv = np.full(len(p.sids), -1, dtype=np.int64)
+        inv[self.rows[self.rows >= 0]] = np.flatnonzero(self.rows >= 0)
+        hit = hit[inv[hit] >= 0]  # rows of the reference's listings only
         if not len(hit):
-            return o, c
+            return outs
         raw = {f: np.array(getattr(p, f)[hit]) for f in adj.FIELDS}
         if p.raw is not None:  # rows a split changed: their raw bars are kept beside
-            at = np.searchsorted(p.raw.rows, hit)
-            have = (at < len(p.raw.rows)) & (p.raw.rows[np.minimum(at, len(p.raw.rows) - 1)]
-                                              == hit)
+            at = np.minimum(np.searchsorted(p.raw.rows, hit), len(p.raw.rows) - 1)
+            have = p.raw.rows[at] == hit
             for f in adj.FIELDS:
                 raw[f][have] = getattr(p.raw, f)[at[have]]
         day = np.ascontiguousarray(p.day[hit])
         got = adj.adjust_rows(raw, day, p.sids[hit], acts, basis)
-        inv = np.full(len(p.sids), -1, dtype=np.int64)
-        inv[self.rows[self.rows >= 0]] = np.flatnonzero(self.rows >= 0)
-        dest = inv[hit]
-        keep = dest >= 0
-        for a, f in ((o, "open"), (c, "close")):
-            part = np.full((int(keep.sum()), a.shape[1]), np.nan)
-            _align_nb(got[f][keep], day[keep], np.arange(int(keep.sum()), dtype=np.int64),
-                      self.col_of, self.d0, part)
-            a[dest[keep]] = part
-        return o, c
+        for name, out in zip(names, outs, strict=True):
+            _align_nb(got[name], day, np.arange(len(hit), dtype=np.int64), inv[hit],
+                      self.col_of, self.d0, by_session, out)
+        return outs
 
 
 def _trades(rep: ReplayResult, data: MarketData, grid: _Grid, max_hold: int,
@@ -266,13 +269,13 @@ def _trades(rep: ReplayResult, data: MarketData, grid: _Grid, max_hold: int,
     session = np.searchsorted(sessions, asof)
     # Plans are priced as of their session: in the bars' basis, divide by the later splits.
     factor = _split_factor(data, ref["sid"].to_numpy(np.int32)[listing], asof, sessions[-1])
+    trades = tr.simulate_trades_by_listings(
+        lambda rows: tuple(grid.field(f, rows=rows) for f in ("open", "high", "low", "close")),
+        len(ref), len(sessions), listing=listing, session=session,
+        stop=m["Stop"].to_numpy() / factor, target=m["Target"].to_numpy() / factor,
+        rank=m["Rank"].to_numpy(np.float64), max_hold=max_hold,
+        last_session=grid.last_session)
     close = grid.field("close")
-    trades = tr.simulate_trades(grid.field("open"), grid.field("high"), grid.field("low"),
-                                close, listing=listing, session=session,
-                                stop=m["Stop"].to_numpy() / factor,
-                                target=m["Target"].to_numpy() / factor,
-                                rank=m["Rank"].to_numpy(np.float64), max_hold=max_hold,
-                                last_session=grid.last_session)
     trades.insert(0, "AsOf", m["AsOf"].to_numpy())
     trades.insert(1, "Symbol", m["Symbol"].to_numpy())
     cfg = rep.config
@@ -285,10 +288,17 @@ def _trades(rep: ReplayResult, data: MarketData, grid: _Grid, max_hold: int,
 
 
 def _session_of(frame: pd.DataFrame, sessions: pd.DatetimeIndex) -> np.ndarray:
-    """Each row's position among the replayed ``sessions`` (its ``AsOf``)."""
-    day = frame["AsOf"].to_numpy("datetime64[D]").astype(np.int64)
-    return np.searchsorted(sessions.to_numpy("datetime64[D]").astype(np.int64), day
-                           ).astype(np.int64)
+    """Each row's position among the replayed ``sessions`` (its ``AsOf``); a frame grouped by
+    session (a replay's) is read as runs of equal values."""
+    asof = frame["AsOf"].to_numpy()
+    keys = sessions.to_numpy().astype(asof.dtype)
+    if len(asof) == 0:
+        return np.zeros(0, dtype=np.int64)
+    first = np.flatnonzero(np.r_[True, asof[1:] != asof[:-1]])
+    pos = np.searchsorted(keys, asof[first])
+    if (np.diff(pos) <= 0).any():  # not grouped: one search per row
+        return np.searchsorted(keys, asof).astype(np.int64)
+    return np.repeat(pos, np.diff(np.r_[first, len(asof)])).astype(np.int64)
 
 
 def _factor_stats(rep: ReplayResult, data: MarketData, grid: _Grid,
@@ -314,7 +324,9 @@ def _factor_stats(rep: ReplayResult, data: MarketData, grid: _Grid,
     ref = data.reference()
     n = len(ref)
     n_s = len(rep.sessions)
-    open_, close = grid.total_return(grid.field("open"), grid.field("close"))
+    # Session-major (T, N): the cells of one session read neighbouring memory.
+    open_t, close_t = grid.total_return(("open", "close"), by_session=True)
+    open_, close = open_t.T, close_t.T
     seconds["total_return_bars"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     cols = np.searchsorted(grid.sessions, rep.sessions.to_numpy("datetime64[D]"))
@@ -356,7 +368,8 @@ def _factor_stats(rep: ReplayResult, data: MarketData, grid: _Grid,
         raw = fwd(h, m_li, m_q)
         sides = {"return": raw, "excess_universe": raw - u_mean[m_q]}
         if len(spy):
-            bench = rt.forward_returns(grid_row(open_, spy[0]), close[spy[0]], h, entry="open")
+            bench = rt.forward_returns(grid_row(open_, spy[0]), grid_row(close, spy[0]), h,
+                                       entry="open")
             sides["excess_spy"] = raw - bench[cols[m_q]]
         forward[f"Fwd{h}D"] = raw
         forward[f"Excess{h}D"] = sides["excess_universe"]
