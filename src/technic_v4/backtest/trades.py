@@ -376,7 +376,7 @@ def simulate_trades(open_: Any, high: Any, low: Any, close: Any, *, listing: Any
     return out.frame(lst, ses, stp, tgt, rnk)
 
 
-BarsOf = Callable[[np.ndarray], tuple[Any, Any, Any, Any]]
+BarsOf = Callable[[np.ndarray], Sequence[Any]]
 
 
 def simulate_trades_by_listings(bars_of: BarsOf, n_listings: int, n_sessions: int, *,
