@@ -168,18 +168,26 @@ def _align_nb(src: Any, day: Any, rows: Any, dest: Any, col_of: Any, d0: int, by
               out: Any) -> None:
     """Each bar ``j`` of panel row ``rows[r]`` to its session's column of grid row
     ``dest[r]``: ``out[dest[r], col]`` (``out[col, dest[r]]`` when ``by_session``)."""
-    for r in range(len(rows)):
-        p = rows[r]
-        q = dest[r]
-        if p < 0:
-            continue
+    if not by_session:
+        for r in range(len(rows)):
+            p = rows[r]
+            if p < 0:
+                continue
+            for j in range(src.shape[1]):
+                d = day[p, j]
+                if d >= 0:
+                    out[dest[r], col_of[d - d0]] = src[p, j]
+        return
+    # Session-major: 16 rows at a time, so the writes of one bar column stay together.
+    for r0 in range(0, len(rows), 16):
+        r1 = min(r0 + 16, len(rows))
         for j in range(src.shape[1]):
-            d = day[p, j]
-            if d >= 0:
-                if by_session:
-                    out[col_of[d - d0], q] = src[p, j]
-                else:
-                    out[q, col_of[d - d0]] = src[p, j]
+            for r in range(r0, r1):
+                p = rows[r]
+                if p >= 0:
+                    d = day[p, j]
+                    if d >= 0:
+                        out[col_of[d - d0], dest[r]] = src[p, j]
 
 
 class _Grid:
@@ -259,9 +267,8 @@ def _trades(rep: ReplayResult, data: MarketData, grid: _Grid, max_hold: int,
     tr = _module("technic_v4.backtest.trades")
     from technic_v4.plans import SHORT_SIGNALS
 
-    m = rep.matches
-    long = ~m["Signal"].isin(SHORT_SIGNALS).to_numpy()
-    m = m[long]
+    long = ~rep.matches["Signal"].isin(SHORT_SIGNALS).to_numpy()
+    m = rep.matches[["AsOf", "Symbol", "Stop", "Target", "Rank"]][long]
     ref = data.reference()
     listing = rep.match_listing[long]  # a reused ticker: the listing trading that day
     asof = m["AsOf"].to_numpy("datetime64[D]")

@@ -415,21 +415,33 @@ def simulate_trades_by_listings(bars_of: BarsOf, n_listings: int, n_sessions: in
     return out.frame(lst, ses, stp, tgt, rnk)
 
 
+def _reason_codes(reason: pd.Series) -> npt.NDArray[np.int64]:
+    """The REASONS code of each row (no re-coding of a column already in REASONS' order)."""
+    dtype = reason.dtype
+    if isinstance(dtype, pd.CategoricalDtype) and list(dtype.categories) == list(REASONS):
+        return reason.cat.codes.to_numpy(np.int64)
+    return np.asarray(pd.Categorical(reason, categories=pd.Index(REASONS)).codes, np.int64)
+
+
 def trade_summary(trades: pd.DataFrame) -> dict[str, Any]:
     """Statistics of the closed trades (``open``, ``no_entry`` and ``invalid`` rows are counted
     but left out): win rate (R > 0), mean/median R, expectancy in R (win rate × average win +
     loss rate × average loss, which equals mean R), mean return, profit factor (sum of winning R
     over the absolute sum of losing R: the dollar profit factor under equal risk; inf without
     losses), mean bars held, and the count of every reason."""
-    closed = trades[trades["reason"].isin(CLOSED_REASONS)]
-    r = closed["r_multiple"].to_numpy(np.float64)
+    code = _reason_codes(trades["reason"])
+    closed = np.isin(code, [REASONS.index(x) for x in CLOSED_REASONS])
+    r = trades["r_multiple"].to_numpy(np.float64)[closed]
     wins, losses = r[r > 0], r[r < 0]
     n = len(r)
     win_rate = len(wins) / n if n else math.nan
     avg_win = float(wins.mean()) if len(wins) else 0.0
     avg_loss = float(losses.mean()) if len(losses) else 0.0
     gross_loss = -float(losses.sum())
-    counts = trades["reason"].value_counts()
+    tally = np.bincount(code[code >= 0], minlength=len(REASONS))
+    counts = {k: int(tally[i]) for i, k in enumerate(REASONS)}
+    ret = pd.Series(trades["return"].to_numpy(np.float64)[closed])
+    held = pd.Series(trades["bars_held"].to_numpy()[closed])
     return {
         "signals": len(trades),
         "trades": n,
@@ -439,10 +451,10 @@ def trade_summary(trades: pd.DataFrame) -> dict[str, Any]:
         "avg_win_r": avg_win,
         "avg_loss_r": avg_loss,
         "expectancy_r": (len(wins) * avg_win + len(losses) * avg_loss) / n if n else math.nan,
-        "mean_return": float(closed["return"].mean()) if n else math.nan,
+        "mean_return": float(ret.mean()) if n else math.nan,
         "profit_factor": (float(wins.sum()) / gross_loss if gross_loss > 0
                           else (math.inf if len(wins) else math.nan)),
-        "mean_bars_held": float(closed["bars_held"].mean()) if n else math.nan,
+        "mean_bars_held": float(held.mean()) if n else math.nan,
         "by_reason": {k: int(counts.get(k, 0)) for k in REASONS},
     }
 
@@ -506,7 +518,7 @@ def simulate_portfolio(trades: pd.DataFrame, close: Any, *, initial_equity: floa
         raise ConfigError("close", "must be the panel the trades were simulated on (it has "
                           "fewer listings or sessions than the trades refer to)")
 
-    code = np.asarray(pd.Categorical(trades["reason"], categories=pd.Index(REASONS)).codes)
+    code = _reason_codes(trades["reason"])
     entry_s = trades["entry_session"].to_numpy(np.int64)
     idx = np.nonzero((entry_s >= 0) & (code > NO_ENTRY) & (code < INVALID))[0]
     rank_key = trades["rank"].to_numpy(np.float64)[idx]
