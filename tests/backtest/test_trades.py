@@ -528,3 +528,20 @@ def test_trades_by_chunks_of_listings_equal_the_whole_panel(seed: int, chunk: in
     assert all(len(r) <= chunk for r in asked)
     with pytest.raises(ConfigError, match="last_session"):
         simulate_trades_by_listings(bars_of, 7, 30, **sig, last_session=last[:3])
+
+
+@PROPERTY
+@given(seed=st.integers(0, 2**32 - 1), whole=st.booleans())
+def test_entry_order_equals_lexsort(seed: int, whole: bool) -> None:
+    """The portfolio's entry order (session, rank with none last, listing; stable) packed
+    into one key equals lexsort, with whole or fractional ranks."""
+    from technic_v4.backtest.trades import _entry_order
+
+    rng = np.random.default_rng(seed)
+    m = 200
+    entry = np.sort(rng.integers(0, 30, m)) if seed % 2 else rng.integers(0, 30, m)
+    rank = rng.integers(1, 6, m).astype(float) if whole else rng.random(m) * 5
+    rank[rng.random(m) < 0.2] = np.inf
+    listing = rng.integers(0, 5, m)
+    np.testing.assert_array_equal(_entry_order(entry, rank, listing),
+                                  np.lexsort((listing, rank, entry)))

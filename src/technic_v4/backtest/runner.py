@@ -178,16 +178,21 @@ def _align_nb(src: Any, day: Any, rows: Any, dest: Any, col_of: Any, d0: int, by
                 if d >= 0:
                     out[dest[r], col_of[d - d0]] = src[p, j]
         return
-    # Session-major: 16 rows at a time, so the writes of one bar column stay together.
-    for r0 in range(0, len(rows), 16):
-        r1 = min(r0 + 16, len(rows))
-        for j in range(src.shape[1]):
+    # Session-major: in tiles of 64 rows x 64 bars, so reads and writes stay in cache.
+    width = src.shape[1]
+    for r0 in range(0, len(rows), 64):
+        r1 = min(r0 + 64, len(rows))
+        for j0 in range(0, width, 64):
+            j1 = min(j0 + 64, width)
             for r in range(r0, r1):
                 p = rows[r]
-                if p >= 0:
+                if p < 0:
+                    continue
+                q = dest[r]
+                for j in range(j0, j1):
                     d = day[p, j]
                     if d >= 0:
-                        out[col_of[d - d0], dest[r]] = src[p, j]
+                        out[col_of[d - d0], q] = src[p, j]
 
 
 class _Grid:
@@ -247,17 +252,23 @@ class _Grid:
         hit = hit[inv[hit] >= 0]  # rows of the reference's listings only
         if not len(hit):
             return outs
-        raw = {f: np.array(getattr(p, f)[hit]) for f in adj.FIELDS}
-        if p.raw is not None:  # rows a split changed: their raw bars are kept beside
-            at = np.minimum(np.searchsorted(p.raw.rows, hit), len(p.raw.rows) - 1)
-            have = p.raw.rows[at] == hit
-            for f in adj.FIELDS:
-                raw[f][have] = getattr(p.raw, f)[at[have]]
-        day = np.ascontiguousarray(p.day[hit])
-        got = adj.adjust_rows(raw, day, p.sids[hit], acts, basis)
-        for name, out in zip(names, outs, strict=True):
-            _align_nb(got[name], day, np.arange(len(hit), dtype=np.int64), inv[hit],
-                      self.col_of, self.d0, by_session, out)
+        # A few hundred rows at a time; only the fields asked for (and the close, which
+        # prices the dividends) are read: prices are adjusted field by field.
+        need = {*names, "close"}
+        for a in range(0, len(hit), 256):
+            part = hit[a:a + 256]
+            raw = {f: np.array(getattr(p, f)[part]) for f in need}
+            if p.raw is not None:  # rows a split changed: their raw bars are kept beside
+                at = np.minimum(np.searchsorted(p.raw.rows, part), len(p.raw.rows) - 1)
+                have = p.raw.rows[at] == part
+                for f in need:
+                    raw[f][have] = getattr(p.raw, f)[at[have]]
+            day = np.ascontiguousarray(p.day[part])
+            got = adj.adjust_rows({f: raw.get(f, raw["close"]) for f in adj.FIELDS}, day,
+                                  p.sids[part], acts, basis)
+            for name, out in zip(names, outs, strict=True):
+                _align_nb(got[name], day, np.arange(len(part), dtype=np.int64), inv[part],
+                          self.col_of, self.d0, by_session, out)
         return outs
 
 
@@ -363,7 +374,7 @@ def _factor_stats(rep: ReplayResult, data: MarketData, grid: _Grid,
         return rt.forward_returns_at(open_, close, h, li, cols[q], entry="open",
                                      delist_session=last, delist_price=delist_price)
 
-    forward = rep.matches[["AsOf", "Symbol"]].copy()
+    forward = rep.matches[["AsOf", "Symbol"]]  # new columns only: copy-on-write
     summary = []
     ic: dict[int, np.ndarray] = {}
     quantiles: dict[int, Any] = {}

@@ -488,6 +488,24 @@ def _max_drawdown(equity: FloatArray, equity0: float) -> tuple[float, int, int, 
     return depth, peak, trough, recovery
 
 
+def _entry_order(entry: IntArray, rank: FloatArray, listing: IntArray) -> IntArray:
+    """``np.lexsort((listing, rank, entry))``: by entry session, rank, listing (stable). When
+    the ranks are whole numbers (a scan's Rank, inf for none) the three keys are packed into
+    one integer and sorted at once: rows arrive nearly in that order, which a stable sort
+    (timsort) runs through several times faster than lexsort's three passes."""
+    if not len(entry):
+        return np.zeros(0, dtype=np.int64)
+    fin = np.isfinite(rank)
+    r = np.where(fin, rank, 0.0)
+    if (r == np.floor(r)).all() and (r >= 0).all() and r.max(initial=0) < 2**19 - 1 \
+            and listing.min() >= 0 and listing.max() < 2**22 and entry.min() >= 0 \
+            and entry.max() < 2**21:
+        rk = np.where(fin, r, 2**19 - 1).astype(np.int64)  # inf sorts after every rank
+        key = (entry.astype(np.int64) << 41) | (rk << 22) | listing.astype(np.int64)
+        return np.argsort(key, kind="stable").astype(np.int64)
+    return np.lexsort((listing, rank, entry)).astype(np.int64)
+
+
 def simulate_portfolio(trades: pd.DataFrame, close: Any, *, initial_equity: float = 100_000.0,
                        risk_fraction: float = 0.01, max_positions: int = 10,
                        max_position_fraction: float | None = None, start: int = 0,
@@ -523,7 +541,7 @@ def simulate_portfolio(trades: pd.DataFrame, close: Any, *, initial_equity: floa
     idx = np.nonzero((entry_s >= 0) & (code > NO_ENTRY) & (code < INVALID))[0]
     rank_key = trades["rank"].to_numpy(np.float64)[idx]
     rank_key = np.where(np.isnan(rank_key), np.inf, rank_key)
-    order = idx[np.lexsort((trades["listing"].to_numpy(np.int64)[idx], rank_key, entry_s[idx]))]
+    order = idx[_entry_order(entry_s[idx], rank_key, trades["listing"].to_numpy(np.int64)[idx])]
 
     def col(name: str, dtype: Any) -> Any:
         return np.ascontiguousarray(trades[name].to_numpy(dtype)[order])
@@ -547,7 +565,7 @@ def simulate_portfolio(trades: pd.DataFrame, close: Any, *, initial_equity: floa
     all_status[order] = status
     all_shares = np.zeros(len(trades))
     all_shares[order] = shares
-    out = trades.copy()
+    out = trades.copy(deep=False)  # the new columns only (copy-on-write shares the rest)
     out["status"] = pd.Categorical.from_codes(all_status, categories=pd.Index(PORTFOLIO_STATUS))
     out["shares"] = all_shares
 
