@@ -419,8 +419,10 @@ def _reason_codes(reason: pd.Series) -> npt.NDArray[np.int64]:
     """The REASONS code of each row (no re-coding of a column already in REASONS' order)."""
     dtype = reason.dtype
     if isinstance(dtype, pd.CategoricalDtype) and list(dtype.categories) == list(REASONS):
-        return reason.cat.codes.to_numpy(np.int64)
-    return np.asarray(pd.Categorical(reason, categories=pd.Index(REASONS)).codes, np.int64)
+        codes = reason.cat.codes.to_numpy()
+    else:
+        codes = pd.Categorical(reason, categories=pd.Index(REASONS)).codes
+    return np.asarray(codes, dtype=np.int64)
 
 
 def trade_summary(trades: pd.DataFrame) -> dict[str, Any]:
