@@ -94,10 +94,14 @@ def panel_analyses(res: BacktestResult, md: MarketData) -> dict[str, Any]:
     return out
 
 
-@pytest.mark.parametrize("rank_by", ["TechRating", "Gap"])
-def test_analyses_at_the_rows_equal_the_panel_kernels(md: MarketData, rank_by: str) -> None:
-    """Over the universe (TechRating) and over the matches (a user column): forward and
-    excess returns per row, the summary, IC, its decay, quintile returns and turnover."""
+@pytest.mark.parametrize(("rank_by", "workers"), [("TechRating", 3), ("Gap", 1)])
+def test_analyses_at_the_rows_equal_the_panel_kernels(md: MarketData, rank_by: str,
+                                                      workers: int,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over the universe (TechRating) and over the matches (a user column), horizons on
+    threads or not: forward and excess returns per row, the summary, IC, its decay, quintile
+    returns and turnover."""
+    monkeypatch.setattr(md.settings, "max_workers", workers)
     res = run(PLAIN, "2026-01-05", END, horizons=(1, 5, 21), rank_by=rank_by, data=md)
     want = panel_analyses(res, md)
     got = res.analyses
@@ -109,7 +113,7 @@ def test_analyses_at_the_rows_equal_the_panel_kernels(md: MarketData, rank_by: s
         for f in ("by_session", "count", "mean", "std_error", "spread"):
             np.testing.assert_array_equal(getattr(got["quantiles"][h], f), getattr(q, f))
     assert np.isfinite(got["ic"][1]).sum() > 10  # not a comparison of empty answers
-    assert {"bars", "forward_returns", "statistics", "trades"} <= set(res.seconds_by_step)
+    assert {"replay", "bars", "cells", "horizons", "trades"} <= set(res.seconds_by_step)
 
 
 def test_total_return_bars_from_the_split_panel_equal_a_total_load(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import importlib
 import importlib.util
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,8 +52,9 @@ class BacktestResult:
     analyses: dict[str, Any] = field(default_factory=dict)
     missing: tuple[str, ...] = ()
     message: str = ""
-    # Wall seconds of ``replay`` and of each analysis step (bars, total_return_bars, cells,
-    # forward_returns, statistics, trades).
+    # Wall seconds of ``replay`` and of each analysis step: bars (the panel), total_return_bars,
+    # cells (the rows grouped, the score ranked), horizons (forward returns and statistics of
+    # every horizon), trades (plans played out and the portfolio).
     seconds_by_step: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -221,13 +223,17 @@ class _Grid:
             np.searchsorted(stored, np.where(np.isnat(gone), stored[0], gone), side="right") - 1
         ).astype(np.int64)
 
-    def field(self, name: str, by_session: bool = False, rows: np.ndarray | None = None
-              ) -> np.ndarray:
+    def field(self, name: str, by_session: bool = False, rows: np.ndarray | None = None,
+              out: np.ndarray | None = None) -> np.ndarray:
         """The panel's ``name`` on the grid: ``(N, T)`` float64, NaN where there is no bar
-        (``(T, N)`` when ``by_session``); ``rows``: only those reference listings."""
+        (``(T, N)`` when ``by_session``); ``rows``: only those reference listings; ``out``:
+        an array of that shape to fill."""
         sel = self.rows if rows is None else self.rows[rows]
         n, t = len(sel), len(self.sessions)
-        out = np.full((t, n) if by_session else (n, t), np.nan)
+        if out is None:
+            out = np.full((t, n) if by_session else (n, t), np.nan)
+        else:
+            out.fill(np.nan)
         _align_nb(getattr(self.panel, name), self.panel.day, sel,
                   np.arange(n, dtype=np.int64), self.col_of, self.d0, by_session, out)
         return out
@@ -287,9 +293,15 @@ def _trades(rep: ReplayResult, data: MarketData, grid: _Grid, max_hold: int,
     session = np.searchsorted(sessions, asof)
     # Plans are priced as of their session: in the bars' basis, divide by the later splits.
     factor = _split_factor(data, ref["sid"].to_numpy(np.int32)[listing], asof, sessions[-1])
+    chunk = 256
+    buffers = {f: np.empty((chunk, len(sessions))) for f in ("open", "high", "low", "close")}
+
+    def bars_of(rows: np.ndarray) -> list[np.ndarray]:
+        # The same four buffers for every chunk: fresh 10 MB arrays are page-faulted anew.
+        return [grid.field(f, rows=rows, out=b[:len(rows)]) for f, b in buffers.items()]
+
     trades = tr.simulate_trades_by_listings(
-        lambda rows: tuple(grid.field(f, rows=rows) for f in ("open", "high", "low", "close")),
-        len(ref), len(sessions), listing=listing, session=session,
+        bars_of, len(ref), len(sessions), chunk=chunk, listing=listing, session=session,
         stop=m["Stop"].to_numpy() / factor, target=m["Target"].to_numpy() / factor,
         rank=m["Rank"].to_numpy(np.float64), max_hold=max_hold,
         last_session=grid.last_session)
@@ -374,13 +386,11 @@ def _factor_stats(rep: ReplayResult, data: MarketData, grid: _Grid,
         return rt.forward_returns_at(open_, close, h, li, cols[q], entry="open",
                                      delist_session=last, delist_price=delist_price)
 
-    forward = rep.matches[["AsOf", "Symbol"]]  # new columns only: copy-on-write
-    summary = []
-    ic: dict[int, np.ndarray] = {}
-    quantiles: dict[int, Any] = {}
-    t_fwd = t_stats = 0.0
-    for h in horizons:
-        t0 = time.perf_counter()
+    q_by_listing = m_q[by_listing]
+
+    def horizon(h: int) -> dict[str, Any]:
+        """Everything of one horizon (horizons run on threads: the kernels and NumPy's
+        sorts release the GIL; each writes only its own arrays)."""
         u_fwd = fwd(h, u_cells.listing, u_cells.session)
         u_mean = rt.universe_mean_at(u_cells.start, u_fwd)
         raw = fwd(h, m_li, m_q)
@@ -389,24 +399,40 @@ def _factor_stats(rep: ReplayResult, data: MarketData, grid: _Grid,
             bench = rt.forward_returns(grid_row(open_, spy[0]), grid_row(close, spy[0]), h,
                                        entry="open")
             sides["excess_spy"] = raw - bench[cols[m_q]]
-        forward[f"Fwd{h}D"] = raw
-        forward[f"Excess{h}D"] = sides["excess_universe"]
-        if "excess_spy" in sides:
-            forward[f"ExcessSPY{h}D"] = sides["excess_spy"]
-        t_fwd += time.perf_counter() - t0
-        t0 = time.perf_counter()
+        got: dict[str, Any] = {"sides": sides, "summary": []}
         for name, values in sides.items():
-            st = mt.screen_stats_at(m_q[by_listing], values[by_listing], n_s)
-            summary.append({"horizon": h, "of": name, "n": st.n, "hit_rate": st.hit_rate,
-                            "mean": st.mean, "median": st.median, "t_stat": st.t_stat,
-                            "session_t_stat": st.session_t_stat})
+            st = mt.screen_stats_at(q_by_listing, values[by_listing], n_s)
+            got["summary"].append({"horizon": h, "of": name, "n": st.n,
+                                   "hit_rate": st.hit_rate, "mean": st.mean,
+                                   "median": st.median, "t_stat": st.t_stat,
+                                   "session_t_stat": st.session_t_stat})
         if score is not None:
             y = u_fwd if on_universe else raw[s_order]
-            ic[h] = mt.information_coefficient_at(score, y)
-            quantiles[h] = mt.mean_return_by_quantile_at(s_cells, buckets, y, 5)
-        t_stats += time.perf_counter() - t0
-    seconds["forward_returns"] = t_fwd
-    seconds["statistics"] = t_stats
+            got["ic"] = mt.information_coefficient_at(score, y)
+            got["quantiles"] = mt.mean_return_by_quantile_at(s_cells, buckets, y, 5)
+        return got
+
+    t0 = time.perf_counter()
+    workers = max(1, min(int(data.settings.max_workers or 1), len(horizons)))
+    if workers == 1:
+        done = [horizon(h) for h in horizons]
+    else:
+        with ThreadPoolExecutor(max_workers=workers,
+                                thread_name_prefix="technic-backtest") as pool:
+            done = list(pool.map(horizon, horizons))
+    seconds["horizons"] = time.perf_counter() - t0
+    forward = rep.matches[["AsOf", "Symbol"]]  # new columns only: copy-on-write
+    summary: list[dict[str, Any]] = []
+    ic: dict[int, np.ndarray] = {}
+    quantiles: dict[int, Any] = {}
+    for h, got in zip(horizons, done, strict=True):
+        forward[f"Fwd{h}D"] = got["sides"]["return"]
+        forward[f"Excess{h}D"] = got["sides"]["excess_universe"]
+        if "excess_spy" in got["sides"]:
+            forward[f"ExcessSPY{h}D"] = got["sides"]["excess_spy"]
+        summary.extend(got["summary"])
+        if score is not None:
+            ic[h], quantiles[h] = got["ic"], got["quantiles"]
     out: dict[str, Any] = {"forward": forward,
                            "summary": pd.DataFrame(summary).set_index(["horizon", "of"])}
     if score is not None:
