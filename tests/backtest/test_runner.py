@@ -140,3 +140,20 @@ def test_total_return_bars_from_the_split_panel_equal_a_total_load(tmp_path: Pat
         np.testing.assert_array_equal(grid.last_session, total.last_session)
     finally:
         m.close()
+
+
+def test_trades_beside_the_statistics_equal_trades_after_them(
+        md: MarketData, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plans played out on a thread beside the statistics (max_workers > 1) or after them:
+    the same trades, portfolio and statistics."""
+    got = {}
+    for workers in (1, 2):
+        monkeypatch.setattr(md.settings, "max_workers", workers)
+        got[workers] = run(PLAIN, "2026-01-05", END, horizons=(1, 5), rank_by="TechRating",
+                           data=md).analyses
+    assert len(got[1]["trades"]) > 0
+    pd.testing.assert_frame_equal(got[1]["trades"], got[2]["trades"], check_exact=True)
+    pd.testing.assert_frame_equal(got[1]["portfolio"].curve, got[2]["portfolio"].curve,
+                                  check_exact=True)
+    pd.testing.assert_frame_equal(got[1]["summary"], got[2]["summary"], check_exact=True)
+    assert list(got[1]) == list(got[2])

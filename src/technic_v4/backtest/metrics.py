@@ -701,26 +701,37 @@ def _segment_argsort(start: np.ndarray, values: np.ndarray) -> np.ndarray:
     (NaN and +inf last, in any order).  One NumPy sort per segment: NumPy's vectorised sorts are several times
     faster than a compiled loop's on the few thousand values of a session."""
     out = np.empty(len(values), dtype=np.int64)
-    unsorted = _unsorted_segments_nb(start, values)
-    out[:] = np.arange(len(values))
-    # NaN as +inf: NumPy's SIMD sort gives up on NaN (5x slower); both sort last, and every
-    # caller skips what is not finite.
-    keys = np.where(np.isnan(values), np.inf, values) if values.dtype.kind == "f" else values
-    for t in np.flatnonzero(unsorted):
+    state = np.empty(len(start) - 1, dtype=np.int8)
+    _segments_nb(start, values, out, state)  # sorted segments: their positions in place
+    for t in np.flatnonzero(state).tolist():
         a, b = int(start[t]), int(start[t + 1])
-        out[a:b] = a + np.argsort(keys[a:b])
+        seg = values[a:b]
+        if state[t] == 2:
+            # NaN as +inf: NumPy's SIMD sort gives up on NaN (5x slower); both sort last,
+            # and every caller skips what is not finite.
+            seg = np.where(np.isnan(seg), np.inf, seg)
+        srt = np.argsort(seg)
+        srt += a
+        out[a:b] = srt
     return out
 
 
 @numba.njit(cache=True, nogil=True)
-def _unsorted_segments_nb(start: np.ndarray, values: np.ndarray) -> np.ndarray:
-    out = np.zeros(len(start) - 1, dtype=np.bool_)
+def _segments_nb(start: np.ndarray, values: np.ndarray, out: np.ndarray, state: np.ndarray
+                 ) -> None:
+    """Per segment: 0 sorted (``out`` gets its positions), 1 to sort, 2 to sort with NaN."""
     for t in range(len(start) - 1):
-        for k in range(start[t] + 1, start[t + 1]):
-            if not values[k - 1] <= values[k]:  # NaN: not sorted
-                out[t] = True
+        state[t] = 0
+        for k in range(start[t], start[t + 1]):
+            v = values[k]
+            if v != v:
+                state[t] = 2
                 break
-    return out
+            if k > start[t] and not values[k - 1] <= v:
+                state[t] = 1
+        if state[t] == 0:
+            for k in range(start[t], start[t + 1]):
+                out[k] = k
 
 
 @numba.njit(cache=True, nogil=True)

@@ -131,12 +131,21 @@ def run(config: ScanConfig, start: dt.date | str, end: dt.date | str, every: int
     t0 = time.perf_counter()
     grid = _Grid(data, "split")
     secs["bars"] = time.perf_counter() - t0
-    if "returns" not in missing and "metrics" not in missing:
-        res.analyses.update(_factor_stats(rep, data, grid, hs, rank_by, secs))
-    if "trades" not in missing:
+
+    def trades() -> dict[str, Any]:
         t0 = time.perf_counter()
-        res.analyses.update(_trades(rep, data, grid, max_hold, max_positions))
+        got = _trades(rep, data, grid, max_hold, max_positions)
         secs["trades"] = time.perf_counter() - t0
+        return got
+
+    # The plans play out on a thread beside the statistics (their kernels release the GIL).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="technic-trades") as pool:
+        threaded = "trades" not in missing and data.settings.max_workers > 1
+        played = pool.submit(trades) if threaded else None
+        if "returns" not in missing and "metrics" not in missing:
+            res.analyses.update(_factor_stats(rep, data, grid, hs, rank_by, secs))
+        if "trades" not in missing:
+            res.analyses.update(played.result() if played is not None else trades())
     secs.update({k: round(v, 6) for k, v in secs.items()})
     res.message = rep.message + (
         f" Not in this build: {', '.join(missing)} (forward returns, IC, trades)."
