@@ -108,7 +108,7 @@ def run(config: ScanConfig, start: dt.date | str, end: dt.date | str, every: int
 
     Trade plans (``analyses["trades"]``, ``["trade_summary"]``, ``["portfolio"]``): every long
     row's Stop/Target played out from the next session's open for at most ``max_hold``
-    sessions (``trades.simulate_trades``), then an equal-risk portfolio of ``risk_pct`` of
+    sessions (``trades.simulate_trades_by_listings``), then an equal-risk portfolio of ``risk_pct`` of
     equity per trade (``account_size`` to start) with at most ``max_positions`` open,
     same-session entries by Rank. Prices are split-adjusted as of the last stored session;
     a plan made at D is expressed in that basis (divided by the splits after D)."""
@@ -132,9 +132,14 @@ def run(config: ScanConfig, start: dt.date | str, end: dt.date | str, every: int
     grid = _Grid(data, "split")
     secs["bars"] = time.perf_counter() - t0
 
+    # Read here, so that the thread reads neither the store nor the replay's frames.
+    ref, actions = data.reference(), data.actions()
+    longs = _long_rows(rep) if "trades" not in missing else None
+
     def trades() -> dict[str, Any]:
         t0 = time.perf_counter()
-        got = _trades(rep, data, grid, max_hold, max_positions)
+        assert longs is not None
+        got = _trades(rep, longs, ref, actions, grid, max_hold, max_positions)
         secs["trades"] = time.perf_counter() - t0
         return got
 
@@ -287,21 +292,28 @@ class _Grid:
         return outs
 
 
-def _trades(rep: ReplayResult, data: MarketData, grid: _Grid, max_hold: int,
-            max_positions: int) -> dict[str, Any]:
-    """Each long row's plan played out, its summary and the equal-risk portfolio."""
-    tr = _module("technic_v4.backtest.trades")
+def _long_rows(rep: ReplayResult) -> tuple[pd.DataFrame, np.ndarray]:
+    """The long rows' AsOf, Symbol, Stop, Target and Rank, and their listings (a reused
+    ticker: the listing trading that day)."""
     from technic_v4.plans import SHORT_SIGNALS
 
     long = ~rep.matches["Signal"].isin(SHORT_SIGNALS).to_numpy()
-    m = rep.matches[["AsOf", "Symbol", "Stop", "Target", "Rank"]][long]
-    ref = data.reference()
-    listing = rep.match_listing[long]  # a reused ticker: the listing trading that day
+    return (rep.matches[["AsOf", "Symbol", "Stop", "Target", "Rank"]][long],
+            rep.match_listing[long])
+
+
+def _trades(rep: ReplayResult, longs: tuple[pd.DataFrame, np.ndarray], ref: pd.DataFrame,
+            actions: adj.Actions, grid: _Grid, max_hold: int, max_positions: int
+            ) -> dict[str, Any]:
+    """Each long row's plan played out, its summary and the equal-risk portfolio."""
+    tr = _module("technic_v4.backtest.trades")
+    m, listing = longs
     asof = m["AsOf"].to_numpy("datetime64[D]")
     sessions = grid.sessions
     session = np.searchsorted(sessions, asof)
     # Plans are priced as of their session: in the bars' basis, divide by the later splits.
-    factor = _split_factor(data, ref["sid"].to_numpy(np.int32)[listing], asof, sessions[-1])
+    factor = _split_factor(actions, ref["sid"].to_numpy(np.int32)[listing], asof,
+                           sessions[-1])
     chunk = 256
     buffers = {f: np.empty((chunk, len(sessions))) for f in ("open", "high", "low", "close")}
 
@@ -353,7 +365,7 @@ def _factor_stats(rep: ReplayResult, data: MarketData, grid: _Grid,
 
     Computed at the replay's rows (``metrics.Cells``: session-major, listings ascending), never
     on ``(listings, sessions)`` panels of scores or returns: the same numbers as the panel
-    kernels (``tests/backtest/test_backtest_cli.py`` compares them), at the memory of the
+    kernels (``tests/backtest/test_runner.py`` compares them), at the memory of the
     rows."""
     rt = _module("technic_v4.backtest.returns")
     mt = _module("technic_v4.backtest.metrics")
@@ -458,11 +470,11 @@ def grid_row(a: np.ndarray, i: int) -> np.ndarray:
     return np.ascontiguousarray(a[i])
 
 
-def _split_factor(data: MarketData, sids: np.ndarray, asof: np.ndarray, last: np.datetime64
-                  ) -> np.ndarray:
+def _split_factor(actions: adj.Actions, sids: np.ndarray, asof: np.ndarray,
+                  last: np.datetime64) -> np.ndarray:
     """Per row, the product of its listing's split ratios after its session through ``last``
     (1.0 without any; each split visits only its listing's rows)."""
-    acts = data.actions().of_mode("split")
+    acts = actions.of_mode("split")
     out = np.ones(len(sids))
     d = asof.astype(np.int64)
     order = np.argsort(sids, kind="stable")
