@@ -770,7 +770,9 @@ def _walk_ties(idx: np.ndarray, vals: np.ndarray, ranks: np.ndarray) -> None:
 def _cell_spearman_nb(start: np.ndarray, xorder: np.ndarray, count: np.ndarray,
                       x: np.ndarray, yorder: np.ndarray, y: np.ndarray, out: np.ndarray
                       ) -> None:
-    n = len(x)
+    n = 0  # scratch for the largest session only (positions local to the session)
+    for t in range(len(start) - 1):
+        n = max(n, start[t + 1] - start[t])
     rx = np.empty(n)
     ry = np.empty(n)
     valid = np.empty(n, dtype=np.bool_)
@@ -783,29 +785,29 @@ def _cell_spearman_nb(start: np.ndarray, xorder: np.ndarray, count: np.ndarray,
         m = 0
         for k in range(a, b):
             ok = np.isfinite(x[k]) and np.isfinite(y[k])
-            valid[k] = ok
+            valid[k - a] = ok
             m += ok
         if m < 2:
             continue
         j = 0
         for q in range(a, b):
-            k = yorder[q]
+            k = yorder[q] - a
             if valid[k]:
                 yi[j] = k
                 j += 1
-        _walk_ties(yi[:m], y, ry)
+        _walk_ties(yi[:m], y[a:b], ry)
         j = 0
         for q in range(a, a + count[t]):
-            k = xorder[q]
+            k = xorder[q] - a
             if valid[k]:
                 xi[j] = k
                 j += 1
-        _walk_ties(xi[:m], x, rx)
+        _walk_ties(xi[:m], x[a:b], rx)
         mean = (m + 1) / 2.0
         sxy = 0.0
         sxx = 0.0
         syy = 0.0
-        for k in range(a, b):
+        for k in range(b - a):
             if valid[k]:
                 dx = rx[k] - mean
                 dy = ry[k] - mean
