@@ -148,7 +148,9 @@ def run(config: ScanConfig, start: dt.date | str, end: dt.date | str, every: int
         threaded = "trades" not in missing and data.settings.max_workers > 1
         played = pool.submit(trades) if threaded else None
         if "returns" not in missing and "metrics" not in missing:
-            res.analyses.update(_factor_stats(rep, data, grid, hs, rank_by, secs))
+            # The threads left for the horizons (the plans' thread takes one).
+            workers = max(1, data.settings.max_workers - (1 if threaded else 0))
+            res.analyses.update(_factor_stats(rep, data, grid, hs, rank_by, secs, workers))
         if "trades" not in missing:
             res.analyses.update(played.result() if played is not None else trades())
     secs.update({k: round(v, 6) for k, v in secs.items()})
@@ -354,7 +356,7 @@ def _session_of(frame: pd.DataFrame, sessions: pd.DatetimeIndex) -> np.ndarray:
 
 def _factor_stats(rep: ReplayResult, data: MarketData, grid: _Grid,
                   horizons: tuple[int, ...], rank_by: str | None,
-                  seconds: dict[str, float]) -> dict[str, Any]:
+                  seconds: dict[str, float], workers: int = 1) -> dict[str, Any]:
     """Forward returns of every match per horizon (from the next session's open, total return:
     splits and dividends; a delisting inside the horizon exits at the last close), their excess
     over SPY and over the equal-weight universe of the session (the listings the scan scored),
@@ -434,7 +436,7 @@ def _factor_stats(rep: ReplayResult, data: MarketData, grid: _Grid,
         return got
 
     t0 = time.perf_counter()
-    workers = max(1, min(int(data.settings.max_workers or 1), len(horizons)))
+    workers = max(1, min(workers, len(horizons)))
     if workers == 1:
         done = [horizon(h) for h in horizons]
     else:
