@@ -308,3 +308,49 @@ def test_empty_panels_give_empty_or_nan_answers(shape: tuple[int, int]) -> None:
     assert np.isnan(mean_return_by_quantile(b, x, 3).mean).all()
     stats = screen_stats(x > 0, x)
     assert stats.n == 0 and math.isnan(stats.mean)
+
+
+@settings(max_examples=60)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 40), t=st.integers(1, 15),
+       ties=st.booleans())
+def test_statistics_at_cells_equal_the_panel_versions(seed: int, n: int, t: int,
+                                                      ties: bool) -> None:
+    """A score given as rows in any order (a replay's frame) gives the panel kernels' IC,
+    buckets, quantile returns, turnover and screen stats bit for bit."""
+    from technic_v4.backtest.metrics import (
+        Cells,
+        information_coefficient_at,
+        mean_return_by_quantile_at,
+        quantile_turnover_at,
+        quantize_at,
+        rank_cells,
+        screen_stats_at,
+    )
+
+    rng = np.random.default_rng(seed)
+    score, fwd = panels(seed, n, t, ties)
+    rows = rng.random((n, t)) < 0.7
+    score = np.where(rows, score, NAN)
+    li, si = np.nonzero(rows)
+    perm = rng.permutation(len(li))
+    cells, order = Cells.of_rows(li[perm], si[perm], n, t)
+    np.testing.assert_array_equal(cells.listing, Cells.of_mask(rows).listing)
+    np.testing.assert_array_equal(cells.listing, li[perm][order])
+    cs = rank_cells(cells, score[li, si][perm][order])
+    y = cells.take(fwd)
+    np.testing.assert_array_equal(information_coefficient_at(cs, y),
+                                  information_coefficient(score, fwd))
+    b = quantize(score, 4)
+    bc = quantize_at(cs, 4)
+    np.testing.assert_array_equal(bc, b[cells.listing, cells.session])
+    want, got = mean_return_by_quantile(b, fwd, 4), mean_return_by_quantile_at(cells, bc, y, 4)
+    for f in ("by_session", "count", "mean", "std_error", "spread"):
+        np.testing.assert_array_equal(getattr(got, f), getattr(want, f))
+    np.testing.assert_array_equal(quantile_turnover_at(cells, bc, 4), quantile_turnover(b, 4))
+    i, s = np.nonzero(rows)  # listing-major: the panel version's order
+    a, w = screen_stats_at(s, fwd[i, s], t), screen_stats(rows, fwd)
+    assert (a.n, a.mean, a.median) == (w.n, w.mean, w.median) or a.n == 0
+    np.testing.assert_array_equal(a.mean_by_session, w.mean_by_session)
+    with pytest.raises(ConfigError, match="listing"):
+        Cells.of_rows(np.r_[li, li[:1]], np.r_[si, si[:1]], n, t) if len(li) else \
+            Cells.of_rows(np.array([n]), np.array([0]), n, t)

@@ -200,3 +200,28 @@ def test_threads_give_the_same_numbers() -> None:
     np.testing.assert_array_equal(one, many)
     with pytest.raises(ConfigError, match="workers"):
         forward_returns(open_, close, 5, workers=0)
+
+
+@settings(max_examples=60)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 8), t=st.integers(1, 30),
+       h=st.integers(1, 8), entry=st.sampled_from(["open", "close"]))
+def test_forward_returns_at_cells_equal_the_panel(seed: int, n: int, t: int, h: int,
+                                                  entry: str) -> None:
+    """At any (listing, session) cells, in any order: the panel's values, bit for bit; and
+    the per-session mean of cells grouped by session equals universe_mean."""
+    from technic_v4.backtest.returns import forward_returns_at, universe_mean_at
+
+    o, c, delist, price = random_market(seed, n, t)
+    rng = np.random.default_rng(seed)
+    full = forward_returns(o, c, h, entry=entry, delist_session=delist,  # type: ignore[arg-type]
+                           delist_price=price)
+    li, si = rng.integers(0, n, 50), rng.integers(0, t, 50)
+    got = forward_returns_at(o, c, h, li, si, entry=entry,  # type: ignore[arg-type]
+                             delist_session=delist, delist_price=price)
+    np.testing.assert_array_equal(got, full[li, si])
+    use = rng.random((n, t)) < 0.6
+    s, i = np.nonzero(use.T)  # session-major, listings ascending
+    start = np.searchsorted(s, np.arange(t + 1))
+    np.testing.assert_array_equal(universe_mean_at(start, full[i, s]), universe_mean(full, use))
+    with pytest.raises(ConfigError, match="listing"):
+        forward_returns_at(o, c, h, np.array([n]), np.array([0]), entry=entry)  # type: ignore[arg-type]

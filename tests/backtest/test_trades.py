@@ -502,3 +502,46 @@ def test_portfolio_refuses_a_panel_other_than_the_trades_one() -> None:
                              max_hold=2)
     with pytest.raises(ConfigError, match="close"):
         simulate_portfolio(trades, panel[3][:, :2])
+
+
+@PROPERTY
+@given(seed=st.integers(0, 2**32 - 1), chunk=st.integers(1, 9))
+def test_trades_by_chunks_of_listings_equal_the_whole_panel(seed: int, chunk: int) -> None:
+    """Signals in any order, listings fetched ``chunk`` at a time: the same rows, in the
+    signals' order."""
+    from technic_v4.backtest.trades import simulate_trades_by_listings
+
+    rng = np.random.default_rng(seed)
+    panel = random_panel(rng, 7, 30)
+    sig = random_signals(rng, panel[3], 50)
+    last = np.where(rng.random(7) < 0.3, rng.integers(0, 30, 7), inferred_last_session(panel[3]))
+    want = simulate_trades(*panel, **sig, max_hold=6, last_session=last)
+    asked: list[np.ndarray] = []
+
+    def bars_of(rows: np.ndarray) -> tuple[np.ndarray, ...]:
+        asked.append(rows)
+        return tuple(a[rows] for a in panel)
+
+    got = simulate_trades_by_listings(bars_of, 7, 30, **sig, max_hold=6, last_session=last,
+                                      chunk=chunk)
+    pd.testing.assert_frame_equal(got, want)
+    assert all(len(r) <= chunk for r in asked)
+    with pytest.raises(ConfigError, match="last_session"):
+        simulate_trades_by_listings(bars_of, 7, 30, **sig, last_session=last[:3])
+
+
+@PROPERTY
+@given(seed=st.integers(0, 2**32 - 1), whole=st.booleans())
+def test_entry_order_equals_lexsort(seed: int, whole: bool) -> None:
+    """The portfolio's entry order (session, rank with none last, listing; stable) packed
+    into one key equals lexsort, with whole or fractional ranks."""
+    from technic_v4.backtest.trades import _entry_order
+
+    rng = np.random.default_rng(seed)
+    m = 200
+    entry = np.sort(rng.integers(0, 30, m)) if seed % 2 else rng.integers(0, 30, m)
+    rank = rng.integers(1, 6, m).astype(float) if whole else rng.random(m) * 5
+    rank[rng.random(m) < 0.2] = np.inf
+    listing = rng.integers(0, 5, m)
+    np.testing.assert_array_equal(_entry_order(entry, rank, listing),
+                                  np.lexsort((listing, rank, entry)))

@@ -47,18 +47,27 @@ import pandas as pd
 from technic_v4.errors import ConfigError
 
 __all__ = [
+    "CellScore",
+    "Cells",
     "ICSummary",
     "QuantileReturns",
     "ScorePanel",
     "ScreenStats",
     "ic_decay",
+    "ic_table",
     "information_coefficient",
+    "information_coefficient_at",
     "mean_return_by_quantile",
+    "mean_return_by_quantile_at",
     "prepare_score",
     "quantile_turnover",
+    "quantile_turnover_at",
     "quantize",
+    "quantize_at",
     "rank_autocorrelation",
+    "rank_cells",
     "screen_stats",
+    "screen_stats_at",
     "summarize_ic",
     "t_stat",
 ]
@@ -360,8 +369,13 @@ def ic_decay(score: np.ndarray | ScorePanel, fwd_by_horizon: Mapping[int, np.nda
     """IC summary per horizon: a DataFrame indexed by ``horizon`` with columns ``mean``,
     ``std``, ``ir``, ``t_stat``, ``n_sessions`` (the score is sorted once)."""
     sp = prepare_score(score, workers=workers)
-    rows = {h: summarize_ic(information_coefficient(sp, f, workers=workers)).__dict__
-            for h, f in sorted(fwd_by_horizon.items())}
+    return ic_table({h: information_coefficient(sp, f, workers=workers)
+                     for h, f in fwd_by_horizon.items()})
+
+
+def ic_table(ic_by_horizon: Mapping[int, np.ndarray]) -> pd.DataFrame:
+    """:func:`ic_decay`'s frame from IC series already computed (one per horizon)."""
+    rows = {h: summarize_ic(v).__dict__ for h, v in sorted(ic_by_horizon.items())}
     frame = pd.DataFrame.from_dict(rows, orient="index",
                                    columns=["mean", "std", "ir", "t_stat", "n_sessions"])
     frame.index.name = "horizon"
@@ -461,6 +475,12 @@ def mean_return_by_quantile(buckets: np.ndarray, fwd: np.ndarray, quantiles: int
     means = np.empty((n_t, quantiles))
     counts = np.empty((n_t, quantiles), dtype=np.int64)
     _bucket_means_nb(b, y, quantiles, demeaned, means, counts)
+    return _quantile_returns(means, counts, quantiles, demeaned)
+
+
+def _quantile_returns(means: np.ndarray, counts: np.ndarray, quantiles: int, demeaned: bool
+                      ) -> QuantileReturns:
+    """Over sessions: the per-session bucket means ``(T, Q)`` summarised."""
     n_q = np.isfinite(means).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(n_q > 0, np.nansum(means, axis=0) / np.maximum(n_q, 1), np.nan)
@@ -540,20 +560,33 @@ def screen_stats(matched: np.ndarray, returns: np.ndarray) -> ScreenStats:
     """Hit rate, mean, median and t-stat of a screen's forward (or excess) returns.
 
     ``matched`` is ``(N, T)`` bool (or float with NaN meaning not matched); pairs whose return
-    is not finite (horizon past the data, no entry bar) are left out.
+    is not finite (horizon past the data, no entry bar) are left out.  The same as
+    :func:`screen_stats_at` over the matched cells in listing-major order.
     """
-    y = np.ascontiguousarray(_panel("returns", returns))
+    y = _panel("returns", returns)
     m = np.asarray(matched)
     if m.dtype != np.bool_:
         m = np.nan_to_num(m.astype(np.float64), nan=0.0) != 0.0
     _check_shape("matched", m, (int(y.shape[0]), int(y.shape[1])))
-    m = np.ascontiguousarray(m)
-    n_t = y.shape[1]
-    count = np.zeros(n_t, dtype=np.int64)
-    wins = np.zeros(n_t, dtype=np.int64)
-    total = np.zeros(n_t)
-    vals = np.empty(int(np.count_nonzero(m)))
-    n = _screen_nb(m, y, count, wins, total, vals)
+    i, t = np.nonzero(m)
+    return screen_stats_at(t, y[i, t], int(y.shape[1]))
+
+
+def screen_stats_at(session: np.ndarray, returns: np.ndarray, n_sessions: int) -> ScreenStats:
+    """:func:`screen_stats` of a screen given as its rows: each row's session (0 ..
+    ``n_sessions`` - 1) and return (non-finite ones are left out).  Sums run in row order:
+    rows in listing-major order give the panel version's numbers bit for bit."""
+    s = np.ascontiguousarray(session, dtype=np.int64)
+    y = np.ascontiguousarray(returns, dtype=np.float64)
+    if s.shape != y.shape or s.ndim != 1:
+        raise ConfigError("session", f"one session per return, got {s.shape} and {y.shape}")
+    if len(s) and (s.min() < 0 or s.max() >= n_sessions):
+        raise ConfigError("session", f"sessions are 0 .. {n_sessions - 1}")
+    count = np.zeros(n_sessions, dtype=np.int64)
+    wins = np.zeros(n_sessions, dtype=np.int64)
+    total = np.zeros(n_sessions)
+    vals = np.empty(len(y))
+    n = _screen_nb(s, y, count, wins, total, vals)
     vals = vals[:n]
     with np.errstate(invalid="ignore", divide="ignore"):
         hit = np.where(count > 0, wins / np.maximum(count, 1), np.nan)
@@ -568,17 +601,343 @@ def screen_stats(matched: np.ndarray, returns: np.ndarray) -> ScreenStats:
 
 
 @numba.njit(cache=True, nogil=True)
-def _screen_nb(m: np.ndarray, y: np.ndarray, count: np.ndarray, wins: np.ndarray,
+def _screen_nb(s: np.ndarray, y: np.ndarray, count: np.ndarray, wins: np.ndarray,
                total: np.ndarray, vals: np.ndarray) -> int:
-    n, n_t = y.shape
     k = 0
-    for i in range(n):
-        for t in range(n_t):
-            v = y[i, t]
-            if m[i, t] and np.isfinite(v):
-                count[t] += 1
-                wins[t] += v > 0.0
-                total[t] += v
-                vals[k] = v
-                k += 1
+    for j in range(len(y)):
+        v = y[j]
+        if np.isfinite(v):
+            t = s[j]
+            count[t] += 1
+            wins[t] += v > 0.0
+            total[t] += v
+            vals[k] = v
+            k += 1
     return k
+
+
+# ---------------------------------------------------------------- cells: a replay's rows
+#
+# The same statistics over the cells a replay has rows for (its universe or its matches),
+# without (N, T) panels: a score panel of 6,000 listings x 5,000 sessions is 240 MB per array,
+# while a replay scores ~half of those cells.  Rows are grouped by session, listings ascending
+# inside a session: every sum then runs in the panel kernels' order, so each statistic equals
+# its panel version bit for bit (tests/backtest/test_metrics.py compares them).
+
+@dataclass(frozen=True)
+class Cells:
+    """``(listing, session)`` cells of a ``(n_listings, n_sessions)`` panel, session-major
+    (listings ascending within a session); session ``t``'s rows are ``start[t]:start[t+1]``."""
+
+    listing: np.ndarray  # (P,) int64
+    session: np.ndarray  # (P,) int64, ascending
+    start: np.ndarray  # (n_sessions + 1,) int64
+    n_listings: int
+
+    @property
+    def n_sessions(self) -> int:
+        return len(self.start) - 1
+
+    @classmethod
+    def of_rows(cls, listing: np.ndarray, session: np.ndarray, n_listings: int,
+                n_sessions: int) -> tuple[Cells, np.ndarray]:
+        """The cells of rows ``(listing[k], session[k])`` and ``order``: cell ``j`` is row
+        ``order[j]`` (rows already session-major are not moved).  ConfigError for a cell
+        outside the panel or given twice."""
+        li = np.asarray(listing, dtype=np.int64).reshape(-1)
+        si = np.asarray(session, dtype=np.int64).reshape(-1)
+        if li.shape != si.shape:
+            raise ConfigError("session", f"one session per listing, got {si.shape} and "
+                              f"{li.shape}")
+        if len(li) and (li.min() < 0 or li.max() >= n_listings):
+            raise ConfigError("listing", f"listings are 0 .. {n_listings - 1}")
+        if len(si) and (si.min() < 0 or si.max() >= n_sessions):
+            raise ConfigError("session", f"sessions are 0 .. {n_sessions - 1}")
+        if len(si) > 1 and bool((si[1:] < si[:-1]).any()):
+            order = np.argsort(si, kind="stable").astype(np.int64)
+            li, si = li[order], si[order]
+        else:
+            order = np.arange(len(si), dtype=np.int64)
+        start = np.searchsorted(si, np.arange(n_sessions + 1)).astype(np.int64)
+        # Listings ascending within each session (a frame sorted by symbol or by rank).
+        within = _segment_argsort(start, li)
+        if not np.array_equal(within, np.arange(len(li))):
+            order, li = order[within], li[within]
+        if len(li) > 1 and bool(((li[1:] == li[:-1]) & (si[1:] == si[:-1])).any()):
+            raise ConfigError("listing", "a (listing, session) cell is given twice")
+        return cls(np.ascontiguousarray(li), np.ascontiguousarray(si), start,
+                   int(n_listings)), order
+
+    @classmethod
+    def of_mask(cls, mask: np.ndarray) -> Cells:
+        """The True cells of an ``(N, T)`` bool panel."""
+        m = np.asarray(mask, dtype=np.bool_)
+        t, i = np.nonzero(m.T)
+        start = np.searchsorted(t, np.arange(m.shape[1] + 1)).astype(np.int64)
+        return cls(i.astype(np.int64), t.astype(np.int64), start, int(m.shape[0]))
+
+    def take(self, panel: np.ndarray) -> np.ndarray:
+        """The values of an ``(N, T)`` panel at the cells."""
+        return np.ascontiguousarray(np.asarray(panel)[self.listing, self.session],
+                                    dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class CellScore:
+    """A score at the cells, ranked once per session (reused by IC and quantiles):
+    ``ranks`` average ranks (1-based) among the session's finite scores, NaN elsewhere;
+    ``order[start[t] : start[t] + count[t]]`` the cells of session t with a finite score,
+    by ascending score."""
+
+    cells: Cells
+    values: np.ndarray
+    ranks: np.ndarray
+    order: np.ndarray
+    count: np.ndarray
+
+
+def _segment_argsort(start: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Positions sorting ``values`` ascending within each segment ``start[t]:start[t+1]``
+    (NaN and +inf last, in any order).  One NumPy sort per segment: NumPy's vectorised sorts are several times
+    faster than a compiled loop's on the few thousand values of a session."""
+    out = np.empty(len(values), dtype=np.int64)
+    state = np.empty(len(start) - 1, dtype=np.int8)
+    _segments_nb(start, values, out, state)  # sorted segments: their positions in place
+    for t in np.flatnonzero(state).tolist():
+        a, b = int(start[t]), int(start[t + 1])
+        seg = values[a:b]
+        if state[t] == 2:
+            # NaN as +inf: NumPy's SIMD sort gives up on NaN (5x slower); both sort last,
+            # and every caller skips what is not finite.
+            seg = np.where(np.isnan(seg), np.inf, seg)
+        srt = np.argsort(seg)
+        srt += a
+        out[a:b] = srt
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _segments_nb(start: np.ndarray, values: np.ndarray, out: np.ndarray, state: np.ndarray
+                 ) -> None:
+    """Per segment: 0 sorted (``out`` gets its positions), 1 to sort, 2 to sort with NaN."""
+    for t in range(len(start) - 1):
+        state[t] = 0
+        for k in range(start[t], start[t + 1]):
+            v = values[k]
+            if v != v:
+                state[t] = 2
+                break
+            if k > start[t] and not values[k - 1] <= v:
+                state[t] = 1
+        if state[t] == 0:
+            for k in range(start[t], start[t + 1]):
+                out[k] = k
+
+
+@numba.njit(cache=True, nogil=True)
+def _cell_ranks_nb(start: np.ndarray, x: np.ndarray, srt: np.ndarray, ranks: np.ndarray,
+                   order: np.ndarray, count: np.ndarray) -> None:
+    ranks[:] = np.nan
+    for t in range(len(start) - 1):
+        a = start[t]
+        m = 0
+        for j in range(a, start[t + 1]):
+            k = srt[j]
+            if np.isfinite(x[k]):
+                order[a + m] = k
+                m += 1
+        count[t] = m
+        _walk_ties(order[a:a + m], x, ranks)
+
+
+@numba.njit(cache=True, nogil=True)
+def _walk_ties(idx: np.ndarray, vals: np.ndarray, ranks: np.ndarray) -> None:
+    """Average ranks (1-based) of ``vals[idx]``, ``idx`` sorting them ascending."""
+    m = len(idx)
+    s = 0
+    while s < m:
+        v = vals[idx[s]]
+        e = s + 1
+        while e < m and vals[idx[e]] == v:
+            e += 1
+        r = (s + e + 1) / 2.0
+        for k in range(s, e):
+            ranks[idx[k]] = r
+        s = e
+
+
+@numba.njit(cache=True, nogil=True)
+def _cell_spearman_nb(start: np.ndarray, xorder: np.ndarray, count: np.ndarray,
+                      x: np.ndarray, yorder: np.ndarray, y: np.ndarray, out: np.ndarray
+                      ) -> None:
+    n = 0  # scratch for the largest session only (positions local to the session)
+    for t in range(len(start) - 1):
+        n = max(n, start[t + 1] - start[t])
+    rx = np.empty(n)
+    ry = np.empty(n)
+    valid = np.empty(n, dtype=np.bool_)
+    xi = np.empty(n, dtype=np.int64)
+    yi = np.empty(n, dtype=np.int64)
+    for t in range(len(start) - 1):
+        a = start[t]
+        b = start[t + 1]
+        out[t] = np.nan
+        m = 0
+        for k in range(a, b):
+            ok = np.isfinite(x[k]) and np.isfinite(y[k])
+            valid[k - a] = ok
+            m += ok
+        if m < 2:
+            continue
+        j = 0
+        for q in range(a, b):
+            k = yorder[q] - a
+            if valid[k]:
+                yi[j] = k
+                j += 1
+        _walk_ties(yi[:m], y[a:b], ry)
+        j = 0
+        for q in range(a, a + count[t]):
+            k = xorder[q] - a
+            if valid[k]:
+                xi[j] = k
+                j += 1
+        _walk_ties(xi[:m], x[a:b], rx)
+        mean = (m + 1) / 2.0
+        sxy = 0.0
+        sxx = 0.0
+        syy = 0.0
+        for k in range(b - a):
+            if valid[k]:
+                dx = rx[k] - mean
+                dy = ry[k] - mean
+                sxy += dx * dy
+                sxx += dx * dx
+                syy += dy * dy
+        if sxx > 0.0 and syy > 0.0:
+            out[t] = sxy / np.sqrt(sxx * syy)
+
+
+@numba.njit(cache=True, nogil=True)
+def _cell_quantize_nb(start: np.ndarray, ranks: np.ndarray, row: np.ndarray, edges: np.ndarray,
+                      out: np.ndarray) -> None:
+    for t in range(len(start) - 1):
+        k = row[t]
+        for j in range(start[t], start[t + 1]):
+            r = ranks[j]
+            if k < 0 or not np.isfinite(r):
+                out[j] = 0
+            else:
+                out[j] = 1 + np.searchsorted(edges[k], r, side="left")
+
+
+@numba.njit(cache=True, nogil=True)
+def _cell_bucket_means_nb(start: np.ndarray, buckets: np.ndarray, y: np.ndarray, q: int,
+                          demeaned: bool, means: np.ndarray, counts: np.ndarray) -> None:
+    sums = np.zeros(q)
+    for t in range(len(start) - 1):
+        tot = 0.0
+        cnt = 0
+        sums[:] = 0.0
+        counts[t, :] = 0
+        for j in range(start[t], start[t + 1]):
+            b = buckets[j]
+            v = y[j]
+            if b > 0 and np.isfinite(v):
+                tot += v
+                cnt += 1
+                sums[b - 1] += v
+                counts[t, b - 1] += 1
+        base = tot / cnt if (demeaned and cnt > 0) else 0.0
+        for b in range(q):
+            c = counts[t, b]
+            means[t, b] = sums[b] / c - base if c > 0 else np.nan
+
+
+@numba.njit(cache=True, nogil=True)
+def _cell_turnover_nb(start: np.ndarray, listing: np.ndarray, buckets: np.ndarray,
+                      quantile: int, n_listings: int, out: np.ndarray) -> None:
+    seen = np.full(n_listings, -2, dtype=np.int64)  # the last session each was in the bucket
+    size_before = 0
+    for t in range(len(start) - 1):
+        size = 0
+        new = 0
+        for j in range(start[t], start[t + 1]):
+            if buckets[j] == quantile:
+                size += 1
+                if seen[listing[j]] != t - 1:
+                    new += 1
+        for j in range(start[t], start[t + 1]):
+            if buckets[j] == quantile:
+                seen[listing[j]] = t
+        out[t] = new / size if t >= 1 and size > 0 and size_before > 0 else np.nan
+        size_before = size
+
+
+def rank_cells(cells: Cells, score: np.ndarray) -> CellScore:
+    """:func:`prepare_score` for a score given at the cells (``(P,)`` in cell order)."""
+    x = np.ascontiguousarray(score, dtype=np.float64)
+    if x.shape != cells.listing.shape:
+        raise ConfigError("score", f"one value per cell ({len(cells.listing)}), got {x.shape}")
+    ranks = np.empty(len(x))
+    order = np.empty(len(x), dtype=np.int64)
+    count = np.empty(cells.n_sessions, dtype=np.int64)
+    _cell_ranks_nb(cells.start, x, _segment_argsort(cells.start, x), ranks, order, count)
+    return CellScore(cells, x, ranks, order, count)
+
+
+def _cell_values(name: str, cs: CellScore, a: np.ndarray) -> np.ndarray:
+    y = np.ascontiguousarray(a, dtype=np.float64)
+    if y.shape != cs.values.shape:
+        raise ConfigError(name, f"one value per cell ({len(cs.values)}), got {y.shape}")
+    return y
+
+
+def information_coefficient_at(score: CellScore, fwd: np.ndarray) -> np.ndarray:
+    """:func:`information_coefficient` at the cells (``fwd`` in cell order): ``(T,)``."""
+    y = _cell_values("fwd", score, fwd)
+    out = np.empty(score.cells.n_sessions)
+    _cell_spearman_nb(score.cells.start, score.order, score.count, score.values,
+                      _segment_argsort(score.cells.start, y), y, out)
+    return out
+
+
+def quantize_at(score: CellScore, quantiles: int = 5) -> np.ndarray:
+    """:func:`quantize` at the cells: bucket 1..Q per cell, 0 without a score (int16)."""
+    if isinstance(quantiles, bool) or not isinstance(quantiles, int) or not 2 <= quantiles <= 1000:
+        raise ConfigError("quantiles", f"must be a whole number from 2 to 1000, got {quantiles!r}")
+    out = np.zeros(len(score.values), dtype=np.int16)
+    if score.cells.n_sessions == 0:
+        return out
+    sizes, row = np.unique(score.count, return_inverse=True)
+    row = np.where(score.count >= 2, row, -1).astype(np.int64)
+    edges = np.vstack([_qcut_inner_edges(int(n), quantiles) for n in sizes])
+    _cell_quantize_nb(score.cells.start, score.ranks, row, edges, out)
+    return out
+
+
+def mean_return_by_quantile_at(cells: Cells, buckets: np.ndarray, fwd: np.ndarray,
+                               quantiles: int, *, demeaned: bool = True) -> QuantileReturns:
+    """:func:`mean_return_by_quantile` at the cells (``buckets``/``fwd`` in cell order)."""
+    y = np.ascontiguousarray(fwd, dtype=np.float64)
+    b = np.ascontiguousarray(buckets, dtype=np.int16)
+    if y.shape != cells.listing.shape or b.shape != y.shape:
+        raise ConfigError("fwd", f"one bucket and return per cell ({len(cells.listing)}), "
+                          f"got {b.shape} and {y.shape}")
+    if int(b.max(initial=0)) > quantiles:
+        raise ConfigError("quantiles", f"buckets go up to {int(b.max())}, more than {quantiles}")
+    means = np.empty((cells.n_sessions, quantiles))
+    counts = np.empty((cells.n_sessions, quantiles), dtype=np.int64)
+    _cell_bucket_means_nb(cells.start, b, y, quantiles, demeaned, means, counts)
+    return _quantile_returns(means, counts, quantiles, demeaned)
+
+
+def quantile_turnover_at(cells: Cells, buckets: np.ndarray, quantile: int) -> np.ndarray:
+    """:func:`quantile_turnover` (``period=1``) at the cells."""
+    b = np.ascontiguousarray(buckets, dtype=np.int16)
+    if b.shape != cells.listing.shape:
+        raise ConfigError("buckets", f"one bucket per cell ({len(cells.listing)}), got "
+                          f"{b.shape}")
+    out = np.empty(cells.n_sessions)
+    _cell_turnover_nb(cells.start, cells.listing, b, int(quantile), cells.n_listings, out)
+    return out

@@ -60,7 +60,9 @@ __all__ = [
     "excess_returns",
     "forward_return_panels",
     "forward_returns",
+    "forward_returns_at",
     "universe_mean",
+    "universe_mean_at",
 ]
 
 
@@ -247,4 +249,116 @@ def forward_return_panels(open_: np.ndarray | None, close: np.ndarray,
             benchmark_open, np.asarray(benchmark_close).reshape(-1), h, entry=entry)
         uni = universe_mean(raw, universe)
         out[h] = ForwardReturns(horizon=h, entry=entry, raw=raw, benchmark=bench, universe=uni)
+    return out
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _forward_at_nb(open_: np.ndarray, close: np.ndarray, horizon: int, from_open: bool,
+                   delist_session: np.ndarray, delist_price: np.ndarray, listing: np.ndarray,
+                   session: np.ndarray, out: np.ndarray) -> None:
+    n_t = close.shape[1]
+    for j in range(len(listing)):
+        i = listing[j]
+        d = session[j]
+        out[j] = np.nan
+        k = delist_session[i]
+        e = d + horizon
+        if e >= n_t or not np.isfinite(close[i, d]) or (k >= 0 and d > k):
+            continue
+        if from_open:
+            entry = open_[i, d + 1]
+            entry_t = d + 1
+        else:
+            entry = close[i, d]
+            entry_t = d
+        if not (np.isfinite(entry) and entry > 0.0):
+            continue
+        if k >= 0 and e >= k:  # the delisting return (exit at the delisting session)
+            if k >= entry_t:
+                out[j] = delist_price[i] / entry - 1.0
+            continue
+        s = e  # the last close at or before d + h, not before the entry bar
+        while s >= entry_t and not np.isfinite(close[i, s]):
+            s -= 1
+        if s >= entry_t:
+            out[j] = close[i, s] / entry - 1.0
+
+
+def _grid(name: str, a: np.ndarray) -> np.ndarray:
+    """A 2D float64 array in whatever memory order it has (no copy: a session-major array
+    passed as ``a.T`` reads cells of one session from neighbouring memory)."""
+    arr = np.asarray(a, dtype=np.float64)
+    if arr.ndim != 2:
+        raise ConfigError(name, f"expected a (listings, sessions) array, got shape {arr.shape}")
+    return arr
+
+
+def forward_returns_at(open_: np.ndarray | None, close: np.ndarray, horizon: int,
+                       listing: np.ndarray, session: np.ndarray, *, entry: Entry = "open",
+                       delist_session: np.ndarray | None = None,
+                       delist_price: np.ndarray | None = None) -> np.ndarray:
+    """``forward_returns(...)[listing, session]`` (same rules, same bits) without the
+    ``(N, T)`` result: one value per ``(listing[k], session[k])`` cell, e.g. a replay's rows.
+    Each cell reads its own bars only (a halt walks back to the last close).  The panels may
+    be views in any memory order: for cells grouped by session pass session-major arrays as
+    ``a.T`` (no copy is made), so neighbouring cells read neighbouring memory."""
+    if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or horizon < 1:
+        raise ConfigError("horizon", f"must be a whole number of sessions >= 1, got {horizon!r}")
+    if entry not in ("open", "close"):
+        raise ConfigError("entry", f"must be 'open' or 'close', got {entry!r}")
+    c = _grid("close", close)
+    if entry == "open":
+        if open_ is None:
+            raise ConfigError("open", "entry='open' needs the open panel (or use entry='close')")
+        o = _grid("open", open_)
+        if o.shape != c.shape:
+            raise ConfigError("open", f"shape {o.shape} differs from close {c.shape}")
+    else:
+        o = c
+    n, n_t = c.shape
+    li = np.ascontiguousarray(listing, dtype=np.int64).reshape(-1)
+    si = np.ascontiguousarray(session, dtype=np.int64).reshape(-1)
+    if li.shape != si.shape:
+        raise ConfigError("session", f"one session per listing, got {si.shape} and {li.shape}")
+    if len(li) and (li.min() < 0 or li.max() >= n):
+        raise ConfigError("listing", f"listings are rows 0 .. {n - 1} of the panel")
+    if len(si) and (si.min() < 0 or si.max() >= n_t):
+        raise ConfigError("session", f"sessions are columns 0 .. {n_t - 1} of the panel")
+    if (delist_session is None) != (delist_price is None):
+        raise ConfigError("delist_session", "pass delist_session and delist_price together")
+    if delist_session is None or delist_price is None:
+        ks = np.full(n, -1, dtype=np.int64)
+        kp = np.full(n, np.nan)
+    else:
+        ks = np.ascontiguousarray(delist_session, dtype=np.int64).reshape(-1)
+        kp = np.ascontiguousarray(delist_price, dtype=np.float64).reshape(-1)
+        if ks.shape != (n,) or kp.shape != (n,):
+            raise ConfigError("delist_session", f"expected {n} values (one per listing), got "
+                              f"{ks.shape[0]} sessions and {kp.shape[0]} prices")
+    out = np.empty(len(li))
+    _forward_at_nb(o, c, int(horizon), entry == "open", ks, kp, li, si, out)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _group_mean_nb(start: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
+    for t in range(len(start) - 1):
+        total = 0.0
+        count = 0
+        for j in range(start[t], start[t + 1]):
+            if np.isfinite(x[j]):
+                total += x[j]
+                count += 1
+        out[t] = total / count if count > 0 else np.nan
+
+
+def universe_mean_at(start: np.ndarray, fwd: np.ndarray) -> np.ndarray:
+    """:func:`universe_mean` of returns given at cells grouped by session (session ``t``'s
+    are ``fwd[start[t]:start[t+1]]``, listings ascending: the panel version's bits)."""
+    s = np.ascontiguousarray(start, dtype=np.int64)
+    x = np.ascontiguousarray(fwd, dtype=np.float64)
+    if s.ndim != 1 or len(s) < 1 or s[0] != 0 or s[-1] != len(x) or (np.diff(s) < 0).any():
+        raise ConfigError("start", "session offsets must rise from 0 to the number of values")
+    out = np.empty(len(s) - 1)
+    _group_mean_nb(s, x, out)
     return out

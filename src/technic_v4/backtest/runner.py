@@ -16,15 +16,19 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import importlib.util
+import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from numba import njit
 
 from technic_v4.backtest.replay import Cancel, Progress, ReplayResult, replay
 from technic_v4.config.scan import ScanConfig
+from technic_v4.data import adjust as adj
 from technic_v4.data.market import MarketData
 from technic_v4.errors import ConfigError
 
@@ -48,6 +52,10 @@ class BacktestResult:
     analyses: dict[str, Any] = field(default_factory=dict)
     missing: tuple[str, ...] = ()
     message: str = ""
+    # Wall seconds of ``replay`` and of each analysis step: bars (the panel), total_return_bars,
+    # cells (the rows grouped, the score ranked), horizons (forward returns and statistics of
+    # every horizon), trades (plans played out and the portfolio).
+    seconds_by_step: dict[str, float] = field(default_factory=dict)
 
     @property
     def matches(self) -> pd.DataFrame:
@@ -100,7 +108,7 @@ def run(config: ScanConfig, start: dt.date | str, end: dt.date | str, every: int
 
     Trade plans (``analyses["trades"]``, ``["trade_summary"]``, ``["portfolio"]``): every long
     row's Stop/Target played out from the next session's open for at most ``max_hold``
-    sessions (``trades.simulate_trades``), then an equal-risk portfolio of ``risk_pct`` of
+    sessions (``trades.simulate_trades_by_listings``), then an equal-risk portfolio of ``risk_pct`` of
     equity per trade (``account_size`` to start) with at most ``max_positions`` open,
     same-session entries by Rank. Prices are split-adjusted as of the last stored session;
     a plan made at D is expressed in that basis (divided by the splits after D)."""
@@ -118,10 +126,34 @@ def run(config: ScanConfig, start: dt.date | str, end: dt.date | str, every: int
                  cancel=cancel, method=method)
     missing = tuple(m.rsplit(".", 1)[1] for m in ANALYSES if importlib.util.find_spec(m) is None)
     res = BacktestResult(rep, hs, rank_by, max_hold, {}, missing)
-    if "trades" not in missing:
-        res.analyses.update(_trades(rep, data, max_hold, max_positions))
-    if "returns" not in missing and "metrics" not in missing:
-        res.analyses.update(_factor_stats(rep, data, hs, rank_by))
+    secs = res.seconds_by_step
+    secs["replay"] = float(rep.stats.get("seconds", 0.0))
+    t0 = time.perf_counter()
+    grid = _Grid(data, "split")
+    secs["bars"] = time.perf_counter() - t0
+
+    # Read here, so that the thread reads neither the store nor the replay's frames.
+    ref, actions = data.reference(), data.actions()
+    longs = _long_rows(rep) if "trades" not in missing else None
+
+    def trades() -> dict[str, Any]:
+        t0 = time.perf_counter()
+        assert longs is not None
+        got = _trades(rep, longs, ref, actions, grid, max_hold, max_positions)
+        secs["trades"] = time.perf_counter() - t0
+        return got
+
+    # The plans play out on a thread beside the statistics (their kernels release the GIL).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="technic-trades") as pool:
+        threaded = "trades" not in missing and data.settings.max_workers > 1
+        played = pool.submit(trades) if threaded else None
+        if "returns" not in missing and "metrics" not in missing:
+            # The threads left for the horizons (the plans' thread takes one).
+            workers = max(1, data.settings.max_workers - (1 if threaded else 0))
+            res.analyses.update(_factor_stats(rep, data, grid, hs, rank_by, secs, workers))
+        if "trades" not in missing:
+            res.analyses.update(played.result() if played is not None else trades())
+    secs.update({k: round(v, 6) for k, v in secs.items()})
     res.message = rep.message + (
         f" Not in this build: {', '.join(missing)} (forward returns, IC, trades)."
         if missing else "")
@@ -144,175 +176,307 @@ class Bars:
 
 def aligned_bars(data: MarketData, mode: str = "split") -> Bars:
     """:class:`Bars` from the store (one panel load with every stored bar)."""
-    stored = data.store.stored_sessions()
-    last = stored[-1].astype(dt.date)
-    ref = data.reference()
-    panel = data.panel(last, len(stored), adjust=mode)
-    rows = pd.Index(panel.sids).get_indexer(ref["sid"].to_numpy())
-    day = panel.day[rows]
-    ok = day >= 0
-    col = np.searchsorted(stored.astype(np.int64), day[ok].astype(np.int64))
-    r = np.nonzero(ok)[0]
-    out = []
-    for f in ("open", "high", "low", "close"):
-        a = np.full((len(ref), len(stored)), np.nan)
-        a[r, col] = getattr(panel, f)[rows][ok]
-        out.append(a)
-    gone = pd.to_datetime(ref["Delisted"]).to_numpy("datetime64[D]") if "Delisted" in ref \
-        else np.full(len(ref), np.datetime64("NaT"), dtype="datetime64[D]")
-    last_s = np.where(np.isnat(gone), -1,
-                      np.searchsorted(stored, np.where(np.isnat(gone), stored[0], gone),
-                                      side="right") - 1)
-    return Bars(out[0], out[1], out[2], out[3], sessions=stored,
-                last_session=last_s.astype(np.int64))
+    grid = _Grid(data, mode)
+    o, h, lo, c = (grid.field(f) for f in ("open", "high", "low", "close"))
+    return Bars(o, h, lo, c, sessions=grid.sessions, last_session=grid.last_session)
 
 
-def _trades(rep: ReplayResult, data: MarketData, max_hold: int, max_positions: int
+@njit(cache=True, nogil=True)
+def _align_nb(src: Any, day: Any, rows: Any, dest: Any, col_of: Any, d0: int, by_session: bool,
+              out: Any) -> None:
+    """Each bar ``j`` of panel row ``rows[r]`` to its session's column of grid row
+    ``dest[r]``: ``out[dest[r], col]`` (``out[col, dest[r]]`` when ``by_session``)."""
+    if not by_session:
+        for r in range(len(rows)):
+            p = rows[r]
+            if p < 0:
+                continue
+            for j in range(src.shape[1]):
+                d = day[p, j]
+                if d >= 0:
+                    out[dest[r], col_of[d - d0]] = src[p, j]
+        return
+    # Session-major: in tiles of 64 rows x 64 bars, so reads and writes stay in cache.
+    width = src.shape[1]
+    for r0 in range(0, len(rows), 64):
+        r1 = min(r0 + 64, len(rows))
+        for j0 in range(0, width, 64):
+            j1 = min(j0 + 64, width)
+            for r in range(r0, r1):
+                p = rows[r]
+                if p < 0:
+                    continue
+                q = dest[r]
+                for j in range(j0, j1):
+                    d = day[p, j]
+                    if d >= 0:
+                        out[col_of[d - d0], q] = src[p, j]
+
+
+class _Grid:
+    """The panel of every stored bar as of the last stored session (one load, the replay's
+    own when it replayed through that session: the panel files or memory serve it), and its
+    fields placed on the ``(reference listings, stored sessions)`` grid one at a time."""
+
+    def __init__(self, data: MarketData, mode: str = "split") -> None:
+        stored = data.store.stored_sessions()
+        self.sessions = stored
+        ref = data.reference()
+        self.panel = data.panel(stored[-1].astype(dt.date), len(stored), adjust=mode)
+        self.actions = data.actions()
+        sids = ref["sid"].to_numpy()
+        self.rows = (np.arange(len(sids), dtype=np.int64)
+                     if np.array_equal(self.panel.sids, sids)
+                     else pd.Index(self.panel.sids).get_indexer(sids).astype(np.int64))
+        days = stored.astype(np.int64)
+        self.d0 = int(days[0])
+        self.col_of = np.full(int(days[-1]) - self.d0 + 1, -1, dtype=np.int64)
+        self.col_of[days - self.d0] = np.arange(len(days))
+        gone = pd.to_datetime(ref["Delisted"]).to_numpy("datetime64[D]") if "Delisted" in ref \
+            else np.full(len(ref), np.datetime64("NaT"), dtype="datetime64[D]")
+        self.last_session = np.where(
+            np.isnat(gone), -1,
+            np.searchsorted(stored, np.where(np.isnat(gone), stored[0], gone), side="right") - 1
+        ).astype(np.int64)
+
+    def field(self, name: str, by_session: bool = False, rows: np.ndarray | None = None,
+              out: np.ndarray | None = None) -> np.ndarray:
+        """The panel's ``name`` on the grid: ``(N, T)`` float64, NaN where there is no bar
+        (``(T, N)`` when ``by_session``); ``rows``: only those reference listings; ``out``:
+        an array of that shape to fill."""
+        sel = self.rows if rows is None else self.rows[rows]
+        n, t = len(sel), len(self.sessions)
+        if out is None:
+            out = np.full((t, n) if by_session else (n, t), np.nan)
+        else:
+            out.fill(np.nan)
+        _align_nb(getattr(self.panel, name), self.panel.day, sel,
+                  np.arange(n, dtype=np.int64), self.col_of, self.d0, by_session, out)
+        return out
+
+    def total_return(self, names: tuple[str, ...], by_session: bool = False
+                     ) -> list[np.ndarray]:
+        """:meth:`field` of each of ``names`` adjusted for splits and dividends
+        (``"total"``), from this split panel: only the rows a dividend changes are
+        re-adjusted, from their raw bars, by the adjustment a ``"total"`` panel load runs
+        (the same bits, without a second 20-year panel)."""
+        outs = [self.field(name, by_session) for name in names]
+        p = self.panel
+        if p.adjust == "total":
+            return outs
+        if p.adjust != "split":
+            raise ValueError(f"total_return needs the split panel, not {p.adjust!r}")
+        acts = self.actions.of_mode("total")
+        basis = int(np.datetime64(p.as_of, "D").astype(np.int64))
+        hit = adj.affected(p.sids, p.day, acts, basis)
+        inv = np.full(len(p.sids), -1, dtype=np.int64)
+        inv[self.rows[self.rows >= 0]] = np.flatnonzero(self.rows >= 0)
+        hit = hit[inv[hit] >= 0]  # rows of the reference's listings only
+        if not len(hit):
+            return outs
+        # A few hundred rows at a time; only the fields asked for (and the close, which
+        # prices the dividends) are read: prices are adjusted field by field.
+        need = {*names, "close"}
+        for a in range(0, len(hit), 256):
+            part = hit[a:a + 256]
+            raw = {f: np.array(getattr(p, f)[part]) for f in need}
+            if p.raw is not None:  # rows a split changed: their raw bars are kept beside
+                at = np.minimum(np.searchsorted(p.raw.rows, part), len(p.raw.rows) - 1)
+                have = p.raw.rows[at] == part
+                for f in need:
+                    raw[f][have] = getattr(p.raw, f)[at[have]]
+            day = np.ascontiguousarray(p.day[part])
+            got = adj.adjust_rows({f: raw.get(f, raw["close"]) for f in adj.FIELDS}, day,
+                                  p.sids[part], acts, basis)
+            for name, out in zip(names, outs, strict=True):
+                _align_nb(got[name], day, np.arange(len(part), dtype=np.int64), inv[part],
+                          self.col_of, self.d0, by_session, out)
+        return outs
+
+
+def _long_rows(rep: ReplayResult) -> tuple[pd.DataFrame, np.ndarray]:
+    """The long rows' AsOf, Symbol, Stop, Target and Rank, and their listings (a reused
+    ticker: the listing trading that day)."""
+    from technic_v4.plans import SHORT_SIGNALS
+
+    long = ~rep.matches["Signal"].isin(SHORT_SIGNALS).to_numpy()
+    return (rep.matches[["AsOf", "Symbol", "Stop", "Target", "Rank"]][long],
+            rep.match_listing[long])
+
+
+def _trades(rep: ReplayResult, longs: tuple[pd.DataFrame, np.ndarray], ref: pd.DataFrame,
+            actions: adj.Actions, grid: _Grid, max_hold: int, max_positions: int
             ) -> dict[str, Any]:
     """Each long row's plan played out, its summary and the equal-risk portfolio."""
     tr = _module("technic_v4.backtest.trades")
-    from technic_v4.plans import SHORT_SIGNALS
-
-    bars = aligned_bars(data, "split")
-    m = rep.matches
-    m = m[~m["Signal"].isin(SHORT_SIGNALS)]
-    ref = data.reference()
-    listing = _listing_of(ref, m)  # a reused ticker: the listing trading that day
+    m, listing = longs
     asof = m["AsOf"].to_numpy("datetime64[D]")
-    session = np.searchsorted(bars.sessions, asof)
+    sessions = grid.sessions
+    session = np.searchsorted(sessions, asof)
     # Plans are priced as of their session: in the bars' basis, divide by the later splits.
-    factor = _split_factor(data, ref["sid"].to_numpy(np.int32)[listing], asof,
-                           bars.sessions[-1])
-    trades = tr.simulate_trades(bars.open, bars.high, bars.low, bars.close, listing=listing,
-                                session=session, stop=m["Stop"].to_numpy() / factor,
-                                target=m["Target"].to_numpy() / factor,
-                                rank=m["Rank"].to_numpy(np.float64), max_hold=max_hold,
-                                last_session=bars.last_session)
+    factor = _split_factor(actions, ref["sid"].to_numpy(np.int32)[listing], asof,
+                           sessions[-1])
+    chunk = 256
+    buffers = {f: np.empty((chunk, len(sessions))) for f in ("open", "high", "low", "close")}
+
+    def bars_of(rows: np.ndarray) -> list[np.ndarray]:
+        # The same four buffers for every chunk: fresh 10 MB arrays are page-faulted anew.
+        return [grid.field(f, rows=rows, out=b[:len(rows)]) for f, b in buffers.items()]
+
+    trades = tr.simulate_trades_by_listings(
+        bars_of, len(ref), len(sessions), chunk=chunk, listing=listing, session=session,
+        stop=m["Stop"].to_numpy() / factor, target=m["Target"].to_numpy() / factor,
+        rank=m["Rank"].to_numpy(np.float64), max_hold=max_hold,
+        last_session=grid.last_session)
+    close = grid.field("close")
     trades.insert(0, "AsOf", m["AsOf"].to_numpy())
     trades.insert(1, "Symbol", m["Symbol"].to_numpy())
     cfg = rep.config
-    start = int(np.searchsorted(bars.sessions, rep.sessions.to_numpy("datetime64[D]")[0]))
-    port = tr.simulate_portfolio(trades, bars.close, initial_equity=float(cfg.account_size),
+    start = int(np.searchsorted(sessions, rep.sessions.to_numpy("datetime64[D]")[0]))
+    port = tr.simulate_portfolio(trades, close, initial_equity=float(cfg.account_size),
                                  risk_fraction=float(cfg.risk_pct) / 100.0,
                                  max_positions=max_positions, start=start,
-                                 sessions=list(pd.DatetimeIndex(bars.sessions)))
+                                 sessions=list(pd.DatetimeIndex(sessions)))
     return {"trades": trades, "trade_summary": tr.trade_summary(trades), "portfolio": port}
 
 
-def _factor_stats(rep: ReplayResult, data: MarketData, horizons: tuple[int, ...],
-                  rank_by: str | None) -> dict[str, Any]:
+def _session_of(frame: pd.DataFrame, sessions: pd.DatetimeIndex) -> np.ndarray:
+    """Each row's position among the replayed ``sessions`` (its ``AsOf``); a frame grouped by
+    session (a replay's) is read as runs of equal values."""
+    asof = frame["AsOf"].to_numpy()
+    keys = sessions.to_numpy().astype(asof.dtype)
+    if len(asof) == 0:
+        return np.zeros(0, dtype=np.int64)
+    first = np.flatnonzero(np.r_[True, asof[1:] != asof[:-1]])
+    pos = np.searchsorted(keys, asof[first])
+    if (np.diff(pos) <= 0).any():  # not grouped: one search per row
+        return np.searchsorted(keys, asof).astype(np.int64)
+    return np.repeat(pos, np.diff(np.r_[first, len(asof)])).astype(np.int64)
+
+
+def _factor_stats(rep: ReplayResult, data: MarketData, grid: _Grid,
+                  horizons: tuple[int, ...], rank_by: str | None,
+                  seconds: dict[str, float], workers: int = 1) -> dict[str, Any]:
     """Forward returns of every match per horizon (from the next session's open, total return:
     splits and dividends; a delisting inside the horizon exits at the last close), their excess
     over SPY and over the equal-weight universe of the session (the listings the scan scored),
     the screen's summary per horizon, and for ``rank_by``: IC per session and its decay over
     horizons, quintile mean returns and the top-minus-bottom spread, top-quintile turnover
     (over the session's universe for TechRating/RSRating, over the matches for other
-    columns)."""
+    columns).
+
+    Computed at the replay's rows (``metrics.Cells``: session-major, listings ascending), never
+    on ``(listings, sessions)`` panels of scores or returns: the same numbers as the panel
+    kernels (``tests/backtest/test_runner.py`` compares them), at the memory of the
+    rows."""
     rt = _module("technic_v4.backtest.returns")
     mt = _module("technic_v4.backtest.metrics")
     from technic_v4.pipeline import BENCHMARK
 
-    bars = aligned_bars(data, "total")
+    t0 = time.perf_counter()
     ref = data.reference()
-    n, t = bars.close.shape
-    cols = np.searchsorted(bars.sessions, rep.sessions.to_numpy("datetime64[D]"))
-
-    def mask(frame: pd.DataFrame, values: str | None = None) -> np.ndarray:
-        """(N, T) of the frame's rows: True (or ``values``) at (listing, session), else
-        False (NaN)."""
-        li = _listing_of(ref, frame)
-        si = np.searchsorted(bars.sessions, frame["AsOf"].to_numpy("datetime64[D]"))
-        if values is None:
-            out = np.zeros((n, t), dtype=bool)
-            out[li, si] = True
-            return out
-        outf = np.full((n, t), np.nan)
-        outf[li, si] = frame[values].to_numpy(np.float64)
-        return outf
-
-    universe, matched = mask(rep.universe), mask(rep.matches)
-    last = bars.last_session
-    delist_price = np.where(last >= 0, bars.close[np.arange(n), np.maximum(last, 0)], np.nan)
+    n = len(ref)
+    n_s = len(rep.sessions)
+    # Session-major (T, N): the cells of one session read neighbouring memory.
+    open_t, close_t = grid.total_return(("open", "close"), by_session=True)
+    open_, close = open_t.T, close_t.T
+    seconds["total_return_bars"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    cols = np.searchsorted(grid.sessions, rep.sessions.to_numpy("datetime64[D]"))
+    last = grid.last_session
+    delist_price = np.where(last >= 0, close[np.arange(n), np.maximum(last, 0)], np.nan)
     spy = np.flatnonzero(ref["Symbol"].astype(str).to_numpy() == BENCHMARK)
-    bench = {} if not len(spy) else {"benchmark_open": bars.open[spy[0]],
-                                     "benchmark_close": bars.close[spy[0]]}
-    fwd = rt.forward_return_panels(bars.open, bars.close, horizons, entry="open",
-                                   delist_session=last, delist_price=delist_price,
-                                   universe=universe, **bench)
-    li = _listing_of(ref, rep.matches)
-    si = np.searchsorted(bars.sessions, rep.matches["AsOf"].to_numpy("datetime64[D]"))
-    forward = rep.matches[["AsOf", "Symbol"]].copy()
-    summary = []
-    for h, f in fwd.items():
-        forward[f"Fwd{h}D"] = f.raw[li, si]
-        over_u = f.over_universe
-        forward[f"Excess{h}D"] = over_u[li, si]
-        sides = {"return": f.raw, "excess_universe": over_u}
-        if f.benchmark is not None:
-            over_b = f.over_benchmark
-            forward[f"ExcessSPY{h}D"] = over_b[li, si]
-            sides["excess_spy"] = over_b
-        for name, panel in sides.items():
-            st = mt.screen_stats(matched[:, cols], panel[:, cols])
-            summary.append({"horizon": h, "of": name, "n": st.n, "hit_rate": st.hit_rate,
-                            "mean": st.mean, "median": st.median, "t_stat": st.t_stat,
-                            "session_t_stat": st.session_t_stat})
+    u_cells, u_order = mt.Cells.of_rows(rep.universe_listing, _session_of(rep.universe,
+                                                                          rep.sessions),
+                                        n, n_s)
+    m_li = np.asarray(rep.match_listing, dtype=np.int64)
+    m_q = _session_of(rep.matches, rep.sessions)
+    by_listing = np.lexsort((m_q, m_li))  # the panel kernels' order (listing-major)
+    ranked = rank_by is not None
+    on_universe = ranked and rank_by in rep.universe.columns
+    if ranked and not on_universe:
+        s_cells, s_order = mt.Cells.of_rows(m_li, m_q, n, n_s)
+    else:
+        s_cells, s_order = u_cells, u_order
+    score = None
+    if rank_by is not None:
+        frame = rep.universe if on_universe else rep.matches
+        score = mt.rank_cells(s_cells, frame[rank_by].to_numpy(np.float64)[s_order])
+        buckets = mt.quantize_at(score, 5)
+    seconds["cells"] = time.perf_counter() - t0
+
+    def fwd(h: int, li: np.ndarray, q: np.ndarray) -> np.ndarray:
+        return rt.forward_returns_at(open_, close, h, li, cols[q], entry="open",
+                                     delist_session=last, delist_price=delist_price)
+
+    q_by_listing = m_q[by_listing]
+
+    def horizon(h: int) -> dict[str, Any]:
+        """Everything of one horizon (horizons run on threads: the kernels and NumPy's
+        sorts release the GIL; each writes only its own arrays)."""
+        u_fwd = fwd(h, u_cells.listing, u_cells.session)
+        u_mean = rt.universe_mean_at(u_cells.start, u_fwd)
+        raw = fwd(h, m_li, m_q)
+        sides = {"return": raw, "excess_universe": raw - u_mean[m_q]}
+        if len(spy):
+            bench = rt.forward_returns(grid_row(open_, spy[0]), grid_row(close, spy[0]), h,
+                                       entry="open")
+            sides["excess_spy"] = raw - bench[cols[m_q]]
+        got: dict[str, Any] = {"sides": sides, "summary": []}
+        for name, values in sides.items():
+            st = mt.screen_stats_at(q_by_listing, values[by_listing], n_s)
+            got["summary"].append({"horizon": h, "of": name, "n": st.n,
+                                   "hit_rate": st.hit_rate, "mean": st.mean,
+                                   "median": st.median, "t_stat": st.t_stat,
+                                   "session_t_stat": st.session_t_stat})
+        if score is not None:
+            y = u_fwd if on_universe else raw[s_order]
+            got["ic"] = mt.information_coefficient_at(score, y)
+            got["quantiles"] = mt.mean_return_by_quantile_at(s_cells, buckets, y, 5)
+        return got
+
+    t0 = time.perf_counter()
+    workers = max(1, min(workers, len(horizons)))
+    if workers == 1:
+        done = [horizon(h) for h in horizons]
+    else:
+        with ThreadPoolExecutor(max_workers=workers,
+                                thread_name_prefix="technic-backtest") as pool:
+            done = list(pool.map(horizon, horizons))
+    seconds["horizons"] = time.perf_counter() - t0
+    forward = rep.matches[["AsOf", "Symbol"]]  # new columns only: copy-on-write
+    summary: list[dict[str, Any]] = []
+    ic: dict[int, np.ndarray] = {}
+    quantiles: dict[int, Any] = {}
+    for h, got in zip(horizons, done, strict=True):
+        forward[f"Fwd{h}D"] = got["sides"]["return"]
+        forward[f"Excess{h}D"] = got["sides"]["excess_universe"]
+        if "excess_spy" in got["sides"]:
+            forward[f"ExcessSPY{h}D"] = got["sides"]["excess_spy"]
+        summary.extend(got["summary"])
+        if score is not None:
+            ic[h], quantiles[h] = got["ic"], got["quantiles"]
     out: dict[str, Any] = {"forward": forward,
                            "summary": pd.DataFrame(summary).set_index(["horizon", "of"])}
-    if rank_by is not None:
-        # A score of every scored listing (TechRating, RSRating) is ranked over the session's
-        # universe, as alphalens ranks a factor; any other column over the screen's rows.
-        frame = rep.universe if rank_by in rep.universe.columns else rep.matches
-        score = mask(frame, rank_by)[:, cols]
-        prepared = mt.prepare_score(score)
-        raw = {h: f.raw[:, cols] for h, f in fwd.items()}
-        out["ic"] = pd.DataFrame({h: mt.information_coefficient(prepared, y)
-                                  for h, y in raw.items()}, index=rep.sessions)
-        out["ic_decay"] = mt.ic_decay(prepared, raw)
-        buckets = mt.quantize(prepared, 5)
-        out["quantiles"] = {h: mt.mean_return_by_quantile(buckets, y, 5)
-                            for h, y in raw.items()}
-        out["turnover"] = pd.Series(mt.quantile_turnover(buckets, 5), index=rep.sessions)
+    if score is not None:
+        out["ic"] = pd.DataFrame(ic, index=rep.sessions)
+        out["ic_decay"] = mt.ic_table(ic)
+        out["quantiles"] = quantiles
+        out["turnover"] = pd.Series(mt.quantile_turnover_at(s_cells, buckets, 5),
+                                    index=rep.sessions)
     return out
 
 
-def _listing_of(ref: pd.DataFrame, frame: pd.DataFrame) -> np.ndarray:
-    """The reference row of each (AsOf, Symbol) row of a replay frame: for a ticker that names
-    several listings (reused after a delisting), the one listed on the row's session and not
-    delisted before it."""
-    names = ref["Symbol"].astype(str).to_numpy(object)
-    sym = frame["Symbol"]
-    if isinstance(sym.dtype, pd.CategoricalDtype):  # the universe: each symbol once
-        cats = np.asarray(sym.cat.categories, dtype=object)
-        codes = sym.cat.codes.to_numpy()
-    else:
-        cats, inv = np.unique(sym.astype(str).to_numpy(object), return_inverse=True)
-        codes = np.asarray(inv).reshape(-1)
-    counts = pd.Series(names).value_counts()
-    dup = set(counts.index[counts.to_numpy() > 1])
-    first = pd.Index(pd.Series(names).drop_duplicates(keep="first")).get_indexer(
-        pd.Index(cats))
-    out = np.asarray(first[codes], dtype=np.int64)
-    if dup and "Delisted" in ref:
-        day = frame["AsOf"].to_numpy("datetime64[D]")
-        listed = pd.to_datetime(ref["ListDate"]).to_numpy("datetime64[D]")
-        gone = pd.to_datetime(ref["Delisted"]).to_numpy("datetime64[D]")
-        for k, c in enumerate(cats):
-            if c not in dup:
-                continue
-            rows = codes == k
-            out[rows] = -1
-            for i in np.flatnonzero(names == c):
-                ok = rows & (out < 0) & (listed[i] <= day) & (np.isnat(gone[i]) | (gone[i] >= day))
-                out[ok] = i
-    return out
+def grid_row(a: np.ndarray, i: int) -> np.ndarray:
+    """Row ``i`` of a grid array as a contiguous 1D array."""
+    return np.ascontiguousarray(a[i])
 
 
-def _split_factor(data: MarketData, sids: np.ndarray, asof: np.ndarray, last: np.datetime64
-                  ) -> np.ndarray:
+def _split_factor(actions: adj.Actions, sids: np.ndarray, asof: np.ndarray,
+                  last: np.datetime64) -> np.ndarray:
     """Per row, the product of its listing's split ratios after its session through ``last``
     (1.0 without any; each split visits only its listing's rows)."""
-    acts = data.actions().of_mode("split")
+    acts = actions.of_mode("split")
     out = np.ones(len(sids))
     d = asof.astype(np.int64)
     order = np.argsort(sids, kind="stable")

@@ -54,7 +54,7 @@ Portfolio rules (``simulate_portfolio``)
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +72,7 @@ __all__ = [
     "PortfolioResult",
     "simulate_portfolio",
     "simulate_trades",
+    "simulate_trades_by_listings",
     "trade_summary",
 ]
 
@@ -108,11 +109,15 @@ def _bar(o: Any, h: Any, lo: Any, c: Any, row: int, s: int) -> bool:
 @njit(**_JIT)
 def _simulate_nb(o: Any, h: Any, lo: Any, c: Any, listing: Any, session: Any, stop: Any,
                  target: Any, last_session: Any, max_hold: int, entry_window: int,
+                 signals: Any, row0: int,
                  entry_s: Any, entry_px: Any, exit_s: Any, exit_px: Any, reason: Any,
                  bars: Any) -> None:
+    """The signals ``signals`` (positions in the signal arrays) on panels whose row 0 is
+    listing ``row0``."""
     n_sessions = o.shape[1]
-    for i in range(listing.shape[0]):
-        row = listing[i]
+    for ii in range(signals.shape[0]):
+        i = signals[ii]
+        row = listing[i] - row0
         d = session[i]
         st = stop[i]
         tg = target[i]
@@ -124,7 +129,7 @@ def _simulate_nb(o: Any, h: Any, lo: Any, c: Any, listing: Any, session: Any, st
         if not (np.isfinite(st) and np.isfinite(tg) and st < tg):
             reason[i] = INVALID
             continue
-        ls = last_session[row]
+        ls = last_session[row + row0]
         delisted = 0 <= ls < n_sessions
         last = ls if delisted else n_sessions - 1
         e = -1
@@ -294,6 +299,56 @@ def _last_session(close: npt.NDArray[Any], last_session: Any) -> IntArray:
     return _last_bar_nb(close)
 
 
+def _signals(m: int, listing: Any, session: Any, stop: Any, target: Any, rank: Any,
+             n: int, t: int) -> tuple[IntArray, IntArray, FloatArray, FloatArray, FloatArray]:
+    lst = np.ascontiguousarray(np.asarray(listing, dtype=np.int64))
+    ses = np.ascontiguousarray(np.asarray(session, dtype=np.int64))
+    stp = np.ascontiguousarray(np.asarray(stop, dtype=np.float64))
+    tgt = np.ascontiguousarray(np.asarray(target, dtype=np.float64))
+    rnk = (np.full(m, np.nan) if rank is None else np.asarray(rank, dtype=np.float64))
+    for name, arr in (("session", ses), ("stop", stp), ("target", tgt), ("rank", rnk)):
+        if arr.shape != (m,):
+            raise ConfigError(name, f"needs one value per signal ({m}), got shape {arr.shape}")
+    if m and (lst.min() < 0 or lst.max() >= n):
+        raise ConfigError("listing", f"indices must be in 0 … {n - 1} (rows of the panel)")
+    if m and (ses.min() < 0 or ses.max() >= t):
+        raise ConfigError("session", f"indices must be in 0 … {t - 1} (columns of the panel)")
+    return lst, ses, stp, tgt, rnk
+
+
+class _Outcomes:
+    def __init__(self, m: int) -> None:
+        self.entry_s = np.empty(m, np.int64)
+        self.exit_s = np.empty(m, np.int64)
+        self.entry_px = np.empty(m, np.float64)
+        self.exit_px = np.empty(m, np.float64)
+        self.reason = np.empty(m, np.int8)
+        self.bars = np.empty(m, np.int64)
+
+    def play(self, o: Any, h: Any, lo: Any, c: Any, lst: IntArray, ses: IntArray,
+             stp: FloatArray, tgt: FloatArray, ls: IntArray, max_hold: int, entry_window: int,
+             signals: IntArray, row0: int) -> None:
+        _simulate_nb(o, h, lo, c, lst, ses, stp, tgt, ls, max_hold, entry_window, signals,
+                     row0, self.entry_s, self.entry_px, self.exit_s, self.exit_px, self.reason,
+                     self.bars)
+
+    def frame(self, lst: IntArray, ses: IntArray, stp: FloatArray, tgt: FloatArray,
+              rnk: FloatArray) -> pd.DataFrame:
+        entry_px, exit_px = self.entry_px, self.exit_px
+        with np.errstate(invalid="ignore", divide="ignore"):
+            risk = entry_px - stp
+            r = np.where(exit_px == entry_px, 0.0, (exit_px - entry_px) / risk)
+            ret = exit_px / entry_px - 1.0
+        return pd.DataFrame({
+            "listing": lst, "signal_session": ses, "stop": stp, "target": tgt, "rank": rnk,
+            "entry_session": self.entry_s, "entry_price": entry_px,
+            "exit_session": self.exit_s, "exit_price": exit_px,
+            "reason": pd.Categorical.from_codes(self.reason.astype(np.int64),
+                                                categories=pd.Index(REASONS)),
+            "bars_held": self.bars, "r_multiple": r, "return": ret,
+        })
+
+
 def simulate_trades(open_: Any, high: Any, low: Any, close: Any, *, listing: Any, session: Any,
                     stop: Any, target: Any, rank: Any = None, max_hold: int = 20,
                     entry_window: int = 5, last_session: Any = None) -> pd.DataFrame:
@@ -311,40 +366,63 @@ def simulate_trades(open_: Any, high: Any, low: Any, close: Any, *, listing: Any
                                                      ("close", close)))
     max_hold = _positive_int("max_hold", max_hold)
     entry_window = _positive_int("entry_window", entry_window)
-    lst = np.ascontiguousarray(np.asarray(listing, dtype=np.int64))
-    m = lst.shape[0]
-    ses = np.ascontiguousarray(np.asarray(session, dtype=np.int64))
-    stp = np.ascontiguousarray(np.asarray(stop, dtype=np.float64))
-    tgt = np.ascontiguousarray(np.asarray(target, dtype=np.float64))
-    rnk = (np.full(m, np.nan) if rank is None else np.asarray(rank, dtype=np.float64))
-    for name, arr in (("session", ses), ("stop", stp), ("target", tgt), ("rank", rnk)):
-        if arr.shape != (m,):
-            raise ConfigError(name, f"needs one value per signal ({m}), got shape {arr.shape}")
+    m = np.asarray(listing).shape[0]
     n, t = o.shape
-    if m and (lst.min() < 0 or lst.max() >= n):
-        raise ConfigError("listing", f"indices must be in 0 … {n - 1} (rows of the panel)")
-    if m and (ses.min() < 0 or ses.max() >= t):
-        raise ConfigError("session", f"indices must be in 0 … {t - 1} (columns of the panel)")
+    lst, ses, stp, tgt, rnk = _signals(m, listing, session, stop, target, rank, n, t)
     ls = _last_session(c, last_session)
-    entry_s = np.empty(m, np.int64)
-    exit_s = np.empty(m, np.int64)
-    entry_px = np.empty(m, np.float64)
-    exit_px = np.empty(m, np.float64)
-    reason = np.empty(m, np.int8)
-    bars = np.empty(m, np.int64)
-    _simulate_nb(o, h, lo, c, lst, ses, stp, tgt, ls, max_hold, entry_window,
-                 entry_s, entry_px, exit_s, exit_px, reason, bars)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        risk = entry_px - stp
-        r = np.where(exit_px == entry_px, 0.0, (exit_px - entry_px) / risk)
-        ret = exit_px / entry_px - 1.0
-    return pd.DataFrame({
-        "listing": lst, "signal_session": ses, "stop": stp, "target": tgt, "rank": rnk,
-        "entry_session": entry_s, "entry_price": entry_px, "exit_session": exit_s,
-        "exit_price": exit_px,
-        "reason": pd.Categorical.from_codes(reason.astype(np.int64), categories=pd.Index(REASONS)),
-        "bars_held": bars, "r_multiple": r, "return": ret,
-    })
+    out = _Outcomes(m)
+    out.play(o, h, lo, c, lst, ses, stp, tgt, ls, max_hold, entry_window,
+             np.arange(m, dtype=np.int64), 0)
+    return out.frame(lst, ses, stp, tgt, rnk)
+
+
+BarsOf = Callable[[np.ndarray], Sequence[Any]]
+
+
+def simulate_trades_by_listings(bars_of: BarsOf, n_listings: int, n_sessions: int, *,
+                                listing: Any, session: Any, stop: Any, target: Any,
+                                rank: Any = None, max_hold: int = 20, entry_window: int = 5,
+                                last_session: Any, chunk: int = 256) -> pd.DataFrame:
+    """:func:`simulate_trades` on a panel too big to hold: ``bars_of(rows)`` gives the
+    ``(len(rows), n_sessions)`` open, high, low and close of the listings ``rows`` (a range
+    of ``chunk`` consecutive listings at a time), and each chunk's signals are played out on
+    them, listing by listing.  The same rows as ``simulate_trades`` on the whole panel;
+    ``last_session`` (one per listing) is required (inferring it would need every close)."""
+    chunk = _positive_int("chunk", chunk)
+    max_hold = _positive_int("max_hold", max_hold)
+    entry_window = _positive_int("entry_window", entry_window)
+    m = np.asarray(listing).shape[0]
+    lst, ses, stp, tgt, rnk = _signals(m, listing, session, stop, target, rank, n_listings,
+                                       n_sessions)
+    ls = np.ascontiguousarray(np.asarray(last_session, dtype=np.int64))
+    if ls.shape != (n_listings,):
+        raise ConfigError("last_session", f"needs one session index per listing "
+                          f"({n_listings}), got shape {ls.shape}; use -1 for listings still "
+                          "trading")
+    out = _Outcomes(m)
+    by_listing = np.argsort(lst, kind="stable").astype(np.int64)
+    bounds = np.searchsorted(lst[by_listing], np.arange(0, n_listings + chunk, chunk))
+    for k in range(len(bounds) - 1):
+        a, b = int(bounds[k]), int(bounds[k + 1])
+        if a == b:
+            continue
+        row0 = k * chunk
+        rows = np.arange(row0, min(row0 + chunk, n_listings), dtype=np.int64)
+        o, h, lo, c = (_panel(f, x, (len(rows), n_sessions)) for f, x in zip(
+            ("open", "high", "low", "close"), bars_of(rows), strict=True))
+        out.play(o, h, lo, c, lst, ses, stp, tgt, ls, max_hold, entry_window,
+                 by_listing[a:b], row0)
+    return out.frame(lst, ses, stp, tgt, rnk)
+
+
+def _reason_codes(reason: pd.Series) -> npt.NDArray[np.int64]:
+    """The REASONS code of each row (no re-coding of a column already in REASONS' order)."""
+    dtype = reason.dtype
+    if isinstance(dtype, pd.CategoricalDtype) and list(dtype.categories) == list(REASONS):
+        codes = reason.cat.codes.to_numpy()
+    else:
+        codes = pd.Categorical(reason, categories=pd.Index(REASONS)).codes
+    return np.asarray(codes, dtype=np.int64)
 
 
 def trade_summary(trades: pd.DataFrame) -> dict[str, Any]:
@@ -353,15 +431,19 @@ def trade_summary(trades: pd.DataFrame) -> dict[str, Any]:
     loss rate × average loss, which equals mean R), mean return, profit factor (sum of winning R
     over the absolute sum of losing R: the dollar profit factor under equal risk; inf without
     losses), mean bars held, and the count of every reason."""
-    closed = trades[trades["reason"].isin(CLOSED_REASONS)]
-    r = closed["r_multiple"].to_numpy(np.float64)
+    code = _reason_codes(trades["reason"])
+    closed = np.isin(code, [REASONS.index(x) for x in CLOSED_REASONS])
+    r = trades["r_multiple"].to_numpy(np.float64)[closed]
     wins, losses = r[r > 0], r[r < 0]
     n = len(r)
     win_rate = len(wins) / n if n else math.nan
     avg_win = float(wins.mean()) if len(wins) else 0.0
     avg_loss = float(losses.mean()) if len(losses) else 0.0
     gross_loss = -float(losses.sum())
-    counts = trades["reason"].value_counts()
+    tally = np.bincount(code[code >= 0], minlength=len(REASONS))
+    counts = {k: int(tally[i]) for i, k in enumerate(REASONS)}
+    ret = pd.Series(trades["return"].to_numpy(np.float64)[closed])
+    held = pd.Series(trades["bars_held"].to_numpy()[closed])
     return {
         "signals": len(trades),
         "trades": n,
@@ -371,10 +453,10 @@ def trade_summary(trades: pd.DataFrame) -> dict[str, Any]:
         "avg_win_r": avg_win,
         "avg_loss_r": avg_loss,
         "expectancy_r": (len(wins) * avg_win + len(losses) * avg_loss) / n if n else math.nan,
-        "mean_return": float(closed["return"].mean()) if n else math.nan,
+        "mean_return": float(ret.mean()) if n else math.nan,
         "profit_factor": (float(wins.sum()) / gross_loss if gross_loss > 0
                           else (math.inf if len(wins) else math.nan)),
-        "mean_bars_held": float(closed["bars_held"].mean()) if n else math.nan,
+        "mean_bars_held": float(held.mean()) if n else math.nan,
         "by_reason": {k: int(counts.get(k, 0)) for k in REASONS},
     }
 
@@ -408,6 +490,24 @@ def _max_drawdown(equity: FloatArray, equity0: float) -> tuple[float, int, int, 
     return depth, peak, trough, recovery
 
 
+def _entry_order(entry: IntArray, rank: FloatArray, listing: IntArray) -> IntArray:
+    """``np.lexsort((listing, rank, entry))``: by entry session, rank, listing (stable). When
+    the ranks are whole numbers (a scan's Rank, inf for none) the three keys are packed into
+    one integer and sorted at once: rows arrive nearly in that order, which a stable sort
+    (timsort) runs through several times faster than lexsort's three passes."""
+    if not len(entry):
+        return np.zeros(0, dtype=np.int64)
+    fin = np.isfinite(rank)
+    r = np.where(fin, rank, 0.0)
+    if (r == np.floor(r)).all() and (r >= 0).all() and r.max(initial=0) < 2**19 - 1 \
+            and listing.min() >= 0 and listing.max() < 2**22 and entry.min() >= 0 \
+            and entry.max() < 2**21:
+        rk = np.where(fin, r, 2**19 - 1).astype(np.int64)  # inf sorts after every rank
+        key = (entry.astype(np.int64) << 41) | (rk << 22) | listing.astype(np.int64)
+        return np.argsort(key, kind="stable").astype(np.int64)
+    return np.lexsort((listing, rank, entry)).astype(np.int64)
+
+
 def simulate_portfolio(trades: pd.DataFrame, close: Any, *, initial_equity: float = 100_000.0,
                        risk_fraction: float = 0.01, max_positions: int = 10,
                        max_position_fraction: float | None = None, start: int = 0,
@@ -438,12 +538,12 @@ def simulate_portfolio(trades: pd.DataFrame, close: Any, *, initial_equity: floa
         raise ConfigError("close", "must be the panel the trades were simulated on (it has "
                           "fewer listings or sessions than the trades refer to)")
 
-    code = np.asarray(pd.Categorical(trades["reason"], categories=pd.Index(REASONS)).codes)
+    code = _reason_codes(trades["reason"])
     entry_s = trades["entry_session"].to_numpy(np.int64)
     idx = np.nonzero((entry_s >= 0) & (code > NO_ENTRY) & (code < INVALID))[0]
     rank_key = trades["rank"].to_numpy(np.float64)[idx]
     rank_key = np.where(np.isnan(rank_key), np.inf, rank_key)
-    order = idx[np.lexsort((trades["listing"].to_numpy(np.int64)[idx], rank_key, entry_s[idx]))]
+    order = idx[_entry_order(entry_s[idx], rank_key, trades["listing"].to_numpy(np.int64)[idx])]
 
     def col(name: str, dtype: Any) -> Any:
         return np.ascontiguousarray(trades[name].to_numpy(dtype)[order])
@@ -467,7 +567,7 @@ def simulate_portfolio(trades: pd.DataFrame, close: Any, *, initial_equity: floa
     all_status[order] = status
     all_shares = np.zeros(len(trades))
     all_shares[order] = shares
-    out = trades.copy()
+    out = trades.copy(deep=False)  # the new columns only (copy-on-write shares the rest)
     out["status"] = pd.Categorical.from_codes(all_status, categories=pd.Index(PORTFOLIO_STATUS))
     out["shares"] = all_shares
 
