@@ -124,8 +124,16 @@ def replay(config: ScanConfig, start: dt.date | str, end: dt.date | str, every: 
         t = time.perf_counter()
         panel = data.panel(days[-1].astype(dt.date), cfg.bars_needed)
         load_seconds = time.perf_counter() - t
-        run = _series if chosen == "series" else _per_session
-        matches, universe, regime, stats = run(cfg, data, ref, panel, days, ticker)
+        if chosen == "series":
+            runner = None
+            if data.settings.use_ray:  # Ray tasks (or local, saying why Ray is unusable)
+                from technic_v4.backtest.distributed import runner_for
+
+                runner = runner_for(data, panel)
+            matches, universe, regime, stats = _series(cfg, data, ref, panel, days, ticker,
+                                                       runner)
+        else:
+            matches, universe, regime, stats = _per_session(cfg, data, ref, panel, days, ticker)
         m_pos, u_pos = stats.pop("match_listing"), stats.pop("universe_listing")
     stats.update(method=chosen, per_session_reason=why or None, sessions=len(days),
                  listings=len(ref), bars=int(panel.close.shape[1]),
@@ -134,6 +142,8 @@ def replay(config: ScanConfig, start: dt.date | str, end: dt.date | str, every: 
     idx = pd.DatetimeIndex(days.astype("datetime64[ns]"), name="AsOf")
     res = ReplayResult(cfg, idx, matches, universe, regime, m_pos, u_pos, stats)
     res.message = _message(res)
+    if (stats.get("runner") or {}).get("fallback_reason"):
+        res.message += f" {stats['runner']['fallback_reason']}."
     return res
 
 
