@@ -79,6 +79,9 @@ def test_ray_replay_equals_local_on_two_nodes(cluster_md: MarketData, md: Market
     assert run["nodes_used"] == 2, run  # tasks really ran on both raylets
     assert run["tasks"] >= 10 and run["tasks_per_s"] > 0
     assert local.stats["runner"]["runner"] == "local"
+    # The driver loaded no whole-market panel: the tasks read their listings' bars themselves.
+    assert cluster_md.memory.find(lambda key: True) is None
+    assert md.memory.find(lambda key: True) is not None  # (the local replay did)
     assert len(local.matches) > 0 and local.matches["AsOf"].nunique() > 10
     _same(on_ray, local)
     # Progress per finished chunk, through every view of both passes.

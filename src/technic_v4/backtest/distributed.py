@@ -19,11 +19,14 @@ yielded in spec order; progress and cancel run per finished chunk, and a cancel 
 cancels the tasks still queued or running.
 
 Ray is imported only here, and only when ``use_ray`` is set: without it (not installed, or
-the cluster unreachable) the replay runs locally and says why (:func:`runner_for`).
+the cluster unreachable) the replay runs locally and says why (:func:`connect`). On Ray the
+driver loads no bars at all: :func:`outline` stands for the whole-market panel (listings,
+width, actions), and only SPY's row (the regime) is read from the store.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from collections import deque
@@ -37,6 +40,7 @@ import pandas as pd
 
 from technic_v4.backtest.replay import ChunkRunner, ChunkSpec, Plan, _Chunk, _Ticker, materialize
 from technic_v4.config.settings import Settings
+from technic_v4.data import adjust as adj
 from technic_v4.data.market import MarketData
 from technic_v4.data.panel import Panel
 from technic_v4.errors import DataError
@@ -96,7 +100,7 @@ def _task(fn: Callable[[_Chunk, Any], Any], spec: ChunkSpec, ctx: Any, plan: Pla
     return ray.get_runtime_context().get_node_id(), fn(load_chunk(src, spec, plan), ctx)
 
 
-class RayChunkRunner:
+class RayChunkRunner(ChunkRunner):
     """The :class:`~technic_v4.backtest.replay.ChunkRunner` interface on Ray (module
     docstring). ``stats()``: runner, address, nodes and CPUs of the cluster, tasks run, the
     node ids that ran them, tasks/s over the ``map`` calls."""
@@ -104,7 +108,7 @@ class RayChunkRunner:
     name = "ray"
 
     def __init__(self, data: MarketData, in_flight: int | None = None) -> None:
-        import ray
+        import ray  # (no panel in memory: ChunkRunner.__init__ is not called)
 
         self.source = Source(data.settings, data.store.path, data.store.identity())
         self.address = data.settings.ray_address
@@ -156,31 +160,45 @@ class RayChunkRunner:
                 "fallback_reason": None}
 
 
-class LocalFallback(ChunkRunner):
-    """The local runner, saying why Ray was not used."""
-
-    def __init__(self, panel: Panel, workers: int, reason: str) -> None:
-        super().__init__(panel, workers)
-        self.reason = reason
-
-    def stats(self) -> dict[str, Any]:
-        return {**super().stats(), "fallback_reason": self.reason}
-
-
-def runner_for(data: MarketData, panel: Panel) -> RayChunkRunner | ChunkRunner:
-    """The chunk runner ``data.settings`` asks for: Ray when ``use_ray`` (connected as the
-    scan connects: ``TECHNIC_RAY_ADDRESS`` or a local Ray of ``max_workers`` CPUs), else, or
-    when Ray is unusable (logged once, the reason in the runner's stats), local threads."""
+def connect(data: MarketData) -> tuple[RayChunkRunner | None, str | None]:
+    """A Ray runner for ``data``'s settings (connected as the scan connects: ``ray_address``
+    or a local Ray of ``max_workers`` CPUs), or None and why Ray is unusable (not installed,
+    the cluster unreachable: logged once, as the scan does; the replay then runs locally)."""
     from technic_v4.execution import get_backend
 
-    settings = data.settings
-    if not settings.use_ray:
-        return ChunkRunner(panel, settings.max_workers)
-    backend = get_backend(settings)  # starts or joins Ray; falls back once with a reason
+    backend = get_backend(data.settings)  # starts or joins Ray; falls back once with a reason
     if backend.name != "ray":
-        return LocalFallback(panel, settings.max_workers, backend.fallback_reason or
-                             "Ray is unavailable; running locally")
-    return RayChunkRunner(data)
+        return None, backend.fallback_reason or "Ray is unavailable; running locally"
+    return RayChunkRunner(data), None
 
 
-__all__ = ["LocalFallback", "RayChunkRunner", "Source", "load_chunk", "runner_for"]
+@dataclass(frozen=True)
+class Outline(Panel):
+    """The driver's panel when the tasks load their own bars: every listing (reference
+    order, as ``MarketData.panel``) and the width, without bars (the arrays are read-only
+    broadcasts of NaN / -1: no memory). ``rows()`` loads the asked rows from the store (the
+    replay reads SPY's row for the regime), the same bits as the whole panel's rows."""
+
+    data: MarketData | None = None
+
+    def rows(self, idx: np.ndarray) -> Panel:
+        assert self.data is not None
+        return self.data.symbols_panel(np.asarray(idx, dtype=np.int64), self.as_of,
+                                       self.close.shape[1], self.adjust)
+
+
+def outline(data: MarketData, as_of: dt.date, n_bars: int, adjust: str = adj.DEFAULT_MODE
+            ) -> Outline:
+    """What ``data.panel(as_of, n_bars, adjust=adjust)`` would be, without its bars (its
+    width capped at the stored sessions as ``panel`` caps it)."""
+    width = min(n_bars, max(1, data.max_bars()))
+    ref = data.reference()
+    n = len(ref)
+    nan = np.broadcast_to(np.float64(np.nan), (n, width))
+    return Outline(symbols=ref["Symbol"].to_numpy(object), sids=ref["sid"].to_numpy(np.int32),
+                   open=nan, high=nan, low=nan, close=nan, volume=nan,
+                   day=np.broadcast_to(np.int32(-1), (n, width)), as_of=as_of,
+                   adjust=adj.check_mode(adjust), actions=data.actions(), data=data)
+
+
+__all__ = ["Outline", "RayChunkRunner", "Source", "connect", "load_chunk", "outline"]

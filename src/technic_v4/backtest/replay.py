@@ -121,17 +121,22 @@ def replay(config: ScanConfig, start: dt.date | str, end: dt.date | str, every: 
         if chosen == "series" and why:
             raise ConfigError("method", f"series replay cannot run this screen: {why}")
         ref = data.reference()
+        runner, note = None, None
+        if chosen == "series" and data.settings.use_ray:  # Ray tasks, or local saying why
+            from technic_v4.backtest import distributed
+
+            runner, note = distributed.connect(data)
         t = time.perf_counter()
-        panel = data.panel(days[-1].astype(dt.date), cfg.bars_needed)
+        as_of = days[-1].astype(dt.date)
+        # On Ray each task loads its own listings' bars: the driver holds no bars.
+        panel = distributed.outline(data, as_of, cfg.bars_needed) if runner is not None \
+            else data.panel(as_of, cfg.bars_needed)
         load_seconds = time.perf_counter() - t
         if chosen == "series":
-            runner = None
-            if data.settings.use_ray:  # Ray tasks (or local, saying why Ray is unusable)
-                from technic_v4.backtest.distributed import runner_for
-
-                runner = runner_for(data, panel)
             matches, universe, regime, stats = _series(cfg, data, ref, panel, days, ticker,
                                                        runner)
+            if note:
+                stats["runner"]["fallback_reason"] = note
         else:
             matches, universe, regime, stats = _per_session(cfg, data, ref, panel, days, ticker)
         m_pos, u_pos = stats.pop("match_listing"), stats.pop("universe_listing")
