@@ -94,16 +94,22 @@ def load_chunk(src: Source, spec: ChunkSpec, plan: Plan) -> _Chunk:
 
 
 def _task(fn: Callable[[_Chunk, Any], Any], spec: ChunkSpec, ctx: Any, plan: Plan,
-          src: Source) -> tuple[str, Any]:
+          src: Source) -> tuple[str, float, Any]:
+    """One chunk on a worker: (its node id, the worker's peak RSS in MB, ``fn``'s result)."""
+    import resource
+
     import ray
 
-    return ray.get_runtime_context().get_node_id(), fn(load_chunk(src, spec, plan), ctx)
+    got = fn(load_chunk(src, spec, plan), ctx)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return ray.get_runtime_context().get_node_id(), rss, got
 
 
 class RayChunkRunner(ChunkRunner):
     """The :class:`~technic_v4.backtest.replay.ChunkRunner` interface on Ray (module
     docstring). ``stats()``: runner, address, nodes and CPUs of the cluster, tasks run, the
-    node ids that ran them, tasks/s over the ``map`` calls."""
+    node ids that ran them, tasks/s over the ``map`` calls, the largest peak RSS of a worker
+    process that ran one."""
 
     name = "ray"
 
@@ -119,6 +125,7 @@ class RayChunkRunner(ChunkRunner):
         self.tasks = 0
         self.seconds = 0.0
         self.node_ids: set[str] = set()
+        self.worker_rss_mb = 0.0
         self._remote = ray.remote(_task)
 
     def map(self, fn: Callable[[_Chunk, Any], Any], specs: list[ChunkSpec], ctx: Any,
@@ -141,7 +148,8 @@ class RayChunkRunner(ChunkRunner):
                 if not pending:
                     break
                 n, ref = pending.popleft()
-                node, got = ray.get(ref)
+                node, rss, got = ray.get(ref)
+                self.worker_rss_mb = max(self.worker_rss_mb, rss)
                 self.tasks += 1
                 self.node_ids.add(node)
                 done += n
@@ -157,6 +165,7 @@ class RayChunkRunner(ChunkRunner):
                 "cpus": self.cpus, "tasks": self.tasks, "nodes_used": len(self.node_ids),
                 "node_ids": sorted(self.node_ids), "seconds": round(self.seconds, 6),
                 "tasks_per_s": round(self.tasks / self.seconds, 3) if self.seconds else None,
+                "worker_peak_rss_mb": round(self.worker_rss_mb, 1),
                 "fallback_reason": None}
 
 
