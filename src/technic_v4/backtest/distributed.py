@@ -126,7 +126,9 @@ class RayChunkRunner(ChunkRunner):
         self.seconds = 0.0
         self.node_ids: set[str] = set()
         self.worker_rss_mb = 0.0
-        self._remote = ray.remote(_task)
+        # Spread over the nodes: a task reads its bars from the store, so no node holds data
+        # another needs (Ray's default packs tasks onto the driver's node first).
+        self._remote = ray.remote(_task).options(scheduling_strategy="SPREAD")
 
     def map(self, fn: Callable[[_Chunk, Any], Any], specs: list[ChunkSpec], ctx: Any,
             plan: Plan, tick: _Ticker, step: str) -> Iterator[Any]:
