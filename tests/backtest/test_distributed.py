@@ -143,3 +143,18 @@ def test_without_ray_the_replay_runs_locally_and_says_so(tmp_path: Path) -> None
     assert msg.count("ray is not installed") == 1 and msg.endswith("running locally.")
     assert r.stderr.count("ray is not installed") == 1  # logged once
     assert int(r.stdout.split("ROWS ")[1].split()[0]) > 0
+
+
+def test_a_task_refuses_a_store_that_changed(md: MarketData) -> None:
+    from technic_v4.backtest.distributed import Source, load_chunk
+    from technic_v4.errors import DataError
+
+    ident = md.store.identity()
+    days = md.store.stored_sessions()[-5:]
+    specs = rp.chunk_specs(md.reference()["sid"].to_numpy()[:8], md.actions(), "split", days)
+    plan = rp.Plan(days=days, width=md.max_bars(), adjust="split",
+                   as_of=days[-1].astype(object))
+    ok = load_chunk(Source(md.settings, md.store.path, ident), specs[0], plan)
+    assert len(ok.rows) == 8 and (ok.at >= 0).any()
+    with pytest.raises(DataError, match="changed during the replay"):
+        load_chunk(Source(md.settings, md.store.path, (ident[0], ident[1] + 1)), specs[0], plan)
