@@ -593,8 +593,9 @@ def ray_replay_bench(listings: int = 50_000, epoch: str = "2006-01-03", end: str
     per_cpu = run["tasks"] / run["seconds"] / cpus  # tasks/s of one CPU on this machine
     driver_s = r["seconds"] - run["seconds"]  # cross-section, output, load: on the driver
     # N nodes run the tasks in waves of N x CPUs (no faster than one task per CPU at once).
-    out["projection"] = {str(n): round(driver_s + -(-run["tasks"] // (n * cpus)) / per_cpu, 1)
-                         for n in (1, 4, 16, 64)}
+    out["projection"] = {
+        str(n): round(driver_s + -(-run["tasks"] // (n * cpus_per_node)) / per_cpu, 1)
+        for n in (1, 4, 16, 64)}
     out["tasks_per_s_per_cpu"] = per_cpu
     out["driver_s"] = driver_s
     return out
