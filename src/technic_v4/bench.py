@@ -15,6 +15,8 @@ in its own child process so that "cold" really is cold:
 - the backtest statistics kernels (forward returns, IC, deciles, turnover, screen stats) on a
   6,000 x 5,000-session synthetic panel;
 - backtest trade plans: 10^6 signals played out over 6,000 × 5,000 bars, and the portfolio;
+- with ``--ray-big``: the replay of the 10-clause screen over 50,000 listings x 20 years on a
+  local multi-node Ray cluster (:func:`ray_replay_bench`), and its projection to N nodes;
 - the embedded market's build (reference, actions, every session's bars in the fetch planner's
   chunks): the default one, and 20 years of 6,000 listings with its peak RSS and a cold
   ``technic scan`` on it (full runs only).
@@ -572,6 +574,121 @@ def daily_bench(listings: int = 6000, screens: int = 50, repeats: int = 3) -> di
     return data
 
 
+_RAY_BUILD = r"""
+import datetime as dt, json, resource, sys, time
+from pathlib import Path
+from technic_v4.testing import make_market
+a = json.loads(sys.argv[1])
+t = time.perf_counter()
+md = make_market(Path(a["dir"]), n=a["listings"], epoch=dt.date.fromisoformat(a["epoch"]),
+                 end=dt.date.fromisoformat(a["end"]))
+md.ensure_current()
+print("BENCH " + json.dumps({"seconds": time.perf_counter() - t,
+                             "sessions": len(md.store.stored_sessions()),
+                             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+# The replay of the 10-clause screen on a local multi-node Ray cluster (Ray's cluster_utils:
+# one raylet per node on this machine), each task loading its listings from the store.
+_RAY_REPLAY = r"""
+import datetime as dt, json, resource, sys, time
+from pathlib import Path
+import ray
+from ray.cluster_utils import Cluster
+from technic_v4.backtest import replay
+from technic_v4.config.scan import ScanConfig
+from technic_v4.testing import make_market
+a = json.loads(sys.argv[1])
+mb = 1024 * 1024
+cluster = Cluster(initialize_head=True, head_node_args={
+    "num_cpus": a["cpus_per_node"], "object_store_memory": a["object_store_mb"] * mb,
+    "include_dashboard": False})
+try:
+    for _ in range(a["nodes"] - 1):
+        cluster.add_node(num_cpus=a["cpus_per_node"], object_store_memory=a["object_store_mb"] * mb)
+    cluster.wait_for_nodes()
+    md = make_market(Path(a["dir"]), n=a["listings"], epoch=dt.date.fromisoformat(a["epoch"]),
+                     end=dt.date.fromisoformat(a["end"]), use_ray=True,
+                     ray_address=cluster.address)
+    sess = md.store.stored_sessions()
+    cfg = ScanConfig(where=("close > sma(close,150) and sma(close,150) > sma(close,200) "
+                            "and rsi(close,2) < 90 and rsi(close,14) > 40 and volume > 0.5 * "
+                            "sma(volume,20) and close > 5 and atr(20) / close < 0.1 and close "
+                            ">= 0.7 * highest(high,252) and change(close,21) > -20 and "
+                            "dollar_volume > 1e6"))
+    start = sess[a["warmup"]].astype(object)
+    t = time.perf_counter()
+    rep = replay(cfg, start, sess[-1].astype(object), every=a["every"], data=md)
+    seconds = time.perf_counter() - t
+    out = {"seconds": seconds, "sessions": len(rep.sessions), "listings": rep.stats["listings"],
+           "bars": rep.stats["bars"], "pairs": rep.stats["pairs"], "rows": len(rep.matches),
+           "runner": rep.stats["runner"], "steps": rep.stats["seconds_by_step"],
+           "first": str(rep.sessions[0].date()), "last": str(rep.sessions[-1].date()),
+           "driver_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+finally:
+    ray.shutdown()
+    cluster.shutdown()
+print("BENCH " + json.dumps(out))
+"""
+
+
+def ray_replay_bench(listings: int = 50_000, epoch: str = "2006-01-03", end: str = "2026-11-20",
+                     every: int = 5, nodes: int = 2, cpus_per_node: int = 1,
+                     data_dir: Path | None = None) -> dict[str, Any]:
+    """The replay of the 10-clause screen over ``listings`` x every stored session from
+    ``epoch`` (20 years by default) on a local Ray cluster of ``nodes`` raylets x
+    ``cpus_per_node`` CPUs, at every ``every``-th session after a year of warm-up bars; the
+    embedded market is built under ``data_dir`` (reused when already there; a temporary
+    directory when None): its build time and disk size; sessions, listings, pairs, tasks,
+    tasks/s, seconds, peak RSS of the driver and of the workers, and what the same run needs
+    on N real nodes (tasks/s per CPU x CPUs, plus the driver's own steps)."""
+    with tempfile.TemporaryDirectory(prefix="technic-bench-ray-") as tmp:
+        where = Path(data_dir) if data_dir is not None else Path(tmp)
+        env = {**os.environ, "TECHNIC_PROGRESS": "false", "TECHNIC_USE_RAY": "false"}
+        args = {"dir": str(where), "listings": listings, "epoch": epoch, "end": end}
+        out: dict[str, Any] = {"every": every, "nodes": nodes, "cpus_per_node": cpus_per_node}
+        fresh = not any(where.glob("*.duckdb"))
+        if fresh:
+            _, out["build"] = _child(env, ["-c", _RAY_BUILD, json.dumps(args)])
+        out["built_now"] = fresh
+        out["disk_mb"] = sum(f.stat().st_size for f in where.rglob("*") if f.is_file()) / 1e6
+        _, out["replay"] = _child(env, ["-c", _RAY_REPLAY, json.dumps({
+            **args, "every": every, "nodes": nodes, "cpus_per_node": cpus_per_node,
+            "warmup": 252, "object_store_mb": 2048})])
+    r = out["replay"]
+    run = r["runner"]
+    cpus = run["cpus"]
+    per_cpu = run["tasks"] / run["seconds"] / cpus  # tasks/s of one CPU on this machine
+    driver_s = r["seconds"] - run["seconds"]  # cross-section, output, load: on the driver
+    # N nodes run the tasks in waves of N x CPUs (no faster than one task per CPU at once).
+    out["projection"] = {
+        str(n): round(driver_s + -(-run["tasks"] // (n * cpus_per_node)) / per_cpu, 1)
+        for n in (1, 4, 16, 64)}
+    out["tasks_per_s_per_cpu"] = per_cpu
+    out["driver_s"] = driver_s
+    return out
+
+
+def ray_big_report(b: dict[str, Any]) -> list[str]:
+    """The Ray replay of :func:`ray_replay_bench`, as markdown lines."""
+    r, run = b["replay"], b["replay"]["runner"]
+    built = (f"built in {b['build']['seconds']:.0f} s (peak RSS "
+             f"{b['build']['peak_rss_mb']:,.0f} MB), " if "build" in b else "")
+    proj = ", ".join(f"{n} nodes ~{s:.0f} s" for n, s in b["projection"].items())
+    return ["", f"Replay on a local Ray cluster ({run['nodes']} raylets x {b['cpus_per_node']} "
+            f"CPU, tasks load their listings from the store): {r['listings']:,} listings x "
+            f"{r['bars']:,} stored sessions ({built}{b['disk_mb']:,.0f} MB on disk), the "
+            f"10-clause screen at one session in {b['every']}, {r['first']}..{r['last']} "
+            f"({r['sessions']:,} sessions, {r['pairs']:,} scored pairs, {r['rows']:,} rows): "
+            f"{r['seconds']:.1f} s, {run['tasks']:,} tasks on {run['nodes_used']} nodes, "
+            f"{run['tasks_per_s']:.2f} tasks/s ({b['tasks_per_s_per_cpu']:.2f} per CPU); peak "
+            f"RSS driver {r['driver_peak_rss_mb']:,.0f} MB, a worker "
+            f"{run['worker_peak_rss_mb']:,.0f} MB. The same run on N nodes of "
+            f"{b['cpus_per_node']} such CPU (waves of tasks at this machine's tasks/s per CPU, "
+            f"plus the driver's "
+            f"{b['driver_s']:.1f} s): {proj}."]
+
+
 def _child(env: dict[str, str], args: list[str]) -> tuple[float, dict[str, Any] | None]:
     t = time.perf_counter()
     r = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True,
@@ -587,7 +704,8 @@ def _child(env: dict[str, str], args: list[str]) -> tuple[float, dict[str, Any] 
 
 
 def run_bench(quick: bool = False, listings: int = 6200, big: int = 50_000,
-              ray: bool = True, vendor: bool = True, daily: bool = True) -> str:
+              ray: bool = True, vendor: bool = True, daily: bool = True,
+              ray_big: bool = False, ray_big_dir: Path | None = None) -> str:
     """Run every measurement (see module docstring) and return the markdown report."""
     repeats = 3 if quick else 7
     proc_repeats = 2 if quick else 5
@@ -626,6 +744,8 @@ def run_bench(quick: bool = False, listings: int = 6200, big: int = 50_000,
     res["replay"] = replay_bench(quick)
     if daily:
         res["daily"] = daily_bench(repeats=2 if quick else 3)
+    if ray_big:
+        res["ray_big"] = ray_replay_bench(listings=big or 50_000, data_dir=ray_big_dir)
     return report(res)
 
 
@@ -765,6 +885,8 @@ def report(res: dict[str, Any]) -> str:
                 f"MarketData: L1 cold), {d['warm_s']:.2f} s warm (median)."]
     if "replay" in res:
         out += replay_report(res["replay"])
+    if "ray_big" in res:
+        out += ray_big_report(res["ray_big"])
     out += ["", f"Message of the first scan: `{std['first_msg']}`", ""]
     return "\n".join(out)
 

@@ -770,17 +770,22 @@ _SIGNALS = ("Strong Long", "Long", "Watch", "Avoid", "Short", "Strong Short")
 @click.option("--no-daily", is_flag=True, help="Skip the daily run of 50 saved screens.")
 @click.option("--big", type=int, default=50_000, show_default=True,
               help="Listings of the large-universe run (0 skips it).")
+@click.option("--ray-big", is_flag=True, help="Also replay a 10-clause screen over --big "
+              "listings x 20 years on a local multi-node Ray cluster (builds a ~5 GB store).")
+@click.option("--ray-big-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where --ray-big builds its market (reused when already there; default: "
+              "a temporary directory).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("bench-report.md"), show_default=True, callback=_output_path)
 def bench(quick: bool, no_ray: bool, no_vendor: bool, no_daily: bool, big: int,
-          output: Path) -> None:
+          ray_big: bool, ray_big_dir: Path | None, output: Path) -> None:
     """Benchmark scans on this machine and write a markdown report."""
     from technic_v4.bench import run_bench
     from technic_v4.config.settings import get_settings
 
     get_settings()  # a bad TECHNIC_* value fails here in one line, not inside a child process
     report = run_bench(quick=quick, big=big, ray=not no_ray, vendor=not no_vendor,
-                       daily=not no_daily)
+                       daily=not no_daily, ray_big=ray_big, ray_big_dir=ray_big_dir)
     fsio.write_text(output, report)
     click.echo(report)
     click.echo(f"wrote {output}", err=True)

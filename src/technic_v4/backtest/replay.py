@@ -124,11 +124,24 @@ def replay(config: ScanConfig, start: dt.date | str, end: dt.date | str, every: 
         if chosen == "series" and why:
             raise ConfigError("method", f"series replay cannot run this screen: {why}")
         ref = data.reference()
+        runner, note = None, None
+        if chosen == "series" and data.settings.use_ray:  # Ray tasks, or local saying why
+            from technic_v4.backtest import distributed
+
+            runner, note = distributed.connect(data)
         t = time.perf_counter()
-        panel = data.panel(days[-1].astype(dt.date), cfg.bars_needed)
+        as_of = days[-1].astype(dt.date)
+        # On Ray each task loads its own listings' bars: the driver holds no bars.
+        panel = distributed.outline(data, as_of, cfg.bars_needed) if runner is not None \
+            else data.panel(as_of, cfg.bars_needed)
         load_seconds = time.perf_counter() - t
-        run = _series if chosen == "series" else _per_session
-        matches, universe, regime, stats = run(cfg, data, ref, panel, days, ticker)
+        if chosen == "series":
+            matches, universe, regime, stats = _series(cfg, data, ref, panel, days, ticker,
+                                                       runner)
+            if note:
+                stats["runner"]["fallback_reason"] = note
+        else:
+            matches, universe, regime, stats = _per_session(cfg, data, ref, panel, days, ticker)
         m_pos, u_pos = stats.pop("match_listing"), stats.pop("universe_listing")
     stats.update(method=chosen, per_session_reason=why or None, sessions=len(days),
                  listings=len(ref), bars=int(panel.close.shape[1]),
@@ -137,6 +150,8 @@ def replay(config: ScanConfig, start: dt.date | str, end: dt.date | str, every: 
     idx = pd.DatetimeIndex(days.astype("datetime64[ns]"), name="AsOf")
     res = ReplayResult(cfg, idx, matches, universe, regime, m_pos, u_pos, stats)
     res.message = _message(res)
+    if (stats.get("runner") or {}).get("fallback_reason"):
+        res.message += f" {stats['runner']['fallback_reason']}."
     return res
 
 

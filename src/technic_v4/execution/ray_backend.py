@@ -43,8 +43,8 @@ class RayBackend:
                                       "configure_logging": False}
                 if settings.ray_address:
                     ray.init(address=settings.ray_address, **kw)
-                else:
-                    ray.init(num_cpus=settings.max_workers, **kw)
+                else:  # a new local Ray, never another cluster running on this machine
+                    ray.init(address="local", num_cpus=settings.max_workers, **kw)
         cpus = int(ray.cluster_resources().get("CPU", settings.max_workers))
         return cls(cpus, settings.ray_address)
 
