@@ -1,6 +1,7 @@
 """The replay's chunks as Ray tasks (``use_ray``): a :class:`RayChunkRunner` runs the pure
 chunk functions of :mod:`technic_v4.backtest.replay` (``pre_chunk``, ``score_chunk``) on a Ray
-cluster, one task per :class:`~technic_v4.backtest.replay.ChunkSpec`, with the same results
+cluster, one task per group of :class:`~technic_v4.backtest.replay.ChunkSpec` (up to
+``TASK_LISTINGS`` listings: one store read per task), with the same results
 in the same order as the local :class:`~technic_v4.backtest.replay.ChunkRunner`.
 
 Where the bars come from: each task loads its own listings from the store on its worker
@@ -79,30 +80,57 @@ def _market(src: Source) -> MarketData:
     return md
 
 
-def load_chunk(src: Source, spec: ChunkSpec, plan: Plan) -> _Chunk:
-    """A chunk's views from the store: its listings' bars as of ``plan.as_of`` (every stored
-    bar: the driver's panel width), cut by ``materialize``."""
+TASK_LISTINGS = 2048  # listings a task loads at once (~0.5 GB of bars over 20 years)
+
+
+def load_chunks(src: Source, specs: list[ChunkSpec], plan: Plan) -> Iterator[_Chunk]:
+    """The chunks' views from the store: their listings' bars as of ``plan.as_of`` (every
+    stored bar: the driver's panel width) in one load (a store query reads the bars table
+    once, whatever the number of listings), each chunk cut by ``materialize``."""
     md = _market(src)
     ref_sids = pd.Index(md.reference()["sid"].to_numpy())
-    uniq, inv = np.unique(np.asarray(spec.sids), return_inverse=True)
+    uniq = np.unique(np.concatenate([np.asarray(sp.sids) for sp in specs]))
     pos = ref_sids.get_indexer(uniq)
     if (pos < 0).any():
         raise DataError(f"listings {uniq[pos < 0][:5].tolist()} are not in the store "
                         f"{src.store}: the store changed during the replay")
     panel: Panel = md.symbols_panel(pos, plan.as_of, plan.width, plan.adjust)
-    return materialize(panel, np.asarray(inv, dtype=np.int64).reshape(-1), spec, plan)
+    for sp in specs:
+        rows = np.searchsorted(uniq, np.asarray(sp.sids)).astype(np.int64)
+        yield materialize(panel, rows, sp, plan)
 
 
-def _task(fn: Callable[[_Chunk, Any], Any], spec: ChunkSpec, ctx: Any, plan: Plan,
-          src: Source) -> tuple[str, float, Any]:
-    """One chunk on a worker: (its node id, the worker's peak RSS in MB, ``fn``'s result)."""
+def load_chunk(src: Source, spec: ChunkSpec, plan: Plan) -> _Chunk:
+    """One chunk's views from the store (:func:`load_chunks`)."""
+    return next(load_chunks(src, [spec], plan))
+
+
+def _task(fn: Callable[[_Chunk, Any], Any], specs: list[ChunkSpec], ctx: Any, plan: Plan,
+          src: Source) -> tuple[str, float, list[Any]]:
+    """A group of chunks on a worker: (its node id, the worker's peak RSS in MB, ``fn``'s
+    results in order)."""
     import resource
 
     import ray
 
-    got = fn(load_chunk(src, spec, plan), ctx)
+    got = [fn(ch, ctx) for ch in load_chunks(src, specs, plan)]
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return ray.get_runtime_context().get_node_id(), rss, got
+
+
+def groups(specs: list[ChunkSpec], listings: int = TASK_LISTINGS) -> list[list[ChunkSpec]]:
+    """Consecutive specs in groups of at most ``listings`` listings (one spec at least): a
+    task per group, one store read per task."""
+    out: list[list[ChunkSpec]] = []
+    n = 0
+    for sp in specs:
+        if out and n + len(sp.sids) <= listings:
+            out[-1].append(sp)
+            n += len(sp.sids)
+        else:
+            out.append([sp])
+            n = len(sp.sids)
+    return out
 
 
 class RayChunkRunner(ChunkRunner):
@@ -113,7 +141,8 @@ class RayChunkRunner(ChunkRunner):
 
     name = "ray"
 
-    def __init__(self, data: MarketData, in_flight: int | None = None) -> None:
+    def __init__(self, data: MarketData, in_flight: int | None = None,
+                 task_listings: int | None = None) -> None:
         import ray  # (no panel in memory: ChunkRunner.__init__ is not called)
 
         self.source = Source(data.settings, data.store.path, data.store.identity())
@@ -122,6 +151,7 @@ class RayChunkRunner(ChunkRunner):
         self.cpus = max(1, int(res.get("CPU", 1)))
         self.nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
         self.in_flight = in_flight or 2 * self.cpus
+        self.task_listings = task_listings or TASK_LISTINGS
         self.tasks = 0
         self.seconds = 0.0
         self.node_ids: set[str] = set()
@@ -137,26 +167,27 @@ class RayChunkRunner(ChunkRunner):
         t0 = time.perf_counter()
         ctx_ref, plan_ref, src_ref = ray.put(ctx), ray.put(plan), ray.put(self.source)
         total = sum(len(sp.sids) for sp in specs)
-        pending: deque[tuple[int, Any]] = deque()
-        todo = iter(specs)
+        pending: deque[tuple[list[int], Any]] = deque()
+        todo = iter(groups(specs, self.task_listings))
         done = 0
         try:
             while True:
-                for sp in todo:
-                    pending.append((len(sp.sids), self._remote.remote(fn, sp, ctx_ref, plan_ref,
-                                                                      src_ref)))
+                for grp in todo:
+                    pending.append(([len(sp.sids) for sp in grp], self._remote.remote(
+                        fn, grp, ctx_ref, plan_ref, src_ref)))
                     if len(pending) >= self.in_flight:
                         break
                 if not pending:
                     break
-                n, ref = pending.popleft()
+                sizes, ref = pending.popleft()
                 node, rss, got = ray.get(ref)
                 self.worker_rss_mb = max(self.worker_rss_mb, rss)
                 self.tasks += 1
                 self.node_ids.add(node)
-                done += n
-                yield got
-                tick(step, done, total)
+                for n, one in zip(sizes, got, strict=True):
+                    done += n
+                    yield one
+                    tick(step, done, total)
         finally:
             for _, ref in pending:  # cancelled, or an error: stop what is queued or running
                 ray.cancel(ref)
@@ -212,4 +243,5 @@ def outline(data: MarketData, as_of: dt.date, n_bars: int, adjust: str = adj.DEF
                    adjust=adj.check_mode(adjust), actions=data.actions(), data=data)
 
 
-__all__ = ["Outline", "RayChunkRunner", "Source", "connect", "load_chunk", "outline"]
+__all__ = ["Outline", "RayChunkRunner", "Source", "connect", "groups", "load_chunk",
+           "load_chunks", "outline"]

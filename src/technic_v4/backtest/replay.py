@@ -366,7 +366,7 @@ def chunk_specs(sids: np.ndarray, actions: adj.Actions | None, mode: str, days: 
              for r, q0, q1 in ranges if want is None or int(sids[r]) in want]
     # Chunks of about CHUNK_PAIRS (listing, session) pairs: a chunk's columns at its pairs
     # are its memory (~70 float columns), so 20 years take fewer listings per chunk than one.
-    size = rows or max(MIN_CHUNK_ROWS, min(CHUNK_ROWS, CHUNK_PAIRS // max(1, len(days))))
+    size = rows or min(CHUNK_ROWS, max(MIN_CHUNK_ROWS, CHUNK_PAIRS // max(1, len(days))))
     out = []
     for lo in range(0, len(tasks), size):
         part = np.array(tasks[lo:lo + size], dtype=np.int64).reshape(-1, 4)
