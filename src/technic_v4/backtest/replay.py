@@ -862,21 +862,31 @@ def _screen(cfg: ScanConfig, ch: _Chunk, at: np.ndarray, r: np.ndarray, q: np.nd
 
 
 def _joined(mask: np.ndarray, texts: list[str], rows: np.ndarray) -> np.ndarray:
-    """``pipeline._joined`` (the texts whose column holds, "; "-joined) at ``rows`` (bool;
-    "" elsewhere): each row's pattern as one integer, one join per distinct pattern."""
+    """``pipeline._joined`` (the texts whose column holds, "; "-joined) at ``rows`` (bool),
+    deferred: up to 62 clauses, each row's pattern as one int64 bitmask (bit j: clause j
+    holds; 0 elsewhere), spelled once per distinct pattern at the output
+    (:func:`_patterns_text`); beyond, the strings themselves ("" elsewhere)."""
     from technic_v4 import pipeline as pl
 
-    out = np.full(len(mask), "", dtype=object)
     at = np.flatnonzero(rows)
     if mask.shape[1] > 62:
+        out = np.full(len(mask), "", dtype=object)
         out[at] = pl._joined(mask[at], texts)
         return out
-    code = mask[at].astype(np.int64) @ (np.int64(1) << np.arange(mask.shape[1], dtype=np.int64))
-    uniq, inv = np.unique(code, return_inverse=True)
-    words = np.array(["; ".join(t for j, t in enumerate(texts) if (int(u) >> j) & 1)
-                      for u in uniq], dtype=object)
-    out[at] = words[inv]
-    return out
+    code = np.zeros(len(mask), dtype=np.int64)
+    code[at] = mask[at].astype(np.int64) @ (np.int64(1) << np.arange(mask.shape[1],
+                                                                     dtype=np.int64))
+    return code
+
+
+def _patterns_text(values: np.ndarray, texts: list[str]) -> Any:
+    """The Matched/Failed column (pandas ``str``) of :func:`_joined`'s values: bitmasks
+    spelled once per distinct pattern and taken per row by Arrow, or strings as they are."""
+    if values.dtype != np.int64:
+        return _str(values)
+    uniq, inv = np.unique(values, return_inverse=True)
+    words = ["; ".join(t for j, t in enumerate(texts) if (int(u) >> j) & 1) for u in uniq]
+    return pd.array(sc.texts_of(words, np.asarray(inv).reshape(-1)), dtype=STR)
 
 
 def ref_rows(ch: _Chunk, ref: pd.DataFrame) -> np.ndarray:
@@ -958,8 +968,11 @@ def _assemble(cfg: ScanConfig, ref: pd.DataFrame, days: np.ndarray,
     # Text as Arrow strings straight away (signals from their codes): pandas converting
     # millions of Python strings cost seconds.
     sig = pd.array(sc.texts_of(sc.SIGNALS, sig), dtype=STR)
-    extra = {"MarketCap": mcap, "Rank": rank.astype(np.int64), "Matched": _str(matched),
-             **({} if failed is None else {"Failed": _str(failed)}), **user}
+    spec = cfg.screen()
+    texts = [clause_text(c.text) for c in spec.where.clauses] if spec.where is not None else []
+    extra = {"MarketCap": mcap, "Rank": rank.astype(np.int64),
+             "Matched": _patterns_text(matched, texts),
+             **({} if failed is None else {"Failed": _patterns_text(failed, texts)}), **user}
     frame = pl._frame(ref, pos, None, np.zeros(len(ref)), cols, s, sig, p, extra)
     del cols, s, p, extra  # the frame holds its own copy
     frame.insert(0, "AsOf", pd.DatetimeIndex(days[q].astype("datetime64[s]")))
