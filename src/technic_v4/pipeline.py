@@ -631,7 +631,37 @@ def _frame(ref: pd.DataFrame, idx: np.ndarray, sel: np.ndarray | None, mcap: np.
         else np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
     data["Bars"] = pick(cols["Bars"]).astype(np.int64)
     data.update(extra or {})
-    return pd.DataFrame(data, columns=[*COLUMNS, *(c for c in data if c not in COLUMNS)])
+    names = [*COLUMNS, *(c for c in data if c not in COLUMNS)]
+    if sel is None:
+        return _frame_as_is(data, names)
+    return pd.DataFrame(data, columns=names)
+
+
+def _frame_as_is(data: dict[str, Any], names: list[str]) -> pd.DataFrame:
+    """``pd.DataFrame(data, columns=names)`` without copying a column: each becomes its own
+    block (a replay's frame of millions of rows; the constructor copied every float column
+    into one block: ~1 GB and ~2.5 s at 2.6 M rows). Equal frames (tested); pandas without
+    ``create_dataframe_from_blocks`` builds it the usual way."""
+    try:
+        from pandas.api.internals import create_dataframe_from_blocks
+    except ImportError:  # pandas < 3
+        return pd.DataFrame(data, columns=names)
+    n = len(next(iter(data.values())))
+    blocks: list[tuple[Any, np.ndarray]] = []
+    for j, name in enumerate(names):
+        v = data[name]
+        if isinstance(v, np.ndarray) and v.dtype != object:
+            if v.dtype.kind == "M" and np.datetime_data(v.dtype)[0] in ("Y", "M", "W", "D",
+                                                                         "h", "m"):
+                v = v.astype("datetime64[s]")  # the unit pandas gives it (seconds at least)
+            blocks.append((v.reshape(1, -1), np.array([j])))
+        else:  # what the constructor infers (str for Python strings, else object)
+            a = pd.Series(v, copy=False).array
+            if isinstance(a, pd.arrays.NumpyExtensionArray):
+                blocks.append((a.to_numpy().reshape(1, -1), np.array([j])))
+            else:
+                blocks.append((a, np.array([j])))
+    return create_dataframe_from_blocks(blocks, index=pd.RangeIndex(n), columns=pd.Index(names))
 
 
 def _stats(config: ScanConfig, as_of: dt.date, stages: list[Stage],

@@ -259,3 +259,21 @@ def test_regime_does_not_depend_on_lookback(small_market: MarketData) -> None:
     short = scan(ScanConfig(lookback_days=60, min_history=30), small_market).stats["regime"]
     assert short == long
     assert np.isfinite(short["sma200"])
+
+
+def test_frame_without_copies_equals_the_constructors() -> None:
+    """The replay's output frame (each column its own block, nothing copied) equals what
+    ``pd.DataFrame`` builds from the same columns, dtypes included."""
+    from technic_v4.pipeline import _frame_as_is
+
+    n = 5
+    data = {"f": np.linspace(0, 1, n), "i": np.arange(n, dtype=np.int64),
+            "b": np.arange(n) % 2 == 0,
+            "d": np.arange(n).astype("datetime64[D]"),
+            "obj": np.array(["a", "b", "", "c", "d"], dtype=object),
+            "s": pd.array(list("vwxyz"), dtype=pd.StringDtype(na_value=np.nan)),
+            "mixed": np.array([1, "x", None, 2.5, "y"], dtype=object)}
+    names = list(data)[::-1]
+    got = _frame_as_is(data, names)
+    pd.testing.assert_frame_equal(got, pd.DataFrame(data, columns=names), check_exact=True)
+    assert np.shares_memory(got["f"].to_numpy(), data["f"])  # the column itself, no copy
