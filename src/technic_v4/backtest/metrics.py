@@ -112,6 +112,26 @@ def _ranks_nb(order: np.ndarray, vals: np.ndarray, out: np.ndarray) -> None:
 
 
 @numba.njit(cache=True, nogil=True)
+def _rank_pearson(rx: np.ndarray, ry: np.ndarray, valid: np.ndarray, n: int, m: int) -> float:
+    """Pearson's correlation of the ranks ``rx``, ``ry`` (1 .. m, mean (m + 1) / 2) over the
+    first ``n`` cells where ``valid``: Spearman's IC (NaN when either side is constant)."""
+    mean = (m + 1) / 2.0
+    sxy = 0.0
+    sxx = 0.0
+    syy = 0.0
+    for k in range(n):
+        if valid[k]:
+            dx = rx[k] - mean
+            dy = ry[k] - mean
+            sxy += dx * dy
+            sxx += dx * dx
+            syy += dy * dy
+    if sxx > 0.0 and syy > 0.0:
+        return float(sxy / np.sqrt(sxx * syy))
+    return np.nan
+
+
+@numba.njit(cache=True, nogil=True)
 def _spearman_nb(xo: np.ndarray, xv: np.ndarray, yo: np.ndarray, yv: np.ndarray,
                  out: np.ndarray) -> None:
     n_t, n = xv.shape
@@ -130,19 +150,7 @@ def _spearman_nb(xo: np.ndarray, xv: np.ndarray, yo: np.ndarray, yv: np.ndarray,
             continue
         _rank_walk(xo[t], xv[t], valid, rx, idx)
         _rank_walk(yo[t], yv[t], valid, ry, idx)
-        mean = (m + 1) / 2.0
-        sxy = 0.0
-        sxx = 0.0
-        syy = 0.0
-        for i in range(n):
-            if valid[i]:
-                dx = rx[i] - mean
-                dy = ry[i] - mean
-                sxy += dx * dy
-                sxx += dx * dx
-                syy += dy * dy
-        if sxx > 0.0 and syy > 0.0:
-            out[t] = sxy / np.sqrt(sxx * syy)
+        out[t] = _rank_pearson(rx, ry, valid, n, m)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -803,19 +811,7 @@ def _cell_spearman_nb(start: np.ndarray, xorder: np.ndarray, count: np.ndarray,
                 xi[j] = k
                 j += 1
         _walk_ties(xi[:m], x[a:b], rx)
-        mean = (m + 1) / 2.0
-        sxy = 0.0
-        sxx = 0.0
-        syy = 0.0
-        for k in range(b - a):
-            if valid[k]:
-                dx = rx[k] - mean
-                dy = ry[k] - mean
-                sxy += dx * dy
-                sxx += dx * dx
-                syy += dy * dy
-        if sxx > 0.0 and syy > 0.0:
-            out[t] = sxy / np.sqrt(sxx * syy)
+        out[t] = _rank_pearson(rx, ry, valid, b - a, m)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -43,7 +43,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numba
 import numpy as np
@@ -135,17 +135,7 @@ def forward_returns(open_: np.ndarray | None, close: np.ndarray, horizon: int, *
     else:
         o = c
     n = c.shape[0]
-    if (delist_session is None) != (delist_price is None):
-        raise ConfigError("delist_session", "pass delist_session and delist_price together")
-    if delist_session is None or delist_price is None:
-        ks = np.full(n, -1, dtype=np.int64)
-        kp = np.full(n, np.nan)
-    else:
-        ks = np.ascontiguousarray(delist_session, dtype=np.int64).reshape(-1)
-        kp = np.ascontiguousarray(delist_price, dtype=np.float64).reshape(-1)
-        if ks.shape != (n,) or kp.shape != (n,):
-            raise ConfigError("delist_session", f"expected {n} values (one per listing), got "
-                              f"{ks.shape[0]} sessions and {kp.shape[0]} prices")
+    ks, kp = _delistings(delist_session, delist_price, n)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError("workers", f"must be a whole number >= 1, got {workers!r}")
     out = np.empty_like(c)
@@ -324,20 +314,26 @@ def forward_returns_at(open_: np.ndarray | None, close: np.ndarray, horizon: int
         raise ConfigError("listing", f"listings are rows 0 .. {n - 1} of the panel")
     if len(si) and (si.min() < 0 or si.max() >= n_t):
         raise ConfigError("session", f"sessions are columns 0 .. {n_t - 1} of the panel")
-    if (delist_session is None) != (delist_price is None):
-        raise ConfigError("delist_session", "pass delist_session and delist_price together")
-    if delist_session is None or delist_price is None:
-        ks = np.full(n, -1, dtype=np.int64)
-        kp = np.full(n, np.nan)
-    else:
-        ks = np.ascontiguousarray(delist_session, dtype=np.int64).reshape(-1)
-        kp = np.ascontiguousarray(delist_price, dtype=np.float64).reshape(-1)
-        if ks.shape != (n,) or kp.shape != (n,):
-            raise ConfigError("delist_session", f"expected {n} values (one per listing), got "
-                              f"{ks.shape[0]} sessions and {kp.shape[0]} prices")
+    ks, kp = _delistings(delist_session, delist_price, n)
     out = np.empty(len(li))
     _forward_at_nb(o, c, int(horizon), entry == "open", ks, kp, li, si, out)
     return out
+
+
+def _delistings(delist_session: Any, delist_price: Any, n: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Each listing's delisting session (-1: none) and price, checked: both or neither, one
+    value per listing (ConfigError naming ``delist_session``)."""
+    if (delist_session is None) != (delist_price is None):
+        raise ConfigError("delist_session", "pass delist_session and delist_price together")
+    if delist_session is None or delist_price is None:
+        return np.full(n, -1, dtype=np.int64), np.full(n, np.nan)
+    ks = np.ascontiguousarray(delist_session, dtype=np.int64).reshape(-1)
+    kp = np.ascontiguousarray(delist_price, dtype=np.float64).reshape(-1)
+    if ks.shape != (n,) or kp.shape != (n,):
+        raise ConfigError("delist_session", f"expected {n} values (one per listing), got "
+                          f"{ks.shape[0]} sessions and {kp.shape[0]} prices")
+    return ks, kp
 
 
 @numba.njit(cache=True, nogil=True)
