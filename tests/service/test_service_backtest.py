@@ -158,6 +158,13 @@ def test_cancel_mid_run_and_scans_go_on(serve: Serve, market: MarketData) -> Non
     ({"lookback_days": 100}, 422, "lookback_days", "leave it out"),
     ({"bogus": 1}, 422, "bogus", "unknown field"),
     ({"top_n": 0}, 422, "top_n", ""),
+    # A `to` near 0001-01-01 without `from`: the default range (a year before) overflowed.
+    ({"to": "0001-01-02"}, 422, "to", "before the first stored session 2025-01-02"),
+    # Beyond int64 the plans' kernel failed the job (500-like internal error), and
+    # max_positions sized two arrays of the portfolio: bounded up front instead.
+    ({"max_hold": 2**70}, 422, "max_hold", "less than or equal to"),
+    ({"max_positions": 2**70}, 422, "max_positions", "less than or equal to"),
+    ({"max_positions": 10**9}, 422, "max_positions", "less than or equal to"),
 ])
 def test_bad_input_names_the_field(serve: Serve, market: MarketData, body: dict[str, Any],
                                    status: int, field: str, fragment: str) -> None:

@@ -57,6 +57,10 @@ log = logging.getLogger(__name__)
 DEFAULT_SPAN_DAYS = 365  # the default range: the last year of stored sessions
 PAGE_ROWS = 500  # default page of the frames' JSON
 MAX_PAGE_ROWS = 10_000
+# Bounds of max_hold and max_positions: the plans' kernel takes int64 (a larger value failed the
+# job) and the portfolio sizes two arrays by max_positions (10**9 asked for 16 GB).
+MAX_HOLD = 2_520  # ten years of sessions
+MAX_POSITIONS = 10_000
 SIGNALS = ("Strong Long", "Long", "Watch", "Avoid", "Short", "Strong Short")
 # ScanConfig fields a backtest takes beside its own (the replay fixes the other two).
 FIXED_BY_REPLAY = ("lookback_days", "as_of_date")
@@ -87,10 +91,11 @@ class BacktestRequest(BaseModel):
         default=list(DEFAULT_HORIZONS), description="Forward-return horizons in sessions.")
     rank_by: str | None = Field(default=None, description="A numeric column whose IC, quantile "
                                 "returns and turnover are measured (e.g. TechRating).")
-    max_hold: pydantic.StrictInt = Field(default=20, ge=1, description="Sessions a trade plan "
-                                         "is held at most.")
-    max_positions: pydantic.StrictInt = Field(default=10, ge=1, description="Open positions "
-                                              "at most in the equal-risk portfolio.")
+    max_hold: pydantic.StrictInt = Field(default=20, ge=1, le=MAX_HOLD, description="Sessions "
+                                         "a trade plan is held at most.")
+    max_positions: pydantic.StrictInt = Field(default=10, ge=1, le=MAX_POSITIONS,
+                                              description="Open positions at most in the "
+                                              "equal-risk portfolio.")
 
 
 @dataclass(frozen=True)
@@ -184,6 +189,8 @@ def plan(req: BacktestRequest, config: ScanConfig, market: MarketData) -> Plan:
     """Check ``req`` against the store as ``backtest.run`` would (ConfigError naming the
     request's field), so bad input is a 422 now rather than a failed job."""
     first, start_default, last = default_range(market)
+    if req.to is not None and req.to < first:  # (and a year before it may not be a date)
+        raise ConfigError("to", f"{req.to} is before the first stored session {first}")
     end = req.to or last
     start = req.from_ or (max(first, end - dt.timedelta(days=DEFAULT_SPAN_DAYS))
                           if req.to else start_default)
