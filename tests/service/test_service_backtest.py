@@ -235,3 +235,31 @@ def test_step_progress_eta_from_rate_and_chunks() -> None:
     done = q.snapshot()
     assert done["percent"] == 100 and done["step"] is None and done["eta_seconds"] is None
     assert [s["step"] for s in done["steps"]] == ["pre-screen", "indicators"]
+
+
+def test_retained_backtests_hold_their_frames_not_the_replay_and_are_bounded(
+        serve: Serve, market: MarketData) -> None:
+    """A finished backtest keeps its report (frames, tables, charts), not the whole result (the
+    replay's universe frame of every listing at every session: GBs over 20 years); the reports
+    kept are bounded in bytes (max_backtest_mb), the oldest finished evicted first, the newest
+    always kept."""
+    import gc
+
+    from technic_v4.backtest.replay import ReplayResult
+
+    s = serve(market, options=ServiceOptions(max_backtest_mb=1))
+    body = {"from": "2026-11-02", "to": "2026-11-20", "rank_by": "TechRating"}
+    first = _submit(s, body)
+    assert _wait(s, first["id"])["state"] == "done"
+    gc.collect()
+    held = [o for o in gc.get_objects() if isinstance(o, ReplayResult)]
+    assert held == [], "a finished backtest job keeps the replay's frames alive"
+    kept = s.service.backtests.get(first["id"])
+    assert kept is not None and kept.result is not None
+    assert kept.result.nbytes > 1 << 20  # (so the bound below evicts it)
+
+    second = _submit(s, body)
+    assert _wait(s, second["id"])["state"] == "done"
+    assert s.client.get(f"/v1/backtest/{first['id']}").status_code == 404
+    r = s.client.get(f"/v1/backtest/{second['id']}/frames/matches")
+    assert r.status_code == 200 and r.json()["total"] > 0

@@ -131,7 +131,8 @@ class ServiceOptions:
     memory_budget_mb: int | None = None  # heavy requests' memory (default: setting)
     health_interval_s: float = 2.0  # background refresh of /health's status
     max_queued_backtests: int = 2  # backtests waiting while one runs; beyond: 429
-    max_backtests: int = 16  # retained backtest jobs (with frames and charts)
+    max_backtests: int = 16  # retained backtest jobs (with frames and charts) ...
+    max_backtest_mb: int = 1024  # ... and the reports they hold; oldest finished evicted first
 
 
 class ApiError(Exception):
@@ -183,8 +184,8 @@ class Service:
                                admission=self.admission)
         self.backtests = bt.BacktestManager(
             market, budget_bytes=budget << 20, max_queued=options.max_queued_backtests,
-            max_jobs=options.max_backtests, progress_interval=options.progress_interval,
-            hook=hook)
+            max_jobs=options.max_backtests, max_result_bytes=options.max_backtest_mb << 20,
+            progress_interval=options.progress_interval, hook=hook)
         self.health = Health(market, self.jobs.data_version, self.cache,
                              settings.data_provider, options.health_interval_s)
         self.freshness = Freshness(market, self.jobs.data_version,

@@ -15,7 +15,8 @@
 - Cancel sets the job's event; ``backtest.run`` raises ScanCancelled at its next progress tick,
   and a run that returns after a cancel is dropped as cancelled too.
 - No sharing between identical requests (a backtest is rarely repeated verbatim); finished jobs
-  (with their frames and charts) are kept up to ``max_jobs``, oldest evicted first.
+  (with their frames and charts) are kept up to ``max_jobs`` and ``max_result_bytes`` of
+  reports, oldest evicted first.
 """
 
 from __future__ import annotations
@@ -274,10 +275,10 @@ def summary_body(result: BacktestResult) -> dict[str, Any]:
 
 
 class BacktestOutcome:
-    """A finished backtest: the result, its charts (SVG) and frames, and the JSON body."""
+    """A finished backtest: its charts (SVG) and frames, and the JSON body. Not the result
+    itself: its replay holds the universe frame of every listing at every session."""
 
     def __init__(self, result: BacktestResult, charts: list[report.Chart], job_id: str) -> None:
-        self.result = result
         self.frames = report.frames(result)
         rep = result.replay
         per_day = result.matches["AsOf"].nunique() if len(result.matches) else 0
@@ -437,12 +438,13 @@ class BacktestManager:
     """Backtest jobs on one worker thread (module docstring)."""
 
     def __init__(self, market: MarketData, *, budget_bytes: int, max_queued: int = 2,
-                 max_jobs: int = 16, progress_interval: float = 0.1,
-                 hook: ProgressHook | None = None) -> None:
+                 max_jobs: int = 16, max_result_bytes: int = 1 << 30,
+                 progress_interval: float = 0.1, hook: ProgressHook | None = None) -> None:
         self.market = market
         self.admission = Admission(1, budget_bytes)
         self.max_queued = max_queued
         self.max_jobs = max_jobs
+        self.max_result_bytes = max_result_bytes
         self.progress_interval = progress_interval
         self.hook = hook
         self.rate = Rate()
@@ -491,10 +493,17 @@ class BacktestManager:
             return job
 
     def _evict(self) -> None:
+        """Drop the oldest finished jobs while more than ``max_jobs`` are kept or their reports
+        hold more than ``max_result_bytes`` (the newest report always stays)."""
         finished = sorted((j for j in self._jobs.values() if j.terminal),
                           key=lambda j: j.finished or j.created)
-        while len(self._jobs) > self.max_jobs and finished:
-            del self._jobs[finished.pop(0).id]
+        held = sum(j.result.nbytes for j in finished if j.result is not None)
+        for j in finished:
+            newest = j is finished[-1]
+            if len(self._jobs) <= self.max_jobs and (held <= self.max_result_bytes or newest):
+                break
+            del self._jobs[j.id]
+            held -= 0 if j.result is None else j.result.nbytes
 
     def cancel(self, job: BacktestJob) -> bool:
         """Stop ``job``: False when it had already ended."""
