@@ -48,6 +48,8 @@ from technic_v4.backtest.runner import DEFAULT_HORIZONS, check_horizons, rank_co
 from technic_v4.config.scan import ScanConfig
 from technic_v4.data.market import MarketData
 from technic_v4.errors import ConfigError, DataError, ScanCancelled, TechnicError
+from technic_v4.plans import SHORT_SIGNALS
+from technic_v4.scoring.scores import SIGNALS
 from technic_v4.service.admission import Admission, Busy, estimate_bytes
 from technic_v4.service.jobs import Job, ProgressHook, ShuttingDown
 from technic_v4.service.progress import Progress, Throughput
@@ -62,7 +64,6 @@ MAX_PAGE_ROWS = 10_000
 # job) and the portfolio sizes two arrays by max_positions (10**9 asked for 16 GB).
 MAX_HOLD = 2_520  # ten years of sessions
 MAX_POSITIONS = 10_000
-SIGNALS = ("Strong Long", "Long", "Watch", "Avoid", "Short", "Strong Short")
 # ScanConfig fields a backtest takes beside its own (the replay fixes the other two).
 FIXED_BY_REPLAY = ("lookback_days", "as_of_date")
 SCAN_OPTIONS = tuple(f for f in ScanConfig.model_fields
@@ -166,7 +167,7 @@ def build_config(req: BacktestRequest, saved: Callable[[str], dict[str, Any]]) -
             raise ConfigError("signal", f"unknown signal {bad[0]!r}; valid: {', '.join(SIGNALS)}")
         clause = " or ".join(f'Signal == "{s}"' for s in req.signal)
         base["where"] = f"({base['where']}) and ({clause})" if base.get("where") else clause
-        if any(s in ("Short", "Strong Short") for s in req.signal):
+        if any(s in SHORT_SIGNALS for s in req.signal):
             base["allow_shorts"] = True
     base.update(extra)
     try:
