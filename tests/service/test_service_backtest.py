@@ -183,6 +183,21 @@ def test_body_must_be_an_object(serve: Serve, market: MarketData) -> None:
     assert r.status_code == 422 and r.json()["field"] == "body"
 
 
+@pytest.mark.parametrize("raw", ['{"account_size": 1e999}', '{"account_size": Infinity}',
+                                 '{"min_price": NaN}'])
+def test_non_finite_numbers_are_refused_as_for_scans(serve: Serve, market: MarketData,
+                                                     raw: str) -> None:
+    """JSON has no infinity or NaN: a scan's body refuses them (422 naming the body), and so
+    does a backtest's (an infinite account_size started a job that failed naming
+    ``initial_equity``, a field the request does not have)."""
+    s = serve(market)
+    headers = {"content-type": "application/json"}
+    for path in ("/v1/scan", "/v1/backtest"):
+        r = s.client.post(path, content=raw, headers=headers)
+        assert r.status_code == 422 and r.json()["field"] == "body", (path, r.text)
+    assert s.service.backtests.jobs() == []
+
+
 def test_saved_screen_that_never_matches_is_an_explained_empty_result(
         serve: Serve, market: MarketData) -> None:
     s = serve(market)

@@ -276,8 +276,8 @@ def busy(e: Busy, code: str = "too_many_scans") -> ApiError:
     return ApiError(429, code, str(e), headers={"Retry-After": str(e.retry_after)})
 
 
-def parse_config(body: bytes) -> ScanConfig:
-    """A ScanConfig from a JSON body, or ApiError 422 naming the field and the valid values."""
+def strict_json(body: bytes) -> Any:
+    """Decoded JSON without NaN or infinities (``{}`` for an empty body), or ApiError 422."""
 
     def no_constants(name: str) -> Any:
         raise ValueError(f"{name} is not a number JSON allows")
@@ -289,10 +289,15 @@ def parse_config(body: bytes) -> ScanConfig:
         return v
 
     try:
-        obj = json.loads(body, parse_constant=no_constants, parse_float=finite) \
+        return json.loads(body, parse_constant=no_constants, parse_float=finite) \
             if body.strip() else {}
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise ApiError(422, "invalid_request", f"body: not valid JSON ({e})", "body") from None
+
+
+def parse_config(body: bytes) -> ScanConfig:
+    """A ScanConfig from a JSON body, or ApiError 422 naming the field and the valid values."""
+    obj = strict_json(body)
     if not isinstance(obj, dict):
         raise ApiError(422, "invalid_request", "body: expected a JSON object of ScanConfig "
                        f"fields; valid fields: {', '.join(ScanConfig.model_fields)}", "body")
@@ -710,7 +715,7 @@ def create_app(market: MarketData | None = None, settings: Settings | None = Non
     async def backtest_submit(request: Request) -> Response:
         """Replay a screen over the stored sessions of from..to (a job: progress, ETA,
         cancel, results); one backtest runs at a time, never in a scan's slot."""
-        obj = await body(request)
+        obj = strict_json(await request.body())  # (a scan's rules: no NaN or infinity)
 
         def submit_() -> bt.BacktestJob:
             try:
