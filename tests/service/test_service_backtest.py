@@ -165,6 +165,9 @@ def test_cancel_mid_run_and_scans_go_on(serve: Serve, market: MarketData) -> Non
     ({"max_hold": 2**70}, 422, "max_hold", "less than or equal to"),
     ({"max_positions": 2**70}, 422, "max_positions", "less than or equal to"),
     ({"max_positions": 10**9}, 422, "max_positions", "less than or equal to"),
+    # An unbalanced where beside signal was accepted: "(close > 1) or (close > 0) and
+    # (Signal == ...)" replayed the screen with the signal filter or-ed away.
+    ({"where": "close > 1) or (close > 0", "signal": ["Long"]}, 422, "where", ""),
 ])
 def test_bad_input_names_the_field(serve: Serve, market: MarketData, body: dict[str, Any],
                                    status: int, field: str, fragment: str) -> None:

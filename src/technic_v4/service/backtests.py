@@ -165,13 +165,19 @@ def build_config(req: BacktestRequest, saved: Callable[[str], dict[str, Any]]) -
         bad = sorted(set(req.signal) - set(SIGNALS))
         if bad:
             raise ConfigError("signal", f"unknown signal {bad[0]!r}; valid: {', '.join(SIGNALS)}")
+        if base.get("where"):  # checked alone: "a) or (b" would or the clause away
+            _scan_config({**base, **extra})
         clause = " or ".join(f'Signal == "{s}"' for s in req.signal)
         base["where"] = f"({base['where']}) and ({clause})" if base.get("where") else clause
         if any(s in SHORT_SIGNALS for s in req.signal):
             base["allow_shorts"] = True
     base.update(extra)
+    return _scan_config(base)
+
+
+def _scan_config(fields: dict[str, Any]) -> ScanConfig:
     try:
-        return ScanConfig(**base)
+        return ScanConfig(**fields)
     except ConfigError:
         raise
     except (TypeError, ValueError) as e:
