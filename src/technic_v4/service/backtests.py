@@ -579,6 +579,8 @@ class BacktestManager:
             raise ScanCancelled("cancelled while drawing the charts")
         self.rate.observe(time.perf_counter() - t0, plan.sessions * plan.listings)
         with self._lock, job.lock:
+            if job.cancel_event.is_set():  # a DELETE answered 202 since the check above
+                raise ScanCancelled("cancelled as the backtest ended")
             self._finish_locked(job, "done", out, None)
             self._evict()
         log.info("backtest %s done: %s", job.id, res.message)
