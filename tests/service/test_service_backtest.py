@@ -158,6 +158,16 @@ def test_cancel_mid_run_and_scans_go_on(serve: Serve, market: MarketData) -> Non
     ({"lookback_days": 100}, 422, "lookback_days", "leave it out"),
     ({"bogus": 1}, 422, "bogus", "unknown field"),
     ({"top_n": 0}, 422, "top_n", ""),
+    # A `to` near 0001-01-01 without `from`: the default range (a year before) overflowed.
+    ({"to": "0001-01-02"}, 422, "to", "before the first stored session 2025-01-02"),
+    # Beyond int64 the plans' kernel failed the job (500-like internal error), and
+    # max_positions sized two arrays of the portfolio: bounded up front instead.
+    ({"max_hold": 2**70}, 422, "max_hold", "less than or equal to"),
+    ({"max_positions": 2**70}, 422, "max_positions", "less than or equal to"),
+    ({"max_positions": 10**9}, 422, "max_positions", "less than or equal to"),
+    # An unbalanced where beside signal was accepted: "(close > 1) or (close > 0) and
+    # (Signal == ...)" replayed the screen with the signal filter or-ed away.
+    ({"where": "close > 1) or (close > 0", "signal": ["Long"]}, 422, "where", ""),
 ])
 def test_bad_input_names_the_field(serve: Serve, market: MarketData, body: dict[str, Any],
                                    status: int, field: str, fragment: str) -> None:
@@ -174,6 +184,21 @@ def test_body_must_be_an_object(serve: Serve, market: MarketData) -> None:
     s = serve(market)
     r = s.client.post("/v1/backtest", json=[1])
     assert r.status_code == 422 and r.json()["field"] == "body"
+
+
+@pytest.mark.parametrize("raw", ['{"account_size": 1e999}', '{"account_size": Infinity}',
+                                 '{"min_price": NaN}'])
+def test_non_finite_numbers_are_refused_as_for_scans(serve: Serve, market: MarketData,
+                                                     raw: str) -> None:
+    """JSON has no infinity or NaN: a scan's body refuses them (422 naming the body), and so
+    does a backtest's (an infinite account_size started a job that failed naming
+    ``initial_equity``, a field the request does not have)."""
+    s = serve(market)
+    headers = {"content-type": "application/json"}
+    for path in ("/v1/scan", "/v1/backtest"):
+        r = s.client.post(path, content=raw, headers=headers)
+        assert r.status_code == 422 and r.json()["field"] == "body", (path, r.text)
+    assert s.service.backtests.jobs() == []
 
 
 def test_saved_screen_that_never_matches_is_an_explained_empty_result(
@@ -228,3 +253,31 @@ def test_step_progress_eta_from_rate_and_chunks() -> None:
     done = q.snapshot()
     assert done["percent"] == 100 and done["step"] is None and done["eta_seconds"] is None
     assert [s["step"] for s in done["steps"]] == ["pre-screen", "indicators"]
+
+
+def test_retained_backtests_hold_their_frames_not_the_replay_and_are_bounded(
+        serve: Serve, market: MarketData) -> None:
+    """A finished backtest keeps its report (frames, tables, charts), not the whole result (the
+    replay's universe frame of every listing at every session: GBs over 20 years); the reports
+    kept are bounded in bytes (max_backtest_mb), the oldest finished evicted first, the newest
+    always kept."""
+    import gc
+
+    from technic_v4.backtest.replay import ReplayResult
+
+    s = serve(market, options=ServiceOptions(max_backtest_mb=1))
+    body = {"from": "2026-11-02", "to": "2026-11-20", "rank_by": "TechRating"}
+    first = _submit(s, body)
+    assert _wait(s, first["id"])["state"] == "done"
+    gc.collect()
+    held = [o for o in gc.get_objects() if isinstance(o, ReplayResult)]
+    assert held == [], "a finished backtest job keeps the replay's frames alive"
+    kept = s.service.backtests.get(first["id"])
+    assert kept is not None and kept.result is not None
+    assert kept.result.nbytes > 1 << 20  # (so the bound below evicts it)
+
+    second = _submit(s, body)
+    assert _wait(s, second["id"])["state"] == "done"
+    assert s.client.get(f"/v1/backtest/{first['id']}").status_code == 404
+    r = s.client.get(f"/v1/backtest/{second['id']}/frames/matches")
+    assert r.status_code == 200 and r.json()["total"] > 0

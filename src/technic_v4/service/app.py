@@ -131,7 +131,8 @@ class ServiceOptions:
     memory_budget_mb: int | None = None  # heavy requests' memory (default: setting)
     health_interval_s: float = 2.0  # background refresh of /health's status
     max_queued_backtests: int = 2  # backtests waiting while one runs; beyond: 429
-    max_backtests: int = 16  # retained backtest jobs (with frames and charts)
+    max_backtests: int = 16  # retained backtest jobs (with frames and charts) ...
+    max_backtest_mb: int = 1024  # ... and the reports they hold; oldest finished evicted first
 
 
 class ApiError(Exception):
@@ -183,8 +184,8 @@ class Service:
                                admission=self.admission)
         self.backtests = bt.BacktestManager(
             market, budget_bytes=budget << 20, max_queued=options.max_queued_backtests,
-            max_jobs=options.max_backtests, progress_interval=options.progress_interval,
-            hook=hook)
+            max_jobs=options.max_backtests, max_result_bytes=options.max_backtest_mb << 20,
+            progress_interval=options.progress_interval, hook=hook)
         self.health = Health(market, self.jobs.data_version, self.cache,
                              settings.data_provider, options.health_interval_s)
         self.freshness = Freshness(market, self.jobs.data_version,
@@ -275,8 +276,8 @@ def busy(e: Busy, code: str = "too_many_scans") -> ApiError:
     return ApiError(429, code, str(e), headers={"Retry-After": str(e.retry_after)})
 
 
-def parse_config(body: bytes) -> ScanConfig:
-    """A ScanConfig from a JSON body, or ApiError 422 naming the field and the valid values."""
+def strict_json(body: bytes) -> Any:
+    """Decoded JSON without NaN or infinities (``{}`` for an empty body), or ApiError 422."""
 
     def no_constants(name: str) -> Any:
         raise ValueError(f"{name} is not a number JSON allows")
@@ -288,10 +289,15 @@ def parse_config(body: bytes) -> ScanConfig:
         return v
 
     try:
-        obj = json.loads(body, parse_constant=no_constants, parse_float=finite) \
+        return json.loads(body, parse_constant=no_constants, parse_float=finite) \
             if body.strip() else {}
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise ApiError(422, "invalid_request", f"body: not valid JSON ({e})", "body") from None
+
+
+def parse_config(body: bytes) -> ScanConfig:
+    """A ScanConfig from a JSON body, or ApiError 422 naming the field and the valid values."""
+    obj = strict_json(body)
     if not isinstance(obj, dict):
         raise ApiError(422, "invalid_request", "body: expected a JSON object of ScanConfig "
                        f"fields; valid fields: {', '.join(ScanConfig.model_fields)}", "body")
@@ -709,7 +715,7 @@ def create_app(market: MarketData | None = None, settings: Settings | None = Non
     async def backtest_submit(request: Request) -> Response:
         """Replay a screen over the stored sessions of from..to (a job: progress, ETA,
         cancel, results); one backtest runs at a time, never in a scan's slot."""
-        obj = await body(request)
+        obj = strict_json(await request.body())  # (a scan's rules: no NaN or infinity)
 
         def submit_() -> bt.BacktestJob:
             try:

@@ -15,7 +15,8 @@
 - Cancel sets the job's event; ``backtest.run`` raises ScanCancelled at its next progress tick,
   and a run that returns after a cancel is dropped as cancelled too.
 - No sharing between identical requests (a backtest is rarely repeated verbatim); finished jobs
-  (with their frames and charts) are kept up to ``max_jobs``, oldest evicted first.
+  (with their frames and charts) are kept up to ``max_jobs`` and ``max_result_bytes`` of
+  reports, oldest evicted first.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ from technic_v4.backtest.runner import DEFAULT_HORIZONS, check_horizons, rank_co
 from technic_v4.config.scan import ScanConfig
 from technic_v4.data.market import MarketData
 from technic_v4.errors import ConfigError, DataError, ScanCancelled, TechnicError
+from technic_v4.plans import SHORT_SIGNALS
+from technic_v4.scoring.scores import SIGNALS
 from technic_v4.service.admission import Admission, Busy, estimate_bytes
 from technic_v4.service.jobs import Job, ProgressHook, ShuttingDown
 from technic_v4.service.progress import Progress, Throughput
@@ -57,7 +60,10 @@ log = logging.getLogger(__name__)
 DEFAULT_SPAN_DAYS = 365  # the default range: the last year of stored sessions
 PAGE_ROWS = 500  # default page of the frames' JSON
 MAX_PAGE_ROWS = 10_000
-SIGNALS = ("Strong Long", "Long", "Watch", "Avoid", "Short", "Strong Short")
+# Bounds of max_hold and max_positions: the plans' kernel takes int64 (a larger value failed the
+# job) and the portfolio sizes two arrays by max_positions (10**9 asked for 16 GB).
+MAX_HOLD = 2_520  # ten years of sessions
+MAX_POSITIONS = 10_000
 # ScanConfig fields a backtest takes beside its own (the replay fixes the other two).
 FIXED_BY_REPLAY = ("lookback_days", "as_of_date")
 SCAN_OPTIONS = tuple(f for f in ScanConfig.model_fields
@@ -87,10 +93,11 @@ class BacktestRequest(BaseModel):
         default=list(DEFAULT_HORIZONS), description="Forward-return horizons in sessions.")
     rank_by: str | None = Field(default=None, description="A numeric column whose IC, quantile "
                                 "returns and turnover are measured (e.g. TechRating).")
-    max_hold: pydantic.StrictInt = Field(default=20, ge=1, description="Sessions a trade plan "
-                                         "is held at most.")
-    max_positions: pydantic.StrictInt = Field(default=10, ge=1, description="Open positions "
-                                              "at most in the equal-risk portfolio.")
+    max_hold: pydantic.StrictInt = Field(default=20, ge=1, le=MAX_HOLD, description="Sessions "
+                                         "a trade plan is held at most.")
+    max_positions: pydantic.StrictInt = Field(default=10, ge=1, le=MAX_POSITIONS,
+                                              description="Open positions at most in the "
+                                              "equal-risk portfolio.")
 
 
 @dataclass(frozen=True)
@@ -158,13 +165,19 @@ def build_config(req: BacktestRequest, saved: Callable[[str], dict[str, Any]]) -
         bad = sorted(set(req.signal) - set(SIGNALS))
         if bad:
             raise ConfigError("signal", f"unknown signal {bad[0]!r}; valid: {', '.join(SIGNALS)}")
+        if base.get("where"):  # checked alone: "a) or (b" would or the clause away
+            _scan_config({**base, **extra})
         clause = " or ".join(f'Signal == "{s}"' for s in req.signal)
         base["where"] = f"({base['where']}) and ({clause})" if base.get("where") else clause
-        if any(s in ("Short", "Strong Short") for s in req.signal):
+        if any(s in SHORT_SIGNALS for s in req.signal):
             base["allow_shorts"] = True
     base.update(extra)
+    return _scan_config(base)
+
+
+def _scan_config(fields: dict[str, Any]) -> ScanConfig:
     try:
-        return ScanConfig(**base)
+        return ScanConfig(**fields)
     except ConfigError:
         raise
     except (TypeError, ValueError) as e:
@@ -184,6 +197,8 @@ def plan(req: BacktestRequest, config: ScanConfig, market: MarketData) -> Plan:
     """Check ``req`` against the store as ``backtest.run`` would (ConfigError naming the
     request's field), so bad input is a 422 now rather than a failed job."""
     first, start_default, last = default_range(market)
+    if req.to is not None and req.to < first:  # (and a year before it may not be a date)
+        raise ConfigError("to", f"{req.to} is before the first stored session {first}")
     end = req.to or last
     start = req.from_ or (max(first, end - dt.timedelta(days=DEFAULT_SPAN_DAYS))
                           if req.to else start_default)
@@ -267,10 +282,10 @@ def summary_body(result: BacktestResult) -> dict[str, Any]:
 
 
 class BacktestOutcome:
-    """A finished backtest: the result, its charts (SVG) and frames, and the JSON body."""
+    """A finished backtest: its charts (SVG) and frames, and the JSON body. Not the result
+    itself: its replay holds the universe frame of every listing at every session."""
 
     def __init__(self, result: BacktestResult, charts: list[report.Chart], job_id: str) -> None:
-        self.result = result
         self.frames = report.frames(result)
         rep = result.replay
         per_day = result.matches["AsOf"].nunique() if len(result.matches) else 0
@@ -430,12 +445,13 @@ class BacktestManager:
     """Backtest jobs on one worker thread (module docstring)."""
 
     def __init__(self, market: MarketData, *, budget_bytes: int, max_queued: int = 2,
-                 max_jobs: int = 16, progress_interval: float = 0.1,
-                 hook: ProgressHook | None = None) -> None:
+                 max_jobs: int = 16, max_result_bytes: int = 1 << 30,
+                 progress_interval: float = 0.1, hook: ProgressHook | None = None) -> None:
         self.market = market
         self.admission = Admission(1, budget_bytes)
         self.max_queued = max_queued
         self.max_jobs = max_jobs
+        self.max_result_bytes = max_result_bytes
         self.progress_interval = progress_interval
         self.hook = hook
         self.rate = Rate()
@@ -484,10 +500,17 @@ class BacktestManager:
             return job
 
     def _evict(self) -> None:
+        """Drop the oldest finished jobs while more than ``max_jobs`` are kept or their reports
+        hold more than ``max_result_bytes`` (the newest report always stays)."""
         finished = sorted((j for j in self._jobs.values() if j.terminal),
                           key=lambda j: j.finished or j.created)
-        while len(self._jobs) > self.max_jobs and finished:
-            del self._jobs[finished.pop(0).id]
+        held = sum(j.result.nbytes for j in finished if j.result is not None)
+        for j in finished:
+            newest = j is finished[-1]
+            if len(self._jobs) <= self.max_jobs and (held <= self.max_result_bytes or newest):
+                break
+            del self._jobs[j.id]
+            held -= 0 if j.result is None else j.result.nbytes
 
     def cancel(self, job: BacktestJob) -> bool:
         """Stop ``job``: False when it had already ended."""
@@ -556,6 +579,8 @@ class BacktestManager:
             raise ScanCancelled("cancelled while drawing the charts")
         self.rate.observe(time.perf_counter() - t0, plan.sessions * plan.listings)
         with self._lock, job.lock:
+            if job.cancel_event.is_set():  # a DELETE answered 202 since the check above
+                raise ScanCancelled("cancelled as the backtest ended")
             self._finish_locked(job, "done", out, None)
             self._evict()
         log.info("backtest %s done: %s", job.id, res.message)
