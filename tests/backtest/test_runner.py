@@ -157,3 +157,21 @@ def test_trades_beside_the_statistics_equal_trades_after_them(
                                   check_exact=True)
     pd.testing.assert_frame_equal(got[1]["summary"], got[2]["summary"], check_exact=True)
     assert list(got[1]) == list(got[2])
+
+
+def test_analyses_report_progress_and_stop_on_cancel(md: MarketData) -> None:
+    """After the replay, the analyses tick ("analyses", k, 3) and a cancel raised between
+    them stops the run (a cancelled job does not wait for the statistics and plans)."""
+    from technic_v4.errors import ScanCancelled
+
+    cfg = ScanConfig(min_history=60, min_market_cap=0, min_dollar_volume=0, top_n=8)
+    seen: list[tuple[str, int, int]] = []
+    run(cfg, "2025-10-01", END, data=md, on_progress=lambda *a: seen.append(a))
+    assert [x for x in seen if x[0] == "analyses"] == [("analyses", k, 3) for k in range(4)]
+    stop = {"now": False}
+
+    def progress(step: str, done: int, total: int) -> None:
+        stop["now"] = step == "analyses" and done == 1
+
+    with pytest.raises(ScanCancelled, match="analyses"):
+        run(cfg, "2025-10-01", END, data=md, on_progress=progress, cancel=lambda: stop["now"])

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-from technic_v4.backtest.replay import Cancel, Progress, ReplayResult, replay
+from technic_v4.backtest.replay import Cancel, Progress, ReplayResult, _Ticker, replay
 from technic_v4.config.scan import ScanConfig
 from technic_v4.data import adjust as adj
 from technic_v4.data.market import MarketData
@@ -128,9 +128,13 @@ def run(config: ScanConfig, start: dt.date | str, end: dt.date | str, every: int
     res = BacktestResult(rep, hs, rank_by, max_hold, {}, missing)
     secs = res.seconds_by_step
     secs["replay"] = float(rep.stats.get("seconds", 0.0))
+    # Progress and cancel between the analyses too (a cancel raises ScanCancelled here).
+    tick = _Ticker(on_progress, cancel)
+    tick("analyses", 0, 3)
     t0 = time.perf_counter()
     grid = _Grid(data, "split")
     secs["bars"] = time.perf_counter() - t0
+    tick("analyses", 1, 3)
 
     # Read here, so that the thread reads neither the store nor the replay's frames.
     ref, actions = data.reference(), data.actions()
@@ -151,8 +155,10 @@ def run(config: ScanConfig, start: dt.date | str, end: dt.date | str, every: int
             # The threads left for the horizons (the plans' thread takes one).
             workers = max(1, data.settings.max_workers - (1 if threaded else 0))
             res.analyses.update(_factor_stats(rep, data, grid, hs, rank_by, secs, workers))
+        tick("analyses", 2, 3)
         if "trades" not in missing:
             res.analyses.update(played.result() if played is not None else trades())
+    tick("analyses", 3, 3)
     secs.update({k: round(v, 6) for k, v in secs.items()})
     res.message = rep.message + (
         f" Not in this build: {', '.join(missing)} (forward returns, IC, trades)."
