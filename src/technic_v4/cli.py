@@ -716,18 +716,13 @@ def backtest(where: str | None, preset: str | None, signals: tuple[str, ...],
              report: Path | None) -> None:
     """Replay a screen over every session of a date range: what it matched, and after."""
     from technic_v4.backtest import run
+    from technic_v4.backtest.runner import with_signals
     from technic_v4.scanner_core import ScanConfig
 
-    if signals:
-        bad = sorted(set(signals) - set(_SIGNALS))
-        if bad:
-            raise click.BadParameter(f"unknown signal {bad[0]!r}; valid: {', '.join(_SIGNALS)}",
-                                     param_hint="--signal")
-        clause = " or ".join(f'Signal == "{x}"' for x in signals)
-        where = f"({where}) and ({clause})" if where else clause
+    where, shorts = with_signals(where, signals)
     kw: dict[str, Any] = {"where": where, "preset": preset, "top_n": top_n,
                           "min_tech_rating": min_rating, "max_symbols": max_symbols,
-                          "allow_shorts": any(x in ("Short", "Strong Short") for x in signals)}
+                          "allow_shorts": shorts}
     if types:
         kw["types"] = types
     config = ScanConfig(**kw)
@@ -760,7 +755,6 @@ def backtest(where: str | None, preset: str | None, signals: tuple[str, ...],
     click.echo(res.message, err=True)
 
 
-_SIGNALS = ("Strong Long", "Long", "Watch", "Avoid", "Short", "Strong Short")
 
 
 @main.command()

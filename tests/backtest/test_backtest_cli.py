@@ -55,6 +55,9 @@ def test_cli_writes_the_replayed_rows(md: MarketData, tmp_path: Path) -> None:
     (["--from", "2026-03-02", "--to", "2026-03-31", "--rank-by", "Nope"], "rank_by: unknown"),
     (["--from", "2026-03-02", "--to", "2026-03-31", "--every", "0"], "every: must be"),
     (["--from", "2026-03-02", "--to", "2026-03-31", "--signal", "Buy"], "unknown signal"),
+    # Checked alone: parenthesised with the signal clause it would have or-ed it away.
+    (["--from", "2026-03-02", "--to", "2026-03-31", "--where", "close > 1) or (close > 0",
+      "--signal", "Long"], "where"),
 ])
 def test_cli_bad_input_is_one_line(md: MarketData, args: list[str], fragment: str) -> None:
     r = CliRunner().invoke(main, ["backtest", *args])

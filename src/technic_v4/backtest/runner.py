@@ -97,6 +97,27 @@ def rank_columns(config: ScanConfig) -> tuple[str, ...]:
     return (*builtin, *user)
 
 
+def with_signals(where: str | None, signals: Sequence[str]) -> tuple[str | None, bool]:
+    """A screen's ``where`` narrowed to rows whose Signal is one of ``signals`` (the CLI's
+    ``--signal``, the API's ``signal``), and whether a short signal asks for
+    ``allow_shorts``. ``where`` is checked on its own first: ``a) or (b`` would otherwise
+    parenthesise into an ``or`` that drops the signal clause. ConfigError names ``signal``
+    for an unknown one (the where's own error names ``where``)."""
+    from technic_v4.plans import SHORT_SIGNALS
+    from technic_v4.scoring.scores import SIGNALS
+
+    if not signals:
+        return where, False
+    bad = sorted(set(signals) - set(SIGNALS))
+    if bad:
+        raise ConfigError("signal", f"unknown signal {bad[0]!r}; valid: {', '.join(SIGNALS)}")
+    if where:
+        ScanConfig(where=where).screen()  # alone: its own error, naming where
+    clause = " or ".join(f'Signal == "{x}"' for x in signals)
+    return (f"({where}) and ({clause})" if where else clause,
+            any(x in SHORT_SIGNALS for x in signals))
+
+
 def run(config: ScanConfig, start: dt.date | str, end: dt.date | str, every: int = 1,
         horizons: Sequence[int] | str = DEFAULT_HORIZONS, rank_by: str | None = None,
         max_hold: int = 20, max_positions: int = 10, data: MarketData | None = None,

@@ -44,11 +44,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from technic_v4.backtest import BacktestResult, report
 from technic_v4.backtest import run as run_backtest
 from technic_v4.backtest.replay import replay_config, sessions_between
-from technic_v4.backtest.runner import DEFAULT_HORIZONS, check_horizons, rank_columns
+from technic_v4.backtest.runner import (
+    DEFAULT_HORIZONS,
+    check_horizons,
+    rank_columns,
+    with_signals,
+)
 from technic_v4.config.scan import ScanConfig
 from technic_v4.data.market import MarketData
 from technic_v4.errors import ConfigError, DataError, ScanCancelled, TechnicError
-from technic_v4.plans import SHORT_SIGNALS
 from technic_v4.scoring.scores import SIGNALS
 from technic_v4.service.admission import Admission, Busy, estimate_bytes
 from technic_v4.service.jobs import Job, ProgressHook, ShuttingDown
@@ -162,14 +166,10 @@ def build_config(req: BacktestRequest, saved: Callable[[str], dict[str, Any]]) -
     if req.preset:
         base["preset"] = req.preset
     if req.signal:
-        bad = sorted(set(req.signal) - set(SIGNALS))
-        if bad:
-            raise ConfigError("signal", f"unknown signal {bad[0]!r}; valid: {', '.join(SIGNALS)}")
-        if base.get("where"):  # checked alone: "a) or (b" would or the clause away
+        if base.get("where"):  # checked alone, with the other fields (its error names where)
             _scan_config({**base, **extra})
-        clause = " or ".join(f'Signal == "{s}"' for s in req.signal)
-        base["where"] = f"({base['where']}) and ({clause})" if base.get("where") else clause
-        if any(s in SHORT_SIGNALS for s in req.signal):
+        base["where"], shorts = with_signals(base.get("where"), req.signal)
+        if shorts:
             base["allow_shorts"] = True
     base.update(extra)
     return _scan_config(base)
