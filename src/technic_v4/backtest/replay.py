@@ -107,6 +107,10 @@ def replay(config: ScanConfig, start: dt.date | str, end: dt.date | str, every: 
                           f"{', '.join(METHODS)}")
     if not isinstance(every, int) or isinstance(every, bool) or every < 1:
         raise ConfigError("every", f"must be a whole number of sessions >= 1, got {every!r}")
+    for name in config.columns or {}:  # the session column of every replay frame
+        if name.casefold() == "asof":
+            raise ConfigError(f"columns.{name}", "clashes with the replay's session column "
+                              "'AsOf'; choose another name")
     cfg = replay_config(config)
     data = data or data_engine.market()
     t0 = time.perf_counter()

@@ -1,0 +1,64 @@
+"""Review: the series replay equals one scan per session over configurations the main test
+does not cover (top_n with near_miss, user columns named like standard ones, sort_by,
+allow_shorts, only_tradeable, max_symbols, every>1, a range ending before the last stored
+session)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+import pandas as pd
+import pytest
+from replay_support import build_market, per_session, sessions
+
+from technic_v4.backtest.replay import replay, text_as_str
+from technic_v4.config.scan import ScanConfig
+from technic_v4.data.market import MarketData
+
+BASE = {"min_history": 60, "min_market_cap": 0, "min_dollar_volume": 0}
+
+
+@pytest.fixture(scope="module")
+def md(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MarketData]:
+    m = build_market(tmp_path_factory.mktemp("replay-review"))
+    yield m
+    m.close()
+
+
+CASES = {
+    "top_n_near_miss": dict(where="close > sma(close, 50) and RSI14 > 50 and Return21D > 0",
+                            near_miss=1, top_n=5),
+    "user_named_standard": dict(where="close > sma(close, 20)",
+                                columns={"sid": "close * 2", "q": "RSI14",
+                                         "pos": "close[1]"}),
+    "sort_by_expr": dict(where="RSI14 > 40", sort_by="-Return21D", top_n=7),
+    "sort_by_user": dict(columns={"Mom": "close / close[10] - 1"}, sort_by="Mom", top_n=6),
+    "shorts_tradeable": dict(allow_shorts=True, only_tradeable=True, min_tech_rating=20),
+    "max_symbols": dict(max_symbols=25, top_n=10),
+    "history_fn": dict(where="highest(high, 30) > close and lowest(low, 5) < close",
+                       top_n=12),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_series_equals_scans(md: MarketData, name: str) -> None:
+    cfg = ScanConfig(**BASE, **CASES[name])  # type: ignore[arg-type]
+    start, end = dt.date(2026, 1, 12), dt.date(2026, 2, 20)  # ends before the last session
+    res = replay(cfg, start, end, every=2, data=md)
+    assert res.stats["method"] == "series"
+    want = text_as_str(per_session(md, cfg, sessions(md, start, end)[::2]))
+    pd.testing.assert_frame_equal(res.matches, want, check_exact=True)
+
+
+def test_a_user_column_named_asof_is_a_config_error(md: MarketData) -> None:
+    """The replay's session column is ``AsOf``: a user column of that name (any case) would
+    collide with it (a pandas ValueError from the series method, silently replaced by the
+    session in the per-session one); it is refused naming the column."""
+    from technic_v4.errors import ConfigError
+
+    for name, method in (("AsOf", "series"), ("AsOf", "per_session"), ("asof", "series")):
+        cfg = ScanConfig(**BASE, columns={name: "close * 2"})  # type: ignore[arg-type]
+        with pytest.raises(ConfigError) as e:
+            replay(cfg, "2026-03-02", "2026-03-04", data=md, method=method)
+        assert e.value.field == f"columns.{name}"
