@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -62,3 +63,54 @@ def test_a_user_column_named_asof_is_a_config_error(md: MarketData) -> None:
         with pytest.raises(ConfigError) as e:
             replay(cfg, "2026-03-02", "2026-03-04", data=md, method=method)
         assert e.value.field == f"columns.{name}"
+
+
+@pytest.mark.parametrize(("start", "end"), [
+    (dt.date(2026, 1, 2), dt.date(2026, 1, 15)),  # FWD splits on the last replayed session
+    (dt.date(2026, 1, 15), dt.date(2026, 1, 30)),  # ... on the first one
+    (dt.date(2026, 2, 17), dt.date(2026, 3, 2)),  # REV on the first, S010 on the last
+])
+def test_split_on_the_range_edges(md: MarketData, start: dt.date, end: dt.date) -> None:
+    cfg = ScanConfig(**BASE, where="close > sma(close, 20) and RSI14 > 40",  # type: ignore[arg-type]
+                     columns={"Gap": "open / close[1] - 1"})
+    res = replay(cfg, start, end, data=md)
+    want = text_as_str(per_session(md, cfg, sessions(md, start, end)))
+    pd.testing.assert_frame_equal(res.matches, want, check_exact=True)
+    slow = replay(cfg, start, end, data=md, method="per_session")
+    pd.testing.assert_frame_equal(res.universe, slow.universe, check_exact=True)
+
+
+def test_sessions_where_nobody_survives(md: MarketData) -> None:
+    """Only the delisted listing is requested: after its delisting no listing is scored."""
+    cfg = ScanConfig(**BASE, symbols=("S002",))  # type: ignore[arg-type]
+    start, end = dt.date(2026, 1, 12), dt.date(2026, 1, 30)
+    fast = replay(cfg, start, end, data=md)
+    slow = replay(cfg, start, end, data=md, method="per_session")
+    pd.testing.assert_frame_equal(fast.matches, slow.matches, check_exact=True)
+    pd.testing.assert_frame_equal(fast.universe, slow.universe, check_exact=True)
+    pd.testing.assert_frame_equal(fast.regime, slow.regime, check_exact=True)
+    assert fast.universe["AsOf"].max() < pd.Timestamp(end)  # sessions without anyone
+
+
+def test_a_listing_without_bars(tmp_path: Path) -> None:
+    """A live reference listing with no stored bar at all (and max_symbols: it has no market
+    cap): the series replay equals one scan per session."""
+    from replay_support import MARKET
+    from pit_support import build
+
+    import copy
+
+    m = copy.deepcopy(MARKET)
+    m.raw = m.raw[m.raw["symbol"] != "S007"]
+    data = build(tmp_path, m, m.last)
+    try:
+        for cfg in (ScanConfig(**BASE, top_n=10),  # type: ignore[arg-type]
+                    ScanConfig(**BASE, max_symbols=20, top_n=10)):  # type: ignore[arg-type]
+            start, end = dt.date(2026, 3, 2), dt.date(2026, 3, 13)
+            res = replay(cfg, start, end, data=data)
+            want = text_as_str(per_session(data, cfg, sessions(data, start, end)))
+            pd.testing.assert_frame_equal(res.matches, want, check_exact=True)
+            slow = replay(cfg, start, end, data=data, method="per_session")
+            pd.testing.assert_frame_equal(res.universe, slow.universe, check_exact=True)
+    finally:
+        data.close()
