@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from replay_support import build_market, per_session, sessions
+from replay_support import REV, build_market, per_session, sessions
 
 from technic_v4.backtest.replay import replay, text_as_str
 from technic_v4.config.scan import ScanConfig
@@ -37,6 +37,10 @@ CASES = {
     "sort_by_user": dict(columns={"Mom": "close / close[10] - 1"}, sort_by="Mom", top_n=6),
     "shorts_tradeable": dict(allow_shorts=True, only_tradeable=True, min_tech_rating=20),
     "max_symbols": dict(max_symbols=25, top_n=10),
+    "scan_columns": dict(where="Signal != 'Avoid' and MarketCap > 1e9 and Sector == 'Industrials'"
+                         " and Bars > 100 and Stop < Close",
+                         columns={"Up": "close > open", "Who": "Name", "Cap": "MarketCap / 1e9"},
+                         near_miss=2),
     "history_fn": dict(where="highest(high, 30) > close and lowest(low, 5) < close",
                        top_n=12),
 }
@@ -95,10 +99,10 @@ def test_sessions_where_nobody_survives(md: MarketData) -> None:
 def test_a_listing_without_bars(tmp_path: Path) -> None:
     """A live reference listing with no stored bar at all (and max_symbols: it has no market
     cap): the series replay equals one scan per session."""
-    from replay_support import MARKET
-    from pit_support import build
-
     import copy
+
+    from pit_support import build
+    from replay_support import MARKET
 
     m = copy.deepcopy(MARKET)
     m.raw = m.raw[m.raw["symbol"] != "S007"]
@@ -114,3 +118,18 @@ def test_a_listing_without_bars(tmp_path: Path) -> None:
             pd.testing.assert_frame_equal(res.universe, slow.universe, check_exact=True)
     finally:
         data.close()
+
+
+@pytest.mark.parametrize("method", ["series", "per_session"])
+def test_market_cap_in_a_screen_uses_the_shares_of_each_session(md: MarketData,
+                                                                 method: str) -> None:
+    """``market_cap`` (``MarketCap`` in a where) is shares x close on every bar, the shares as
+    of the scan's session (``pipeline.screen_ref``): before REV's 1:5 reverse split it had 5x
+    the shares the reference holds today. The replay used today's shares."""
+    cfg = ScanConfig(**BASE, where="MarketCap > 1e9 and market_cap[5] > 1e9")  # type: ignore[arg-type]
+    start, end = dt.date(2026, 2, 10), dt.date(2026, 2, 20)  # REV splits on 2026-02-17
+    res = replay(cfg, start, end, data=md, method=method)
+    want = text_as_str(per_session(md, cfg, sessions(md, start, end)))
+    rev = want[want["Symbol"] == REV]
+    assert (rev["AsOf"] < pd.Timestamp(2026, 2, 17)).any()  # matched with its shares then
+    pd.testing.assert_frame_equal(res.matches, want, check_exact=True)

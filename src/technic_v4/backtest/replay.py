@@ -264,7 +264,7 @@ def _evaluate_one(cfg: ScanConfig, ref: pd.DataFrame, panel: Panel, as_of: dt.da
     st, p = pl.plans_stage(cfg, cols, sig)
     stages.append(st)
     if cfg.screen().active:
-        st, scr = pl.screen(cfg, panel, ref.iloc[idx].reset_index(drop=True),
+        st, scr = pl.screen(cfg, panel, pl.screen_ref(ref, idx, shares),
                             pl.builtin_columns(ref, idx, mcap, cols, s, sig, p), rows=rows)
     else:
         st, scr = pl.no_screen(len(idx))
@@ -486,6 +486,11 @@ class ScoreContext:
     regime: sc.Regime
     texts: list[str]
     trade_codes: np.ndarray
+    # The screen's ``market_cap`` reads the shares as of each session (``pipeline.screen_ref``):
+    # the replayed sessions (int days), the splits and the last stored session (int day).
+    days: np.ndarray
+    splits: adj.Actions
+    through: int
 
 
 def score_chunk(ch: _Chunk, ctx: ScoreContext) -> dict[str, Any] | None:
@@ -512,7 +517,8 @@ def score_chunk(ch: _Chunk, ctx: ScoreContext) -> dict[str, Any] | None:
                 max_adv_pct=float(cfg.max_adv_pct))
     m = ctx.mcap[q, pos]
     drops: dict[str, int] = {}
-    scr = _screen(cfg, ch, at, r, q, ctx.ref, pos, m, cols, s, sig, pl_, ctx.texts, drops)
+    scr = _screen(cfg, ch, at, r, q, ctx.ref, pos, m, cols, s, sig, pl_, ctx.texts, drops,
+                  ctx)
     tradeable = np.isin(code, ctx.trade_codes) \
         & np.isfinite(pl_["Entry"]) & (np.nan_to_num(pl_["PositionSize"]) >= 1)
     out = pl._drop(pl.Stage("output", 0, 0), scr.keep, [
@@ -590,8 +596,11 @@ def _series(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, panel: Panel,
     alive = ref["sid"].to_numpy()[keep.any(axis=0)]
     trade_codes = np.array([sc.SIGNALS.index(x) for x in (
         "Strong Long", "Long", *(SHORT_SIGNALS if cfg.allow_shorts else ()))], dtype=np.int8)
+    last = data.store.last_session()
     ctx = ScoreContext(cfg, plan.width, ref, ref_sids, keep, rs_rating, mcap, factor, regs[0],
-                       texts, trade_codes)
+                       texts, trade_codes, days.astype(np.int64),
+                       data.actions().of_mode("split"),
+                       int(np.datetime64(last, "D").astype(np.int64)) if last else -1)
     specs = chunk_specs(sids, panel.actions, panel.adjust, days, wanted=alive)
     for got in runner.map(score_chunk, specs, ctx, plan, tick, "indicators"):
         if got is None:
@@ -809,7 +818,7 @@ def _series_roots(term: Term) -> list[Term]:
 def _screen(cfg: ScanConfig, ch: _Chunk, at: np.ndarray, r: np.ndarray, q: np.ndarray,
             ref: pd.DataFrame, pos: np.ndarray, mcap: np.ndarray, cols: dict[str, np.ndarray],
             s: dict[str, np.ndarray], sig: np.ndarray, p: dict[str, np.ndarray],
-            texts: list[str], dropped: dict[str, int]) -> Any:
+            texts: list[str], dropped: dict[str, int], ctx: ScoreContext) -> Any:
     """Stage 9 at the pairs ``(r, q)`` of a chunk: series sub-terms over the chunk's history,
     read at the pairs, then the rest over the pairs (as ``pipeline.screen`` would at each D)."""
     from technic_v4 import pipeline as pl
@@ -823,8 +832,7 @@ def _screen(cfg: ScanConfig, ch: _Chunk, at: np.ndarray, r: np.ndarray, q: np.nd
     roots = [*(() if spec.where is None else (c.term for c in spec.where.clauses)),
              *(c.term for _, c in spec.columns),
              *(() if spec.sort is None else (spec.sort.term,))]
-    history = Evaluator(Bars.of(ch.view), ref.iloc[ref_rows(ch, ref)].reset_index(drop=True),
-                        reuse_builtins=False)
+    history = Evaluator(Bars.of(ch.view), _view_ref(ch, ref, ctx), reuse_builtins=False)
     seeds: dict[str, np.ndarray] = {}
     for root in roots:
         for t in _series_roots(root):
@@ -863,6 +871,24 @@ def _screen(cfg: ScanConfig, ch: _Chunk, at: np.ndarray, r: np.ndarray, q: np.nd
     elif spec.sort_column is not None:
         sort_key = np.asarray(user[spec.sort_column], dtype=np.float64)
     return pl.Screened(keep, matched, failed, user, sort_key)
+
+
+def _view_ref(ch: _Chunk, ref: pd.DataFrame, ctx: ScoreContext) -> pd.DataFrame:
+    """The reference rows of a chunk's views with SharesOutstanding as of each view's
+    sessions (``MarketData.shares_as_of``, bit for bit): what the scan's screen reads at them
+    (``pipeline.screen_ref``). A view's sessions lie between two of its split ex-dates (its
+    epoch), so any one of them gives its shares."""
+    sub = ref.iloc[ref_rows(ch, ref)].reset_index(drop=True)
+    acts = ctx.splits.of_sids(ch.view.sids)
+    if not len(acts.sid):
+        return sub
+    shares = sub["SharesOutstanding"].to_numpy(np.float64).copy()
+    for i in np.flatnonzero((ch.at >= 0).any(axis=1)):
+        q = int(np.argmax(ch.at[i] >= 0))
+        prod = adj.split_product(ch.view.sids[i:i + 1], acts, int(ctx.days[q]), ctx.through)
+        shares[i] = shares[i] / prod[0]
+    sub["SharesOutstanding"] = shares
+    return sub
 
 
 def _joined(mask: np.ndarray, texts: list[str], rows: np.ndarray) -> np.ndarray:
