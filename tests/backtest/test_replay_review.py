@@ -133,3 +133,34 @@ def test_market_cap_in_a_screen_uses_the_shares_of_each_session(md: MarketData,
     rev = want[want["Symbol"] == REV]
     assert (rev["AsOf"] < pd.Timestamp(2026, 2, 17)).any()  # matched with its shares then
     pd.testing.assert_frame_equal(res.matches, want, check_exact=True)
+
+
+def test_a_listing_without_a_list_date(tmp_path: Path) -> None:
+    """A reference row whose ListDate is unknown (NULL in the store: a vendor without it, or
+    the files provider for a symbol without bars) is in the scan's universe (``listed after
+    as-of`` cannot hold); the series replay dropped it from every session."""
+    import dataclasses
+
+    from pit_support import PitMarket, build
+    from replay_support import MARKET
+
+    class NoListDate(PitMarket):
+        def reference(self, through: dt.date) -> pd.DataFrame:
+            r = super().reference(through)
+            r.loc[r["Symbol"] == "S007", "ListDate"] = pd.NaT
+            return r
+
+    m = NoListDate(**{f.name: getattr(MARKET, f.name) for f in dataclasses.fields(MARKET)})
+    data = build(tmp_path, m, m.last)
+    try:
+        assert data.reference().set_index("Symbol")["ListDate"].isna()["S007"]
+        cfg = ScanConfig(**BASE, symbols=("S007", "S008", "S009"))  # type: ignore[arg-type]
+        start, end = dt.date(2026, 3, 2), dt.date(2026, 3, 6)
+        want = text_as_str(per_session(data, cfg, sessions(data, start, end)))
+        assert (want["Symbol"] == "S007").any()
+        res = replay(cfg, start, end, data=data)
+        pd.testing.assert_frame_equal(res.matches, want, check_exact=True)
+        slow = replay(cfg, start, end, data=data, method="per_session")
+        pd.testing.assert_frame_equal(res.universe, slow.universe, check_exact=True)
+    finally:
+        data.close()

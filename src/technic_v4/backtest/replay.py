@@ -671,7 +671,7 @@ def _survivors(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, pre: dict[s
 
     dq = days.astype("datetime64[D]")
     list_date = pd.to_datetime(ref["ListDate"]).to_numpy("datetime64[D]")
-    alive = list_date[None, :] <= dq[:, None]
+    alive = ~(list_date[None, :] > dq[:, None])  # an unknown ListDate (NaT) is listed (stage 2)
     if "Delisted" in ref:
         gone = pd.to_datetime(ref["Delisted"]).to_numpy("datetime64[D]")
         alive &= ~(~np.isnat(gone)[None, :] & (gone[None, :] < dq[:, None]))
@@ -1071,7 +1071,7 @@ def listing_of(ref: pd.DataFrame, frame: pd.DataFrame) -> np.ndarray:
             rows = codes == k
             out[rows] = -1
             for i in np.flatnonzero(names == c):
-                ok = rows & (out < 0) & (listed[i] <= day) & (np.isnat(gone[i]) | (gone[i] >= day))
+                ok = rows & (out < 0) & ~(listed[i] > day) & (np.isnat(gone[i]) | (gone[i] >= day))
                 out[ok] = i
     return out
 
