@@ -164,3 +164,23 @@ def test_a_listing_without_a_list_date(tmp_path: Path) -> None:
         pd.testing.assert_frame_equal(res.universe, slow.universe, check_exact=True)
     finally:
         data.close()
+
+
+@pytest.mark.parametrize("step", ["pre-screen", "indicators"])
+def test_cancel_mid_pass(md: MarketData, step: str) -> None:
+    """Cancel after the first chunk of a pass: ScanCancelled, and the
+    same replay afterwards still equals its uncancelled self."""
+    from technic_v4.errors import ScanCancelled
+
+    seen: list[str] = []
+
+    def progress(s: str, done: int, total: int) -> None:
+        seen.append(s)
+
+    cfg = ScanConfig(**BASE, top_n=5)  # type: ignore[arg-type]
+    with pytest.raises(ScanCancelled, match=step):
+        replay(cfg, "2025-06-02", "2026-03-31", data=md, on_progress=progress,
+               cancel=lambda: seen.count(step) >= 1)
+    a = replay(cfg, "2026-03-02", "2026-03-31", data=md)
+    b = replay(cfg, "2026-03-02", "2026-03-31", data=md, method="per_session")
+    pd.testing.assert_frame_equal(a.matches, b.matches, check_exact=True)
