@@ -883,7 +883,7 @@ def _view_ref(ch: _Chunk, ref: pd.DataFrame, ctx: ScoreContext) -> pd.DataFrame:
     if not len(acts.sid):
         return sub
     shares = sub["SharesOutstanding"].to_numpy(np.float64).copy()
-    for i in np.flatnonzero((ch.at >= 0).any(axis=1)):
+    for i in np.flatnonzero((ch.at >= 0).any(axis=1) & np.isin(ch.view.sids, acts.sid)):
         q = int(np.argmax(ch.at[i] >= 0))
         prod = adj.split_product(ch.view.sids[i:i + 1], acts, int(ctx.days[q]), ctx.through)
         shares[i] = shares[i] / prod[0]
