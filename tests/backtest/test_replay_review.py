@@ -121,13 +121,14 @@ def test_a_listing_without_bars(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("method", ["series", "per_session"])
-def test_market_cap_in_a_screen_uses_the_shares_of_each_session(md: MarketData,
-                                                                 method: str) -> None:
+@pytest.mark.parametrize("end", [dt.date(2026, 2, 20), dt.date(2026, 2, 13)])
+def test_market_cap_in_a_screen_uses_the_shares_of_each_session(md: MarketData, method: str,
+                                                                 end: dt.date) -> None:
     """``market_cap`` (``MarketCap`` in a where) is shares x close on every bar, the shares as
     of the scan's session (``pipeline.screen_ref``): before REV's 1:5 reverse split it had 5x
     the shares the reference holds today. The replay used today's shares."""
     cfg = ScanConfig(**BASE, where="MarketCap > 1e9 and market_cap[5] > 1e9")  # type: ignore[arg-type]
-    start, end = dt.date(2026, 2, 10), dt.date(2026, 2, 20)  # REV splits on 2026-02-17
+    start = dt.date(2026, 2, 10)  # REV splits on 2026-02-17: inside the range, or after it
     res = replay(cfg, start, end, data=md, method=method)
     want = text_as_str(per_session(md, cfg, sessions(md, start, end)))
     rev = want[want["Symbol"] == REV]
