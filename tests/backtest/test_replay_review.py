@@ -185,3 +185,15 @@ def test_cancel_mid_pass(md: MarketData, step: str) -> None:
     a = replay(cfg, "2026-03-02", "2026-03-31", data=md)
     b = replay(cfg, "2026-03-02", "2026-03-31", data=md, method="per_session")
     pd.testing.assert_frame_equal(a.matches, b.matches, check_exact=True)
+
+
+def test_two_splits_every_fourth_session_with_market_cap(md: MarketData) -> None:
+    """S010 splits twice inside the range (and FWD, REV and SPY once), sampled every 4th
+    session: views of three epochs per listing, a market_cap screen across them."""
+    cfg = ScanConfig(**BASE, where="market_cap > 2e9 or sma(close, 10) > close",  # type: ignore[arg-type]
+                     columns={"Cap": "market_cap[3] / 1e9"}, sort_by="Cap", top_n=40)
+    start, end = dt.date(2025, 12, 1), dt.date(2026, 3, 31)
+    res = replay(cfg, start, end, every=4, data=md)
+    assert res.stats["epoch_groups"] > 3
+    want = text_as_str(per_session(md, cfg, sessions(md, start, end)[::4]))
+    pd.testing.assert_frame_equal(res.matches, want, check_exact=True)
