@@ -107,6 +107,10 @@ def replay(config: ScanConfig, start: dt.date | str, end: dt.date | str, every: 
                           f"{', '.join(METHODS)}")
     if not isinstance(every, int) or isinstance(every, bool) or every < 1:
         raise ConfigError("every", f"must be a whole number of sessions >= 1, got {every!r}")
+    for name in config.columns or {}:  # the session column of every replay frame
+        if name.casefold() == "asof":
+            raise ConfigError(f"columns.{name}", "clashes with the replay's session column "
+                              "'AsOf'; choose another name")
     cfg = replay_config(config)
     data = data or data_engine.market()
     t0 = time.perf_counter()
@@ -260,7 +264,7 @@ def _evaluate_one(cfg: ScanConfig, ref: pd.DataFrame, panel: Panel, as_of: dt.da
     st, p = pl.plans_stage(cfg, cols, sig)
     stages.append(st)
     if cfg.screen().active:
-        st, scr = pl.screen(cfg, panel, ref.iloc[idx].reset_index(drop=True),
+        st, scr = pl.screen(cfg, panel, pl.screen_ref(ref, idx, shares),
                             pl.builtin_columns(ref, idx, mcap, cols, s, sig, p), rows=rows)
     else:
         st, scr = pl.no_screen(len(idx))
@@ -482,6 +486,11 @@ class ScoreContext:
     regime: sc.Regime
     texts: list[str]
     trade_codes: np.ndarray
+    # The screen's ``market_cap`` reads the shares as of each session (``pipeline.screen_ref``):
+    # the replayed sessions (int days), the splits and the last stored session (int day).
+    days: np.ndarray
+    splits: adj.Actions
+    through: int
 
 
 def score_chunk(ch: _Chunk, ctx: ScoreContext) -> dict[str, Any] | None:
@@ -508,7 +517,8 @@ def score_chunk(ch: _Chunk, ctx: ScoreContext) -> dict[str, Any] | None:
                 max_adv_pct=float(cfg.max_adv_pct))
     m = ctx.mcap[q, pos]
     drops: dict[str, int] = {}
-    scr = _screen(cfg, ch, at, r, q, ctx.ref, pos, m, cols, s, sig, pl_, ctx.texts, drops)
+    scr = _screen(cfg, ch, at, r, q, ctx.ref, pos, m, cols, s, sig, pl_, ctx.texts, drops,
+                  ctx)
     tradeable = np.isin(code, ctx.trade_codes) \
         & np.isfinite(pl_["Entry"]) & (np.nan_to_num(pl_["PositionSize"]) >= 1)
     out = pl._drop(pl.Stage("output", 0, 0), scr.keep, [
@@ -586,8 +596,11 @@ def _series(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, panel: Panel,
     alive = ref["sid"].to_numpy()[keep.any(axis=0)]
     trade_codes = np.array([sc.SIGNALS.index(x) for x in (
         "Strong Long", "Long", *(SHORT_SIGNALS if cfg.allow_shorts else ()))], dtype=np.int8)
+    last = data.store.last_session()
     ctx = ScoreContext(cfg, plan.width, ref, ref_sids, keep, rs_rating, mcap, factor, regs[0],
-                       texts, trade_codes)
+                       texts, trade_codes, days.astype(np.int64),
+                       data.actions().of_mode("split"),
+                       int(np.datetime64(last, "D").astype(np.int64)) if last else -1)
     specs = chunk_specs(sids, panel.actions, panel.adjust, days, wanted=alive)
     for got in runner.map(score_chunk, specs, ctx, plan, tick, "indicators"):
         if got is None:
@@ -658,7 +671,7 @@ def _survivors(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, pre: dict[s
 
     dq = days.astype("datetime64[D]")
     list_date = pd.to_datetime(ref["ListDate"]).to_numpy("datetime64[D]")
-    alive = list_date[None, :] <= dq[:, None]
+    alive = ~(list_date[None, :] > dq[:, None])  # an unknown ListDate (NaT) is listed (stage 2)
     if "Delisted" in ref:
         gone = pd.to_datetime(ref["Delisted"]).to_numpy("datetime64[D]")
         alive &= ~(~np.isnat(gone)[None, :] & (gone[None, :] < dq[:, None]))
@@ -805,7 +818,7 @@ def _series_roots(term: Term) -> list[Term]:
 def _screen(cfg: ScanConfig, ch: _Chunk, at: np.ndarray, r: np.ndarray, q: np.ndarray,
             ref: pd.DataFrame, pos: np.ndarray, mcap: np.ndarray, cols: dict[str, np.ndarray],
             s: dict[str, np.ndarray], sig: np.ndarray, p: dict[str, np.ndarray],
-            texts: list[str], dropped: dict[str, int]) -> Any:
+            texts: list[str], dropped: dict[str, int], ctx: ScoreContext) -> Any:
     """Stage 9 at the pairs ``(r, q)`` of a chunk: series sub-terms over the chunk's history,
     read at the pairs, then the rest over the pairs (as ``pipeline.screen`` would at each D)."""
     from technic_v4 import pipeline as pl
@@ -819,8 +832,7 @@ def _screen(cfg: ScanConfig, ch: _Chunk, at: np.ndarray, r: np.ndarray, q: np.nd
     roots = [*(() if spec.where is None else (c.term for c in spec.where.clauses)),
              *(c.term for _, c in spec.columns),
              *(() if spec.sort is None else (spec.sort.term,))]
-    history = Evaluator(Bars.of(ch.view), ref.iloc[ref_rows(ch, ref)].reset_index(drop=True),
-                        reuse_builtins=False)
+    history = Evaluator(Bars.of(ch.view), _view_ref(ch, ref, ctx), reuse_builtins=False)
     seeds: dict[str, np.ndarray] = {}
     for root in roots:
         for t in _series_roots(root):
@@ -859,6 +871,24 @@ def _screen(cfg: ScanConfig, ch: _Chunk, at: np.ndarray, r: np.ndarray, q: np.nd
     elif spec.sort_column is not None:
         sort_key = np.asarray(user[spec.sort_column], dtype=np.float64)
     return pl.Screened(keep, matched, failed, user, sort_key)
+
+
+def _view_ref(ch: _Chunk, ref: pd.DataFrame, ctx: ScoreContext) -> pd.DataFrame:
+    """The reference rows of a chunk's views with SharesOutstanding as of each view's
+    sessions (``MarketData.shares_as_of``, bit for bit): what the scan's screen reads at them
+    (``pipeline.screen_ref``). A view's sessions lie between two of its split ex-dates (its
+    epoch), so any one of them gives its shares."""
+    sub = ref.iloc[ref_rows(ch, ref)].reset_index(drop=True)
+    acts = ctx.splits.of_sids(ch.view.sids)
+    if not len(acts.sid):
+        return sub
+    shares = sub["SharesOutstanding"].to_numpy(np.float64).copy()
+    for i in np.flatnonzero((ch.at >= 0).any(axis=1) & np.isin(ch.view.sids, acts.sid)):
+        q = int(np.argmax(ch.at[i] >= 0))
+        prod = adj.split_product(ch.view.sids[i:i + 1], acts, int(ctx.days[q]), ctx.through)
+        shares[i] = shares[i] / prod[0]
+    sub["SharesOutstanding"] = shares
+    return sub
 
 
 def _joined(mask: np.ndarray, texts: list[str], rows: np.ndarray) -> np.ndarray:
@@ -1054,7 +1084,7 @@ def listing_of(ref: pd.DataFrame, frame: pd.DataFrame) -> np.ndarray:
             rows = codes == k
             out[rows] = -1
             for i in np.flatnonzero(names == c):
-                ok = rows & (out < 0) & (listed[i] <= day) & (np.isnat(gone[i]) | (gone[i] >= day))
+                ok = rows & (out < 0) & ~(listed[i] > day) & (np.isnat(gone[i]) | (gone[i] >= day))
                 out[ok] = i
     return out
 
