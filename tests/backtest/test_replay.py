@@ -251,3 +251,17 @@ def test_average_ranks_equal_pandas(rows: list[list[float]]) -> None:
     want = pd.DataFrame(x).rank(axis=1, method="average").to_numpy()
     for workers in (1, 2):
         np.testing.assert_array_equal(rp.average_ranks(x, workers), want)
+
+
+@given(st.lists(st.tuples(st.integers(0, 40_000), st.integers(0, 40_000)), max_size=40),
+       st.booleans())
+def test_session_symbol_order_is_a_stable_lexsort(pairs: list[tuple[int, int]],
+                                                  small: bool) -> None:
+    import importlib
+
+    rp = importlib.import_module("technic_v4.backtest.replay")
+    q = np.array([p[0] for p in pairs], dtype=np.int64)
+    code = np.array([p[1] for p in pairs], dtype=np.int64)
+    if small:  # the radix path (keys within 16 bits)
+        q, code = q % 5000, code % 6000
+    np.testing.assert_array_equal(rp.session_symbol_order(q, code), np.lexsort((code, q)))

@@ -1046,15 +1046,26 @@ def _universe(ref: pd.DataFrame, days: np.ndarray, parts: list[dict[str, Any]]
                             ), np.zeros(0, dtype=np.int64)
     cat = {k: np.concatenate([x[k] for x in parts]) for k in parts[0]}
     names, code = symbol_codes(ref)
-    # By session, then symbol: one stable sort of a combined integer key (a lexsort's two).
-    order = np.argsort(cat["q"].astype(np.int64) * (int(code.max(initial=0)) + 1)
-                       + code[cat["pos"]], kind="stable")
+    order = session_symbol_order(cat["q"], code[cat["pos"]])
     sig = pd.Categorical.from_codes(cat["Signal"][order], categories=pd.Index(sc.SIGNALS))
     return pd.DataFrame({"AsOf": pd.DatetimeIndex(days[cat["q"][order]].astype("datetime64[s]")),
                          "Symbol": pd.Categorical.from_codes(code[cat["pos"]][order],
                                                              categories=pd.Index(names)),
                          "Signal": sig, **{c: cat[c][order] for c in ("Close", *SCORE_COLUMNS)}}
                         ), cat["pos"][order].astype(np.int64)
+
+
+def session_symbol_order(q: np.ndarray, code: np.ndarray) -> np.ndarray:
+    """The stable order by session ``q``, then symbol ``code``: two stable passes (symbol,
+    then session), each a radix sort when its keys fit 16 bits (NumPy's stable sort of small
+    integers), else one stable sort of a combined key."""
+    q = np.asarray(q, dtype=np.int64)
+    code = np.asarray(code, dtype=np.int64)
+    small = np.iinfo(np.int16).max
+    if (len(q) == 0 or q.max() <= small) and (len(code) == 0 or code.max() <= small):
+        first = np.argsort(code.astype(np.int16), kind="stable")
+        return first[np.argsort(q[first].astype(np.int16), kind="stable")]
+    return np.argsort(q * (int(code.max(initial=0)) + 1) + code, kind="stable")
 
 
 def listing_of(ref: pd.DataFrame, frame: pd.DataFrame) -> np.ndarray:
