@@ -386,14 +386,15 @@ def materialize(panel: Panel, rows: np.ndarray, spec: ChunkSpec, plan: Plan) -> 
     width = plan.width + ser.PAD
     own = int(np.datetime64(panel.as_of, "D").astype(np.int64))
     views = []
+    acts = None if panel.actions is None else panel.actions.of_mode(panel.adjust)
     for b in np.unique(spec.bases):  # specs are sorted by basis: the stack keeps their order
         pick = rows[spec.bases == b]
         if b == own and panel.close.shape[1] + ser.PAD == width:
             views.append(_padded(panel, pick, ser.PAD))  # what ``at`` gives, without a gather
             continue
         sub = panel.rows(pick)
-        if sub.actions is not None:  # only these rows' actions: each view scans fewer
-            sub = replace(sub, actions=sub.actions.of_mode(panel.adjust).of_sids(sub.sids))
+        if acts is not None:  # only these rows' actions: each view scans fewer
+            sub = replace(sub, actions=acts.of_sids(sub.sids))
         views.append(sub.at(np.datetime64(int(b), "D").astype(dt.date), width))
     view = views[0] if len(views) == 1 else _stack(views)
     at = np.full((len(rows), len(dq)), -1, dtype=np.int64)
@@ -1048,11 +1049,13 @@ def _universe(ref: pd.DataFrame, days: np.ndarray, parts: list[dict[str, Any]]
     names, code = symbol_codes(ref)
     order = session_symbol_order(cat["q"], code[cat["pos"]])
     sig = pd.Categorical.from_codes(cat["Signal"][order], categories=pd.Index(sc.SIGNALS))
-    return pd.DataFrame({"AsOf": pd.DatetimeIndex(days[cat["q"][order]].astype("datetime64[s]")),
-                         "Symbol": pd.Categorical.from_codes(code[cat["pos"]][order],
-                                                             categories=pd.Index(names)),
-                         "Signal": sig, **{c: cat[c][order] for c in ("Close", *SCORE_COLUMNS)}}
-                        ), cat["pos"][order].astype(np.int64)
+    from technic_v4.pipeline import _frame_as_is
+
+    columns = {"AsOf": days[cat["q"][order]].astype("datetime64[s]"),
+               "Symbol": pd.Categorical.from_codes(code[cat["pos"]][order],
+                                                   categories=pd.Index(names)),
+               "Signal": sig, **{c: cat[c][order] for c in ("Close", *SCORE_COLUMNS)}}
+    return _frame_as_is(columns, list(columns)), cat["pos"][order].astype(np.int64)
 
 
 def session_symbol_order(q: np.ndarray, code: np.ndarray) -> np.ndarray:
