@@ -12,6 +12,11 @@ in its own child process so that "cold" really is cold:
 - 50,000 listings, local threads and Ray; historical scans over many dates, local and Ray;
 - a replay (``technic backtest``) of a 10-clause screen over the last 250 sessions, and its ratio
   to one scan per session;
+- replays over 20 years (5 with ``--quick``) of 1,500 / 3,000 / 6,000 listings at 250 ... 4,995
+  sessions (the scaling curve), the issue's target ``backtest.run`` with its own peak RSS, and
+  its ratio to one scan per session;
+- with ``--ray-big``: the replay over 50,000 listings x 20 years on a local multi-node Ray
+  cluster (tasks/s, peak RSS, the projection to N nodes);
 - the backtest statistics kernels (forward returns, IC, deciles, turnover, screen stats) on a
   6,000 x 5,000-session synthetic panel;
 - backtest trade plans: 10^6 signals played out over 6,000 × 5,000 bars, and the portfolio;
