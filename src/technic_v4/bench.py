@@ -439,6 +439,7 @@ if a.get("run"):
     res = run(cfg, start, end, horizons=(1, 5, 21, 63), rank_by="TechRating", max_hold=20,
               data=md)
     out["run"] = {"seconds": time.perf_counter() - t, "rows": len(res.matches),
+                  "sessions": len(res.replay.sessions),
                   "trades": int(res.analyses["trade_summary"]["signals"]),
                   "replay_steps": res.replay.stats["seconds_by_step"],
                   "replay_s": res.replay.stats["seconds"],
@@ -928,7 +929,7 @@ def replay_report(rp: dict[str, Any]) -> list[str]:
     big = rp["stores"][-1]
     if "run" in big:
         r = big["run"]
-        n = big["curve"][-1]["sessions"]
+        n = r.get("sessions", big["curve"][-1]["sessions"])
         one_by_one = big["per_session_s"] * n
         out += ["", "| target run | result |", "|---|---:|",
                 f"| `backtest.run`: {big['listings']:,} listings x {n:,} sessions, forward "
