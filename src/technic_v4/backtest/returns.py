@@ -40,7 +40,7 @@ Excess returns
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -64,6 +64,15 @@ __all__ = [
     "universe_mean",
     "universe_mean_at",
 ]
+
+
+@numba.njit(cache=True, nogil=True)
+def _entry(open_: np.ndarray, close: np.ndarray, i: int, d: int, from_open: bool
+           ) -> tuple[float, int]:
+    """A signal at session ``d``'s entry price and session: the next open, or d's close."""
+    if from_open:
+        return open_[i, d + 1], d + 1
+    return close[i, d], d
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -91,12 +100,7 @@ def _forward_nb(open_: np.ndarray, close: np.ndarray, horizon: int, from_open: b
             e = d + horizon
             if e >= n_t or not np.isfinite(close[i, d]) or (k >= 0 and d > k):
                 continue
-            if from_open:
-                entry = open_[i, d + 1]
-                entry_t = d + 1
-            else:
-                entry = close[i, d]
-                entry_t = d
+            entry, entry_t = _entry(open_, close, i, d, from_open)
             if not (np.isfinite(entry) and entry > 0.0) or exit_at[e] < entry_t:
                 continue
             out[i, d] = exit_px[e] / entry - 1.0
@@ -111,6 +115,26 @@ def _panel(name: str, a: np.ndarray) -> np.ndarray:
     return arr
 
 
+def _prices(open_: np.ndarray | None, close: np.ndarray, horizon: int, entry: str,
+            as_grid: Callable[[str, np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The checked arguments of both forward-return functions: the entry and close grids
+    (``as_grid`` converts; the close twice over for entry="close"), ConfigError naming the
+    field for a bad horizon, entry or open panel."""
+    if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or horizon < 1:
+        raise ConfigError("horizon", f"must be a whole number of sessions >= 1, got {horizon!r}")
+    if entry not in ("open", "close"):
+        raise ConfigError("entry", f"must be 'open' or 'close', got {entry!r}")
+    c = as_grid("close", close)
+    if entry == "close":
+        return c, c
+    if open_ is None:
+        raise ConfigError("open", "entry='open' needs the open panel (or use entry='close')")
+    o = as_grid("open", open_)
+    if o.shape != c.shape:
+        raise ConfigError("open", f"shape {o.shape} differs from close {c.shape}")
+    return o, c
+
+
 def forward_returns(open_: np.ndarray | None, close: np.ndarray, horizon: int, *,
                     entry: Entry = "open", delist_session: np.ndarray | None = None,
                     delist_price: np.ndarray | None = None, workers: int = 1) -> np.ndarray:
@@ -120,20 +144,8 @@ def forward_returns(open_: np.ndarray | None, close: np.ndarray, horizon: int, *
     returned); ``open_`` may be None only with ``entry="close"``.  ``workers`` threads split
     the listings (same result).
     """
-    if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or horizon < 1:
-        raise ConfigError("horizon", f"must be a whole number of sessions >= 1, got {horizon!r}")
-    if entry not in ("open", "close"):
-        raise ConfigError("entry", f"must be 'open' or 'close', got {entry!r}")
     one_d = np.ndim(close) == 1
-    c = _panel("close", close)
-    if entry == "open":
-        if open_ is None:
-            raise ConfigError("open", "entry='open' needs the open panel (or use entry='close')")
-        o = _panel("open", open_)
-        if o.shape != c.shape:
-            raise ConfigError("open", f"shape {o.shape} differs from close {c.shape}")
-    else:
-        o = c
+    o, c = _prices(open_, close, horizon, entry, _panel)
     n = c.shape[0]
     ks, kp = _delistings(delist_session, delist_price, n)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -255,12 +267,7 @@ def _forward_at_nb(open_: np.ndarray, close: np.ndarray, horizon: int, from_open
         e = d + horizon
         if e >= n_t or not np.isfinite(close[i, d]) or (k >= 0 and d > k):
             continue
-        if from_open:
-            entry = open_[i, d + 1]
-            entry_t = d + 1
-        else:
-            entry = close[i, d]
-            entry_t = d
+        entry, entry_t = _entry(open_, close, i, d, from_open)
         if not (np.isfinite(entry) and entry > 0.0):
             continue
         if k >= 0 and e >= k:  # the delisting return (exit at the delisting session)
@@ -292,19 +299,7 @@ def forward_returns_at(open_: np.ndarray | None, close: np.ndarray, horizon: int
     Each cell reads its own bars only (a halt walks back to the last close).  The panels may
     be views in any memory order: for cells grouped by session pass session-major arrays as
     ``a.T`` (no copy is made), so neighbouring cells read neighbouring memory."""
-    if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or horizon < 1:
-        raise ConfigError("horizon", f"must be a whole number of sessions >= 1, got {horizon!r}")
-    if entry not in ("open", "close"):
-        raise ConfigError("entry", f"must be 'open' or 'close', got {entry!r}")
-    c = _grid("close", close)
-    if entry == "open":
-        if open_ is None:
-            raise ConfigError("open", "entry='open' needs the open panel (or use entry='close')")
-        o = _grid("open", open_)
-        if o.shape != c.shape:
-            raise ConfigError("open", f"shape {o.shape} differs from close {c.shape}")
-    else:
-        o = c
+    o, c = _prices(open_, close, horizon, entry, _grid)
     n, n_t = c.shape
     li = np.ascontiguousarray(listing, dtype=np.int64).reshape(-1)
     si = np.ascontiguousarray(session, dtype=np.int64).reshape(-1)
