@@ -587,14 +587,8 @@ class BacktestManager:
 
     def _finish_locked(self, job: BacktestJob, state: str, out: BacktestOutcome | None,
                        error: dict[str, Any] | None) -> None:
-        job.state = state
         job.result = out
-        job.error = error
-        job.finished = time.time()
-        job.progress.finish([] if state == "done" else None)
-        job._publish_locked(state)
-        job.listeners.clear()
-        job.finished_event.set()
+        job.end_locked(state, error, [] if state == "done" else None)
 
     def drain(self) -> None:
         self._closing = True

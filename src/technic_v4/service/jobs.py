@@ -123,6 +123,18 @@ class Job:
         }
         return d
 
+    def end_locked(self, state: str, error: dict[str, Any] | None,
+                   stages: list[dict[str, Any]] | None) -> None:
+        """Set the final state (caller holds ``lock``; the outcome is set by the caller),
+        finish the progress (with the run's ``stages``) and tell every listener."""
+        self.state = state
+        self.error = error
+        self.finished = time.time()
+        self.progress.finish(stages)
+        self._publish_locked(state)
+        self.listeners.clear()
+        self.finished_event.set()
+
     # -- events ------------------------------------------------------------------------------
     def _publish_locked(self, event: str) -> None:
         payload = self._status()
@@ -461,14 +473,8 @@ class JobManager:
                        error: dict[str, Any] | None) -> None:
         """Set the final state (caller holds ``job.lock``) and tell every listener."""
         self.metrics.scans.labels(state).inc()
-        job.state = state
         job.outcome = out
-        job.error = error
-        job.finished = time.time()
-        job.progress.finish(None if out is None else out.stats.get("stages"))
-        job._publish_locked(state)
-        job.listeners.clear()
-        job.finished_event.set()
+        job.end_locked(state, error, None if out is None else out.stats.get("stages"))
 
     # -- lifecycle ---------------------------------------------------------------------------
     def drain(self) -> None:
