@@ -76,6 +76,22 @@ __all__ = [
 # ---------------------------------------------------------------- compiled cores (session-major)
 
 @numba.njit(cache=True, nogil=True)
+def _walk_ties(idx: np.ndarray, vals: np.ndarray, ranks: np.ndarray) -> None:
+    """Average ranks (1-based) of ``vals[idx]``, ``idx`` sorting them ascending."""
+    m = len(idx)
+    s = 0
+    while s < m:
+        v = vals[idx[s]]
+        e = s + 1
+        while e < m and vals[idx[e]] == v:
+            e += 1
+        r = (s + e + 1) / 2.0  # mean of the ranks s+1 .. e
+        for k in range(s, e):
+            ranks[idx[k]] = r
+        s = e
+
+
+@numba.njit(cache=True, nogil=True)
 def _rank_walk(order: np.ndarray, vals: np.ndarray, valid: np.ndarray, ranks: np.ndarray,
                idx: np.ndarray) -> int:
     """Average ranks (1-based) of ``vals[valid]`` into ``ranks``; ``order`` sorts ``vals``
@@ -86,16 +102,7 @@ def _rank_walk(order: np.ndarray, vals: np.ndarray, valid: np.ndarray, ranks: np
         if valid[i]:
             idx[m] = i
             m += 1
-    start = 0
-    while start < m:
-        v = vals[idx[start]]
-        end = start + 1
-        while end < m and vals[idx[end]] == v:
-            end += 1
-        r = (start + end + 1) / 2.0  # mean of the ranks start+1 .. end
-        for k in range(start, end):
-            ranks[idx[k]] = r
-        start = end
+    _walk_ties(idx[:m], vals, ranks)
     return m
 
 
@@ -756,22 +763,6 @@ def _cell_ranks_nb(start: np.ndarray, x: np.ndarray, srt: np.ndarray, ranks: np.
                 m += 1
         count[t] = m
         _walk_ties(order[a:a + m], x, ranks)
-
-
-@numba.njit(cache=True, nogil=True)
-def _walk_ties(idx: np.ndarray, vals: np.ndarray, ranks: np.ndarray) -> None:
-    """Average ranks (1-based) of ``vals[idx]``, ``idx`` sorting them ascending."""
-    m = len(idx)
-    s = 0
-    while s < m:
-        v = vals[idx[s]]
-        e = s + 1
-        while e < m and vals[idx[e]] == v:
-            e += 1
-        r = (s + e + 1) / 2.0
-        for k in range(s, e):
-            ranks[idx[k]] = r
-        s = e
 
 
 @numba.njit(cache=True, nogil=True)

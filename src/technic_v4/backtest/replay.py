@@ -41,6 +41,7 @@ from numba import njit
 
 from technic_v4 import heap
 from technic_v4.backtest import series as ser
+from technic_v4.backtest.metrics import _walk_ties
 from technic_v4.config.scan import ScanConfig
 from technic_v4.config.screen import clause_text
 from technic_v4.data import adjust as adj
@@ -754,22 +755,7 @@ def _rank_rows(x: Any, out: Any) -> None:
     for q in range(x.shape[0]):
         row = x[q]
         idx = np.flatnonzero(~np.isnan(row))
-        if len(idx) == 0:
-            continue
-        order = idx[np.argsort(row[idx], kind="mergesort")]
-        i = 0
-        n = len(order)
-        while i < n:
-            j = i
-            while j + 1 < n and row[order[j + 1]] == row[order[i]]:
-                j += 1
-            total = 0.0
-            for m in range(i, j + 1):
-                total += m + 1
-            avg = total / (j - i + 1)
-            for m in range(i, j + 1):
-                out[q, order[m]] = avg
-            i = j + 1
+        _walk_ties(idx[np.argsort(row[idx], kind="mergesort")], row, out[q])
 
 
 def _regimes(panel: Panel, days: np.ndarray) -> list[sc.Regime]:
