@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
-from service_support import Gate, Running, Serve, ServerThread
+from service_support import CHROMIUM, CHROMIUM_ARGS, Gate, Running, Serve, ServerThread
 
 from technic_v4.config.settings import Settings
 from technic_v4.data.market import MarketData
@@ -45,3 +46,14 @@ def market(small_market: MarketData) -> MarketData:
     """The shared small market (read-only use), with fresh counters."""
     small_market.reset_stats()
     return small_market
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Debian's Chromium, headless, driven by Playwright (tests marked ``needs_chromium``)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()

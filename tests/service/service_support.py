@@ -8,9 +8,11 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 
 from technic_v4.data.calendar import sessions_between
@@ -122,3 +124,12 @@ class AdvancingProvider(SyntheticProvider):
     def advance(self, end: dt.date) -> None:
         self.end = end
         self.sessions = sessions_between(self.epoch, end)
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(),
+                                    reason="needs Debian's chromium at /usr/bin/chromium "
+                                    "(apt-get install -y chromium)")

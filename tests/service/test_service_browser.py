@@ -3,38 +3,21 @@ scan, progress, sort, filter, chart with SMA/Bollinger and the trade plan's line
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
-from service_support import Gate, Serve
+from service_support import Gate, Serve, needs_chromium
 
 from technic_v4.data.market import MarketData
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SECTORS = ["Financials", "Health Care", "Industrials", "Information Technology"]
 # The page's colours (app.js COLORS): each must appear on the chart.
 LINE_COLOURS = {"SMA20": "#f59e0b", "SMA50": "#2563eb", "SMA200": "#7c3aed",
                 "candle up": "#16a34a", "candle down": "#dc2626", "Entry": "#0891b2",
                 "Stop": "#e11d48", "Target": "#059669"}
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason="needs Debian's chromium at /usr/bin/chromium "
-                                "(apt-get install -y chromium)")
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
-        yield b
-        b.close()
+pytestmark = needs_chromium
 
 
 def _rgb(hex_colour: str) -> np.ndarray:

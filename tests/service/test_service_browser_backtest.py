@@ -4,34 +4,17 @@ answers; then a second one shows an ETA and is cancelled from the page."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from service_support import BacktestGate, Serve
+from service_support import BacktestGate, Serve, needs_chromium
 
 from technic_v4.data.market import MarketData
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 CHARTS = ["Cumulative excess return", "Equity curve and drawdown", "IC over time",
           "Mean return by quantile", "R-multiple histogram"]
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason="needs Debian's chromium at /usr/bin/chromium "
-                                "(apt-get install -y chromium)")
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
-        yield b
-        b.close()
+pytestmark = needs_chromium
 
 
 def test_page_backtest_charts_tables_eta_and_cancel(serve: Serve, market: MarketData,
