@@ -360,14 +360,19 @@ def _epochs(sids: np.ndarray, actions: adj.Actions | None, mode: str, days: np.n
 
 
 def chunk_specs(sids: np.ndarray, actions: adj.Actions | None, mode: str, days: np.ndarray,
-                wanted: np.ndarray | None = None, rows: int = 0) -> list[ChunkSpec]:
+                wanted: np.ndarray | None = None, rows: int = 0,
+                epochs: dict[int, list[tuple[int, int, int]]] | None = None
+                ) -> list[ChunkSpec]:
     """The (listing, epoch) views of every listing of ``sids`` (``wanted``: only those sids),
-    ``rows`` views per chunk (default: about ``CHUNK_PAIRS`` pairs). A chunk may hold views of several
-    bases (a split's few listings ride along with others)."""
+    ``rows`` views per chunk (default: about ``CHUNK_PAIRS`` pairs). A chunk may hold views of
+    several bases (a split's few listings ride along with others). ``epochs``: ``_epochs`` of
+    these arguments when the caller has them already."""
     sids = np.asarray(sids)
     want = None if wanted is None else set(np.asarray(wanted).tolist())
+    if epochs is None:
+        epochs = _epochs(sids, actions, mode, days)
     tasks = [(basis, int(sids[r]), q0, q1)
-             for basis, ranges in sorted(_epochs(sids, actions, mode, days).items())
+             for basis, ranges in sorted(epochs.items())
              for r, q0, q1 in ranges if want is None or int(sids[r]) in want]
     # Chunks of about CHUNK_PAIRS (listing, session) pairs: a chunk's columns at its pairs
     # are its memory (~70 float columns), so 20 years take fewer listings per chunk than one.
@@ -570,8 +575,9 @@ def _series(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, panel: Panel,
     pre["LastDay"] = np.full((n_s, n_ref), -1, dtype=np.int32)
     # Listings the smart filter drops (types, exchanges, …) are never scored: no pass A.
     _, smart = pl.smart_filter(cfg, ref, np.ones(n_ref, dtype=bool), [])
+    epochs = _epochs(sids, panel.actions, panel.adjust, days)  # both passes' views
     specs = chunk_specs(sids, panel.actions, panel.adjust, days,
-                        wanted=ref["sid"].to_numpy()[smart])
+                        wanted=ref["sid"].to_numpy()[smart], epochs=epochs)
     for got in runner.map(pre_chunk, specs, PreContext(plan.width, ref_sids), plan, tick,
                           "pre-screen"):
         for c, a in pre.items():
@@ -603,7 +609,7 @@ def _series(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, panel: Panel,
                        texts, trade_codes, days.astype(np.int64),
                        data.actions().of_mode("split"),
                        int(np.datetime64(last, "D").astype(np.int64)) if last else -1)
-    specs = chunk_specs(sids, panel.actions, panel.adjust, days, wanted=alive)
+    specs = chunk_specs(sids, panel.actions, panel.adjust, days, wanted=alive, epochs=epochs)
     for got in runner.map(score_chunk, specs, ctx, plan, tick, "indicators"):
         if got is None:
             continue
@@ -630,7 +636,7 @@ def _series(cfg: ScanConfig, data: MarketData, ref: pd.DataFrame, panel: Panel,
                            for d, r in zip(days, regs, strict=True)])
     stats = {"seconds_by_step": {k: round(v, 6) for k, v in timing.items()},
              "pairs": n_pairs, "dropped": dropped, "runner": runner.stats(),
-             "epoch_groups": len(_epochs(sids, panel.actions, panel.adjust, days)),
+             "epoch_groups": len(epochs),
              "match_listing": m_pos, "universe_listing": u_pos}
     return matches, universe, regime, stats
 
